@@ -1,0 +1,293 @@
+"""The SOAP classifier (the paper's Algorithm 2).
+
+SOAP of each oxygen (DScribe) -> StandardScaler -> PCA(30) -> distance to the nearest reference
+environment (Euclidean or cosine). The nearest reference gives the phase; a distance above the threshold
+means no reference matches: liquid (code 0).
+
+Fitting. The ideal references hold only ~15 distinct environments, so a scaler and PCA fitted on them alone
+are rank-deficient: features that never vary among ideal sites get a near-zero scale and blow up any
+deviation. We fit the scaler and PCA on the ideal environments plus copies with small Gaussian
+displacements (``fit_noise`` A), which gives every feature a physical spread, and keep the ideal
+environments, at several isotropic scales (MD densities differ from GenIce2's; ice VII in particular
+spans a wide range with pressure), as the reference set that distances are measured to.
+
+Saved as npz (loaded with ``allow_pickle=False``) holding the arrays and a JSON header.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from .phases import LIQUID, code_table
+from .references import Reference, supercell
+
+METRICS = ("euclidean", "cosine")
+#: Format version of the saved classifier arrays.
+CLASSIFIER_FORMAT = 1
+
+
+class ClassifierError(ValueError):
+    """Bad classifier input or file; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class SoapSettings:
+    """SOAP of O in O: r_cut is our choice (docs/validation.md), n_max and l_max are the paper's."""
+
+    r_cut: float = 6.0
+    n_max: int = 12
+    l_max: int = 10
+    sigma: float = 1.0
+
+    def descriptor(self, periodic: bool):
+        from dscribe.descriptors import SOAP
+
+        return SOAP(
+            species=["O"], r_cut=self.r_cut, n_max=self.n_max, l_max=self.l_max, sigma=self.sigma, periodic=periodic
+        )
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    n_components: int = 30
+    #: isotropic length scales at which each reference is added to the reference set (density x 0.89-1.12).
+    scales: tuple[float, ...] = (0.96, 0.98, 1.0, 1.02, 1.04)
+    #: sigma (A) of the displaced copies that condition the scaler and PCA.
+    fit_noise: tuple[float, ...] = (0.05, 0.1, 0.2)
+    copies_per_noise: int = 2
+    seed: int = 0
+
+
+@dataclass
+class ClassificationResult:
+    codes: np.ndarray  # (n,) int32: 0 liquid, 1..K phase
+    distances: np.ndarray  # (n,) float64: distance to the nearest reference environment
+    nearest: np.ndarray  # (n,) int32: code of the nearest reference, even when above the threshold
+
+
+@dataclass
+class Classifier:
+    names: list[str]
+    soap: SoapSettings
+    scaler_mean: np.ndarray
+    scaler_scale: np.ndarray
+    pca_mean: np.ndarray
+    pca_components: np.ndarray  # (k, F)
+    ref_features: np.ndarray  # (M, k)
+    ref_codes: np.ndarray  # (M,)
+    #: thresholds keyed "<pipeline>/<metric>", pipeline "denoised" or "raw" (SOAP on undenoised positions).
+    thresholds: dict[str, float] = field(default_factory=dict)
+    metric: str = "euclidean"
+
+    # ---- descriptors -------------------------------------------------------------------------
+    def soap_features(
+        self,
+        positions: np.ndarray,
+        cell: np.ndarray | None = None,
+        pbc: tuple[bool, bool, bool] = (True, True, True),
+        centers: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Raw SOAP vectors (n, F) of ``centers`` (default: every atom).
+
+        With ``cell=None`` or no periodic direction the atoms are an open cloud: the plugin passes each
+        rank's local atoms as centres and its ghost atoms as their surroundings.
+        """
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise ClassifierError(f"positions must have shape (N, 3), got {positions.shape}")
+        if not np.isfinite(positions).all():
+            raise ClassifierError("positions contain NaN or Inf: the simulation has blown up or the file is corrupt")
+        periodic = cell is not None and bool(np.any(pbc))
+        if periodic:
+            atoms = Atoms("O" * len(positions), positions=positions, cell=cell, pbc=pbc)
+        else:
+            atoms = Atoms("O" * len(positions), positions=positions)
+        if centers is not None:
+            centers = np.asarray(centers, dtype=np.int64)
+            if len(centers) == 0:
+                return np.zeros((0, self.scaler_mean.shape[0]))
+        if len(positions) == 0:
+            return np.zeros((0, self.scaler_mean.shape[0]))
+        soap = self.soap.descriptor(periodic)
+        feats = soap.create(atoms, centers=None if centers is None else centers.tolist())
+        return np.atleast_2d(np.asarray(feats, dtype=np.float64))
+
+    def reduce(self, features: np.ndarray) -> np.ndarray:
+        """StandardScaler then PCA: (n, F) -> (n, k)."""
+        return ((features - self.scaler_mean) / self.scaler_scale - self.pca_mean) @ self.pca_components.T
+
+    # ---- decisions ---------------------------------------------------------------------------
+    def threshold(self, metric: str, denoised: bool) -> float:
+        key = f"{'denoised' if denoised else 'raw'}/{metric}"
+        if key not in self.thresholds:
+            raise ClassifierError(
+                f"this classifier has no calibrated threshold for {key}; pass one explicitly "
+                f"(--threshold) or calibrate it with `icephase calibrate`"
+            )
+        return self.thresholds[key]
+
+    def classify_reduced(self, reduced: np.ndarray, metric: str, threshold: float) -> ClassificationResult:
+        if metric not in METRICS:
+            raise ClassifierError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+        dist = pairwise_distance(reduced, self.ref_features, metric)
+        if dist.shape[0] == 0:
+            empty = np.zeros(0, dtype=np.int32)
+            return ClassificationResult(empty, np.zeros(0), empty)
+        best = np.argmin(dist, axis=1)
+        distances = dist[np.arange(len(best)), best]
+        nearest = self.ref_codes[best].astype(np.int32)
+        codes = np.where(distances > threshold, LIQUID, nearest).astype(np.int32)
+        return ClassificationResult(codes, distances, nearest)
+
+    def classify(
+        self,
+        positions: np.ndarray,
+        cell: np.ndarray | None = None,
+        pbc: tuple[bool, bool, bool] = (True, True, True),
+        centers: np.ndarray | None = None,
+        metric: str | None = None,
+        threshold: float | None = None,
+        denoised: bool = True,
+    ) -> ClassificationResult:
+        metric = metric or self.metric
+        if threshold is None:
+            threshold = self.threshold(metric, denoised)
+        feats = self.soap_features(positions, cell, pbc, centers)
+        return self.classify_reduced(self.reduce(feats), metric, threshold)
+
+    @property
+    def code_names(self) -> dict[int, str]:
+        return code_table(self.names)
+
+    # ---- persistence (no pickle) -------------------------------------------------------------
+    def header(self) -> dict:
+        return {
+            "format": CLASSIFIER_FORMAT,
+            "names": self.names,
+            "soap": asdict(self.soap),
+            "thresholds": self.thresholds,
+            "metric": self.metric,
+        }
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            header=np.array(json.dumps(self.header())),
+            scaler_mean=self.scaler_mean,
+            scaler_scale=self.scaler_scale,
+            pca_mean=self.pca_mean,
+            pca_components=self.pca_components,
+            ref_features=self.ref_features,
+            ref_codes=self.ref_codes,
+        )
+        return buf.getvalue()
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, origin: str = "classifier data") -> "Classifier":
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            header = json.loads(str(arrays.pop("header")))
+            if header.get("format") != CLASSIFIER_FORMAT:
+                raise ClassifierError(
+                    f"{origin}: classifier format {header.get('format')} is not the supported {CLASSIFIER_FORMAT}"
+                )
+            return cls(
+                names=list(header["names"]),
+                soap=SoapSettings(**header["soap"]),
+                thresholds={k: float(v) for k, v in header["thresholds"].items()},
+                metric=header["metric"],
+                **arrays,
+            )
+        except ClassifierError:
+            raise
+        except Exception as exc:
+            raise ClassifierError(f"{origin} is not a valid icephase classifier ({exc})") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Classifier":
+        path = Path(path)
+        if not path.is_file():
+            raise ClassifierError(f"classifier file {str(path)!r} does not exist")
+        return cls.from_bytes(path.read_bytes(), origin=str(path))
+
+
+def pairwise_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+    """(n, k) x (M, k) -> (n, M) distances, vectorised."""
+    if metric == "euclidean":
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.sqrt(np.maximum(sq, 0.0))
+    if metric == "cosine":
+        na = np.linalg.norm(a, axis=1, keepdims=True)
+        nb = np.linalg.norm(b, axis=1, keepdims=True)
+        return 1.0 - (a @ b.T) / np.maximum(na * nb.T, 1e-12)
+    raise ClassifierError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+
+
+def _unique_rows(x: np.ndarray, rel_tol: float = 1e-6) -> np.ndarray:
+    """Symmetry-equivalent sites have identical SOAP vectors; keep one of each."""
+    scale = np.abs(x).max() or 1.0
+    _, idx = np.unique(np.round(x / (scale * rel_tol)).astype(np.int64), axis=0, return_index=True)
+    return x[np.sort(idx)]
+
+
+def fit_classifier(
+    references: list[Reference],
+    soap: SoapSettings = SoapSettings(),
+    fit: FitSettings = FitSettings(),
+    progress: bool = False,
+) -> Classifier:
+    """Fit scaler, PCA and the reference environments from ideal references (no MD data needed)."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+    from tqdm import tqdm
+
+    if not references:
+        raise ClassifierError("no reference structures to fit on")
+    rng = np.random.default_rng(fit.seed)
+    descriptor = soap.descriptor(periodic=True)
+    ideal_feats, ideal_codes, fit_feats = [], [], []
+    jobs = [(code, ref, s) for code, ref in enumerate(references, start=1) for s in fit.scales]
+    for code, ref, scale in tqdm(jobs, desc="fit classifier", disable=not progress):
+        atoms = supercell(ref.atoms, 2.0 * soap.r_cut + 1.0)
+        atoms.set_cell(atoms.cell.array * scale, scale_atoms=True)
+        feats = _unique_rows(np.asarray(descriptor.create(atoms)))
+        ideal_feats.append(feats)
+        ideal_codes.append(np.full(len(feats), code))
+        fit_feats.append(feats)
+        if scale != 1.0:
+            continue
+        # displaced copies for the scaler/PCA fit, at the reference's own density only
+        for sigma in fit.fit_noise:
+            for _ in range(fit.copies_per_noise):
+                noisy = atoms.copy()
+                noisy.positions += sigma * rng.standard_normal(noisy.positions.shape)
+                fit_feats.append(np.asarray(descriptor.create(noisy)))
+    ideal = np.concatenate(ideal_feats)
+    train = np.concatenate(fit_feats)
+    scaler = StandardScaler().fit(train)
+    scaled = scaler.transform(train)
+    n_components = min(fit.n_components, scaled.shape[0], scaled.shape[1])
+    pca = PCA(n_components=n_components, random_state=fit.seed).fit(scaled)
+    clf = Classifier(
+        names=[r.name for r in references],
+        soap=soap,
+        scaler_mean=scaler.mean_.astype(np.float64),
+        scaler_scale=scaler.scale_.astype(np.float64),
+        pca_mean=pca.mean_.astype(np.float64),
+        pca_components=pca.components_.astype(np.float64),
+        ref_features=np.zeros((0, n_components)),
+        ref_codes=np.concatenate(ideal_codes).astype(np.int32),
+    )
+    clf.ref_features = clf.reduce(ideal)
+    return clf

@@ -1,0 +1,131 @@
+"""The denoiser network eps(r): an E(3)-equivariant NequIP network, one displacement vector per oxygen.
+
+Built from nequip 0.19 building blocks. The exported module has one plain signature that both the Python
+pipeline and the LAMMPS plugin call:
+
+    forward(pos: [N, 3] float32, edge_index: [2, E] int64, edge_shift: [E, 3] float32) -> [N, 3] float32
+
+Edge ``e`` points from centre ``edge_index[0, e]`` to neighbour ``edge_index[1, e]``; its vector is
+``pos[j] - pos[i] + edge_shift[e]``. Offline, ``edge_shift`` holds the periodic image offsets (Cartesian,
+Angstrom); in LAMMPS the neighbour is a ghost atom at its image position, so the shift is zero.
+Every edge with length below ``r_max`` must be present (both directions).
+"""
+
+
+from dataclasses import asdict, dataclass
+from typing import Dict
+
+import torch
+
+#: Key under which the network writes its per-atom output in nequip's data dict.
+_OUT_FIELD = "denoise_eps"
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Architecture of the denoiser. Defaults are justified in docs/validation.md (accuracy vs. speed)."""
+
+    r_max: float = 4.5
+    num_layers: int = 3
+    l_max: int = 1
+    num_features: int = 16
+    num_bessels: int = 8
+    radial_mlp_width: int = 32
+    radial_mlp_depth: int = 1
+    #: typical number of O neighbours within r_max (ideal Ih ~6 at 4.5 A, liquid ~13, ice VII ~23):
+    #: only normalises the message sums.
+    avg_num_neighbors: float = 12.0
+    #: the network's raw output is multiplied by this, so a freshly initialised net predicts ~this scale (A).
+    output_scale: float = 0.1
+
+    @property
+    def receptive_field(self) -> float:
+        """How far (A) information travels in one denoising step: num_layers * r_max."""
+        return self.num_layers * self.r_max
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Denoiser(torch.nn.Module):
+    """eps(r) with the plain (pos, edge_index, edge_shift) signature documented in the module docstring."""
+
+    out_field: str
+    output_scale: float
+
+    def __init__(self, net: torch.nn.Module, output_scale: float):
+        super().__init__()
+        self.net = net
+        self.out_field = _OUT_FIELD
+        self.output_scale = output_scale
+
+    def forward(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
+        vec = torch.index_select(pos, 0, edge_index[1]) - torch.index_select(pos, 0, edge_index[0]) + edge_shift
+        data: Dict[str, torch.Tensor] = {
+            "pos": pos,
+            "edge_index": edge_index,
+            # nequip uses precomputed edge vectors when present, so no cell is needed here.
+            "edge_vectors": vec,
+            "atom_types": torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device),
+        }
+        out = self.net(data)
+        return out[self.out_field] * self.output_scale
+
+
+def build_denoiser(config: DenoiserConfig) -> Denoiser:
+    """A freshly initialised float32 denoiser (seed torch first for reproducibility)."""
+    from e3nn.o3 import Irreps
+    from nequip.nn import AtomwiseLinear, ConvNetLayer, SequentialGraphNetwork
+    from nequip.nn.embedding import (
+        BesselEdgeLengthEncoding,
+        EdgeLengthNormalizer,
+        NodeTypeEmbed,
+        PolynomialCutoff,
+        SphericalHarmonicEdgeAttrs,
+    )
+    from nequip.utils.global_state import set_global_state
+
+    set_global_state()
+    # set_global_state() switches torch's default dtype to float64; the denoiser runs in float32.
+    torch.set_default_dtype(torch.float32)
+
+    type_names = ["O"]
+    hidden = Irreps([(config.num_features, (l, p)) for l in range(config.l_max + 1) for p in (1, -1)])
+    # Keep parity-consistent irreps only (even scalars, odd vectors, ...), as NequIP does without parity mixing.
+    hidden = Irreps([(mul, ir) for mul, ir in hidden if ir.p == (-1) ** ir.l])
+    modules: dict[str, torch.nn.Module] = {}
+    modules["type_embed"] = NodeTypeEmbed(type_names=type_names, num_features=config.num_features)
+    modules["sh"] = SphericalHarmonicEdgeAttrs(irreps_edge_sh=config.l_max, irreps_in=modules["type_embed"].irreps_out)
+    modules["norm_len"] = EdgeLengthNormalizer(r_max=config.r_max, type_names=type_names, irreps_in=modules["sh"].irreps_out)
+    modules["radial"] = BesselEdgeLengthEncoding(
+        cutoff=PolynomialCutoff(6), num_bessels=config.num_bessels, irreps_in=modules["norm_len"].irreps_out
+    )
+    prev = modules["radial"].irreps_out
+    for layer in range(config.num_layers):
+        conv = ConvNetLayer(
+            irreps_in=prev,
+            feature_irreps_hidden=hidden,
+            convolution_kwargs={
+                "radial_mlp_depth": config.radial_mlp_depth,
+                "radial_mlp_width": config.radial_mlp_width,
+                "avg_num_neighbors": config.avg_num_neighbors,
+                "type_names": type_names,
+                "is_first_layer": layer == 0,
+            },
+            resnet=layer > 0,
+        )
+        modules[f"layer{layer}"] = conv
+        prev = conv.irreps_out
+    modules["out"] = AtomwiseLinear(field="node_features", out_field=_OUT_FIELD, irreps_in=prev, irreps_out="1x1o")
+    net = SequentialGraphNetwork(modules)
+    return Denoiser(net, config.output_scale).to(torch.float32)
+
+
+def script_denoiser(model: Denoiser) -> torch.jit.ScriptModule:
+    """TorchScript-compile the denoiser (what the LAMMPS plugin loads through libtorch)."""
+    from e3nn.util.jit import script
+    from nequip.utils.compile import conditional_torchscript_mode
+
+    model = model.eval()
+    with conditional_torchscript_mode(True):
+        return script(model)

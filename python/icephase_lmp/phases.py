@@ -1,0 +1,82 @@
+"""The one place where phase names, integer codes, GenIce2 lattice names and colours are defined.
+
+Everything else (the classifier, the CLI, model metadata read by the LAMMPS plugin, the docs, the
+OVITO colouring) takes them from here. A model carries its own code table in its metadata, so a
+user-built reference set (codes 1..K in the user's order) travels with the model that uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Atom not analysed: outside the compute's group, or not an oxygen.
+NOT_ANALYSED = -1
+#: No reference matched closely enough (distance above the threshold): liquid / disordered.
+LIQUID = 0
+
+NOT_ANALYSED_NAME = "not analysed"
+LIQUID_NAME = "liquid"
+
+
+@dataclass(frozen=True)
+class Phase:
+    code: int
+    name: str
+    #: GenIce2 lattice name that builds its ideal structure.
+    lattice: str
+    #: Oxygen sites per GenIce2 unit cell (a fact of the lattice, checked by the tests).
+    sites_per_cell: int
+    #: RGB in 0..1, used by every plot and by the OVITO rendering.
+    color: tuple[float, float, float]
+
+
+#: The seven reference phases of the paper, in code order 1..7.
+BUILTIN_PHASES: tuple[Phase, ...] = (
+    Phase(1, "Ih", "1h", 16, (0.121, 0.467, 0.706)),
+    Phase(2, "Ic", "1c", 8, (0.090, 0.745, 0.812)),
+    Phase(3, "II", "2", 12, (1.000, 0.498, 0.055)),
+    Phase(4, "III", "3", 12, (0.839, 0.153, 0.157)),
+    Phase(5, "VI", "6", 10, (0.580, 0.404, 0.741)),
+    Phase(6, "VII", "7", 16, (0.549, 0.337, 0.294)),
+    Phase(7, "sI", "CS1", 46, (0.173, 0.627, 0.173)),
+)
+
+LIQUID_COLOR = (0.78, 0.78, 0.78)
+NOT_ANALYSED_COLOR = (0.35, 0.35, 0.35)
+
+#: Colours for user-built reference sets beyond the built-in ones (cycled).
+EXTRA_COLORS: tuple[tuple[float, float, float], ...] = (
+    (0.737, 0.741, 0.133),
+    (0.890, 0.467, 0.761),
+    (0.498, 0.498, 0.498),
+    (0.400, 0.761, 0.647),
+    (0.988, 0.553, 0.384),
+)
+
+_BY_NAME = {p.name.lower(): p for p in BUILTIN_PHASES}
+_BY_LATTICE = {p.lattice.lower(): p for p in BUILTIN_PHASES}
+
+
+def builtin_phase(name_or_lattice: str) -> Phase | None:
+    """Look a built-in phase up by its name (``Ih``) or GenIce2 lattice name (``1h``), any case."""
+    key = name_or_lattice.strip().lower()
+    return _BY_NAME.get(key) or _BY_LATTICE.get(key)
+
+
+def code_table(names: list[str]) -> dict[int, str]:
+    """The full code -> name table of a reference set whose phases are ``names`` in code order 1..K."""
+    table = {NOT_ANALYSED: NOT_ANALYSED_NAME, LIQUID: LIQUID_NAME}
+    table.update({i + 1: n for i, n in enumerate(names)})
+    return table
+
+
+def color_for(code: int, names: list[str]) -> tuple[float, float, float]:
+    """The colour of ``code`` in a reference set ``names``: built-in phases keep their colour everywhere."""
+    if code == NOT_ANALYSED:
+        return NOT_ANALYSED_COLOR
+    if code == LIQUID:
+        return LIQUID_COLOR
+    phase = builtin_phase(names[code - 1])
+    if phase is not None:
+        return phase.color
+    return EXTRA_COLORS[(code - 1) % len(EXTRA_COLORS)]

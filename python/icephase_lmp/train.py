@@ -1,0 +1,207 @@
+"""Training the denoiser on ideal references only (the paper's Algorithm 1).
+
+Each step draws ``batch_size`` reference supercells, scales each isotropically by a random factor (MD
+densities differ from GenIce2's by a few percent), adds Gaussian noise with sigma ~ U(0, sigma_max) per
+sample, and regresses the noise. The target noise has its per-sample mean removed: a translation-invariant
+network cannot predict a rigid shift, so that part of the noise is unlearnable and only adds variance.
+
+A run directory holds everything: ``config.json``, ``loss.csv``, ``loss.png``, ``checkpoint.pt`` (resumable,
+loaded with ``weights_only=True``: no pickle) and the final ``denoiser.pt`` (TorchScript).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .geometry import neighbor_edges
+from .model import Denoiser, DenoiserConfig, build_denoiser, script_denoiser
+from .references import Reference, load_references, supercell
+
+
+@dataclass
+class TrainConfig:
+    references: list[str] = field(default_factory=list)  # empty: the seven built-in phases
+    model: DenoiserConfig = field(default_factory=DenoiserConfig)
+    steps: int = 20000
+    batch_size: int = 8
+    lr: float = 2e-4
+    weight_decay: float = 1e-2
+    #: cosine decay of the learning rate to lr * lr_final_fraction over the run (1.0 = constant).
+    lr_final_fraction: float = 0.1
+    sigma_max: float = 0.35
+    #: isotropic length scaling drawn from U(1 - s, 1 + s): +-5% in length is +-15% in density.
+    scale_jitter: float = 0.05
+    #: reference supercells are at least this wide (A); twice r_max plus a margin keeps images distinct.
+    min_cell_width: float = 12.0
+    seed: int = 0
+    checkpoint_every: int = 500
+    device: str = "auto"
+    threads: int = 0  # 0: leave torch's default
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        data["model"] = DenoiserConfig(**data.get("model", {}))
+        return cls(**data)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' asked for, but this torch has no CUDA device: use --device cpu")
+    return torch.device(name)
+
+
+def noisy_batch(
+    cells: list[Reference], config: TrainConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One training batch: concatenated noisy positions, edges, edge shifts and mean-removed targets."""
+    positions, edges, shifts, targets = [], [], [], []
+    offset = 0
+    for _ in range(config.batch_size):
+        ref = cells[rng.integers(len(cells))]
+        scale = 1.0 + rng.uniform(-config.scale_jitter, config.scale_jitter)
+        cell = ref.atoms.cell.array * scale
+        clean = ref.atoms.positions * scale
+        sigma = rng.uniform(0.0, config.sigma_max)
+        delta = sigma * rng.standard_normal(clean.shape)
+        noisy = clean + delta
+        ei, sh = neighbor_edges(noisy, cell, (True, True, True), config.model.r_max)
+        positions.append(noisy)
+        edges.append(ei + offset)
+        shifts.append(sh)
+        targets.append(delta - delta.mean(axis=0))
+        offset += len(noisy)
+    return np.concatenate(positions), np.concatenate(edges, axis=1), np.concatenate(shifts), np.concatenate(targets)
+
+
+def _lr_at(step: int, config: TrainConfig) -> float:
+    progress = min(step / max(config.steps, 1), 1.0)
+    floor = config.lr_final_fraction
+    return config.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a denoiser into ``run_dir``; returns the path of the TorchScript ``denoiser.pt``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+
+    refs = load_references(config.references)
+    cells = [Reference(r.name, supercell(r.atoms, config.min_cell_width), r.source) for r in refs]
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model = build_denoiser(config.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start = 0
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        if asdict(saved) != asdict(config):
+            raise ValueError(f"cannot resume {run_dir}: its config.json differs from the config given now")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = json.loads(state["numpy_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+    else:
+        (run_dir / "config.json").write_text(config.to_json())
+        (run_dir / "loss.csv").write_text("step,loss,rms_target,lr,seconds\n")
+
+    def save_checkpoint(step: int) -> None:
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "numpy_rng": json.dumps(rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+        }
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(ckpt_path)  # atomic: a crash mid-save never leaves a broken checkpoint
+
+    t0 = time.time()
+    model.train()
+    with open(run_dir / "loss.csv", "a") as log:
+        bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress, desc="train")
+        for step in bar:
+            lr = _lr_at(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            pos, ei, sh, target = noisy_batch(cells, config, rng)
+            pred = model(
+                torch.tensor(pos, dtype=torch.float32, device=device),
+                torch.tensor(ei, device=device),
+                torch.tensor(sh, dtype=torch.float32, device=device),
+            )
+            target_t = torch.tensor(target, dtype=torch.float32, device=device)
+            loss = (pred - target_t).square().sum(dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at step {step}: lower --lr")
+            rms_target = float(np.sqrt((target**2).sum(axis=1).mean()))
+            log.write(f"{step + 1},{value:.6g},{rms_target:.6g},{lr:.4g},{time.time() - t0:.1f}\n")
+            if (step + 1) % 50 == 0:
+                log.flush()
+                bar.set_postfix(loss=f"{value:.4f}")
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                save_checkpoint(step + 1)
+    plot_loss(run_dir / "loss.csv", run_dir / "loss.png")
+    out = run_dir / "denoiser.pt"
+    torch.jit.save(script_denoiser(model.to("cpu")), str(out))
+    return out
+
+
+def load_trained(run_dir: str | Path) -> tuple[Denoiser, TrainConfig]:
+    """The eager model and config of a (finished or partial) run, from its checkpoint."""
+    run_dir = Path(run_dir)
+    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    model = build_denoiser(config.model)
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.eval(), config
+
+
+def plot_loss(csv_path: Path, png_path: Path) -> None:
+    """Loss curve (log scale) with a running mean, next to the target's own scale for reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = np.genfromtxt(csv_path, delimiter=",", names=True)
+    data = np.atleast_1d(data)
+    if data.size == 0:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(data["step"], data["loss"], lw=0.5, alpha=0.4, label="loss per step")
+    window = max(1, min(200, data.size // 10))
+    smooth = np.convolve(data["loss"], np.ones(window) / window, mode="valid")
+    ax.plot(data["step"][window - 1 :], smooth, lw=1.5, label=f"running mean ({window} steps)")
+    ax.plot(data["step"], data["rms_target"] ** 2, lw=0.5, alpha=0.3, label="mean |target|^2 (predict-zero loss)")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (A^2 per atom)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)

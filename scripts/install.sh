@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install icephase into .venv/ at the repository root: torch first (pinned CPU wheel), then every other
+# package under requirements/constraints.txt so nothing can pull in a different torch, then icephase itself
+# (editable) and, when a C++ toolchain is present, the LAMMPS plugin into build/.
+# Idempotent: a second run only checks what is there.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+py="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+    echo "[install] creating $venv"
+    "$py" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+stamp="$venv/.icephase-installed"
+if [ ! -f "$stamp" ] || [ requirements/constraints.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "[install] torch==2.13.0 (CPU wheel) first"
+    "${pip[@]}" "torch==2.13.0"
+    echo "[install] the rest, constrained by requirements/constraints.txt"
+    "${pip[@]}" -c requirements/constraints.txt -e ".[dev]"
+    touch "$stamp"
+fi
+if [ -f CMakeLists.txt ] && [ "${ICEPHASE_SKIP_PLUGIN:-0}" != 1 ]; then
+    bash scripts/build_plugin.sh
+fi
+echo "[install] done: $venv"
