@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .model import DenoiserConfig
@@ -51,13 +53,241 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- classify
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="label every selected oxygen of a trajectory (denoise + SOAP)")
+    p.add_argument("trajectory", help="LAMMPS dump (.lammpstrj/.dump), extxyz, or GROMACS .xtc/.trr (with --top)")
+    p.add_argument("--top", help="topology for GROMACS trajectories (.tpr, .gro, .pdb)")
+    p.add_argument("--select", help="which atoms are oxygens: 'element O', 'name OW' or 'type 1 [2 ...]' "
+                   "(default: element O, or a dump's only type)")
+    p.add_argument("--frames", help="START:STOP[:STEP] (Python slicing) or one frame number")
+    p.add_argument("--model", help="model.pth from `icephase export` (default: the shipped model)")
+    p.add_argument("--no-denoise", action="store_true", help="classify the raw positions (SOAP only)")
+    p.add_argument("--iterations", type=int, help="denoising iterations (default: the model's)")
+    p.add_argument("--tolerance", type=float, help="stop denoising once the largest step is below this (A)")
+    p.add_argument("--metric", choices=["euclidean", "cosine"], help="default: the model's")
+    p.add_argument("--threshold", type=float, help="liquid threshold (default: the model's calibrated one)")
+    p.add_argument("--write-denoised", metavar="FILE", help="also write the denoised frames (with labels) to FILE")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--quiet", action="store_true", help="no per-frame table")
+    p.add_argument("--out", required=True, help="output: .csv, .lammpstrj/.dump or .extxyz (by extension)")
+    p.set_defaults(func=_cmd_classify)
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import Pipeline, set_threads
+    from .trajectory import Selection, count_frames, open_label_writer, parse_frames, read_frames
+
+    set_threads(args.threads)
+    select = Selection.parse(args.select)
+    frames = parse_frames(args.frames)
+    pipeline = Pipeline.from_path(
+        args.model, device=args.device, use_denoiser=not args.no_denoise, iterations=args.iterations,
+        tolerance=args.tolerance, metric=args.metric, threshold=args.threshold,
+    )
+    names = pipeline.classifier.code_names
+    total = len(range(*frames.indices(count_frames(args.trajectory, args.top))))
+    columns = [c for c in sorted(names) if c >= 0]
+    if not args.quiet:
+        mode = "SOAP only (no denoising)" if args.no_denoise else f"denoise x{pipeline.iterations} + SOAP"
+        print(f"# {mode}, metric {pipeline.metric}, threshold {pipeline.threshold:.4g}; fractions per frame:")
+        print("frame  " + " ".join(f"{names[c]:>7s}" for c in columns))
+    denoised_writer = open_label_writer(args.write_denoised, names) if args.write_denoised else None
+    with open_label_writer(args.out, names) as writer:
+        for frame in tqdm(read_frames(args.trajectory, args.top, select, frames), total=total, desc="classify",
+                          unit="frame", disable=args.quiet):
+            result = pipeline.run(frame.positions, frame.cell, frame.pbc)
+            writer.write(frame, result.codes, [names[c] for c in result.codes], result.distances)
+            if denoised_writer is not None:
+                denoised_writer.write(frame, result.codes, [names[c] for c in result.codes], result.distances,
+                                      positions=result.positions)
+            if not args.quiet:
+                n = max(len(result.codes), 1)
+                fractions = " ".join(f"{np.count_nonzero(result.codes == c) / n:7.3f}" for c in columns)
+                tqdm.write(f"{frame.index:5d}  {fractions}")
+    if denoised_writer is not None:
+        denoised_writer.__exit__(None, None, None)
+    print(f"labels written to {args.out}" + (f"; denoised frames to {args.write_denoised}" if args.write_denoised else ""))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- references
+def _add_references(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("references", help="list the reference structures, or export them as files")
+    p.add_argument("--reference", action="append", default=[], metavar="SPEC",
+                   help="[LABEL=]PHASE|LATTICE|FILE[@DENSITY]; repeat; default: the seven built-in phases")
+    p.add_argument("--export", metavar="DIR", help="write each reference (oxygen sites) to DIR")
+    p.add_argument("--format", default="extxyz", help="ASE format for --export (extxyz, cif, lammps-data, ...)")
+    p.add_argument("--min-width", type=float, default=0.0, help="replicate to at least this box width (A)")
+    p.set_defaults(func=_cmd_references)
+
+
+def _cmd_references(args: argparse.Namespace) -> int:
+    from ase.io import write
+
+    from .references import load_references, supercell
+
+    refs = load_references(args.reference)
+    print(f"{'code':>4s}  {'name':8s} {'source':16s} {'O/cell':>6s} {'density':>8s}  cell lengths (A)")
+    for code, ref in enumerate(refs, start=1):
+        lengths = " x ".join(f"{x:.3f}" for x in ref.atoms.cell.lengths())
+        print(f"{code:4d}  {ref.name:8s} {ref.source:16s} {len(ref.atoms):6d} {ref.density:8.3f}  {lengths}")
+    if args.export:
+        out = Path(args.export)
+        out.mkdir(parents=True, exist_ok=True)
+        ext = {"extxyz": "extxyz", "cif": "cif", "lammps-data": "data", "vasp": "vasp", "xyz": "xyz"}.get(args.format, args.format)
+        for ref in refs:
+            atoms = supercell(ref.atoms, args.min_width) if args.min_width else ref.atoms
+            path = out / f"{ref.name}.{ext}"
+            write(path, atoms, format=args.format)
+            print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- calibrate
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="choose the ice/liquid threshold from labelled trajectories")
+    p.add_argument("--ice", action="append", required=True, metavar="TRAJ[,TOP]",
+                   help="a trajectory that is all ice (repeat); GROMACS files as TRAJ,TOP")
+    p.add_argument("--liquid", action="append", required=True, metavar="TRAJ[,TOP]", help="an all-liquid trajectory")
+    p.add_argument("--model", help="model.pth (default: the shipped model)")
+    p.add_argument("--select", help="oxygen selection, as for classify")
+    p.add_argument("--frames", help="START:STOP[:STEP] of each trajectory")
+    p.add_argument("--no-denoise", action="store_true", help="calibrate the SOAP-only (raw) threshold")
+    p.add_argument("--metric", choices=["euclidean", "cosine"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--plot", default="threshold_histogram.png", help="histogram PNG (default %(default)s)")
+    p.add_argument("--write-model", metavar="FILE",
+                   help="write a copy of the model with this threshold stored (FILE may equal --model)")
+    p.set_defaults(func=_cmd_calibrate)
+
+
+def _distances(pipeline, specs: list[str], select, frames) -> np.ndarray:
+    from tqdm import tqdm
+
+    from .trajectory import read_frames
+
+    out = []
+    for spec in specs:
+        traj, _, top = spec.partition(",")
+        for frame in tqdm(read_frames(traj, top or None, select, frames), desc=Path(traj).name, unit="frame"):
+            out.append(pipeline.run(frame.positions, frame.cell, frame.pbc).distances)
+    return np.concatenate(out)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate_threshold, plot_histogram
+    from .model_file import save_model
+    from .pipeline import Pipeline, set_threads
+    from .trajectory import Selection, parse_frames
+
+    set_threads(args.threads)
+    # the threshold does not matter for distances; 0 avoids needing an existing calibration
+    pipeline = Pipeline.from_path(args.model, use_denoiser=not args.no_denoise, metric=args.metric, threshold=0.0)
+    select, frames = Selection.parse(args.select), parse_frames(args.frames)
+    ice = _distances(pipeline, args.ice, select, frames)
+    liquid = _distances(pipeline, args.liquid, select, frames)
+    cal = calibrate_threshold(ice, liquid)
+    key = f"{'raw' if args.no_denoise else 'denoised'}/{pipeline.metric}"
+    print(f"{key}: {cal.summary()}")
+    plot_histogram(ice, liquid, cal, args.plot, pipeline.metric, title=f"{key}: gap {cal.gap:.3g}")
+    print(f"histogram written to {args.plot}")
+    if args.write_model:
+        model = pipeline.model
+        model.classifier.thresholds[key] = cal.threshold
+        model.metadata["thresholds"] = model.classifier.thresholds
+        save_model(args.write_model, model.denoiser, model.classifier, model.metadata)
+        print(f"model with threshold {key} = {cal.threshold:.6g} written to {args.write_model}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ export and inspect
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write one model.pth: trained denoiser + fitted classifier + metadata")
+    p.add_argument("run_dir", help="a training run folder (from `icephase train`)")
+    p.add_argument("--out", required=True, help="the model file to write, e.g. model.pth")
+    p.add_argument("--iterations", type=int, default=8, help="default denoising iterations (default %(default)s)")
+    p.add_argument("--tolerance", type=float, default=0.0, help="default early-stop step size, A (0: never)")
+    p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
+    p.add_argument("--r-cut", type=float, help="SOAP cutoff (A); default %(default)s from SoapSettings")
+    p.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE",
+                   help="e.g. denoised/euclidean=17.5 (usually set afterwards with `icephase calibrate`)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from .classifier import SoapSettings, fit_classifier
+    from .export import export_run
+    from .references import load_references
+
+    config = json.loads((Path(args.run_dir) / "config.json").read_text())
+    soap = SoapSettings() if args.r_cut is None else SoapSettings(r_cut=args.r_cut)
+    clf = fit_classifier(load_references(config.get("references")), soap, progress=True)
+    clf.metric = args.metric
+    for item in args.threshold:
+        key, _, value = item.partition("=")
+        clf.thresholds[key.strip()] = float(value)
+    out = export_run(args.run_dir, clf, args.out, args.iterations, args.tolerance)
+    print(f"model written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="print a model file's metadata")
+    p.add_argument("model", nargs="?", help="model.pth (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="print the raw metadata JSON")
+    p.set_defaults(func=_cmd_inspect)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from .model_file import SHIPPED_MODEL, read_classifier, read_metadata
+
+    path = args.model or SHIPPED_MODEL
+    meta = read_metadata(path)
+    clf = read_classifier(path)
+    if args.json:
+        print(json.dumps(meta, indent=2))
+        return 0
+    d = meta["denoiser"]
+    print(f"model            {path}")
+    print(f"format           {meta['format']} v{meta['format_version']} (icephase {meta['icephase_version']})")
+    print(f"species          {', '.join(meta['species'])} (lengths in {meta['length_unit']})")
+    print(f"denoiser         NequIP, {d['num_layers']} layers, r_max {d['r_max']} A, l_max {d['l_max']}, "
+          f"{d['num_features']} features; receptive field {meta['receptive_field']} A")
+    print(f"ghost cutoff     {meta['ghost_cutoff']} A (LAMMPS: comm_modify cutoff >= this)")
+    print(f"denoising        {meta['iterations']} iterations, tolerance {meta['tolerance']} A")
+    s = meta["soap"]
+    print(f"SOAP             r_cut {s['r_cut']} A, n_max {s['n_max']}, l_max {s['l_max']}, sigma {s['sigma']}; "
+          f"PCA {clf.pca_components.shape[0]}; {len(clf.ref_codes)} reference environments")
+    print(f"metric           {meta['metric']}")
+    for key, value in sorted(meta["thresholds"].items()):
+        print(f"threshold        {key} = {value:.6g}")
+    print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"]))
+    steps = meta.get("training", {}).get("steps_done")
+    if steps is not None:
+        print(f"training         {steps} steps")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icephase",
         description="Classify water oxygens into ice phases (Ih, Ic, II, III, VI, VII, sI) or liquid.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_classify(sub)
+    _add_references(sub)
+    _add_calibrate(sub)
     _add_train(sub)
+    _add_export(sub)
+    _add_inspect(sub)
     return parser
 
 

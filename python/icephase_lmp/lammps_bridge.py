@@ -1,0 +1,37 @@
+"""What the LAMMPS plugin calls inside its embedded Python interpreter.
+
+The plugin denoises with libtorch itself, then hands each rank's atoms to :func:`classify` as one open
+cloud: the rank's local oxygens first (the centres), then its ghost oxygens (their surroundings). No
+periodic box is involved: the ghost atoms already sit at their image positions. Any exception raised here
+is turned into a LAMMPS error by the plugin, on every rank.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .classifier import Classifier
+from .model_file import read_classifier, read_metadata
+
+_CLASSIFIERS: dict[str, Classifier] = {}
+
+
+def model_metadata_json(model_path: str) -> str:
+    """The model's metadata (validated) as JSON text, for the plugin's init-time log and checks."""
+    import json
+
+    return json.dumps(read_metadata(model_path))
+
+
+def classify(
+    model_path: str, positions: np.ndarray, n_local: int, metric: str, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Phase codes (int32) and distances (float64) of the first ``n_local`` atoms of ``positions``."""
+    clf = _CLASSIFIERS.get(model_path)
+    if clf is None:
+        clf = _CLASSIFIERS[model_path] = read_classifier(model_path)
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    if not 0 <= n_local <= len(positions):
+        raise ValueError(f"n_local={n_local} is outside 0..{len(positions)}")
+    result = clf.classify(positions, cell=None, centers=np.arange(n_local), metric=metric, threshold=threshold)
+    return result.codes.astype(np.int32), result.distances.astype(np.float64)

@@ -1,0 +1,159 @@
+"""The one-file model, ``model.pth``: a TorchScript archive of the denoiser with two extra files.
+
+- ``metadata.json``: format version, species, cutoffs (and the ghost/communication cutoff they imply),
+  default iterations and tolerance, SOAP settings, metric, thresholds, phase names and codes, training.
+- ``classifier.npz``: the fitted classifier arrays (loaded with ``allow_pickle=False``).
+
+libtorch reads the same extra files (``torch::jit::load(path, device, extra_files)``), so the LAMMPS plugin
+and ``icephase classify --model`` take the very same file.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .classifier import Classifier
+from .model import DenoiserConfig
+from .phases import code_table
+
+MODEL_FORMAT = "icephase-model"
+MODEL_FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
+CLASSIFIER_FILE = "classifier.npz"
+#: Extra reach (A) of the ghost region beyond the model's receptive field: denoising moves atoms by up to
+#: a few tenths of an Angstrom, so neighbours can enter the cutoff during the iterations.
+GHOST_MARGIN = 1.0
+#: Where the repository's shipped model lives, relative to the repository root.
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "icephase-7phase.pth"
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, corrupt or foreign; the message says which and what to do."""
+
+
+@dataclass
+class IcephaseModel:
+    denoiser: torch.jit.ScriptModule
+    classifier: Classifier
+    metadata: dict
+    path: Path
+
+    @property
+    def r_max(self) -> float:
+        return float(self.metadata["r_max"])
+
+    @property
+    def iterations(self) -> int:
+        return int(self.metadata["iterations"])
+
+    @property
+    def tolerance(self) -> float:
+        return float(self.metadata["tolerance"])
+
+
+def build_metadata(
+    config: DenoiserConfig, classifier: Classifier, iterations: int, tolerance: float, training: dict
+) -> dict:
+    from . import __version__
+
+    receptive = config.receptive_field
+    return {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "icephase_version": __version__,
+        "species": ["O"],
+        "length_unit": "Angstrom",
+        "r_max": config.r_max,
+        "num_layers": config.num_layers,
+        "receptive_field": receptive,
+        # Each denoising step needs every neighbour within num_layers * r_max of a centre, SOAP needs r_cut.
+        "ghost_cutoff": max(receptive, classifier.soap.r_cut) + GHOST_MARGIN,
+        "iterations": iterations,
+        "tolerance": tolerance,
+        "soap": classifier.header()["soap"],
+        "metric": classifier.metric,
+        "thresholds": classifier.thresholds,
+        "phases": [{"code": c, "name": n} for c, n in code_table(classifier.names).items()],
+        "denoiser": config.to_dict(),
+        "training": training,
+    }
+
+
+def save_model(
+    path: str | Path, denoiser: torch.jit.ScriptModule, classifier: Classifier, metadata: dict
+) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.jit.save(
+        denoiser,
+        str(tmp),
+        _extra_files={METADATA_FILE: json.dumps(metadata, indent=2), CLASSIFIER_FILE: classifier.to_bytes()},
+    )
+    tmp.replace(path)  # never leave a half-written model under the user's name
+    return path
+
+
+def _archive_member(path: Path, name: str) -> bytes:
+    """Read one extra file straight from the zip archive (no TorchScript load needed)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [m for m in zf.namelist() if m.endswith(f"/extra/{name}")]
+            if not members:
+                raise ModelFileError(
+                    f"{path} is a TorchScript archive but not an icephase model (no {name}); "
+                    "make one with `icephase export`"
+                )
+            return zf.read(members[0])
+    except zipfile.BadZipFile as exc:
+        raise ModelFileError(
+            f"{path} is not an icephase model file (not a TorchScript zip archive: {exc}); "
+            "use a model.pth written by `icephase export`"
+        ) from exc
+
+
+def read_metadata(path: str | Path) -> dict:
+    path = _existing(path)
+    try:
+        meta = json.loads(_archive_member(path, METADATA_FILE))
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path}: metadata.json is corrupt ({exc}); re-export the model") from exc
+    if meta.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path} is not an icephase model (format {meta.get('format')!r})")
+    if meta.get("format_version") != MODEL_FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format version {meta.get('format_version')}, this icephase reads "
+            f"version {MODEL_FORMAT_VERSION}: re-export it with this version's `icephase export`"
+        )
+    return meta
+
+
+def read_classifier(path: str | Path) -> Classifier:
+    path = _existing(path)
+    return Classifier.from_bytes(_archive_member(path, CLASSIFIER_FILE), origin=f"{path}:{CLASSIFIER_FILE}")
+
+
+def load_model(path: str | Path | None = None, device: str = "cpu") -> IcephaseModel:
+    """Load a model file (default: the shipped one)."""
+    path = _existing(path if path is not None else SHIPPED_MODEL)
+    metadata = read_metadata(path)
+    classifier = read_classifier(path)
+    try:
+        denoiser = torch.jit.load(str(path), map_location=device)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: the TorchScript denoiser cannot be loaded ({exc})") from exc
+    return IcephaseModel(denoiser.eval(), classifier, metadata, path)
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        hint = (" (the shipped model is missing from this checkout: run scripts/install.sh or pass --model)"
+                if path == SHIPPED_MODEL else "")
+        raise ModelFileError(f"model file {str(path)!r} does not exist{hint}")
+    return path
