@@ -45,6 +45,12 @@ class SoapSettings:
     l_max: int = 10
     sigma: float = 1.0
 
+    @property
+    def reach(self) -> float:
+        """How far (A) atoms still change a centre's SOAP: DScribe pads r_cut so that the Gaussian of an
+        atom at the edge has decayed to 1e-3, i.e. by sigma * sqrt(-2 ln 1e-3) = 3.7 sigma."""
+        return self.r_cut + self.sigma * float(np.sqrt(-2.0 * np.log(1e-3)))
+
     def descriptor(self, periodic: bool):
         from dscribe.descriptors import SOAP
 
@@ -58,6 +64,10 @@ class FitSettings:
     n_components: int = 30
     #: isotropic length scales at which each reference is added to the reference set (density x 0.89-1.12).
     scales: tuple[float, ...] = (0.96, 0.98, 1.0, 1.02, 1.04)
+    #: scales below this fraction of the median feature scale are raised to it: such features are ~0 for
+    #: every O-O environment (numerical dust), and unit-scaling them would let rounding noise weigh as much
+    #: as real structure.
+    scale_floor: float = 1e-2
     #: sigma (A) of the displaced copies that condition the scaler and PCA.
     fit_noise: tuple[float, ...] = (0.05, 0.1, 0.2)
     copies_per_noise: int = 2
@@ -276,14 +286,15 @@ def fit_classifier(
     ideal = np.concatenate(ideal_feats)
     train = np.concatenate(fit_feats)
     scaler = StandardScaler().fit(train)
-    scaled = scaler.transform(train)
+    scale = np.maximum(scaler.scale_, fit.scale_floor * np.median(scaler.scale_))
+    scaled = (train - scaler.mean_) / scale
     n_components = min(fit.n_components, scaled.shape[0], scaled.shape[1])
     pca = PCA(n_components=n_components, random_state=fit.seed).fit(scaled)
     clf = Classifier(
         names=[r.name for r in references],
         soap=soap,
         scaler_mean=scaler.mean_.astype(np.float64),
-        scaler_scale=scaler.scale_.astype(np.float64),
+        scaler_scale=scale.astype(np.float64),
         pca_mean=pca.mean_.astype(np.float64),
         pca_components=pca.components_.astype(np.float64),
         ref_features=np.zeros((0, n_components)),

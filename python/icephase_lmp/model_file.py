@@ -71,8 +71,9 @@ def build_metadata(
         "r_max": config.r_max,
         "num_layers": config.num_layers,
         "receptive_field": receptive,
-        # Each denoising step needs every neighbour within num_layers * r_max of a centre, SOAP needs r_cut.
-        "ghost_cutoff": max(receptive, classifier.soap.r_cut) + GHOST_MARGIN,
+        # Each denoising step needs every neighbour within num_layers * r_max of a centre; SOAP needs its
+        # reach (r_cut plus DScribe's Gaussian padding).
+        "ghost_cutoff": max(receptive, classifier.soap.reach) + GHOST_MARGIN,
         "iterations": iterations,
         "tolerance": tolerance,
         "soap": classifier.header()["soap"],

@@ -72,7 +72,7 @@ def genice_cell(lattice: str) -> Atoms:
             raw = GenIce(Lattice(lattice), reshape=np.eye(3, dtype=int)).generate_ice(
                 Format("raw", stage=(1,))
             )
-    except (ImportError, ModuleNotFoundError, KeyError, AttributeError) as exc:
+    except (ImportError, KeyError, AttributeError, AssertionError) as exc:  # GenIce2 asserts on unknown names
         raise ReferenceError(
             f"GenIce2 has no lattice named {lattice!r} ({exc}). Use a GenIce2 lattice name "
             "(e.g. 1h, 1c, 2, 3, 5, 6, 7, CS1, CS2) or a structure file ASE can read."

@@ -1,0 +1,63 @@
+"""Shared fixtures. Tests run with one torch thread: two threads on 2-core CI machines were 5-20x slower."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+GCICENET = SHARED / "data" / "gcicenet"
+SHIPPED_MODEL = REPO / "models" / "icephase-7phase.pth"
+
+
+@pytest.fixture(scope="session")
+def references():
+    from icephase_lmp.references import builtin_references
+
+    return builtin_references()
+
+
+@pytest.fixture(scope="session")
+def classifier(references):
+    """A classifier fitted from the built-in references (no MD data), as `icephase export` fits it."""
+    from icephase_lmp.classifier import fit_classifier
+
+    return fit_classifier(references)
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    from icephase_lmp.model_file import load_model
+
+    assert SHIPPED_MODEL.is_file(), f"the shipped model {SHIPPED_MODEL} is missing from the repository"
+    return load_model(SHIPPED_MODEL)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def liquid_like(n: int, density: float, rng: np.random.Generator, min_dist: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
+    """A random configuration of n oxygens at ``density`` g/cm3 with no pair closer than ``min_dist``.
+
+    Random sequential insertion: dense enough to be liquid-like, with no crystalline order at all.
+    """
+    from icephase_lmp.references import WATER_MOLAR_MASS
+
+    volume = n * WATER_MOLAR_MASS / 6.02214076e23 / density * 1e24
+    box = volume ** (1 / 3)
+    pos = np.empty((0, 3))
+    while len(pos) < n:
+        trial = rng.uniform(0, box, 3)
+        d = pos - trial
+        d -= box * np.round(d / box)
+        if len(pos) == 0 or np.min(np.einsum("ij,ij->i", d, d)) > min_dist**2:
+            pos = np.vstack([pos, trial])
+    return pos, np.eye(3) * box

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from conftest import liquid_like
+from icephase_lmp.classifier import Classifier, ClassifierError, pairwise_distance
+from icephase_lmp.phases import LIQUID
+from icephase_lmp.references import supercell
+
+
+def test_every_ideal_reference_classifies_as_itself(classifier, references):
+    for code, ref in enumerate(references, start=1):
+        atoms = supercell(ref.atoms, 14.0)
+        out = classifier.classify(atoms.positions, atoms.cell.array, (True,) * 3, threshold=1.0)
+        assert np.all(out.codes == code), ref.name
+        assert out.distances.max() < 1e-3
+
+
+def test_ideal_references_classify_at_other_densities(classifier, references):
+    # MD densities differ from GenIce2's by several percent (ice VII: 1.60 vs 1.78 g/cm3)
+    for code, ref in enumerate(references, start=1):
+        atoms = supercell(ref.atoms, 14.0)
+        atoms.set_cell(atoms.cell.array * 0.97, scale_atoms=True)
+        out = classifier.classify(atoms.positions, atoms.cell.array, (True,) * 3, threshold=1e9)
+        assert np.all(out.codes == code), ref.name
+
+
+def test_liquid_like_random_configuration_is_not_ice(classifier, references, rng):
+    pos, cell = liquid_like(300, 1.0, rng)
+    out = classifier.classify(pos, cell, (True,) * 3, threshold=1e9)
+    # ideal ice environments sit at distance ~0; a structureless liquid must sit far from all of them
+    ice = supercell(references[0].atoms, 14.0)
+    # small residual noise, as after denoising
+    noisy = ice.positions + 0.05 * rng.standard_normal(ice.positions.shape)
+    ice_d = classifier.classify(noisy, ice.cell.array, (True,) * 3, threshold=1e9).distances
+    assert np.min(out.distances) > np.max(ice_d)
+    thr = 0.5 * (np.max(ice_d) + np.min(out.distances))
+    labels = classifier.classify(pos, cell, (True,) * 3, threshold=thr).codes
+    assert np.all(labels == LIQUID)
+
+
+def test_centres_inside_an_open_cloud_match_the_periodic_result(classifier, references):
+    """The LAMMPS plugin passes local atoms as centres and ghosts as an open cloud around them."""
+    atoms = supercell(references[3].atoms, 14.0)  # ice III
+    atoms.positions += np.random.default_rng(0).normal(0, 0.15, atoms.positions.shape)
+    atoms.wrap()
+    periodic = classifier.classify(atoms.positions, atoms.cell.array, (True,) * 3, threshold=1e9)
+    # build images of all atoms within r_cut + 1 of the box: the ghost shell
+    cell = atoms.cell.array
+    images = [atoms.positions + i * cell[0] + j * cell[1] + k * cell[2]
+              for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)]
+    ghosts = np.concatenate(images)
+    frac = ghosts @ np.linalg.inv(cell)
+    margin = (classifier.soap.reach + 0.5) / np.linalg.norm(cell, axis=1)
+    keep = np.all((frac > -margin) & (frac < 1 + margin), axis=1)
+    cloud = np.concatenate([atoms.positions, ghosts[keep]])
+    n = len(atoms)
+    open_cloud = classifier.classify(cloud, None, centers=np.arange(n), threshold=1e9)
+    assert np.array_equal(open_cloud.codes, periodic.codes)
+    assert np.allclose(open_cloud.distances, periodic.distances, rtol=1e-6, atol=1e-8)
+
+
+def test_distance_metrics():
+    a = np.array([[3.0, 4.0], [1.0, 0.0]])
+    b = np.array([[0.0, 0.0], [2.0, 0.0]])
+    assert np.allclose(pairwise_distance(a, b, "euclidean"), [[5.0, np.hypot(1, 4)], [1.0, 1.0]])
+    cos = pairwise_distance(a, b[1:], "cosine")
+    assert np.allclose(cos[:, 0], [1 - 3 / 5, 0.0])
+    with pytest.raises(ClassifierError, match="unknown metric"):
+        pairwise_distance(a, b, "manhattan")
+
+
+def test_fit_is_well_conditioned(classifier):
+    # the scaler must not divide by ~0 (the rank-deficiency of ideal-only fitting)
+    assert classifier.scaler_scale.min() >= 1e-2 * np.median(classifier.scaler_scale) * (1 - 1e-12)
+    assert classifier.pca_components.shape[0] == 30
+    assert np.all(np.isfinite(classifier.ref_features))
+
+
+def test_save_load_round_trip_without_pickle(classifier, tmp_path, rng):
+    classifier.thresholds = {"denoised/euclidean": 12.5}
+    path = tmp_path / "clf.npz"
+    classifier.save(path)
+    with np.load(path, allow_pickle=False) as npz:  # must load with pickle disabled
+        assert "header" in npz.files
+    back = Classifier.load(path)
+    pos, cell = liquid_like(60, 1.0, rng)
+    a = classifier.classify(pos, cell, threshold=12.5)
+    b = back.classify(pos, cell, threshold=12.5)
+    assert np.array_equal(a.codes, b.codes) and np.allclose(a.distances, b.distances)
+    assert back.threshold("euclidean", denoised=True) == 12.5
+
+
+def test_corrupt_classifier_file(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an npz")
+    with pytest.raises(ClassifierError, match="not a valid icephase classifier"):
+        Classifier.load(bad)
+    with pytest.raises(ClassifierError, match="does not exist"):
+        Classifier.load(tmp_path / "missing.npz")
+
+
+def test_nan_positions_rejected(classifier):
+    pos = np.zeros((3, 3))
+    pos[1, 2] = np.nan
+    with pytest.raises(ClassifierError, match="NaN"):
+        classifier.classify(pos, np.eye(3) * 20, threshold=1.0)
+
+
+def test_missing_threshold_says_how_to_calibrate(classifier):
+    classifier.thresholds = {}
+    with pytest.raises(ClassifierError, match="icephase calibrate"):
+        classifier.threshold("cosine", denoised=False)
