@@ -14,12 +14,13 @@ if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv"
 fi
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+quiet() { "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; return "${PIPESTATUS[0]}"; }
 stamp="$venv/.icephase-installed"
 if [ ! -f "$stamp" ] || [ requirements/constraints.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[install] torch==2.13.0 (CPU wheel) first"
-    "${pip[@]}" "torch==2.13.0"
+    quiet "${pip[@]}" "torch==2.13.0"
     echo "[install] the rest, constrained by requirements/constraints.txt"
-    "${pip[@]}" -c requirements/constraints.txt -e ".[dev]"
+    quiet "${pip[@]}" -c requirements/constraints.txt -e ".[dev]"
     touch "$stamp"
 fi
 if [ -f CMakeLists.txt ] && [ "${ICEPHASE_SKIP_PLUGIN:-0}" != 1 ]; then

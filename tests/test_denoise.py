@@ -1,0 +1,56 @@
+"""Iterative denoising with the shipped model: noisy ideal ices go back to their sites."""
+
+import numpy as np
+import pytest
+
+from icephase_lmp.denoise import DenoiseError, denoise
+from icephase_lmp.geometry import minimum_image
+from icephase_lmp.references import supercell
+
+
+def _rms_from_sites(pos, sites, cell):
+    d = minimum_image(pos - sites, cell)
+    d -= d.mean(axis=0)  # a rigid shift is not noise
+    return float(np.sqrt((d**2).sum(axis=1).mean()))
+
+
+@pytest.mark.parametrize("phase", [0, 3, 5, 6])  # Ih, III, VII, sI
+@pytest.mark.parametrize("sigma", [0.1, 0.3])
+def test_denoising_reduces_rms_deviation_several_fold(shipped_model, references, phase, sigma):
+    atoms = supercell(references[phase].atoms, 15.0)
+    rng = np.random.default_rng(phase)
+    sites, cell = atoms.positions, atoms.cell.array
+    noisy = sites + rng.normal(0, sigma, sites.shape)
+    before = _rms_from_sites(noisy, sites, cell)
+    out = denoise(shipped_model.denoiser, noisy, cell, (True,) * 3, shipped_model.r_max, iterations=8)
+    after = _rms_from_sites(out.positions, sites, cell)
+    assert after < before / 3, (references[phase].name, sigma, before, after)
+    assert out.iterations == 8 and len(out.rms_steps) == 8
+
+
+def test_triclinic_box(shipped_model, references):
+    atoms = supercell(references[2].atoms, 15.0)  # ice II, rhombohedral cell
+    rng = np.random.default_rng(7)
+    noisy = atoms.positions + rng.normal(0, 0.2, atoms.positions.shape)
+    out = denoise(shipped_model.denoiser, noisy, atoms.cell.array, (True,) * 3, shipped_model.r_max, 8)
+    assert _rms_from_sites(out.positions, atoms.positions, atoms.cell.array) < 0.35 * _rms_from_sites(
+        noisy, atoms.positions, atoms.cell.array
+    )
+
+
+def test_tolerance_stops_early(shipped_model, references):
+    atoms = supercell(references[0].atoms, 15.0)
+    out = denoise(shipped_model.denoiser, atoms.positions, atoms.cell.array, (True,) * 3, shipped_model.r_max,
+                  iterations=50, tolerance=0.05)
+    assert out.iterations < 50 and out.max_steps[-1] < 0.05
+
+
+def test_small_box_rejected(shipped_model):
+    with pytest.raises(DenoiseError, match="smaller than the model's cutoff"):
+        denoise(shipped_model.denoiser, np.zeros((1, 3)), np.eye(3) * 3.0, (True,) * 3, shipped_model.r_max)
+
+
+def test_nan_rejected(shipped_model):
+    pos = np.full((4, 3), np.nan)
+    with pytest.raises(DenoiseError, match="NaN"):
+        denoise(shipped_model.denoiser, pos, np.eye(3) * 20.0, (True,) * 3, shipped_model.r_max)

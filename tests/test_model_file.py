@@ -1,0 +1,97 @@
+"""model.pth: export / inspect / load round trip, and bad files rejected with a clear message."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from icephase_lmp.cli import main
+from icephase_lmp.model import DenoiserConfig, build_denoiser, script_denoiser
+from icephase_lmp.model_file import ModelFileError, build_metadata, load_model, read_metadata, save_model
+
+
+@pytest.fixture(scope="module")
+def small_model_file(tmp_path_factory, classifier):
+    torch.manual_seed(0)
+    config = DenoiserConfig(num_layers=2, num_features=8)
+    net = build_denoiser(config)
+    classifier.thresholds = {"denoised/euclidean": 11.0, "raw/cosine": 0.3}
+    meta = build_metadata(config, classifier, iterations=5, tolerance=0.01, training={"steps_done": 0})
+    path = tmp_path_factory.mktemp("model") / "model.pth"
+    save_model(path, script_denoiser(net), classifier, meta)
+    return path, net
+
+
+def test_round_trip_keeps_denoiser_classifier_and_metadata(small_model_file, classifier):
+    path, net = small_model_file
+    m = load_model(path)
+    assert m.iterations == 5 and m.tolerance == 0.01 and m.r_max == 4.5
+    # the ghost cutoff covers both the denoiser's receptive field and SOAP's reach
+    assert m.metadata["ghost_cutoff"] >= max(2 * 4.5, classifier.soap.reach)
+    codes = {p["code"]: p["name"] for p in m.metadata["phases"]}
+    assert codes[-1] == "not analysed" and codes[0] == "liquid" and codes[7] == "sI"
+    assert np.array_equal(m.classifier.ref_features, classifier.ref_features)
+    assert m.classifier.threshold("euclidean", denoised=True) == 11.0
+    pos = torch.randn(20, 3, dtype=torch.float32) * 3
+    ei = torch.tensor([[0, 1, 2], [1, 0, 3]])
+    sh = torch.zeros(3, 3)
+    with torch.no_grad():
+        assert torch.equal(m.denoiser(pos, ei, sh), net(pos, ei, sh))
+
+
+def test_inspect_prints_the_metadata(small_model_file, capsys):
+    path, _ = small_model_file
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ghost cutoff" in out and "denoised/euclidean = 11" in out and "7 sI" in out
+    assert main(["inspect", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["iterations"] == 5
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model(tmp_path / "nope.pth")
+
+
+def test_corrupt_model(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(ModelFileError, match="not an icephase model file"):
+        read_metadata(bad)
+
+
+def test_truncated_model(small_model_file, tmp_path):
+    path, _ = small_model_file
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelFileError):
+        load_model(cut)
+
+
+def test_foreign_torchscript_archive(tmp_path):
+    foreign = tmp_path / "foreign.pth"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 3)), str(foreign))
+    with pytest.raises(ModelFileError, match="not an icephase model"):
+        load_model(foreign)
+
+
+def test_future_format_version_rejected(small_model_file, tmp_path):
+    path, _ = small_model_file
+    newer = tmp_path / "newer.pth"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(newer, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("/extra/metadata.json"):
+                meta = json.loads(data)
+                meta["format_version"] = 99
+                data = json.dumps(meta).encode()
+            dst.writestr(item, data)
+    with pytest.raises(ModelFileError, match="version 99"):
+        read_metadata(newer)
+
+
+def test_cli_reports_bad_model_cleanly(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "nope.pth")]) == 2
+    assert "does not exist" in capsys.readouterr().err
