@@ -1,0 +1,75 @@
+"""The icephase command line, end to end (classify uses the shipped model)."""
+
+import csv
+
+import numpy as np
+import pytest
+from ase.io import read
+
+from conftest import GCICENET, SHIPPED_MODEL
+from icephase_lmp.cli import main
+
+
+def test_references_lists_the_seven_phases(capsys):
+    assert main(["references"]) == 0
+    out = capsys.readouterr().out
+    for name in ("Ih", "Ic", "II", "III", "VI", "VII", "sI"):
+        assert f" {name} " in out
+    assert "0.921" in out  # GenIce2's ice Ih density
+
+
+def test_references_export_and_user_reference(tmp_path, capsys):
+    assert main(["references", "--reference", "V=5@1.24", "--reference", "Ih", "--export", str(tmp_path),
+                 "--min-width", "10"]) == 0
+    v = read(tmp_path / "V.extxyz")
+    assert set(v.get_chemical_symbols()) == {"O"} and min(v.cell.lengths()) >= 10
+    assert "1.240" in capsys.readouterr().out
+
+
+def test_classify_gcicenet_frame_to_csv(tmp_path, capsys):
+    out = tmp_path / "labels.csv"
+    rc = main(["classify", str(GCICENET / "md_7_10frame.xtc"), "--top", str(GCICENET / "md_7.tpr"),
+               "--frames", "0:2", "--out", str(out)])
+    assert rc == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0].keys()) == ["frame", "index", "code", "phase", "distance"]
+    assert len(rows) == 2 * 1024  # the README's count of molecules in md_7
+    assert {r["frame"] for r in rows} == {"0", "1"}
+    phases = [r["phase"] for r in rows]
+    assert phases.count("VII") / len(phases) > 0.99
+    assert all(r["code"] == "6" for r in rows if r["phase"] == "VII")
+    table = capsys.readouterr().out
+    assert "VII" in table and "liquid" in table
+
+
+def test_classify_writes_denoised_frames(tmp_path):
+    out, den = tmp_path / "l.extxyz", tmp_path / "d.extxyz"
+    assert main(["classify", str(GCICENET / "md_1h_10frame.xtc"), "--top", str(GCICENET / "md_1h.tpr"),
+                 "--frames", "0", "--out", str(out), "--write-denoised", str(den), "--quiet"]) == 0
+    raw, clean = read(out), read(den)
+    assert len(raw) == len(clean) == 1024
+    moved = np.linalg.norm(clean.positions - raw.positions, axis=1)
+    assert 0.05 < np.median(moved) < 1.0  # thermal noise of ice at MD temperature is a few tenths of an A
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["classify", "missing.lammpstrj", "--out", "x.csv"], "missing.lammpstrj"),
+        (["classify", str(GCICENET / "md_1h_10frame.xtc"), "--out", "x.csv"], "--top"),
+        (["classify", str(GCICENET / "md_1h_10frame.xtc"), "--top", str(GCICENET / "md_1h.tpr"),
+          "--select", "name XX", "--out", "x.csv"], "matched no atom"),
+        (["classify", str(GCICENET / "md_1h_10frame.xtc"), "--top", str(GCICENET / "md_1h.tpr"),
+          "--out", "x.unknownext"], "x.unknownext"),
+        (["classify", str(GCICENET / "md_1h_10frame.xtc"), "--top", str(GCICENET / "md_1h.tpr"),
+          "--frames", "a:b", "--out", "x.csv"], "a:b"),
+        (["classify", str(GCICENET / "md_1h_10frame.xtc"), "--top", str(GCICENET / "md_1h.tpr"),
+          "--model", "nope.pth", "--out", "x.csv"], "does not exist"),
+        (["references", "--reference", "Ih", "--reference", "Ih"], "unique"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(tmp_path, monkeypatch, capsys, args, words):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
