@@ -9,6 +9,12 @@ cd "$root"
 venv="$root/.venv"
 py="${PYTHON:-python3}"
 
+# OVITO's Python module renders offscreen through Vulkan, even on machines without a GPU.
+if ! { ldconfig -p | grep -q libvulkan.so.1; } && command -v apt-get >/dev/null; then
+    echo "[install] Debian packages for OVITO rendering: libvulkan1 mesa-vulkan-drivers"
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq libvulkan1 mesa-vulkan-drivers >/dev/null
+fi
 if [ ! -x "$venv/bin/python" ]; then
     echo "[install] creating $venv"
     "$py" -m venv "$venv"
