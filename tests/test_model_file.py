@@ -95,3 +95,22 @@ def test_future_format_version_rejected(small_model_file, tmp_path):
 def test_cli_reports_bad_model_cleanly(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "nope.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_lammps_bridge_classifies_local_atoms_of_an_open_cloud(small_model_file, classifier, references):
+    """What the plugin calls on each rank: local atoms first, ghosts after, no box."""
+    from icephase_lmp import lammps_bridge
+    from icephase_lmp.references import supercell
+
+    path, _ = small_model_file
+    meta = json.loads(lammps_bridge.model_metadata_json(str(path)))
+    assert meta["format"] == "icephase-model"
+    atoms = supercell(references[5].atoms, 30.0)  # ice VII
+    centre = atoms.cell.array.sum(axis=0) / 2
+    order = np.argsort(np.linalg.norm(atoms.positions - centre, axis=1))
+    cloud = atoms.positions[order]  # the 10 innermost atoms are the "local" ones, the rest their ghosts
+    codes, dist = lammps_bridge.classify(str(path), cloud, 10, "euclidean", 11.0)
+    assert codes.dtype == np.int32 and codes.shape == (10,) and dist.shape == (10,)
+    assert np.all(codes == 6) and np.all(dist < 1e-3)
+    with pytest.raises(ValueError, match="n_local"):
+        lammps_bridge.classify(str(path), cloud, len(cloud) + 1, "euclidean", 11.0)
