@@ -30,6 +30,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-layers", type=int, default=m.num_layers)
     p.add_argument("--l-max", type=int, default=m.l_max)
     p.add_argument("--num-features", type=int, default=m.num_features)
+    p.add_argument("--all-parities", action="store_true",
+                   help="also odd scalars / even vectors in the hidden features (slower, chirality-aware)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint.pt")
@@ -43,7 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         references=args.reference,
         model=DenoiserConfig(r_max=args.r_max, num_layers=args.num_layers, l_max=args.l_max,
-                             num_features=args.num_features),
+                             num_features=args.num_features, all_parities=args.all_parities),
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_final_fraction=args.lr_final_fraction,
         sigma_max=args.sigma_max, scale_jitter=args.scale_jitter, seed=args.seed, device=args.device,
         threads=args.threads,
@@ -150,8 +152,11 @@ def _cmd_references(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- calibrate
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="choose the ice/liquid threshold from labelled trajectories")
-    p.add_argument("--ice", action="append", required=True, metavar="TRAJ[,TOP]",
+    p.add_argument("--ice", action="append", default=[], metavar="TRAJ[,TOP]",
                    help="a trajectory that is all ice (repeat); GROMACS files as TRAJ,TOP")
+    p.add_argument("--noisy-references", type=float, action="append", default=[], metavar="SIGMA",
+                   help="also count as ice the model's own references with Gaussian noise of SIGMA A "
+                        "(repeatable): covers phases you have no MD of")
     p.add_argument("--liquid", action="append", required=True, metavar="TRAJ[,TOP]", help="an all-liquid trajectory")
     p.add_argument("--model", help="model.pth (default: the shipped model)")
     p.add_argument("--select", help="oxygen selection, as for classify")
@@ -178,6 +183,20 @@ def _distances(pipeline, specs: list[str], select, frames) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _noisy_reference_distances(pipeline, sigma: float, min_width: float = 24.0, seed: int = 0) -> np.ndarray:
+    """Distances of the references themselves with thermal-like Gaussian noise, after the pipeline."""
+    from .references import load_references, supercell
+
+    rng = np.random.default_rng(seed)
+    specs = pipeline.model.metadata.get("training", {}).get("config", {}).get("references") or None
+    out = []
+    for ref in load_references(specs):
+        atoms = supercell(ref.atoms, min_width)
+        noisy = atoms.positions + rng.normal(0.0, sigma, atoms.positions.shape)
+        out.append(pipeline.run(noisy, atoms.cell.array, (True, True, True)).distances)
+    return np.concatenate(out)
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import calibrate_threshold, plot_histogram
     from .model_file import save_model
@@ -188,7 +207,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     # the threshold does not matter for distances; 0 avoids needing an existing calibration
     pipeline = Pipeline.from_path(args.model, use_denoiser=not args.no_denoise, metric=args.metric, threshold=0.0)
     select, frames = Selection.parse(args.select), parse_frames(args.frames)
-    ice = _distances(pipeline, args.ice, select, frames)
+    if not args.ice and not args.noisy_references:
+        raise ValueError("give ice data: --ice TRAJ and/or --noisy-references SIGMA")
+    parts = [_distances(pipeline, args.ice, select, frames)] if args.ice else []
+    parts += [_noisy_reference_distances(pipeline, s) for s in args.noisy_references]
+    ice = np.concatenate(parts)
     liquid = _distances(pipeline, args.liquid, select, frames)
     cal = calibrate_threshold(ice, liquid)
     key = f"{'raw' if args.no_denoise else 'denoised'}/{pipeline.metric}"

@@ -28,13 +28,16 @@ class DenoiserConfig:
     r_max: float = 4.5
     num_layers: int = 3
     l_max: int = 1
-    num_features: int = 16
+    num_features: int = 32
     num_bessels: int = 8
     radial_mlp_width: int = 32
     radial_mlp_depth: int = 1
     #: typical number of O neighbours within r_max (ideal Ih ~6 at 4.5 A, liquid ~13, ice VII ~23):
     #: only normalises the message sums.
     avg_num_neighbors: float = 12.0
+    #: keep odd-parity scalars and even-parity vectors (pseudo-scalars, cross products) in the hidden
+    #: features; without them the network cannot sense handedness, and chiral ice III (P4_1 2_1 2) fails.
+    all_parities: bool = False
     #: the network's raw output is multiplied by this, so a freshly initialised net predicts ~this scale (A).
     output_scale: float = 0.1
 
@@ -91,8 +94,8 @@ def build_denoiser(config: DenoiserConfig) -> Denoiser:
 
     type_names = ["O"]
     hidden = Irreps([(config.num_features, (l, p)) for l in range(config.l_max + 1) for p in (1, -1)])
-    # Keep parity-consistent irreps only (even scalars, odd vectors, ...), as NequIP does without parity mixing.
-    hidden = Irreps([(mul, ir) for mul, ir in hidden if ir.p == (-1) ** ir.l])
+    if not config.all_parities:
+        hidden = Irreps([(mul, ir) for mul, ir in hidden if ir.p == (-1) ** ir.l])
     modules: dict[str, torch.nn.Module] = {}
     modules["type_embed"] = NodeTypeEmbed(type_names=type_names, num_features=config.num_features)
     modules["sh"] = SphericalHarmonicEdgeAttrs(irreps_edge_sh=config.l_max, irreps_in=modules["type_embed"].irreps_out)
