@@ -12,6 +12,7 @@ Every edge with length below ``r_max`` must be present (both directions).
 """
 
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Dict
 
@@ -130,5 +131,7 @@ def script_denoiser(model: Denoiser) -> torch.jit.ScriptModule:
     from nequip.utils.compile import conditional_torchscript_mode
 
     model = model.eval()
-    with conditional_torchscript_mode(True):
+    with conditional_torchscript_mode(True), warnings.catch_warnings():
+        # torch >= 2.10 flags TorchScript as deprecated; it is still what libtorch in LAMMPS loads.
+        warnings.simplefilter("ignore", DeprecationWarning)
         return script(model)

@@ -11,6 +11,7 @@ and ``icephase classify --model`` take the very same file.
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +92,13 @@ def save_model(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(
-        denoiser,
-        str(tmp),
-        _extra_files={METADATA_FILE: json.dumps(metadata, indent=2), CLASSIFIER_FILE: classifier.to_bytes()},
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(
+            denoiser,
+            str(tmp),
+            _extra_files={METADATA_FILE: json.dumps(metadata, indent=2), CLASSIFIER_FILE: classifier.to_bytes()},
+        )
     tmp.replace(path)  # never leave a half-written model under the user's name
     return path
 
@@ -145,7 +148,10 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> IcephaseM
     metadata = read_metadata(path)
     classifier = read_classifier(path)
     try:
-        denoiser = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            # torch >= 2.10 flags TorchScript as deprecated; it is still what libtorch in LAMMPS loads.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            denoiser = torch.jit.load(str(path), map_location=device)
     except Exception as exc:
         raise ModelFileError(f"{path}: the TorchScript denoiser cannot be loaded ({exc})") from exc
     return IcephaseModel(denoiser.eval(), classifier, metadata, path)

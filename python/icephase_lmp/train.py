@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -167,7 +168,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
                 save_checkpoint(step + 1)
     plot_loss(run_dir / "loss.csv", run_dir / "loss.png")
     out = run_dir / "denoiser.pt"
-    torch.jit.save(script_denoiser(model.to("cpu")), str(out))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(script_denoiser(model.to("cpu")), str(out))
     return out
 
 
