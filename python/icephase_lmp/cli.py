@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     _add_inspect(sub)
+    from .lammps_data import add_lammps_data_parser
+
+    add_lammps_data_parser(sub)
     return parser
 
 
