@@ -35,6 +35,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint.pt")
+    p.add_argument("--stop-after", type=int, metavar="N",
+                   help="end this session after N steps with a checkpoint (continue with --resume)")
     p.set_defaults(func=_cmd_train)
 
 
@@ -50,8 +52,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         sigma_max=args.sigma_max, scale_jitter=args.scale_jitter, seed=args.seed, device=args.device,
         threads=args.threads,
     )
-    out = train(config, args.run_dir, resume=args.resume)
-    print(f"denoiser written to {out}; loss curve in {Path(args.run_dir) / 'loss.png'}")
+    out = train(config, args.run_dir, resume=args.resume, stop_after=args.stop_after)
+    if out is None:
+        print(f"stopped with a checkpoint in {args.run_dir}; continue with --resume")
+    else:
+        print(f"denoiser written to {out}; loss curve in {Path(args.run_dir) / 'loss.png'}")
     return 0
 
 
@@ -229,13 +234,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ export and inspect
 def _add_export(sub: argparse._SubParsersAction) -> None:
+    from .classifier import SoapSettings
+
     p = sub.add_parser("export", help="write one model.pth: trained denoiser + fitted classifier + metadata")
     p.add_argument("run_dir", help="a training run folder (from `icephase train`)")
     p.add_argument("--out", required=True, help="the model file to write, e.g. model.pth")
     p.add_argument("--iterations", type=int, default=8, help="default denoising iterations (default %(default)s)")
     p.add_argument("--tolerance", type=float, default=0.0, help="default early-stop step size, A (0: never)")
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
-    p.add_argument("--r-cut", type=float, help="SOAP cutoff (A); default %(default)s from SoapSettings")
+    p.add_argument("--r-cut", type=float, help=f"SOAP cutoff in A (default {SoapSettings().r_cut})")
     p.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. denoised/euclidean=17.5 (usually set afterwards with `icephase calibrate`)")
     p.set_defaults(func=_cmd_export)

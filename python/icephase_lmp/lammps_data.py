@@ -127,7 +127,13 @@ def _genice_network(lattice: str, reps: tuple[int, int, int], seed: int):
 def _unit_widths(lattice: str) -> np.ndarray:
     from .references import genice_cell
 
-    cell = genice_cell(lattice).cell.array
+    try:
+        cell = genice_cell(lattice).cell.array
+    except ReferenceError as exc:
+        raise LammpsDataError(
+            f"GenIce2 has no lattice named {lattice!r}. Use a phase name (Ih, Ic, II, III, VI, VII, sI) or a "
+            "GenIce2 lattice name (1h, 1c, 2, 3, 5, 6, 7, CS1, CS2, ...)."
+        ) from exc
     volume = abs(np.linalg.det(cell))
     return np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
 

@@ -76,8 +76,17 @@ class Denoiser(torch.nn.Module):
         return out[self.out_field] * self.output_scale
 
 
+def prepare_torch() -> None:
+    """nequip's one-time global set-up. Call it BEFORE seeding torch: on its first call it reseeds torch
+    (seed 123) and switches the default dtype to float64, which we switch back to float32."""
+    from nequip.utils.global_state import set_global_state
+
+    set_global_state()
+    torch.set_default_dtype(torch.float32)
+
+
 def build_denoiser(config: DenoiserConfig) -> Denoiser:
-    """A freshly initialised float32 denoiser (seed torch first for reproducibility)."""
+    """A freshly initialised float32 denoiser (call prepare_torch(), then seed torch, for reproducibility)."""
     from e3nn.o3 import Irreps
     from nequip.nn import AtomwiseLinear, ConvNetLayer, SequentialGraphNetwork
     from nequip.nn.embedding import (
@@ -87,12 +96,7 @@ def build_denoiser(config: DenoiserConfig) -> Denoiser:
         PolynomialCutoff,
         SphericalHarmonicEdgeAttrs,
     )
-    from nequip.utils.global_state import set_global_state
-
-    set_global_state()
-    # set_global_state() switches torch's default dtype to float64; the denoiser runs in float32.
-    torch.set_default_dtype(torch.float32)
-
+    prepare_torch()
     type_names = ["O"]
     hidden = Irreps([(config.num_features, (l, p)) for l in range(config.l_max + 1) for p in (1, -1)])
     if not config.all_parities:

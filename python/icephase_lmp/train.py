@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from .geometry import neighbor_edges
-from .model import Denoiser, DenoiserConfig, build_denoiser, script_denoiser
+from .model import Denoiser, DenoiserConfig, build_denoiser, prepare_torch, script_denoiser
 from .references import Reference, load_references, supercell
 
 
@@ -94,8 +94,15 @@ def _lr_at(step: int, config: TrainConfig) -> float:
     return config.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) a denoiser into ``run_dir``; returns the path of the TorchScript ``denoiser.pt``."""
+def train(
+    config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+    stop_after: int | None = None,
+) -> Path | None:
+    """Train (or resume) a denoiser into ``run_dir``; returns the path of the TorchScript ``denoiser.pt``.
+
+    ``stop_after`` ends this session after that many steps with a checkpoint (for time-boxed sessions;
+    continue with ``resume=True``); it returns None then, as the model is not finished.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
@@ -106,6 +113,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     refs = load_references(config.references)
     cells = [Reference(r.name, supercell(r.atoms, config.min_cell_width), r.source) for r in refs]
 
+    prepare_torch()  # before seeding: nequip's first-time set-up reseeds torch
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = build_denoiser(config.model).to(device)
@@ -140,7 +148,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
     t0 = time.time()
     model.train()
     with open(run_dir / "loss.csv", "a") as log:
-        bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress, desc="train")
+        end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+        bar = tqdm(range(start, end), initial=start, total=config.steps, disable=not progress, desc="train")
         for step in bar:
             lr = _lr_at(step, config)
             for group in optimizer.param_groups:
@@ -164,8 +173,10 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
             if (step + 1) % 50 == 0:
                 log.flush()
                 bar.set_postfix(loss=f"{value:.4f}")
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
                 save_checkpoint(step + 1)
+    if end < config.steps:
+        return None
     plot_loss(run_dir / "loss.csv", run_dir / "loss.png")
     out = run_dir / "denoiser.pt"
     with warnings.catch_warnings():
