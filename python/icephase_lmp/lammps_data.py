@@ -105,7 +105,7 @@ def _genice_network(lattice: str, reps: tuple[int, int, int], seed: int):
     from genice2.genice import GenIce
     from genice2.plugin import Format, Lattice
 
-    for name in ("genice2", "genice_core", "genice_core.compat", ""):
+    for name in ("genice2", "genice_core", "genice_core.compat"):
         logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.ERROR))
     state = np.random.get_state()  # GenIce2 / genice_core draw from numpy's global generator
     np.random.seed(seed)
