@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The exact commands that produced models/icephase-7phase.pth (run from the repository root, in .venv).
+# Training takes ~30-50 min on one CPU thread; the MD snapshots for calibration ~20 min (one core).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source .venv/bin/activate
+export OMP_NUM_THREADS=1
+model=models/icephase-7phase.pth
+
+# 1. denoiser: seven GenIce2 references, O only (config and loss curve copied to models/icephase-7phase/)
+[ -f runs/shipped/denoiser.pt ] || icephase train runs/shipped --steps 12000 --lr 1.5e-3 --lr-final-fraction 0.05 \
+    --seed 0 --threads 1 --num-features 32
+
+# 2. one file: denoiser + classifier fitted on the references + metadata
+icephase export runs/shipped --out "$model" --iterations "${ITERATIONS:-8}" --r-cut "${R_CUT:-6}"
+
+# 3. thresholds from OUR OWN TIP4P/Ice MD (not the GCIceNet test data): ice Ih, Ic and sI at 250 K, plus the
+#    seven references with Gaussian noise of the measured thermal amplitude (0.23 A per coordinate at 250 K,
+#    so phases without an MD run of ours are covered); liquid at 300 K.
+[ -f runs/md/liquid_300K.lammpstrj ] || python scripts/make_md_snapshots.py --out runs/md
+ice=(--ice runs/md/ice_ih_250K.lammpstrj --ice runs/md/ice_ic_250K.lammpstrj --ice runs/md/sI_250K.lammpstrj
+     --noisy-references 0.23)
+for metric in euclidean cosine; do
+    icephase calibrate --model "$model" "${ice[@]}" --liquid runs/md/liquid_300K.lammpstrj --metric "$metric" \
+        --plot "models/icephase-7phase/threshold_denoised_$metric.png" --write-model "$model"
+    icephase calibrate --model "$model" "${ice[@]}" --liquid runs/md/liquid_300K.lammpstrj --metric "$metric" \
+        --no-denoise --plot "models/icephase-7phase/threshold_raw_$metric.png" --write-model "$model"
+done
+mkdir -p models/icephase-7phase
+cp runs/shipped/config.json runs/shipped/loss.csv runs/shipped/loss.png models/icephase-7phase/
+icephase inspect "$model"
