@@ -399,3 +399,18 @@ def test_writer_rejects_unknown_extension_and_missing_folder(tmp_path):
         open_label_writer(tmp_path / "labels.txt", CODE_NAMES)
     with pytest.raises(TrajectoryError, match="folder"):
         open_label_writer(tmp_path / "no" / "such" / "labels.csv", CODE_NAMES)
+
+
+def test_dump_keeps_extra_columns_of_selected_atoms(tmp_path):
+    from icephase_lmp.trajectory import Selection, read_frames
+
+    path = tmp_path / "c.lammpstrj"
+    path.write_text(
+        "ITEM: TIMESTEP\n0\nITEM: NUMBER OF ATOMS\n3\nITEM: BOX BOUNDS pp pp pp\n0 10\n0 10\n0 10\n"
+        "ITEM: ATOMS id type x y z c_ice[1] c_ice[2]\n"
+        "3 1 1 1 1 7 0.5\n1 1 2 2 2 1 0.25\n2 2 3 3 3 -1 0\n"
+    )
+    frame = next(read_frames(path, select=Selection(types=(1,))))
+    assert frame.atom_ids.tolist() == [1, 3]
+    assert frame.columns["c_ice[1]"].astype(int).tolist() == [1, 7]
+    assert frame.columns["c_ice[2]"].astype(float).tolist() == [0.25, 0.5]

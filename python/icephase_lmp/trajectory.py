@@ -72,6 +72,9 @@ class Frame:
     index: int
     timestep: int | None
     atom_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: every other per-atom column of a LAMMPS dump as text (e.g. "c_ice[1]"), selected atoms only;
+    #: e.g. ``frame.columns["c_ice[1]"].astype(float)`` gives what `compute icephase` wrote.
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_atoms(self) -> int:
@@ -546,6 +549,7 @@ def _frame_from_dump(header: _DumpHeader, table: np.ndarray, select: Selection, 
         index=index,
         timestep=header.timestep,
         atom_ids=ids[mask],
+        columns={name: table[mask, k] for k, name in enumerate(columns)},
     )
 
 
