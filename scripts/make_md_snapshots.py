@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "examples" / "lammps_inputs" / "tip4p"
 sys.path.insert(0, str(REPO / "python"))
 
-from icephase_lmp.lammps_data import write_tip4p_ice_data, write_tip4p_ice_settings  # noqa: E402
+from icephase_lmp.lammps_data import basal_interfaces, write_tip4p_ice_data, write_tip4p_ice_settings  # noqa: E402
 
 TIMESTEP_FS = 2.0
 
@@ -198,25 +198,6 @@ def last_step(log: Path) -> int:
         if words and words[0].isdigit():
             return int(words[0])
     return 0
-
-
-def basal_interfaces(oz: np.ndarray, lz: float) -> tuple[float, float, float]:
-    """Ice region (z1, z2) between molecular layers, half the box thick, and the shift dz that centres it.
-
-    Boundaries are midpoints of the widest gaps between O layers (between basal bilayers), the first
-    nearest to a quarter of the box; the second is half a box further (also a gap for whole unit cells).
-    """
-    z = np.sort(oz % lz)
-    gaps = np.diff(np.concatenate([z, [z[0] + lz]]))
-    big = gaps > 0.5 * gaps.max()
-    mids = ((z + gaps / 2.0) % lz)[big]
-    z1 = float(mids[np.argmin(np.abs(mids - 0.25 * lz))])
-    z2_target = z1 + 0.5 * lz
-    z2 = float(mids[np.argmin(np.abs(mids - z2_target))])
-    if abs(z2 - z2_target) > 0.3:
-        raise RuntimeError(f"no layer gap half a box above z={z1:.2f} A (nearest {z2:.2f}); use whole unit cells")
-    dz = 0.5 * lz - 0.5 * (z1 + z2)
-    return z1 + dz, z2 + dz, dz
 
 
 def run_system(sysd: System, out: Path, quick: bool, ice_density: float | None) -> dict:

@@ -401,3 +401,22 @@ def _cmd_lammps_data(args: argparse.Namespace) -> int:
     if args.settings:
         print(f"wrote {write_tip4p_ice_settings(args.settings)} (include it after read_data)")
     return 0
+
+
+def basal_interfaces(oz: np.ndarray, lz: float) -> tuple[float, float, float]:
+    """Ice region (z1, z2) between molecular layers, half the box thick, and the shift dz that centres it.
+
+    Boundaries are midpoints of the widest gaps between O layers (between basal bilayers), the first
+    nearest to a quarter of the box; the second is half a box further (also a gap for whole unit cells).
+    """
+    z = np.sort(oz % lz)
+    gaps = np.diff(np.concatenate([z, [z[0] + lz]]))
+    big = gaps > 0.5 * gaps.max()
+    mids = ((z + gaps / 2.0) % lz)[big]
+    z1 = float(mids[np.argmin(np.abs(mids - 0.25 * lz))])
+    z2_target = z1 + 0.5 * lz
+    z2 = float(mids[np.argmin(np.abs(mids - z2_target))])
+    if abs(z2 - z2_target) > 0.3:
+        raise RuntimeError(f"no layer gap half a box above z={z1:.2f} A (nearest {z2:.2f}); use whole unit cells")
+    dz = 0.5 * lz - 0.5 * (z1 + z2)
+    return z1 + dz, z2 + dz, dz
