@@ -1,0 +1,169 @@
+/* ----------------------------------------------------------------------
+   icephase: LAMMPS compute style "icephase" (plugin)
+   SPDX-License-Identifier: GPL-2.0-or-later
+
+   Embedded Python interpreter (pybind11) used by compute icephase.
+------------------------------------------------------------------------- */
+
+#include "icephase_python.h"
+
+#include <pybind11/embed.h>
+#include <pybind11/numpy.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace py = pybind11;
+
+#ifndef ICEPHASE_DEFAULT_PYTHON
+#define ICEPHASE_DEFAULT_PYTHON ""
+#endif
+
+namespace {
+
+constexpr const char *BRIDGE_MODULE = "icephase_lmp.lammps_bridge";
+
+// "TypeName: message" of the pending Python exception (no traceback: the
+// messages of icephase_lmp's own exceptions already say what to do).
+std::string describe(const py::error_already_set &e)
+{
+  std::string type = "Python error";
+  std::string text;
+  try {
+    type = py::str(e.type().attr("__name__")).cast<std::string>();
+    text = py::str(e.value()).cast<std::string>();
+  } catch (...) {
+    text = e.what();
+  }
+  return text.empty() ? type : type + ": " + text;
+}
+
+std::string chosen_python()
+{
+  const char *env = std::getenv("ICEPHASE_PYTHON");
+  if (env && *env) return env;
+  return ICEPHASE_DEFAULT_PYTHON;
+}
+
+py::module_ bridge()
+{
+  return py::module_::import(BRIDGE_MODULE);
+}
+
+}    // namespace
+
+bool IcephasePython::start(std::string &err)
+{
+  if (!Py_IsInitialized() && !initialize(err)) return false;
+
+  // import the bridge now, so that a broken environment shows up at
+  // "compute" time with a clear message rather than at the first dump
+  py::gil_scoped_acquire gil;
+  try {
+    bridge();
+  } catch (py::error_already_set &e) {
+    err = "the embedded Python (" + executable() + ") cannot import " + BRIDGE_MODULE + " (" +
+        describe(e) +
+        "); install icephase into that Python or set ICEPHASE_PYTHON to the python of the "
+        "environment where it is installed";
+    return false;
+  }
+  return true;
+}
+
+bool IcephasePython::initialize(std::string &err)
+{
+  const std::string exe = chosen_python();
+  PyConfig config;
+  PyConfig_InitPythonConfig(&config);
+  // LAMMPS owns SIGINT and the command line
+  config.install_signal_handlers = 0;
+  config.parse_argv = 0;
+  if (!exe.empty()) {
+    // tells Python which installation (and virtual environment) to be, so
+    // that it finds numpy, dscribe and icephase_lmp in its site-packages
+    PyStatus status = PyConfig_SetBytesString(&config, &config.executable, exe.c_str());
+    if (PyStatus_Exception(status)) {
+      PyConfig_Clear(&config);
+      err = std::string("cannot configure the embedded Python: ") +
+          (status.err_msg ? status.err_msg : "unknown error");
+      return false;
+    }
+  }
+  PyStatus status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(status)) {
+    err = "cannot start the embedded Python interpreter " + (exe.empty() ? "" : "(" + exe + ")") +
+        ": " + (status.err_msg ? status.err_msg : "unknown error") +
+        "; set ICEPHASE_PYTHON to the python of the environment where icephase is installed";
+    return false;
+  }
+  // Hand the GIL back: every call below takes it with gil_scoped_acquire,
+  // as it must when LAMMPS is driven from Python through ctypes. The
+  // interpreter is never finalized (libraries such as torch and numpy do
+  // not support re-initialisation).
+  PyEval_SaveThread();
+  return true;
+}
+
+std::string IcephasePython::executable()
+{
+  if (!Py_IsInitialized()) return chosen_python();
+  py::gil_scoped_acquire gil;
+  try {
+    return py::module_::import("sys").attr("executable").cast<std::string>();
+  } catch (py::error_already_set &) {
+    return "unknown";
+  }
+}
+
+bool IcephasePython::model_metadata_json(const std::string &model_path, std::string &json,
+                                         std::string &err)
+{
+  py::gil_scoped_acquire gil;
+  try {
+    json = bridge().attr("model_metadata_json")(model_path).cast<std::string>();
+    return true;
+  } catch (py::error_already_set &e) {
+    err = describe(e);
+  } catch (std::exception &e) {
+    err = e.what();
+  }
+  return false;
+}
+
+bool IcephasePython::classify(const std::string &model_path, const double *positions, int n,
+                              int nlocal, const std::string &metric, double threshold, int *codes,
+                              double *distances, std::string &err)
+{
+  py::gil_scoped_acquire gil;
+  try {
+    // copy: the caller's buffer is reused for the next invocation
+    py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
+    if (n > 0) std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
+
+    py::tuple result = bridge().attr("classify")(model_path, pos, nlocal, metric, threshold);
+    if (result.size() != 2) {
+      err = "icephase_lmp.lammps_bridge.classify() did not return (codes, distances)";
+      return false;
+    }
+    auto c = result[0].cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
+    auto d = result[1].cast<py::array_t<double, py::array::c_style | py::array::forcecast>>();
+    if (c.size() != nlocal || d.size() != nlocal) {
+      err = "icephase_lmp.lammps_bridge.classify() returned " + std::to_string(c.size()) +
+          " codes and " + std::to_string(d.size()) + " distances for " + std::to_string(nlocal) +
+          " atoms";
+      return false;
+    }
+    if (nlocal > 0) {
+      std::memcpy(codes, c.data(), sizeof(int) * nlocal);
+      std::memcpy(distances, d.data(), sizeof(double) * nlocal);
+    }
+    return true;
+  } catch (py::error_already_set &e) {
+    err = describe(e);
+  } catch (std::exception &e) {
+    err = e.what();
+  }
+  return false;
+}

@@ -1,0 +1,46 @@
+/* -*- c++ -*- ----------------------------------------------------------
+   icephase: LAMMPS compute style "icephase" (plugin)
+   SPDX-License-Identifier: GPL-2.0-or-later
+
+   The embedded-Python side of the compute: the SOAP classifier and the
+   model-file validation live in the Python package icephase_lmp
+   (module icephase_lmp.lammps_bridge). This header is free of Python and
+   pybind11 types so that the LAMMPS and libtorch translation units do not
+   need the Python headers.
+
+   Every function returns true on success; on failure it returns false and
+   puts a human-readable message (the Python exception type and text) into
+   *err*. None of them throws. None of them talks to MPI: the caller makes
+   failures collective.
+------------------------------------------------------------------------- */
+
+#ifndef ICEPHASE_PYTHON_H
+#define ICEPHASE_PYTHON_H
+
+#include <string>
+
+namespace IcephasePython {
+
+// Start the embedded interpreter unless one is running already (LAMMPS may
+// be driven from Python). Which Python: $ICEPHASE_PYTHON if set, else the
+// interpreter the plugin was built against. Safe to call repeatedly.
+bool start(std::string &err);
+
+// Py_InitializeFromConfig() with the chosen executable; used by start().
+bool initialize(std::string &err);
+
+// The interpreter in use (sys.executable), for the log.
+std::string executable();
+
+// Validated metadata of a model file, as JSON text.
+bool model_metadata_json(const std::string &model_path, std::string &json, std::string &err);
+
+// Classify the first nlocal of n atoms (positions: n x 3, row-major,
+// Angstrom; an open cloud, no box). codes and distances receive nlocal values.
+bool classify(const std::string &model_path, const double *positions, int n, int nlocal,
+              const std::string &metric, double threshold, int *codes, double *distances,
+              std::string &err);
+
+}    // namespace IcephasePython
+
+#endif
