@@ -1,7 +1,7 @@
 """How many denoising iterations are needed: the ice/liquid margin against the number of iterations.
 
 Data: our own TIP4P/Ice MD (runs/md: ice Ih, Ic, sI at 250 K; liquid at 300 K) plus the seven references
-with Gaussian noise of the thermal amplitude measured in those runs (0.23 A per coordinate), i.e. the
+with Gaussian noise of 0.15 A (twice the local distortion measured in those runs), i.e. the
 same data `models/make_shipped_model.sh` calibrates on; the GCIceNet test data is not used.
 
 For each iteration count: worst ice distance, best liquid distance, the valley threshold and the gap as a
@@ -27,7 +27,8 @@ from icephase_lmp.references import builtin_references, supercell
 from icephase_lmp.trajectory import read_frames
 
 REPO = Path(__file__).resolve().parents[1]
-THERMAL_SIGMA = 0.23
+#: i.i.d. noise that matches twice the first-shell O-O fluctuation of our Ih at 250 K (see models/make_shipped_model.sh)
+THERMAL_SIGMA = 0.15
 
 
 def main() -> None:

@@ -83,6 +83,7 @@ def plot_histogram(
     from .phases import LIQUID_COLOR
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     hi = max(float(np.max(ice)), float(np.max(liquid)))
     bins = np.linspace(0.0, hi * 1.02, 120)
     fig, ax = plt.subplots(figsize=(6.5, 4))
