@@ -2,7 +2,8 @@
 
 Commands are taken from ```bash blocks and run in a scratch folder that holds the example files the docs
 name (made here from the shipped references, or linked to ../shared). Two substitutions keep it fast, and
-are the only ones: `../shared/` points at the real shared folder, and training runs 4 steps, not 20000.
+are the only ones: `../shared/` points at the real shared folder, and `icephase train` runs 4 steps (its
+`--steps` value replaced, or `--steps 4` added), not 20000.
 """
 
 from __future__ import annotations
@@ -83,5 +84,7 @@ def test_doc_command_runs(workdir, monkeypatch, doc, line, command):
     monkeypatch.chdir(workdir)
     text = command.replace("../shared/", f"{SHARED}/")
     text = STEPS.sub("--steps 4", text)
+    if text.startswith("icephase train") and "--steps" not in text:
+        text += " --steps 4"
     argv = shlex.split(text)[1:]
     assert main(argv) == 0, f"{doc}:{line}: `{command}` failed"

@@ -133,15 +133,22 @@ def write_data(path: Path, system: System, masses: dict[int, float] | None = Non
 
 
 def offline(offline_model, model: ModelSetup, system: System, select: np.ndarray | None = None):
-    """Offline pipeline (denoise + classify) on the periodic system; returns codes, distances, displacement."""
+    """Offline pipeline (denoise + classify) on the periodic system; returns codes, distances, displacement.
+
+    With one BLAS thread, as LAMMPS runs here (OMP_NUM_THREADS=1): DScribe orthonormalises its GTO radial
+    basis with numpy linear algebra on an ill-conditioned overlap matrix, so the SOAP vectors depend on the
+    BLAS thread count at ~1e-6 relative, which moves a distance near zero (a perfect crystal) by ~3e-3."""
+    from threadpoolctl import threadpool_limits
+
     from icephase_lmp.denoise import denoise
 
     pos = system.positions if select is None else system.positions[select]
     m = offline_model
-    r = denoise(m.denoiser, pos, system.cell, (True, True, True), m.r_max, iterations=m.iterations,
-                tolerance=m.tolerance)
-    res = m.classifier.classify(r.positions, system.cell, (True, True, True), metric=model.metric,
-                                threshold=model.threshold)
+    with threadpool_limits(limits=1):
+        r = denoise(m.denoiser, pos, system.cell, (True, True, True), m.r_max, iterations=m.iterations,
+                    tolerance=m.tolerance)
+        res = m.classifier.classify(r.positions, system.cell, (True, True, True), metric=model.metric,
+                                    threshold=model.threshold)
     return res.codes, res.distances, r.positions - pos
 
 
@@ -283,14 +290,51 @@ def test_serial_matches_offline_pipeline(ih, ih_serial, model):
     assert (rows[:, 1] == 1).sum() > 0
 
 
+GRAPH_LINE = re.compile(r"icephase: denoiser graph (\d+) nodes \((\d+) local, (\d+) ghost\) and (\d+) edges on (\d+) MPI")
+TIMING_LINE = re.compile(
+    r"icephase timing: compute (\S+) step (\d+): (\d+) oxygens, (\d+) graph nodes, (\d+) iterations, (\d+) ranks; "
+    r"graph (\S+) s, denoise (\S+) s, classify (\S+) s, comm (\S+) s, other (\S+) s, total (\S+) s")
+
+
+def graph_size(log: str) -> tuple[int, int, int, int, int]:
+    """(nodes, local, ghost, edges, ranks) of the compute's graph line (logged once, at the first run's setup)."""
+    found = GRAPH_LINE.findall(log)
+    assert len(found) == 1, f"expected one graph line in the log, got {found}"
+    return tuple(int(v) for v in found[0])
+
+
+def test_one_rank_graph_is_the_local_oxygens(ih, ih_serial, model):
+    """On one rank every ghost is a periodic image of a local oxygen: the denoiser graph holds the local
+    oxygens only (the images enter as edge shifts), each with about its ~16 neighbours within r_max."""
+    system, _, _ = ih
+    _, log, _ = ih_serial
+    nodes, local, ghost, edges, ranks = graph_size(log)
+    assert (nodes, local, ghost, ranks) == (len(system.positions), len(system.positions), 0, 1)
+    assert 4 * nodes < edges < 40 * nodes
+
+
 @pytest.mark.parametrize("nprocs", [2, 4])
 def test_mpi_ranks_give_identical_labels(ih, ih_serial, model, tmp_path, nprocs):
     system, data, (codes, dist, _) = ih
     serial, _, _ = ih_serial
     shutil.copy(data, tmp_path)
-    script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model) + "run 0\n"
+    script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model, "timing yes") + "run 0\n"
     run = run_lammps(tmp_path, script, nprocs=nprocs)
     assert run.returncode == 0, run.output[-3000:]
+    # ghosts owned by another rank are graph nodes (refreshed by forward communication), images of local
+    # oxygens are not
+    nodes, local, ghost, _, ranks = graph_size(run.log)
+    assert (local, ranks) == (len(system.positions), nprocs) and ghost > 0
+    # timing yes: one line per invocation, with the split of its cost
+    timing = TIMING_LINE.findall(run.log)
+    assert len(timing) == 1, run.log[-3000:]
+    name, step, oxygens, _, iterations, ranks, *seconds = timing[0]
+    assert (name, int(step), int(oxygens), int(ranks)) == ("ice", 0, len(system.positions), nprocs)
+    assert int(iterations) == model.metadata["iterations"]
+    graph, denoise, classify, comm, other, total = (float(v) for v in seconds)
+    assert min(graph, denoise, classify, comm) >= 0.0 and denoise > 0.0 and classify > 0.0
+    # (each part is the slowest rank's, so they need not add up to the slowest total)
+    assert max(graph, denoise, classify, comm, other) <= total
     rows = read_dump(tmp_path / "labels.dump")
     assert np.array_equal(rows[:, 0], serial[:, 0])
     assert_same_labels(rows[:, 1], rows[:, 2], serial[:, 1], serial[:, 2], model.threshold, f"{nprocs} vs 1 ranks")
