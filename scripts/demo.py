@@ -51,9 +51,18 @@ def last_step(log: Path) -> int:
         return 0
     for line in reversed(log.read_text(errors="replace").splitlines()[-30:]):
         words = line.split()
-        if words and words[0].isdigit():
+        # a thermo line: every column a number (the step first)
+        if len(words) >= 4 and words[0].isdigit() and all(_is_number(w) for w in words):
             return int(words[0])
     return 0
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def main() -> None:
