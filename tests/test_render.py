@@ -36,3 +36,27 @@ def test_phase_fraction_plot(tmp_path):
     img, colours = _colours(path)
     assert img.shape[0] > 300 and img.shape[1] > 500
     assert len(colours) > 20
+
+
+def test_ovito_script_modifier_names_the_phases(tmp_path, monkeypatch):
+    """The modifier `icephase ovito-script` writes works inside OVITO's own pipeline on a compute dump."""
+    from ovito.io import import_file
+    from ovito.modifiers import PythonScriptModifier
+
+    from icephase_lmp.cli import main
+
+    dump = tmp_path / "labels.lammpstrj"
+    rows = "".join(f"{i + 1} 1 O {i % 5 * 3.0} {i // 5 * 3.0} 1.0 {code} 0.5\n" for i, code in enumerate([0, 1, 1, 7, -1]))
+    dump.write_text("ITEM: TIMESTEP\n0\nITEM: NUMBER OF ATOMS\n5\nITEM: BOX BOUNDS pp pp pp\n0 20\n0 20\n0 20\n"
+                    "ITEM: ATOMS id type element x y z c_phase[1] c_phase[2]\n" + rows)
+    script = tmp_path / "mod.py"
+    assert main(["ovito-script", "--out", str(script)]) == 0
+    pipeline = import_file(str(dump))
+    pipeline.modifiers.append(PythonScriptModifier(script=script.read_text()))
+    data = pipeline.compute()
+    stype = data.particles["Structure Type"]
+    assert list(stype) == [0, 1, 1, 7, -1]
+    names = {t.id: t.name for t in stype.types}
+    assert names[0] == "liquid" and names[1] == "Ih" and names[7] == "sI" and names[-1] == "not analysed"
+    colors = np.asarray(data.particles["Color"])
+    assert np.allclose(colors[1], BUILTIN_PHASES[0].color, atol=1e-3)

@@ -306,6 +306,26 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ovito_script(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ovito-script", help="write an OVITO script modifier that names and colours the phases")
+    p.add_argument("--model", help="model.pth whose code table to use (default: the shipped model)")
+    p.add_argument("--column", default="c_phase[1]",
+                   help="the dump column holding the phase code (default %(default)s; `code` for icephase classify dumps)")
+    p.add_argument("--out", required=True, help="the .py file to write")
+    p.set_defaults(func=_cmd_ovito_script)
+
+
+def _cmd_ovito_script(args: argparse.Namespace) -> int:
+    from .model_file import SHIPPED_MODEL, read_metadata
+    from .render import ovito_modifier_source
+
+    meta = read_metadata(args.model or SHIPPED_MODEL)
+    names = [p["name"] for p in sorted(meta["phases"], key=lambda p: p["code"]) if p["code"] > 0]
+    Path(args.out).write_text(ovito_modifier_source(names, args.column))
+    print(f"OVITO script modifier written to {args.out}: in OVITO, Add modification -> Python script -> load it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icephase",
@@ -318,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     _add_inspect(sub)
+    _add_ovito_script(sub)
     from .lammps_data import add_lammps_data_parser
 
     add_lammps_data_parser(sub)

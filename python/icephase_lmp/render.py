@@ -94,3 +94,59 @@ def plot_phase_fractions(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+OVITO_MODIFIER_TEMPLATE = '''"""OVITO Python script modifier written by `icephase ovito-script`: names and colours the icephase codes.
+
+In OVITO: Add modification -> Python script -> Load script from file -> this file. It turns the code
+column of an icephase dump ({column!r}) into the typed property "Structure Type" with phase names, and
+colours the particles like every icephase picture.
+"""
+import numpy as np
+from ovito.data import DataCollection, ParticleType
+
+COLUMN = {column!r}
+PHASES = {phases!r}  # code: (name, (r, g, b))
+
+
+def modify(frame: int, data: DataCollection):
+    if COLUMN not in data.particles.keys():
+        raise RuntimeError(f"no {{COLUMN!r}} column: map the dump column that holds the phase code to it")
+    codes = np.asarray(data.particles[COLUMN]).astype(int)
+    stype = data.particles_.create_property("Structure Type", data=codes)
+    for code, (name, color) in sorted(PHASES.items()):
+        stype.types_.append(ParticleType(id=code, name=name, color=color))
+    data.particles_.create_property("Color", data=[PHASES.get(int(c), ("?", (1.0, 0.0, 1.0)))[1] for c in codes])
+'''
+
+
+def ovito_modifier_source(names: Sequence[str], column: str) -> str:
+    """A self-contained OVITO script modifier (OVITO's own Python has no icephase) for this code table."""
+    names = list(names)
+    phases = {code: (name, tuple(round(x, 3) for x in color_for(code, names))) for code, name in code_table(names).items()}
+    return OVITO_MODIFIER_TEMPLATE.format(column=column, phases=phases)
+
+
+def render_dump_with_ovito(dump: str | Path, modifier: str | Path, png: str | Path, size=(900, 650)) -> Path:
+    """Open a dump with OVITO's own reader, apply the script modifier, render: what the GUI will show."""
+    from ovito.io import import_file
+    from ovito.modifiers import PythonScriptModifier
+    from ovito.vis import ColorLegendOverlay, OpenGLRenderer, Viewport
+
+    pipeline = import_file(str(dump))
+    pipeline.modifiers.append(PythonScriptModifier(script=Path(modifier).read_text()))
+    pipeline.add_to_scene()
+    try:
+        vp = Viewport(type=Viewport.Type.Ortho, camera_dir=(1.0, 0.35, -0.25))
+        vp.zoom_all(size)
+        legend = ColorLegendOverlay(property="particles/Structure Type", title="phase", font_size=0.08,
+                                    legend_size=0.4, label_size=1.0, use_type_shapes=False, offset_x=-0.03,
+                                    alignment=0x0082)
+        legend.orientation = type(legend.orientation).Vertical
+        vp.overlays.append(legend)
+        png = Path(png)
+        vp.render_image(size=size, filename=str(png), background=(1.0, 1.0, 1.0), renderer=OpenGLRenderer(),
+                        frame=pipeline.source.num_frames - 1)
+    finally:
+        pipeline.remove_from_scene()
+    return png
