@@ -110,6 +110,10 @@ def main() -> None:
         present = {int(c): np.count_nonzero(last_codes[mask] == c) / max(mask.sum(), 1) for c in np.unique(last_codes[mask])}
         print(f"   {region:12s} (more than 4 A from the initial interfaces): " +
               ", ".join(f"{table[c]} {100 * v:.1f}%" for c, v in sorted(present.items(), key=lambda kv: -kv[1])))
+    bins = np.arange(0.0, 10.0, 2.0)
+    profile = [np.mean(last_codes[inside & (depth >= a) & (depth < a + 2.0)] > 0) for a in bins]
+    print("   ice-labelled fraction of the ice half by depth below the initial interfaces: " +
+          ", ".join(f"{a:.0f}-{a + 2:.0f} A {100 * f:.0f}%" for a, f in zip(bins, profile)))
     png = render_phases(last.positions, last.cell, last_codes, names, out / "last_frame.png", origin=last.origin,
                         title=f"compute icephase, t = {times_ps[-1]:.1f} ps")
     plot = plot_phase_fractions(times_ps, codes, names, out / "phase_fractions.png",
