@@ -206,11 +206,14 @@ def read_dump(path: Path) -> np.ndarray:
 
 
 def thermo_row(log: str, columns: list[str]) -> list[float]:
-    """The first thermo line below a header holding exactly ``columns``."""
+    """The first thermo line below a header holding exactly ``columns`` (a WARNING that a compute gives while
+    LAMMPS prints the thermo output may come in between)."""
     lines = log.splitlines()
     for k, line in enumerate(lines):
         if line.split() == columns:
-            return [float(v) for v in lines[k + 1].split()]
+            for row in lines[k + 1:]:
+                if not row.startswith("WARNING") and not row.startswith("For more information"):
+                    return [float(v) for v in row.split()]
     raise AssertionError(f"no thermo header {columns} in the log")
 
 
@@ -474,6 +477,32 @@ def test_lammps_driven_from_python(ih, ih_serial, model, tmp_path):
     assert f"liquid count {float((serial[:, 1] == 0).sum())}" in proc.stdout
 
 
+def test_thermo_and_dump_of_one_step_share_one_evaluation(ih, ih_serial, model, tmp_path):
+    """LAMMPS clears a compute's invoked flags before each output of a step, so a dump and thermo output
+    ask twice on the same step: the compute evaluates once and hands out the same results. A second `run 0`
+    evaluates again (a run may follow commands that moved atoms)."""
+    _, data, _ = ih
+    serial, _, names = ih_serial
+    shutil.copy(data, tmp_path)
+    script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model, "timing yes") + "\n".join([
+        f"thermo_style custom step {' '.join(names[1:])}",
+        "run 0",
+        "displace_atoms all move 0.3 0.0 0.0",
+        "run 0",
+        "",
+    ])
+    run = run_lammps(tmp_path, script)
+    assert run.returncode == 0, run.output[-3000:]
+    assert len(TIMING_LINE.findall(run.log)) == 2, run.log[-3000:]
+    # both runs print the serial run's counts (the second one of a translated copy)
+    lines = run.log.splitlines()
+    rows = [lines[k + 2] for k, line in enumerate(lines) if line.split() == names]  # (a timing line between)
+    expected = np.bincount(serial[:, 1].astype(int), minlength=len(names) - 1)
+    assert len(rows) == 2
+    for row in rows:  # (an atom right at the threshold may flip)
+        assert np.abs(np.array([float(v) for v in row.split()[1:]]) - expected).sum() <= 2, row
+
+
 def test_unload_reload_and_repeated_runs(ih, model, tmp_path):
     _, data, _ = ih
     shutil.copy(data, tmp_path)
@@ -607,3 +636,44 @@ def test_example_in_ice_oxygen(model, tmp_path):
     assert (rows[slab, 4] == 0).mean() > 0.9
     bulk = (z > 0.1 * z.max()) & (z < 0.45 * z.max())
     assert (rows[bulk, 4] == 1).mean() > max(0.3, 3 * (rows[slab, 4] == 1).mean())
+
+
+def test_lammps_overhead_benchmark_quick(model):
+    """benchmarks/lammps_overhead.py --quick runs and prints every figure (their format, not their values:
+    timings depend on the machine)."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "lammps_overhead.py"), "--quick", "--model",
+                           str(model.path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    num = r"[0-9.]+"
+    pct = r"[+-][0-9.]+%"
+    expected = [
+        # (a) MD overhead: five runs, the overhead of each interval, the cost of the larger ghost cutoff
+        rf"^\(a\) MD overhead: TIP4P/Ice ice Ih, \d+ molecules \(\d+ atoms\), NVT 250 K, 2 fs, SHAKE, \d+ steps",
+        rf"^  baseline, LAMMPS default cutoff +{num} A +\d+ +0 +{num} s +{pct}$",
+        rf"^  compute every \d+ steps +{num} A +\d+ +[1-9]\d* +{num} s +{pct}$",
+        rf"^  noise: the two same-cutoff baselines differ by {num}%",
+        rf"^  ghost cutoff {num} A instead of the default: {pct} on the MD alone",
+        rf"^  overhead every \d+ steps \(\d+ calls, \d+ steps\): {pct} vs the same-cutoff baseline, {pct} vs the "
+        rf"default-cutoff baseline; the compute's own timers: {num} s = {num}% of the MD",
+        rf"^  first \(warm-up\) invocation, outside the timed loop: {num} s",
+        # (b) per oxygen per call
+        rf"^\(b\) cost per oxygen per call \(compute every \d+ steps: mean of \d+ calls, \d+ O, \d+ denoising",
+        rf"^  denoising +{num} us/O +\(graph building {num}, network {num}; {num} us/O per iteration\)",
+        rf"^  SOAP/classification +{num} us/O",
+        rf"^  communication +{num} us/O",
+        rf"^  total +{num} us/O +\({num} s per call\)",
+        # (c) memory
+        rf"^\(c\) memory: \d+ O ",
+        rf"^  \d+ calls: \d+ calls in \d+ s after a \d+-call warm-up",
+        rf"^  VmRSS after \d+ calls: {num} MB; after \d+ calls: {num} MB; growth [+-]{num} MB \([+-]{num} kB per call\)",
+        # (d) parallel
+        rf"^\(d\) parallel: \d+ O ",
+        rf"^  1 rank : {num} s per call \(graph {num}, denoise {num}, classify {num}, comm {num} s",
+        rf"^  2 ranks: {num} s per call \(graph {num}, denoise {num}, classify {num}, comm {num} s",
+        rf"^  speed-up 2 ranks vs 1: {num}x",
+    ]
+    missing = [pattern for pattern in expected if not re.search(pattern, out, re.M)]
+    assert not missing, f"lines not found: {missing}\n{out}"
+    assert len(re.findall(r"^  overhead every ", out, re.M)) == 2

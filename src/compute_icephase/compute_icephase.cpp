@@ -6,12 +6,20 @@
    TorchScript network (libtorch), then a SOAP classifier run in an
    embedded Python interpreter (icephase_lmp.lammps_bridge).
 
-   Parallel scheme: each rank denoises an open cloud made of its local
-   oxygens and its ghost oxygens (periodic images included), keeps the
-   result of its local atoms only, and refreshes the ghosts with a forward
-   communication of the displacement (denoised minus original position)
-   after every iteration. A displacement needs no periodic image shift,
-   so ghost denoised position = ghost x + displacement is image-safe.
+   Parallel scheme: each rank sees a cloud made of its local oxygens and
+   its ghost oxygens (periodic images included). The denoiser graph holds
+   the local oxygens and only those ghosts whose owner is on another rank:
+   a ghost that is a periodic image of one of this rank's own atoms is
+   folded onto that atom (an edge to the ghost becomes an edge to its
+   owner, with the image offset x_ghost - x_owner as the edge shift), so
+   on one rank the graph is exactly the periodic system, without ghosts.
+   Ghost nodes farther than num_layers - 1 graph hops from every local
+   oxygen cannot influence a local result within the network's layers:
+   their own edges are left out. Each rank keeps the result of its local
+   atoms only and refreshes its ghost nodes with a forward communication
+   of the displacement (denoised minus original position) after every
+   iteration. A displacement needs no periodic image shift, so ghost
+   denoised position = ghost x + displacement of its owner is image-safe.
    Local results are exact when the ghost cutoff covers the network's
    receptive field (num_layers * r_max) and the SOAP reach.
 
@@ -42,10 +50,16 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
+#include <unordered_map>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 using namespace LAMMPS_NS;
 
@@ -55,7 +69,7 @@ constexpr double OXYGEN_MASS_TOL = 0.1;
 constexpr int NCOLS = 5;    // code, distance, dx, dy, dz
 
 const std::set<std::string> KEYWORDS = {"iterations", "tolerance", "device", "types",
-                                        "metric",     "threshold", "threads"};
+                                        "metric",     "threshold", "threads", "timing"};
 
 bool is_keyword(const char *arg)
 {
@@ -73,9 +87,13 @@ struct ComputeIcephase::Denoiser {
 /* ---------------------------------------------------------------------- */
 
 ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
-    Compute(lmp, narg, arg), threshold(0.0), iterations(-1), tolerance(-1.0), nthreads(1),
-    r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0), max_code(0), default_iterations(0),
-    default_tolerance(0.0), logged(false), nmax(0), disp(nullptr), counts(nullptr)
+    Compute(lmp, narg, arg), threshold(0.0), soap_reach(0.0), malloc_tuned(false),
+    lone_known(false), lone_code(0), lone_distance(0.0), diverged_warned(false),
+    config_valid(false), config_step(-1), iterations(-1), tolerance(-1.0), nthreads(1),
+    timing(false), r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0), num_layers(0), max_code(0),
+    default_iterations(0), default_tolerance(0.0), logged(false), graph_logged(false), nmax(0),
+    disp(nullptr), counts(nullptr), nremote(0), nfolded(0), graph_nlocal(0), graph_nghost(0),
+    graph_nedges(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "compute icephase", error);
 
@@ -135,10 +153,12 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
       nthreads = utils::inumeric(FLERR, val, false, lmp);
       if (nthreads < 1)
         error->all(FLERR, "Compute icephase threads must be >= 1, got {}", nthreads);
+    } else if (kw == "timing") {
+      timing = utils::logical(FLERR, val, false, lmp) == 1;
     } else {
       error->all(FLERR,
                  "Unknown compute icephase keyword: {} (known: iterations, tolerance, device, "
-                 "types, metric, threshold, threads)",
+                 "types, metric, threshold, threads, timing)",
                  kw);
     }
     iarg += 2;
@@ -168,6 +188,17 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
   }
   all_or_error(err);
 
+  // the classifier's reach: ghosts farther than this from every local
+  // oxygen are left out of the SOAP input (DScribe's cost grows with every
+  // atom it is given, centre or not); unknown: no ghost is left out
+  if (!IcephasePython::soap_reach(model_path, soap_reach, err) || !(soap_reach > 0.0)) {
+    soap_reach = 0.0;
+    soap_reach_note = "all ghost oxygens (the SOAP reach is unknown: " + err + ")";
+    err.clear();
+  } else {
+    soap_reach_note = fmt::format("ghost oxygens within {:.4g} A of a local one", soap_reach);
+  }
+
   // settings the user left out come from the model
 
   if (metric.empty()) metric = default_metric;
@@ -183,6 +214,18 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
                  model_path, metric);
     threshold = it->second;
   }
+
+  // Each invocation allocates and frees hundreds of MB (libtorch's edge
+  // tensors, DScribe's and numpy's arrays). glibc returns freed blocks above
+  // its mmap/trim thresholds to the system, and every invocation then pays
+  // the page faults and the zeroing of that memory again (half the time of
+  // an 8000-oxygen invocation on one core). Keep freed memory for reuse:
+  // blocks up to 32 MB from the heap, no trimming of the heap below 2 GB.
+  // (Process-wide; the memory is the peak that every invocation needs.)
+#if defined(__GLIBC__)
+  malloc_tuned = mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1 &&
+      mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+#endif
 
   // libtorch denoiser
 
@@ -248,6 +291,8 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   r_max = meta.at("r_max").get<double>();
   ghost_cutoff = meta.at("ghost_cutoff").get<double>();
   receptive_field = meta.at("receptive_field").get<double>();
+  // without the layer count, no ghost node is pruned (the graph is still exact)
+  num_layers = meta.contains("num_layers") ? meta.at("num_layers").get<int>() : 0;
   default_iterations = meta.at("iterations").get<int>();
   default_tolerance = meta.at("tolerance").get<double>();
   default_metric = meta.at("metric").get<std::string>();
@@ -272,6 +317,7 @@ void ComputeIcephase::parse_metadata(const std::string &text)
 
 void ComputeIcephase::init()
 {
+  config_valid = false;    // a new run, or rerun's next snapshot: compute afresh
   resolve_types();
   check_ghost_cutoff();
   log_settings();
@@ -397,10 +443,14 @@ void ComputeIcephase::log_settings()
   mesg += fmt::format("  denoising: {} iterations, tolerance {} A, cutoff {} A, device {}, "
                       "{} torch thread(s)\n",
                       iterations, tolerance, r_max, device_name, nthreads);
-  mesg += fmt::format("  classifier: metric {}, threshold {}\n", metric, threshold);
+  mesg += fmt::format("  classifier: metric {}, threshold {}; SOAP environment: {}\n", metric,
+                      threshold, soap_reach_note);
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);
   mesg += fmt::format("  embedded Python: {}\n", IcephasePython::executable());
+  if (malloc_tuned)
+    mesg += "  memory: glibc malloc keeps freed memory for the next invocation (mmap threshold "
+            "32 MB, no trimming)\n";
   utils::logmesg(lmp, mesg);
 }
 
@@ -459,26 +509,91 @@ void ComputeIcephase::collect_cloud(int &nlocal_cloud)
 }
 
 /* ----------------------------------------------------------------------
-   all directed pairs of cloud atoms closer than r_max (binned search);
-   edges = [centres..., neighbours...], the [2, E] layout of the model
+   which cloud atom stands for each ghost in the denoiser graph: a ghost
+   whose atom ID belongs to a local oxygen of this rank is that oxygen
+   (shifted by the periodic image offset); any other ghost is a node of
+   its own, refreshed by forward communication
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::build_edges(int n)
+void ComputeIcephase::find_owners(int nlocal_cloud)
 {
+  const int n = (int) cloud.size();
+  double **x = atom->x;
+  const tagint *tag = atom->tag;
+
+  owner.resize(n);
+  for (int k = 0; k < n; k++) owner[k] = k;
+  image.assign(3 * (size_t) n, 0.0);
+
+  // the bins of the graph search span the cloud before denoising: an atom
+  // that the denoiser throws far away (it happens to overlapping atoms)
+  // then lands in an edge bin instead of stretching every bin
+  for (int d = 0; d < 3; d++) bin_lo[d] = bin_hi[d] = 0.0;
+  for (int k = 0; k < n; k++)
+    for (int d = 0; d < 3; d++) {
+      const double v = x[cloud[k]][d];
+      if (k == 0 || v < bin_lo[d]) bin_lo[d] = v;
+      if (k == 0 || v > bin_hi[d]) bin_hi[d] = v;
+    }
+  nfolded = 0;
+  nremote = n - nlocal_cloud;
+  if (!atom->tag_enable || nlocal_cloud == 0 || n == nlocal_cloud) return;
+
+  // atom ID -> cloud index of this rank's local oxygens. (Not atom->map():
+  // it may not exist, e.g. for atom_style atomic, and it may return a
+  // ghost copy rather than the local atom.)
+  std::unordered_map<tagint, int> local_of;
+  local_of.reserve(2 * (size_t) nlocal_cloud);
+  for (int k = 0; k < nlocal_cloud; k++) local_of.emplace(tag[cloud[k]], k);
+
+  for (int k = nlocal_cloud; k < n; k++) {
+    auto it = local_of.find(tag[cloud[k]]);
+    if (it == local_of.end()) continue;
+    const int i = cloud[k], o = cloud[it->second];
+    owner[k] = it->second;
+    // from the positions before denoising: both copies move by the same
+    // displacement, so the shift stays the periodic image offset
+    for (int d = 0; d < 3; d++) image[3 * k + d] = x[i][d] - x[o][d];
+    nfolded++;
+  }
+  nremote -= nfolded;
+}
+
+/* ----------------------------------------------------------------------
+   the denoiser graph at the current cloud positions: every directed pair
+   (centre node, cloud atom) closer than r_max, found with a binned search
+   over the cloud; the neighbour is replaced by the node that stands for
+   it, with its image offset as the edge shift, so the edge vector
+   x(node) + shift - x(centre) is the neighbour's own position.
+   With prune: the edges of ghost nodes num_layers or more graph hops away
+   from every local oxygen are left out, and so are the ghost nodes more
+   than num_layers hops away. A network of num_layers message-passing
+   layers cannot carry their information to a local oxygen, so the local
+   results do not change; the ghost nodes' own results are discarded
+   anyway (forward communication replaces them).
+   Output: graph_nodes (local oxygens first), graph_x32 [N][3], edges
+   [2][E] (centres, then neighbours), edge_shift32 [E][3].
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::build_graph(int nlocal_cloud, bool prune)
+{
+  const int n = (int) cloud.size();
+  graph_nodes.clear();
+  graph_x32.clear();
   edges.clear();
-  if (n == 0) return;
+  edge_shift32.clear();
+  pair_neighbour.clear();
+  graph_nlocal = graph_nghost = 0;
+  graph_nedges = 0;
+  if (n == 0 || nlocal_cloud == 0) return;
+
   const double *x = cloud_x.data();
   const double cut = r_max, cutsq = r_max * r_max;
+  const double *lo = bin_lo, *hi = bin_hi;
 
-  double lo[3], hi[3];
-  for (int d = 0; d < 3; d++) lo[d] = hi[d] = x[d];
-  for (int k = 1; k < n; k++)
-    for (int d = 0; d < 3; d++) {
-      lo[d] = std::min(lo[d], x[3 * k + d]);
-      hi[d] = std::max(hi[d], x[3 * k + d]);
-    }
-
-  // bins at least one cutoff wide, so neighbours are in the 27 adjacent bins;
+  // bins at least one cutoff wide, so neighbours are in the 27 adjacent bins
+  // (also for atoms outside lo..hi, clamped into the edge bins: clamping
+  // keeps two atoms closer than a bin width in the same or adjacent bins);
   // a sparse cloud gets wider bins (the bin count stays near the atom count)
   double size = cut;
   const double limit = 2.0 * n + 1000.0;
@@ -496,74 +611,147 @@ void ComputeIcephase::build_edges(int n)
     if (binsize[d] <= 0.0) binsize[d] = 1.0;
   }
   auto bin_of = [&](const double *p, int *b) {
-    for (int d = 0; d < 3; d++) b[d] = std::min(nb[d] - 1, (int) ((p[d] - lo[d]) / binsize[d]));
+    for (int d = 0; d < 3; d++) {
+      const double t = (p[d] - lo[d]) / binsize[d];
+      b[d] = t < 1.0 ? 0 : (t >= nb[d] - 1 ? nb[d] - 1 : (int) t);
+    }
   };
 
   const long nbins = (long) nb[0] * nb[1] * nb[2];
-  std::vector<int> head(nbins, -1), next(n, -1);
+  bin_head.assign(nbins, -1);
+  bin_next.assign(n, -1);
   for (int k = n - 1; k >= 0; k--) {
     int b[3];
     bin_of(&x[3 * k], b);
     const long ib = ((long) b[2] * nb[1] + b[1]) * nb[0] + b[0];
-    next[k] = head[ib];
-    head[ib] = k;
+    bin_next[k] = bin_head[ib];
+    bin_head[ib] = k;
   }
 
-  std::vector<int64_t> src, dst;
-  src.reserve((size_t) n * 16);
-  dst.reserve((size_t) n * 16);
+  // candidate edges of every node, as cloud indices: centre k's neighbours
+  // are pair_neighbour[centre_first[k] .. centre_first[k + 1])
+  centre_first.assign(n + 1, 0);
+  pair_neighbour.reserve((size_t) n * 16);
   for (int k = 0; k < n; k++) {
+    centre_first[k] = (int) pair_neighbour.size();
+    if (owner[k] != k) continue;    // folded ghost: its owner is the node
     const double *p = &x[3 * k];
     int b[3];
     bin_of(p, b);
     for (int bz = std::max(0, b[2] - 1); bz <= std::min(nb[2] - 1, b[2] + 1); bz++)
       for (int by = std::max(0, b[1] - 1); by <= std::min(nb[1] - 1, b[1] + 1); by++)
         for (int bx = std::max(0, b[0] - 1); bx <= std::min(nb[0] - 1, b[0] + 1); bx++)
-          for (int j = head[((long) bz * nb[1] + by) * nb[0] + bx]; j >= 0; j = next[j]) {
+          for (int j = bin_head[((long) bz * nb[1] + by) * nb[0] + bx]; j >= 0; j = bin_next[j]) {
             if (j == k) continue;
             const double dx = x[3 * j] - p[0];
             const double dy = x[3 * j + 1] - p[1];
             const double dz = x[3 * j + 2] - p[2];
-            if (dx * dx + dy * dy + dz * dz < cutsq) {
-              src.push_back(k);
-              dst.push_back(j);
-            }
+            if (dx * dx + dy * dy + dz * dz < cutsq) pair_neighbour.push_back(j);
           }
   }
-  edges.resize(2 * src.size());
-  std::copy(src.begin(), src.end(), edges.begin());
-  std::copy(dst.begin(), dst.end(), edges.begin() + src.size());
+  centre_first[n] = (int) pair_neighbour.size();
+
+  // graph distance from the local oxygens (breadth first, centre to
+  // neighbour: the direction in which a layer gathers its messages);
+  // without pruning every node takes part with all its edges
+  hop.assign(n, -1);
+  const bool bfs = prune && num_layers > 0;
+  if (bfs) {
+    std::vector<int> &queue = bfs_queue;
+    queue.clear();
+    for (int k = 0; k < nlocal_cloud; k++) {
+      hop[k] = 0;
+      queue.push_back(k);
+    }
+    for (size_t q = 0; q < queue.size(); q++) {
+      const int u = queue[q];
+      if (hop[u] >= num_layers) continue;    // its edges are left out
+      for (int e = centre_first[u]; e < centre_first[u + 1]; e++) {
+        const int v = owner[pair_neighbour[e]];
+        if (hop[v] < 0) {
+          hop[v] = hop[u] + 1;
+          queue.push_back(v);
+        }
+      }
+    }
+  } else {
+    for (int k = 0; k < n; k++)
+      if (owner[k] == k) hop[k] = 0;
+  }
+  auto keeps_edges = [&](int k) { return hop[k] >= 0 && (!bfs || hop[k] < num_layers); };
+
+  graph_index.assign(n, -1);
+  for (int k = 0; k < n; k++)
+    if (owner[k] == k && hop[k] >= 0) {
+      graph_index[k] = (int) graph_nodes.size();
+      graph_nodes.push_back(k);
+    }
+  const int ngraph = (int) graph_nodes.size();
+
+  size_t nedge = 0;
+  for (int g = 0; g < ngraph; g++) {
+    const int k = graph_nodes[g];
+    if (keeps_edges(k)) nedge += centre_first[k + 1] - centre_first[k];
+  }
+  edges.resize(2 * nedge);
+  edge_shift32.resize(3 * nedge);
+  size_t e = 0;
+  for (int g = 0; g < ngraph; g++) {
+    const int k = graph_nodes[g];
+    if (!keeps_edges(k)) continue;
+    for (int c = centre_first[k]; c < centre_first[k + 1]; c++, e++) {
+      const int m = pair_neighbour[c];
+      edges[e] = g;
+      edges[nedge + e] = graph_index[owner[m]];
+      for (int d = 0; d < 3; d++) edge_shift32[3 * e + d] = (float) image[3 * m + d];
+    }
+  }
+
+  graph_x32.resize(3 * (size_t) ngraph);
+  for (int g = 0; g < ngraph; g++)
+    for (int d = 0; d < 3; d++) graph_x32[3 * g + d] = (float) x[3 * graph_nodes[g] + d];
+
+  graph_nlocal = nlocal_cloud;
+  graph_nghost = ngraph - nlocal_cloud;
+  graph_nedges = (bigint) nedge;
 }
 
 /* ----------------------------------------------------------------------
-   one denoising step: disp of the local cloud atoms -= eps(cloud)
+   one denoising step: disp of the local cloud atoms -= eps(graph)
 ------------------------------------------------------------------------- */
 
-bool ComputeIcephase::denoise_step(int n, int nlocal_cloud, double &maxstep, std::string &err)
+bool ComputeIcephase::denoise_step(int nlocal_cloud, double &maxstep, std::string &err)
 {
   maxstep = 0.0;
   if (nlocal_cloud == 0) return true;
+  const int64_t ngraph = (int64_t) graph_nodes.size();
+  const int64_t nedge = (int64_t) edges.size() / 2;
   try {
     c10::InferenceMode guard;
     at::set_num_threads(nthreads);
-    const int64_t nedge = (int64_t) edges.size() / 2;
-    cloud_x32.resize(3 * (size_t) n);
-    for (size_t k = 0; k < cloud_x32.size(); k++) cloud_x32[k] = (float) cloud_x[k];
-
     const auto dev = denoiser->device;
-    auto pos = torch::from_blob(cloud_x32.data(), {n, 3}, torch::kFloat32).to(dev);
-    auto edge_index = torch::from_blob(edges.data(), {2, nedge}, torch::kInt64).to(dev);
-    auto shift = torch::zeros({nedge, 3}, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+    const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+    auto pos = torch::from_blob(graph_x32.data(), {ngraph, 3}, f32).to(dev);
+    torch::Tensor edge_index, shift;
+    if (nedge > 0) {
+      edge_index = torch::from_blob(edges.data(), {2, nedge}, i64).to(dev);
+      shift = torch::from_blob(edge_shift32.data(), {nedge, 3}, f32).to(dev);
+    } else {    // isolated atoms only
+      edge_index = torch::zeros({2, 0}, i64.device(dev));
+      shift = torch::zeros({0, 3}, f32.device(dev));
+    }
     auto eps = denoiser->module.forward({pos, edge_index, shift}).toTensor();
     eps = eps.to(torch::kCPU, torch::kFloat64).contiguous();
-    if (eps.dim() != 2 || eps.size(0) != n || eps.size(1) != 3) {
+    if (eps.dim() != 2 || eps.size(0) != ngraph || eps.size(1) != 3) {
       std::string shape;
       for (auto s : eps.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(s);
       err = fmt::format("Compute icephase: the denoiser returned shape [{}] for {} atoms (expected "
                         "[{}, 3]): this is not an icephase denoiser",
-                        shape, n, n);
+                        shape, ngraph, ngraph);
       return false;
     }
+    // graph nodes 0 .. nlocal_cloud - 1 are cloud atoms 0 .. nlocal_cloud - 1
     const double *e = eps.data_ptr<double>();
     for (int k = 0; k < nlocal_cloud; k++) {
       const int i = cloud[k];
@@ -589,20 +777,197 @@ bool ComputeIcephase::denoise_step(int n, int nlocal_cloud, double &maxstep, std
   return true;
 }
 
+/* ----------------------------------------------------------------------
+   the configuration the last results belong to: the step, the box, and
+   every local atom's ID, type, mask and position (all must be identical,
+   on every rank, for the results to be reused)
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::remember_configuration()
+{
+  const int nlocal = atom->nlocal;
+  config_step = update->ntimestep;
+  config_box = {domain->boxlo[0], domain->boxlo[1], domain->boxlo[2], domain->boxhi[0],
+                domain->boxhi[1], domain->boxhi[2], domain->xy,        domain->xz,
+                domain->yz};
+  config_atoms.resize(6 * (size_t) nlocal);
+  for (int i = 0; i < nlocal; i++) {
+    double *c = &config_atoms[6 * (size_t) i];
+    c[0] = (double) atom->tag[i];
+    c[1] = atom->type[i];
+    c[2] = atom->mask[i];
+    c[3] = atom->x[i][0];
+    c[4] = atom->x[i][1];
+    c[5] = atom->x[i][2];
+  }
+  config_valid = true;
+}
+
+bool ComputeIcephase::same_configuration()
+{
+  const int nlocal = atom->nlocal;
+  int same = config_valid && config_step == update->ntimestep && atom->nmax <= nmax &&
+      config_atoms.size() == 6 * (size_t) nlocal;
+  if (same) {
+    const std::vector<double> box = {domain->boxlo[0], domain->boxlo[1], domain->boxlo[2],
+                                     domain->boxhi[0], domain->boxhi[1], domain->boxhi[2],
+                                     domain->xy,       domain->xz,       domain->yz};
+    same = box == config_box;
+  }
+  for (int i = 0; same && i < nlocal; i++) {
+    const double *c = &config_atoms[6 * (size_t) i];
+    same = c[0] == (double) atom->tag[i] && c[1] == atom->type[i] && c[2] == atom->mask[i] &&
+        c[3] == atom->x[i][0] && c[4] == atom->x[i][1] && c[5] == atom->x[i][2];
+  }
+  int all_same = 0;
+  MPI_Allreduce(&same, &all_same, 1, MPI_INT, MPI_MIN, world);
+  return all_same == 1;
+}
+
+/* ----------------------------------------------------------------------
+   keep in soap_index (local centres [0, nlocal_soap), then ghosts) only
+   the ghosts within the SOAP reach of a centre, at the denoised positions
+   (cloud_x): the others change no centre's SOAP vector. Binned search
+   over the centres, bins one reach (plus a margin) wide.
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::select_environment(int nlocal_soap)
+{
+  const int nsoap = (int) soap_index.size();
+  if (!(soap_reach > 0.0) || nsoap == nlocal_soap) return;
+  if (nlocal_soap == 0) {
+    soap_index.clear();
+    return;
+  }
+  // the margin only adds atoms that DScribe ignores: the result is the same
+  const double cut = soap_reach + 0.5, cutsq = cut * cut;
+  const double *x = cloud_x.data();
+
+  double lo[3], hi[3];
+  for (int d = 0; d < 3; d++) lo[d] = hi[d] = x[3 * soap_index[0] + d];
+  for (int s = 1; s < nlocal_soap; s++)
+    for (int d = 0; d < 3; d++) {
+      lo[d] = std::min(lo[d], x[3 * soap_index[s] + d]);
+      hi[d] = std::max(hi[d], x[3 * soap_index[s] + d]);
+    }
+  int nb[3];
+  double binsize[3];
+  for (int d = 0; d < 3; d++) {
+    nb[d] = std::max(1, std::min(1000, (int) std::floor((hi[d] - lo[d]) / cut)));
+    binsize[d] = std::max(cut, (hi[d] - lo[d]) / nb[d]);
+  }
+  // (a centre lies in bin 0..nb-1; a ghost more than one bin outside is out of reach)
+  auto bin_of = [&](const double *p, int *b) {
+    for (int d = 0; d < 3; d++) {
+      const double t = std::floor((p[d] - lo[d]) / binsize[d]);
+      b[d] = t < -1.0 ? -2 : (t > nb[d] ? nb[d] + 1 : (int) t);
+    }
+  };
+  const long nbins = (long) nb[0] * nb[1] * nb[2];
+  env_head.assign(nbins, -1);
+  env_next.assign(nlocal_soap, -1);
+  for (int s = nlocal_soap - 1; s >= 0; s--) {
+    int b[3];
+    bin_of(&x[3 * soap_index[s]], b);
+    for (int d = 0; d < 3; d++) b[d] = std::max(0, std::min(nb[d] - 1, b[d]));
+    const long ib = ((long) b[2] * nb[1] + b[1]) * nb[0] + b[0];
+    env_next[s] = env_head[ib];
+    env_head[ib] = s;
+  }
+
+  int kept = nlocal_soap;
+  for (int s = nlocal_soap; s < nsoap; s++) {
+    const double *p = &x[3 * soap_index[s]];
+    int b[3];
+    bin_of(p, b);
+    bool near = false;
+    for (int bz = std::max(0, b[2] - 1); !near && bz <= std::min(nb[2] - 1, b[2] + 1); bz++)
+      for (int by = std::max(0, b[1] - 1); !near && by <= std::min(nb[1] - 1, b[1] + 1); by++)
+        for (int bx = std::max(0, b[0] - 1); !near && bx <= std::min(nb[0] - 1, b[0] + 1); bx++)
+          for (int c = env_head[((long) bz * nb[1] + by) * nb[0] + bx]; c >= 0; c = env_next[c]) {
+            const double *q = &x[3 * soap_index[c]];
+            const double dx = p[0] - q[0], dy = p[1] - q[1], dz = p[2] - q[2];
+            if (dx * dx + dy * dy + dz * dz < cutsq) {
+              near = true;
+              break;
+            }
+          }
+    if (near) soap_index[kept++] = soap_index[s];
+  }
+  soap_index.resize(kept);
+}
+
+/* ----------------------------------------------------------------------
+   at the setup of the first run: log the size of the denoiser graph that
+   the first iteration of an invocation on this configuration uses (here,
+   not at the first invocation, whose log line would split the thermo
+   header from its first row)
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::setup()
+{
+  if (graph_logged) return;
+  int nlocal_cloud;
+  collect_cloud(nlocal_cloud);
+  double **x = atom->x;
+  int bad = 0, anybad = 0;
+  for (int k = 0; k < nlocal_cloud; k++) {
+    const int i = cloud[k];
+    if (!std::isfinite(x[i][0]) || !std::isfinite(x[i][1]) || !std::isfinite(x[i][2])) bad = 1;
+  }
+  MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, world);
+  if (anybad) return;    // the invocation reports it
+  find_owners(nlocal_cloud);
+  cloud_x.resize(3 * cloud.size());
+  for (size_t k = 0; k < cloud.size(); k++)
+    for (int d = 0; d < 3; d++) cloud_x[3 * k + d] = x[cloud[k]][d];
+  build_graph(nlocal_cloud, nremote > 0);
+  log_graph();
+}
+
+/* ----------------------------------------------------------------------
+   the size of the last graph built, summed over the ranks (rank 0 logs it)
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::log_graph()
+{
+  graph_logged = true;
+  double mine[5] = {(double) graph_nlocal, (double) graph_nghost, (double) graph_nedges,
+                    (double) nfolded, (double) nremote};
+  double all[5];
+  MPI_Allreduce(mine, all, 5, MPI_DOUBLE, MPI_SUM, world);
+  if (comm->me != 0) return;
+  utils::logmesg(lmp,
+                 "icephase: denoiser graph {:.0f} nodes ({:.0f} local, {:.0f} ghost) and {:.0f} "
+                 "edges on {} MPI rank(s) (compute {}); {:.0f} ghost oxygens enter as periodic "
+                 "images of local ones (edge shifts), {:.0f} are owned by other ranks\n",
+                 all[0] + all[1], all[0], all[1], all[2], comm->nprocs, id, all[3], all[4]);
+}
+
 /* ---------------------------------------------------------------------- */
 
 void ComputeIcephase::compute_peratom()
 {
+  const double t_begin = MPI_Wtime();
+  double t_graph = 0.0, t_denoise = 0.0, t_classify = 0.0, t_comm = 0.0;
   invoked_peratom = update->ntimestep;
+
+  // LAMMPS clears the invoked flags before each output on a step (each
+  // dump, thermo), so a dump and thermo output of the same step ask twice:
+  // the second time, with nothing changed, the results are still valid
+  if (same_configuration()) return;
   grow_arrays();
 
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
   double **x = atom->x;
 
+  double t0 = MPI_Wtime();
   int nlocal_cloud;
   collect_cloud(nlocal_cloud);
   const int n = (int) cloud.size();
+  find_owners(nlocal_cloud);
+  t_graph += MPI_Wtime() - t0;
 
   // NaN or Inf coordinates: stop on all ranks together
 
@@ -624,63 +989,194 @@ void ComputeIcephase::compute_peratom()
                nbad_all, first_bad_all);
   }
 
+  // ghost nodes (owned by another rank) follow their owners through a
+  // forward communication after every iteration; where no rank has any
+  // (one rank), every ghost follows its local owner directly
+  t0 = MPI_Wtime();
+  int mine_remote = nremote > 0 ? 1 : 0, any_remote = 0;
+  MPI_Allreduce(&mine_remote, &any_remote, 1, MPI_INT, MPI_MAX, world);
+  t_comm += MPI_Wtime() - t0;
+
   for (int i = 0; i < nall; i++) disp[i][0] = disp[i][1] = disp[i][2] = 0.0;
   cloud_x.resize(3 * (size_t) n);
   auto fill_positions = [&]() {
     for (int k = 0; k < n; k++) {
-      const int i = cloud[k];
-      for (int d = 0; d < 3; d++) cloud_x[3 * k + d] = x[i][d] + disp[i][d];
+      const int i = cloud[k], o = cloud[owner[k]];
+      for (int d = 0; d < 3; d++) cloud_x[3 * k + d] = x[i][d] + disp[o][d];
     }
   };
 
-  // denoise: locals step, ghosts follow their owners through forward comm
+  // denoise: locals step, ghosts follow their owners
 
   std::string err;
+  int done = 0;
   for (int iter = 0; iter < iterations; iter++) {
+    t0 = MPI_Wtime();
     fill_positions();
-    build_edges(n);
+    build_graph(nlocal_cloud, nremote > 0);
+    const double t1 = MPI_Wtime();
     double maxstep = 0.0, maxstep_all = 0.0;
     err.clear();
-    denoise_step(n, nlocal_cloud, maxstep, err);
+    denoise_step(nlocal_cloud, maxstep, err);
+    const double t2 = MPI_Wtime();
     all_or_error(err);
-    comm->forward_comm(this);
+    if (any_remote) comm->forward_comm(this);
     MPI_Allreduce(&maxstep, &maxstep_all, 1, MPI_DOUBLE, MPI_MAX, world);
+    t_graph += t1 - t0;
+    t_denoise += t2 - t1;
+    t_comm += MPI_Wtime() - t2;
+    done++;
     if (tolerance > 0.0 && maxstep_all < tolerance) break;
+  }
+
+  // folded ghosts take their owner's displacement; where the forward
+  // communication ran, it must have brought them exactly that value
+
+  bigint nmismatch = 0;
+  for (int k = nlocal_cloud; k < n; k++) {
+    if (owner[k] == k) continue;
+    const int i = cloud[k], o = cloud[owner[k]];
+    for (int d = 0; d < 3; d++) {
+      if (any_remote && disp[i][d] != disp[o][d]) nmismatch++;
+      disp[i][d] = disp[o][d];
+    }
+  }
+  err.clear();
+  if (nmismatch)
+    err = fmt::format("Compute icephase: internal error: the forward communication gave {} ghost "
+                      "coordinates another displacement than their local owner's",
+                      nmismatch);
+
+  // oxygens that the denoiser threw farther than the ghost cutoff (it can
+  // diverge on overlapping atoms) have left every neighbourhood a rank can
+  // see: they are in no environment, and each is classified as a lone
+  // oxygen. (Kept in the cloud, a cloud thousands of Angstrom wide would
+  // make the SOAP neighbour search allocate memory without bound.)
+
+  fill_positions();
+  const double limitsq = ghost_cutoff * ghost_cutoff;
+  auto diverged = [&](int k) {
+    const double *dk = disp[cloud[k]];
+    return dk[0] * dk[0] + dk[1] * dk[1] + dk[2] * dk[2] > limitsq;
+  };
+  soap_index.clear();
+  bigint ndiverged = 0;
+  double maxdisp = 0.0;
+  tagint first_diverged = MAXTAGINT;
+  for (int k = 0; k < nlocal_cloud; k++) {
+    if (!diverged(k)) {
+      soap_index.push_back(k);
+      continue;
+    }
+    const int i = cloud[k];
+    ndiverged++;
+    maxdisp = std::max(maxdisp, std::sqrt(disp[i][0] * disp[i][0] + disp[i][1] * disp[i][1] +
+                                          disp[i][2] * disp[i][2]));
+    first_diverged = std::min(first_diverged, atom->tag[i]);
+  }
+  const int nlocal_soap = (int) soap_index.size();
+  for (int k = nlocal_cloud; k < n; k++)
+    if (!diverged(k)) soap_index.push_back(k);
+  select_environment(nlocal_soap);
+  const int nsoap = (int) soap_index.size();
+  const double *soap_positions = cloud_x.data();
+  if (nsoap < n) {
+    soap_x.resize(3 * (size_t) nsoap);
+    for (int s = 0; s < nsoap; s++)
+      for (int d = 0; d < 3; d++) soap_x[3 * s + d] = cloud_x[3 * soap_index[s] + d];
+    soap_positions = soap_x.data();
   }
 
   // classify the denoised cloud (Python: DScribe SOAP + nearest reference)
 
-  fill_positions();
-  codes.assign(nlocal_cloud, 0);
-  distances.assign(nlocal_cloud, 0.0);
-  err.clear();
-  if (nlocal_cloud > 0 &&
-      !IcephasePython::classify(model_path, cloud_x.data(), n, nlocal_cloud, metric, threshold,
+  codes.assign(nlocal_soap, 0);
+  distances.assign(nlocal_soap, 0.0);
+  t0 = MPI_Wtime();
+  if (err.empty() && nlocal_soap > 0 &&
+      !IcephasePython::classify(model_path, soap_positions, nsoap, nlocal_soap, metric, threshold,
                                 codes.data(), distances.data(), err))
     err = "Compute icephase: the classifier failed: " + err;
-  for (int k = 0; k < nlocal_cloud && err.empty(); k++)
-    if (codes[k] < 0 || codes[k] > max_code)
+  if (err.empty() && ndiverged > 0 && !lone_known) {
+    const double origin[3] = {0.0, 0.0, 0.0};
+    if (IcephasePython::classify(model_path, origin, 1, 1, metric, threshold, &lone_code,
+                                 &lone_distance, err))
+      lone_known = true;
+    else
+      err = "Compute icephase: the classifier failed: " + err;
+  }
+  t_classify += MPI_Wtime() - t0;
+  for (int s = 0; s < nlocal_soap && err.empty(); s++)
+    if (codes[s] < 0 || codes[s] > max_code)
       err = fmt::format("Compute icephase: the classifier returned phase code {} outside 0..{}",
-                        codes[k], max_code);
+                        codes[s], max_code);
+  if (err.empty() && ndiverged > 0 && (lone_code < 0 || lone_code > max_code))
+    err = fmt::format("Compute icephase: the classifier returned phase code {} outside 0..{}",
+                      lone_code, max_code);
+  t0 = MPI_Wtime();
   all_or_error(err);
+  t_comm += MPI_Wtime() - t0;
 
-  // per-atom output and phase counts
+  // per-atom output and phase counts (+ the number of diverged oxygens)
 
-  std::vector<double> mine(size_vector, 0.0);
+  std::vector<double> mine(size_vector + 1, 0.0), all(size_vector + 1, 0.0);
   for (int i = 0; i < nlocal; i++) {
     array_atom[i][0] = -1.0;
     for (int c = 1; c < NCOLS; c++) array_atom[i][c] = 0.0;
   }
   for (int k = 0; k < nlocal_cloud; k++) {
     const int i = cloud[k];
-    array_atom[i][0] = codes[k];
-    array_atom[i][1] = distances[k];
+    array_atom[i][0] = lone_code;    // diverged; the others are set below
+    array_atom[i][1] = lone_distance;
     array_atom[i][2] = disp[i][0];
     array_atom[i][3] = disp[i][1];
     array_atom[i][4] = disp[i][2];
-    mine[codes[k]] += 1.0;
   }
-  MPI_Allreduce(mine.data(), counts, size_vector, MPI_DOUBLE, MPI_SUM, world);
+  for (int s = 0; s < nlocal_soap; s++) {
+    const int i = cloud[soap_index[s]];
+    array_atom[i][0] = codes[s];
+    array_atom[i][1] = distances[s];
+    mine[codes[s]] += 1.0;
+  }
+  if (ndiverged > 0) mine[lone_code] += (double) ndiverged;
+  mine[size_vector] = (double) ndiverged;
+  t0 = MPI_Wtime();
+  MPI_Allreduce(mine.data(), all.data(), size_vector + 1, MPI_DOUBLE, MPI_SUM, world);
+  t_comm += MPI_Wtime() - t0;
+  for (int c = 0; c < size_vector; c++) counts[c] = all[c];
+  if (all[size_vector] > 0.0 && !diverged_warned) {
+    diverged_warned = true;
+    double maxdisp_all = 0.0;
+    tagint first_all = MAXTAGINT;
+    MPI_Allreduce(&maxdisp, &maxdisp_all, 1, MPI_DOUBLE, MPI_MAX, world);
+    MPI_Allreduce(&first_diverged, &first_all, 1, MPI_LMP_TAGINT, MPI_MIN, world);
+    if (comm->me == 0)
+      error->warning(FLERR,
+                     "Compute icephase {} step {}: the denoiser moved {:.0f} oxygens farther than "
+                     "the ghost cutoff {} A (up to {:.4g} A; first: atom ID {}; overlapping "
+                     "atoms?): each is classified as a lone oxygen and is in no other oxygen's "
+                     "environment (reported once)",
+                     id, update->ntimestep, all[size_vector], ghost_cutoff, maxdisp_all,
+                     first_all);
+  }
+  remember_configuration();
+
+  // timing yes: the split of this invocation, slowest rank for each part
+
+  if (timing) {
+    const double total = MPI_Wtime() - t_begin;
+    const double other = total - t_graph - t_denoise - t_classify - t_comm;
+    double tmine[6] = {t_graph, t_denoise, t_classify, t_comm, other, total}, tmax[6];
+    MPI_Allreduce(tmine, tmax, 6, MPI_DOUBLE, MPI_MAX, world);
+    double nmine[2] = {(double) nlocal_cloud, (double) (graph_nlocal + graph_nghost)}, nsum[2];
+    MPI_Allreduce(nmine, nsum, 2, MPI_DOUBLE, MPI_SUM, world);
+    if (comm->me == 0)
+      utils::logmesg(lmp,
+                     "icephase timing: compute {} step {}: {:.0f} oxygens, {:.0f} graph nodes, "
+                     "{} iterations, {} ranks; graph {:.6f} s, denoise {:.6f} s, classify {:.6f} "
+                     "s, comm {:.6f} s, other {:.6f} s, total {:.6f} s\n",
+                     id, update->ntimestep, nsum[0], nsum[1], done, comm->nprocs, tmax[0],
+                     tmax[1], tmax[2], tmax[3], tmax[4], tmax[5]);
+  }
 }
 
 /* ----------------------------------------------------------------------
@@ -730,8 +1226,13 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
 double ComputeIcephase::memory_usage()
 {
   double bytes = (double) nmax * (3 + NCOLS) * sizeof(double);
-  bytes += (double) cloud.capacity() * sizeof(int);
-  bytes += (double) cloud_x.capacity() * sizeof(double) + cloud_x32.capacity() * sizeof(float);
+  for (const auto *v : {&cloud, &owner, &graph_nodes, &graph_index, &hop, &bfs_queue,
+                        &pair_neighbour, &centre_first, &soap_index, &bin_head, &bin_next,
+                        &env_head, &env_next, &codes})
+    bytes += (double) v->capacity() * sizeof(int);
+  for (const auto *v : {&image, &cloud_x, &soap_x, &config_box, &config_atoms, &distances})
+    bytes += (double) v->capacity() * sizeof(double);
+  bytes += (double) (graph_x32.capacity() + edge_shift32.capacity()) * sizeof(float);
   bytes += (double) edges.capacity() * sizeof(int64_t);
   return bytes;
 }

@@ -33,6 +33,7 @@ class ComputeIcephase : public Compute {
   ComputeIcephase(class LAMMPS *, int, char **);
   ~ComputeIcephase() override;
   void init() override;
+  void setup() override;
   void compute_peratom() override;
   void compute_vector() override;
   int pack_forward_comm(int, int *, double *, int, int *) override;
@@ -49,15 +50,29 @@ class ComputeIcephase : public Compute {
   std::string device_request;    // auto, cpu, cuda
   std::string metric;
   double threshold;
+  double soap_reach;    // classifier reach (A); 0: unknown, every ghost goes to SOAP
+  std::string soap_reach_note;
+  bool malloc_tuned;    // glibc malloc set to keep freed memory
+  bool lone_known;    // the classification of a lone oxygen (for diverged ones)
+  int lone_code;
+  double lone_distance;
+  bool diverged_warned;
+
+  // the configuration of the last results (to reuse them on the same step)
+  bool config_valid;
+  bigint config_step;
+  std::vector<double> config_box, config_atoms;
   int iterations;
   double tolerance;
   int nthreads;
+  bool timing;                    // timing yes: log the cost of every invocation
   std::vector<int> user_types;    // from the types keyword (empty: automatic)
 
   // from the model's metadata
   double r_max;              // denoiser cutoff (A)
   double ghost_cutoff;       // ghost region needed (A)
   double receptive_field;    // num_layers * r_max (A)
+  int num_layers;            // message-passing layers of the denoiser (0: unknown, no pruning)
   int max_code;              // phase codes run 0..max_code
   std::vector<std::string> phase_names;    // index = code + 1 (code -1 = not analysed)
   std::string default_metric;
@@ -72,25 +87,53 @@ class ComputeIcephase : public Compute {
   std::vector<int> is_oxygen;    // per atom type 1..ntypes
   std::string types_logged;      // what init() last logged, to log only changes
   bool logged;
+  bool graph_logged;    // the graph size line of the first invocation
   int nmax;
   double **disp;     // per atom (local + ghost): denoised minus original position
   double *counts;    // global vector
 
-  // work buffers
-  std::vector<int> cloud;    // atom indices of analysed locals, then ghosts
-  std::vector<double> cloud_x;
-  std::vector<float> cloud_x32;
-  std::vector<int64_t> edges;    // [2][E]: centres then neighbours
+  // work buffers. The cloud is every analysed oxygen this rank sees (its local ones first, then
+  // its ghosts); the denoiser graph is a subset of it: the local oxygens, and the ghosts whose
+  // owner is on another rank. A ghost whose owner is local to this rank is no node: edges to it
+  // point at its owner, with the periodic image offset as the edge shift.
+  std::vector<int> cloud;         // atom indices of analysed locals, then ghosts
+  std::vector<int> owner;         // per cloud atom: cloud index of the node standing for it
+  std::vector<double> image;      // per cloud atom [3]: x - x(owner), 0 for nodes (A)
+  std::vector<double> cloud_x;    // per cloud atom [3]: current (denoised) position
+  std::vector<int> graph_nodes;   // graph node -> cloud index (local oxygens first)
+  std::vector<int> graph_index;   // cloud index -> graph node, -1 if none
+  std::vector<int> hop;           // per cloud atom: graph distance from the local oxygens
+  std::vector<int> bfs_queue;
+  std::vector<int> pair_neighbour, centre_first;    // candidate edges (cloud indices)
+  std::vector<float> graph_x32;
+  std::vector<int64_t> edges;    // [2][E]: centres then neighbours (graph nodes)
+  std::vector<float> edge_shift32;    // [E][3]
+  std::vector<int> soap_index;    // cloud atoms passed to the classifier (locals first)
+  std::vector<double> soap_x;
+  std::vector<int> env_head, env_next;
   std::vector<int> codes;
   std::vector<double> distances;
+  std::vector<int> bin_head, bin_next;
+  double bin_lo[3], bin_hi[3];    // extent of the cloud before denoising
+  int nremote;    // ghost oxygens of this rank whose owner is on another rank
+  int nfolded;    // ghost oxygens of this rank whose owner is local
+
+  // graph statistics of the last build (this rank)
+  int graph_nlocal, graph_nghost;
+  bigint graph_nedges;
 
   void parse_metadata(const std::string &json);
   void resolve_types();
   void check_ghost_cutoff();
   void log_settings();
   void collect_cloud(int &nlocal_cloud);
-  void build_edges(int n);
-  bool denoise_step(int n, int nlocal_cloud, double &maxstep, std::string &err);
+  void find_owners(int nlocal_cloud);
+  void build_graph(int nlocal_cloud, bool prune);
+  bool denoise_step(int nlocal_cloud, double &maxstep, std::string &err);
+  void log_graph();
+  void select_environment(int nlocal_soap);
+  void remember_configuration();
+  bool same_configuration();
   void all_or_error(const std::string &local_error);
   void grow_arrays();
 };

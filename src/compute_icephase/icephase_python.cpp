@@ -132,6 +132,22 @@ bool IcephasePython::model_metadata_json(const std::string &model_path, std::str
   return false;
 }
 
+bool IcephasePython::soap_reach(const std::string &model_path, double &reach, std::string &err)
+{
+  py::gil_scoped_acquire gil;
+  try {
+    auto meta = py::module_::import("icephase_lmp.model_file").attr("read_metadata")(model_path);
+    auto settings = py::module_::import("icephase_lmp.classifier").attr("SoapSettings");
+    reach = settings(**meta["soap"]).attr("reach").cast<double>();
+    return true;
+  } catch (py::error_already_set &e) {
+    err = describe(e);
+  } catch (std::exception &e) {
+    err = e.what();
+  }
+  return false;
+}
+
 bool IcephasePython::classify(const std::string &model_path, const double *positions, int n,
                               int nlocal, const std::string &metric, double threshold, int *codes,
                               double *distances, std::string &err)

@@ -35,6 +35,10 @@ std::string executable();
 // Validated metadata of a model file, as JSON text.
 bool model_metadata_json(const std::string &model_path, std::string &json, std::string &err);
 
+// How far (Angstrom) an atom still changes a centre's SOAP vector for this model's classifier
+// (icephase_lmp.classifier.SoapSettings.reach: r_cut plus DScribe's padding).
+bool soap_reach(const std::string &model_path, double &reach, std::string &err);
+
 // Classify the first nlocal of n atoms (positions: n x 3, row-major,
 // Angstrom; an open cloud, no box). codes and distances receive nlocal values.
 bool classify(const std::string &model_path, const double *positions, int n, int nlocal,
