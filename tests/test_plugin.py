@@ -677,3 +677,21 @@ def test_lammps_overhead_benchmark_quick(model):
     missing = [pattern for pattern in expected if not re.search(pattern, out, re.M)]
     assert not missing, f"lines not found: {missing}\n{out}"
     assert len(re.findall(r"^  overhead every ", out, re.M)) == 2
+
+
+def test_zero_iterations_uses_the_raw_threshold(ih, model, tmp_path):
+    """`iterations 0` classifies raw positions, so it must take the model's raw/<metric> threshold."""
+    key = f"raw/{model.metric}"
+    if key not in model.metadata["thresholds"]:
+        pytest.skip(f"the model under test has no {key} threshold")
+    _, data, _ = ih
+    shutil.copy(data, tmp_path)
+    script = header(data, model.metadata["ghost_cutoff"]) + "\n".join([
+        f"compute ice all icephase {model.path} iterations 0",
+        "thermo_style custom step c_ice[1] c_ice[2]",
+        "run 0",
+    ])
+    run = run_lammps(tmp_path, script)
+    assert run.returncode == 0, run.output[-3000:]
+    raw = float(model.metadata["thresholds"][key])
+    assert f"classifier: metric {model.metric}, threshold {raw:g}" in run.log

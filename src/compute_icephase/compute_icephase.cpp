@@ -205,13 +205,15 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
   if (iterations < 0) iterations = default_iterations;
   if (tolerance < 0.0) tolerance = default_tolerance;
   if (!threshold_set) {
-    auto it = default_thresholds.find("denoised/" + metric);
+    // iterations 0 classifies the raw positions: that pipeline has its own calibrated threshold
+    const std::string key = (iterations == 0 ? "raw/" : "denoised/") + metric;
+    auto it = default_thresholds.find(key);
     if (it == default_thresholds.end())
       error->all(FLERR,
-                 "Compute icephase: model file {} has no calibrated threshold for denoised/{}; "
+                 "Compute icephase: model file {} has no calibrated threshold for {}; "
                  "give one with the threshold keyword (or calibrate the model with "
                  "`icephase calibrate`)",
-                 model_path, metric);
+                 model_path, key);
     threshold = it->second;
   }
 
