@@ -695,3 +695,28 @@ def test_zero_iterations_uses_the_raw_threshold(ih, model, tmp_path):
     assert run.returncode == 0, run.output[-3000:]
     raw = float(model.metadata["thresholds"][key])
     assert f"classifier: metric {model.metric}, threshold {raw:g}" in run.log
+
+
+def test_restart_gives_the_same_labels(ih, ih_serial, model, tmp_path):
+    """A run continued from a restart file (the compute is defined again, as LAMMPS requires) labels alike."""
+    _, data, _ = ih
+    rows, _, _ = ih_serial
+    shutil.copy(data, tmp_path)
+    first = header(data, model.metadata["ghost_cutoff"]) + "\n".join(["run 0", "write_restart ih.restart", ""])
+    run = run_lammps(tmp_path, first)
+    assert run.returncode == 0, run.output[-3000:]
+    second = "\n".join([
+        "read_restart ih.restart",
+        "pair_style zero 10.0",
+        "pair_coeff * *",
+        f"comm_modify cutoff {model.metadata['ghost_cutoff']}",
+        f"plugin load {PLUGIN}",
+        compute_and_dump(model),
+        "run 0",
+    ])
+    run = run_lammps(tmp_path, second)
+    assert run.returncode == 0, run.output[-3000:]
+    again = read_dump(tmp_path / "labels.dump")
+    assert np.array_equal(again[:, 0], rows[:, 0])  # ids
+    assert np.array_equal(again[:, 1], rows[:, 1])  # codes
+    assert np.allclose(again[:, 2], rows[:, 2], rtol=1e-6, atol=1e-9)  # distances
