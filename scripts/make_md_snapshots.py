@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny boxes, few steps (a smoke test)")
     ap.add_argument("--only", nargs="+", help="run only these systems (names as in the output files)")
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # absolute: LAMMPS runs with its cwd there
     out.mkdir(parents=True, exist_ok=True)
     write_tip4p_ice_settings(out / "tip4p_ice.settings")
     todo = systems(args.quick)
