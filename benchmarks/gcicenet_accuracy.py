@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from icephase_lmp.calibrate import calibrate_threshold
-from icephase_lmp.classifier import METRICS, pairwise_distance
+from icephase_lmp.classifier import METRICS, nearest_reference
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
 from icephase_lmp.trajectory import Selection, parse_frames, read_frames
@@ -56,11 +56,10 @@ def evaluate(model, feats, pipeline: str, metric: str) -> None:
     idx = 0 if pipeline == "raw" else 1
     code_of = {n: c for c, n in clf.code_names.items()}
     dist, nearest = {}, {}
+    ref_features, ref_codes = clf.references(denoised=pipeline == "denoised")
     for tag in SYSTEMS:
-        d = pairwise_distance(feats[tag][idx], clf.ref_features, metric)
-        best = d.argmin(axis=1)
-        dist[tag] = d[np.arange(len(best)), best]
-        nearest[tag] = clf.ref_codes[best]
+        best, dist[tag] = nearest_reference(feats[tag][idx], ref_features, metric)
+        nearest[tag] = ref_codes[best]
     ice_tags = [t for t, n in SYSTEMS.items() if n not in (None, "liquid")]
     ice_d = np.concatenate([dist[t] for t in ice_tags])
     cal = calibrate_threshold(ice_d, dist["w"])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from icephase_lmp.calibrate import calibrate_threshold, plot_histogram
-from icephase_lmp.classifier import pairwise_distance
+from icephase_lmp.classifier import nearest_reference
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
 from icephase_lmp.phases import LIQUID_COLOR, builtin_phase
@@ -63,7 +63,8 @@ def main() -> None:
             phase = builtin_phase(name)
             color = phase.color if phase else tuple(0.6 * c for c in LIQUID_COLOR)
             ax.scatter(f[:, 0], f[:, 1], s=2, alpha=0.4, color=color, label=name, rasterized=True)
-        ax.scatter(clf.ref_features[:, 0], clf.ref_features[:, 1], marker="x", color="k", s=25, label="references")
+        ideal, _ = clf.references(denoised=False)
+        ax.scatter(ideal[:, 0], ideal[:, 1], marker="x", color="k", s=25, label="ideal references")
         ax.set_title(title)
         ax.set_xlabel("PC 1")
     axes[0].set_ylabel("PC 2")
@@ -74,7 +75,8 @@ def main() -> None:
     print(f"wrote {args.out / 'pca_before_after.png'}")
 
     for metric in ("euclidean", "cosine"):
-        dist = {n: pairwise_distance(f, clf.ref_features, metric).min(axis=1) for n, f in den.items()}
+        refs, _ = clf.references(denoised=True)
+        dist = {n: nearest_reference(f, refs, metric)[1] for n, f in den.items()}
         ice = np.concatenate([d for n, d in dist.items() if n != "liquid"])
         cal = calibrate_threshold(ice, dist["liquid"])
         key = f"denoised/{metric}"

@@ -11,6 +11,10 @@ displacements (``fit_noise`` A), which gives every feature a physical spread, an
 environments, at several isotropic scales (MD densities differ from GenIce2's; ice VII in particular
 spans a wide range with pressure), as the reference set that distances are measured to.
 
+A model file adds a second kind of reference environment (``ref_denoised``): the references with thermal-like
+noise, after the model's own denoiser (see ``denoised_references``). Positions that went through the
+denoiser are compared with both kinds; raw positions (the SOAP-only pipeline) with the ideal ones only.
+
 Saved as npz (loaded with ``allow_pickle=False``) holding the arrays and a JSON header.
 """
 
@@ -93,9 +97,40 @@ class Classifier:
     pca_components: np.ndarray  # (k, F)
     ref_features: np.ndarray  # (M, k)
     ref_codes: np.ndarray  # (M,)
+    #: (M,) bool: True for environments made by denoising noisy references (used for denoised input only)
+    ref_denoised: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     #: thresholds keyed "<pipeline>/<metric>", pipeline "denoised" or "raw" (SOAP on undenoised positions).
     thresholds: dict[str, float] = field(default_factory=dict)
     metric: str = "euclidean"
+
+    def __post_init__(self) -> None:
+        self.ref_codes = np.asarray(self.ref_codes, dtype=np.int32)
+        self.ref_denoised = np.asarray(self.ref_denoised, dtype=bool)
+        if self.ref_denoised.size == 0:
+            self.ref_denoised = np.zeros(len(self.ref_codes), dtype=bool)
+        if not (len(self.ref_features) == len(self.ref_codes) == len(self.ref_denoised)):
+            raise ClassifierError(
+                f"reference arrays disagree: {len(self.ref_features)} features, {len(self.ref_codes)} codes, "
+                f"{len(self.ref_denoised)} denoised flags"
+            )
+
+    def references(self, denoised: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(features, codes) of the reference environments that input of this kind is compared with."""
+        if denoised:
+            return self.ref_features, self.ref_codes
+        ideal = ~self.ref_denoised
+        return self.ref_features[ideal], self.ref_codes[ideal]
+
+    def add_references(self, reduced: np.ndarray, codes: np.ndarray, denoised: bool) -> None:
+        reduced = np.asarray(reduced, dtype=np.float64).reshape(-1, self.ref_features.shape[1])
+        codes = np.asarray(codes, dtype=np.int32).ravel()
+        if len(codes) != len(reduced):
+            raise ClassifierError(f"{len(reduced)} reference environments but {len(codes)} codes")
+        if len(codes) and not (1 <= codes.min() and codes.max() <= len(self.names)):
+            raise ClassifierError(f"reference codes must lie in 1..{len(self.names)}")
+        self.ref_features = np.concatenate([self.ref_features, reduced])
+        self.ref_codes = np.concatenate([self.ref_codes, codes])
+        self.ref_denoised = np.concatenate([self.ref_denoised, np.full(len(codes), denoised)])
 
     # ---- descriptors -------------------------------------------------------------------------
     def soap_features(
@@ -144,16 +179,14 @@ class Classifier:
             )
         return self.thresholds[key]
 
-    def classify_reduced(self, reduced: np.ndarray, metric: str, threshold: float) -> ClassificationResult:
+    def classify_reduced(
+        self, reduced: np.ndarray, metric: str, threshold: float, denoised: bool = True
+    ) -> ClassificationResult:
         if metric not in METRICS:
             raise ClassifierError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
-        dist = pairwise_distance(reduced, self.ref_features, metric)
-        if dist.shape[0] == 0:
-            empty = np.zeros(0, dtype=np.int32)
-            return ClassificationResult(empty, np.zeros(0), empty)
-        best = np.argmin(dist, axis=1)
-        distances = dist[np.arange(len(best)), best]
-        nearest = self.ref_codes[best].astype(np.int32)
+        ref_features, ref_codes = self.references(denoised)
+        best, distances = nearest_reference(reduced, ref_features, metric)
+        nearest = ref_codes[best].astype(np.int32)
         codes = np.where(distances > threshold, LIQUID, nearest).astype(np.int32)
         return ClassificationResult(codes, distances, nearest)
 
@@ -171,7 +204,7 @@ class Classifier:
         if threshold is None:
             threshold = self.threshold(metric, denoised)
         feats = self.soap_features(positions, cell, pbc, centers)
-        return self.classify_reduced(self.reduce(feats), metric, threshold)
+        return self.classify_reduced(self.reduce(feats), metric, threshold, denoised)
 
     @property
     def code_names(self) -> dict[int, str]:
@@ -198,6 +231,7 @@ class Classifier:
             pca_components=self.pca_components,
             ref_features=self.ref_features,
             ref_codes=self.ref_codes,
+            ref_denoised=self.ref_denoised,
         )
         return buf.getvalue()
 
@@ -232,6 +266,21 @@ class Classifier:
         if not path.is_file():
             raise ClassifierError(f"classifier file {str(path)!r} does not exist")
         return cls.from_bytes(path.read_bytes(), origin=str(path))
+
+
+def nearest_reference(
+    reduced: np.ndarray, references: np.ndarray, metric: str, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of, and distance to, the nearest reference of each row; in chunks of rows, so that the
+    (rows x references) distance matrix stays small (~50 MB for 6000 references)."""
+    best = np.zeros(len(reduced), dtype=np.int64)
+    dist = np.zeros(len(reduced), dtype=np.float64)
+    for start in range(0, len(reduced), chunk):
+        d = pairwise_distance(reduced[start : start + chunk], references, metric)
+        i = np.argmin(d, axis=1)
+        best[start : start + chunk] = i
+        dist[start : start + chunk] = d[np.arange(len(i)), i]
+    return best, dist
 
 
 def pairwise_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
@@ -299,7 +348,7 @@ def fit_classifier(
         scaler_scale=scale.astype(np.float64),
         pca_mean=pca.mean_.astype(np.float64),
         pca_components=pca.components_.astype(np.float64),
-        ref_features=np.zeros((0, n_components)),
+        ref_features=np.zeros((len(ideal), n_components)),  # filled in just below
         ref_codes=np.concatenate(ideal_codes).astype(np.int32),
     )
     clf.ref_features = clf.reduce(ideal)

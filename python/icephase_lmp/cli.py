@@ -237,7 +237,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     from .classifier import SoapSettings
 
     p = sub.add_parser("export", help="write one model.pth: trained denoiser + fitted classifier + metadata")
-    p.add_argument("run_dir", help="a training run folder (from `icephase train`)")
+    p.add_argument("run_dir", help="a training run folder (from `icephase train`), or a model.pth whose "
+                   "denoiser to re-export with a freshly fitted classifier")
     p.add_argument("--out", required=True, help="the model file to write, e.g. model.pth")
     p.add_argument("--iterations", type=int, default=8, help="default denoising iterations (default %(default)s)")
     p.add_argument("--tolerance", type=float, default=0.0, help="default early-stop step size, A (0: never)")
@@ -245,24 +246,32 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--r-cut", type=float, help=f"SOAP cutoff in A (default {SoapSettings().r_cut})")
     p.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. denoised/euclidean=17.5 (usually set afterwards with `icephase calibrate`)")
+    p.add_argument("--ideal-references-only", action="store_true",
+                   help="do not add the references as the denoiser leaves them (docs/validation.md says why they "
+                   "are there)")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import json
-
     from .classifier import SoapSettings, fit_classifier
-    from .export import export_run
+    from .denoised_references import DenoisedReferenceSettings
+    from .export import export_run, training_references
+    from .model_file import load_model, save_model
     from .references import load_references
 
-    config = json.loads((Path(args.run_dir) / "config.json").read_text())
+    references = load_references(training_references(args.run_dir))
     soap = SoapSettings() if args.r_cut is None else SoapSettings(r_cut=args.r_cut)
-    clf = fit_classifier(load_references(config.get("references")), soap, progress=True)
+    clf = fit_classifier(references, soap, progress=True)
     clf.metric = args.metric
-    for item in args.threshold:
-        key, _, value = item.partition("=")
-        clf.thresholds[key.strip()] = float(value)
-    out = export_run(args.run_dir, clf, args.out, args.iterations, args.tolerance)
+    denoised = None if args.ideal_references_only else DenoisedReferenceSettings()
+    out = export_run(args.run_dir, clf, args.out, args.iterations, args.tolerance, references, denoised)
+    if args.threshold:  # given explicitly: they apply to this exact reference set
+        model = load_model(out)
+        for item in args.threshold:
+            key, _, value = item.partition("=")
+            model.classifier.thresholds[key.strip()] = float(value)
+        model.metadata["thresholds"] = model.classifier.thresholds
+        save_model(out, model.denoiser, model.classifier, model.metadata)
     print(f"model written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -295,7 +304,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"denoising        {meta['iterations']} iterations, tolerance {meta['tolerance']} A")
     s = meta["soap"]
     print(f"SOAP             r_cut {s['r_cut']} A, n_max {s['n_max']}, l_max {s['l_max']}, sigma {s['sigma']}; "
-          f"PCA {clf.pca_components.shape[0]}; {len(clf.ref_codes)} reference environments")
+          f"PCA {clf.pca_components.shape[0]}")
+    n_den = int(clf.ref_denoised.sum())
+    print(f"references       {len(clf.ref_codes) - n_den} ideal environments, {n_den} as the denoiser leaves them")
     print(f"metric           {meta['metric']}")
     for key, value in sorted(meta["thresholds"].items()):
         print(f"threshold        {key} = {value:.6g}")

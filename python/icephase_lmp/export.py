@@ -1,4 +1,8 @@
-"""``icephase export``: a finished training run + a fitted classifier -> one ``model.pth``."""
+"""``icephase export``: a trained denoiser + a fitted classifier -> one ``model.pth``.
+
+The denoiser comes from a training run folder (its checkpoint) or from an existing model file (re-export:
+same denoiser weights, the classifier fitted afresh, e.g. with another SOAP cutoff).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,53 @@ from pathlib import Path
 import torch
 
 from .classifier import Classifier
-from .model_file import build_metadata, save_model
-from .train import TrainConfig, load_trained
-from .model import script_denoiser
-import json
+from .denoised_references import DenoisedReferenceSettings, add_denoised_references
+from .model import DenoiserConfig, script_denoiser
+from .model_file import IcephaseModel, build_metadata, load_model, save_model
+from .references import Reference
+from .train import load_trained
+
+
+def training_references(source: str | Path) -> list[str] | None:
+    """The reference specs a run (folder) or model (file) was trained on; None: the built-in seven."""
+    import json
+
+    source = Path(source)
+    if source.is_file():
+        return load_model(source).metadata.get("training", {}).get("config", {}).get("references") or None
+    config = source / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{source} is neither a model file nor a training run folder (no config.json)")
+    return json.loads(config.read_text()).get("references") or None
+
+
+def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, DenoiserConfig, dict]:
+    if source.is_file():
+        model = load_model(source)
+        return model.denoiser, DenoiserConfig(**model.metadata["denoiser"]), model.metadata.get("training", {})
+    if not (source / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")
+    eager, config = load_trained(source)
+    state = torch.load(source / "checkpoint.pt", map_location="cpu", weights_only=True)
+    return script_denoiser(eager), config.model, {"config": asdict(config), "steps_done": int(state["step"])}
 
 
 def export_run(
-    run_dir: str | Path, classifier: Classifier, out: str | Path, iterations: int = 8, tolerance: float = 0.0
+    source: str | Path,
+    classifier: Classifier,
+    out: str | Path,
+    iterations: int = 8,
+    tolerance: float = 0.0,
+    references: list[Reference] | None = None,
+    denoised_references: DenoisedReferenceSettings | None = DenoisedReferenceSettings(),
 ) -> Path:
-    run_dir = Path(run_dir)
-    if not (run_dir / "checkpoint.pt").is_file():
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint.pt: train first with `icephase train {run_dir}`")
-    model, config = load_trained(run_dir)
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    training = {"config": asdict(config), "steps_done": int(state["step"])}
-    metadata = build_metadata(config.model, classifier, iterations, tolerance, training)
-    return save_model(out, script_denoiser(model), classifier, metadata)
+    """Write ``out``. With ``denoised_references`` (the default), the classifier also gets the reference
+    environments as this denoiser leaves them (see icephase_lmp.denoised_references); None: ideal only."""
+    scripted, config, training = _denoiser(Path(source))
+    metadata = build_metadata(config, classifier, iterations, tolerance, training)
+    model = IcephaseModel(scripted, classifier, metadata, Path(out))
+    if denoised_references is not None:
+        n = add_denoised_references(model, references, denoised_references, progress=True)
+        print(f"added {n} denoised reference environments (sigma up to the training's sigma_max)")
+    metadata["thresholds"] = classifier.thresholds
+    return save_model(out, scripted, classifier, metadata)

@@ -1096,11 +1096,12 @@ void ComputeIcephase::compute_peratom()
   t0 = MPI_Wtime();
   if (err.empty() && nlocal_soap > 0 &&
       !IcephasePython::classify(model_path, soap_positions, nsoap, nlocal_soap, metric, threshold,
-                                codes.data(), distances.data(), err))
+                                iterations > 0, codes.data(), distances.data(), err))
     err = "Compute icephase: the classifier failed: " + err;
   if (err.empty() && ndiverged > 0 && !lone_known) {
     const double origin[3] = {0.0, 0.0, 0.0};
-    if (IcephasePython::classify(model_path, origin, 1, 1, metric, threshold, &lone_code,
+    if (IcephasePython::classify(model_path, origin, 1, 1, metric, threshold,
+                                 iterations > 0, &lone_code,
                                  &lone_distance, err))
       lone_known = true;
     else

@@ -149,8 +149,8 @@ bool IcephasePython::soap_reach(const std::string &model_path, double &reach, st
 }
 
 bool IcephasePython::classify(const std::string &model_path, const double *positions, int n,
-                              int nlocal, const std::string &metric, double threshold, int *codes,
-                              double *distances, std::string &err)
+                              int nlocal, const std::string &metric, double threshold,
+                              bool denoised, int *codes, double *distances, std::string &err)
 {
   py::gil_scoped_acquire gil;
   try {
@@ -158,7 +158,7 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
     py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
     if (n > 0) std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
 
-    py::tuple result = bridge().attr("classify")(model_path, pos, nlocal, metric, threshold);
+    py::tuple result = bridge().attr("classify")(model_path, pos, nlocal, metric, threshold, denoised);
     if (result.size() != 2) {
       err = "icephase_lmp.lammps_bridge.classify() did not return (codes, distances)";
       return false;

@@ -41,9 +41,11 @@ bool soap_reach(const std::string &model_path, double &reach, std::string &err);
 
 // Classify the first nlocal of n atoms (positions: n x 3, row-major,
 // Angstrom; an open cloud, no box). codes and distances receive nlocal values.
+// denoised: the positions come from the denoiser (compare with every reference
+// environment) or are raw (iterations 0: compare with the ideal ones only).
 bool classify(const std::string &model_path, const double *positions, int n, int nlocal,
-              const std::string &metric, double threshold, int *codes, double *distances,
-              std::string &err);
+              const std::string &metric, double threshold, bool denoised, int *codes,
+              double *distances, std::string &err);
 
 }    // namespace IcephasePython
 
