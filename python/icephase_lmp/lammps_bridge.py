@@ -24,14 +24,17 @@ def model_metadata_json(model_path: str) -> str:
 
 
 def classify(
-    model_path: str, positions: np.ndarray, n_local: int, metric: str, threshold: float
+    model_path: str, positions: np.ndarray, n_local: int, metric: str, threshold: float, denoised: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Phase codes (int32) and distances (float64) of the first ``n_local`` atoms of ``positions``."""
+    """Phase codes (int32) and distances (float64) of the first ``n_local`` atoms of ``positions``.
+
+    ``denoised``: the positions come from the denoiser (compare with every reference environment), or are
+    raw (iterations 0: the ideal reference environments only, as ``icephase classify --no-denoise``)."""
     clf = _CLASSIFIERS.get(model_path)
     if clf is None:
         clf = _CLASSIFIERS[model_path] = read_classifier(model_path)
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     if not 0 <= n_local <= len(positions):
         raise ValueError(f"n_local={n_local} is outside 0..{len(positions)}")
-    result = clf.classify(positions, cell=None, centers=np.arange(n_local), metric=metric, threshold=threshold)
+    result = clf.classify(positions, cell=None, centers=np.arange(n_local), metric=metric, threshold=threshold, denoised=denoised)
     return result.codes.astype(np.int32), result.distances.astype(np.float64)
