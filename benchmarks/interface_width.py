@@ -3,7 +3,9 @@
 Data: our own TIP4P/Ice LAMMPS runs (scripts/make_md_snapshots.py): bulk ice Ih at 250 K, liquid at 300 K,
 and an ice Ih / liquid coexistence box at 250 K (half of an Ih box melted, basal faces along z).
 
-For each SOAP cutoff: fit the classifier on the ideal references (as `icephase export` does), calibrate the
+For each SOAP cutoff: fit the classifier on the references (as `icephase export` does: ideal environments
+plus those the model's denoiser leaves from noisy references; `--ideal-references-only` leaves the latter
+out), calibrate the
 threshold on bulk Ih + liquid (valley midpoint, `icephase calibrate`'s rule), then label the coexistence
 frames after denoising. Ground truth is the set of molecules that were kept crystalline; the profile is the
 fraction of them labelled ice against their depth below the interface plane. The band width is the depth
@@ -26,6 +28,7 @@ import torch
 from icephase_lmp.calibrate import calibrate_threshold
 from icephase_lmp.classifier import FitSettings, SoapSettings, fit_classifier
 from icephase_lmp.denoise import denoise
+from icephase_lmp.denoised_references import add_denoised_references
 from icephase_lmp.model_file import load_model
 from icephase_lmp.phases import LIQUID
 from icephase_lmp.references import load_references
@@ -58,6 +61,7 @@ def main() -> None:
     ap.add_argument("--md", type=Path, default=REPO / "runs" / "md")
     ap.add_argument("--r-cut", type=float, nargs="+", default=[5.0, 6.0, 8.0])
     ap.add_argument("--frames", default="::2")
+    ap.add_argument("--ideal-references-only", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -76,6 +80,8 @@ def main() -> None:
     for r_cut in args.r_cut:
         soap = SoapSettings(r_cut=r_cut)
         clf = fit_classifier(refs, soap, FitSettings())
+        if not args.ideal_references_only:
+            add_denoised_references(replace(model, classifier=clf), refs)
         dist = lambda fs: np.concatenate([clf.classify(p, f.cell, f.pbc, threshold=1e9).distances for f, p in fs])
         cal = calibrate_threshold(dist(ice), dist(liquid))
         depths, is_ice_label, truth = [], [], []
