@@ -8,7 +8,8 @@ Writes into OUT (default runs/md/, which git ignores), for each system NAME:
   NAME.log        the LAMMPS log;  NAME.data  the starting structure (icephase.lammps_data)
 
 Systems: ice_ih_250K, coexistence_250K (ice Ih slab with its basal planes facing z, half melted),
-liquid_300K, and the extra calibration runs ice_ic_250K and sI_250K (an empty sI clathrate framework).
+liquid_300K, and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
+ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa).
 The LAMMPS inputs are examples/lammps_inputs/tip4p/in.*; each LAMMPS run is one serial process.
 
     .venv/bin/python scripts/make_md_snapshots.py [--out runs/md] [--quick] [--only NAME ...]
@@ -68,6 +69,7 @@ def systems(quick: bool) -> list[System]:
                    ["melt", "equilibrate", "production"]),
             System("ice_ic_250K", "in.ice_ih_250K", "Ic", (3, 3, 3), 250.0, bulk, ["equilibrate", "production"]),
             System("sI_250K", "in.ice_ih_250K", "sI", (1, 1, 1), 250.0, bulk, ["equilibrate", "production"]),
+            *high_pressure_ices((2, 2, 2), bulk),
         ]
     bulk = {"nequil": 5000, "nprod": 5000, "ndump": 250, "nthermo": 500}
     return [
@@ -80,6 +82,19 @@ def systems(quick: bool) -> list[System]:
                ["melt", "equilibrate", "production"]),
         System("ice_ic_250K", "in.ice_ih_250K", "Ic", (4, 4, 4), 250.0, bulk, ["equilibrate", "production"]),
         System("sI_250K", "in.ice_ih_250K", "sI", (2, 2, 2), 250.0, bulk, ["equilibrate", "production"]),
+        *high_pressure_ices((4, 4, 4), bulk),
+    ]
+
+
+def high_pressure_ices(reps: tuple[int, int, int], steps: dict[str, int]) -> list[System]:
+    """Ices II, III and VI at 250 K inside (or near) their TIP4P/Ice stability fields: 0.3 GPa for II and III,
+    1 GPa for VI (pressures in atm). Ice VII would need > 2 GPa at this temperature; it is left out."""
+    stages = ["equilibrate", "production"]
+    return [
+        System("ice_ii_250K", "in.ice_ih_250K", "II", reps, 250.0, steps, stages, pressure=3000.0,
+               extra_vars={"baro": "tri"}),
+        System("ice_iii_250K", "in.ice_ih_250K", "III", reps, 250.0, steps, stages, pressure=3000.0),
+        System("ice_vi_250K", "in.ice_ih_250K", "VI", reps, 250.0, steps, stages, pressure=10000.0),
     ]
 
 
