@@ -110,3 +110,14 @@ def test_missing_threshold_says_how_to_calibrate(classifier):
     classifier.thresholds = {}
     with pytest.raises(ClassifierError, match="icephase calibrate"):
         classifier.threshold("cosine", denoised=False)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_nearest_reference_agrees_with_the_full_distance_matrix(metric, rng):
+    from icephase_lmp.classifier import nearest_reference, pairwise_distance
+
+    a, b = rng.normal(size=(250, 30)), rng.normal(size=(700, 30))
+    best, dist = nearest_reference(a, b, metric, chunk=64)  # several chunks, a ragged last one
+    full = pairwise_distance(a, b, metric)
+    assert np.array_equal(best, full.argmin(axis=1))
+    np.testing.assert_allclose(dist, full.min(axis=1), rtol=1e-12, atol=1e-12)
