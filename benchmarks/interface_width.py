@@ -55,6 +55,32 @@ def depth_below_interface(frame, info: dict, frame_no: int) -> np.ndarray:
     return np.minimum(z - lo, hi - z)
 
 
+def profile(clf, threshold: float, coex, frame_numbers, info: dict, ice_ids: set) -> tuple:
+    """(ice-labelled fraction per 1 A of depth, band width, bulk ice fraction, liquid-side liquid fraction)."""
+    depths, is_ice_label, truth = [], [], []
+    for (f, p), n in zip(coex, frame_numbers):
+        res = clf.classify(p, f.cell, f.pbc, threshold=threshold)
+        depths.append(depth_below_interface(f, info, n))
+        is_ice_label.append(res.codes != LIQUID)
+        truth.append(np.isin(f.atom_ids, list(ice_ids)))
+    depth, label, was_ice = (np.concatenate(x) for x in (depths, is_ice_label, truth))
+    inside = was_ice & (depth > 0)
+    edges = np.arange(0, 20 + BIN, BIN)
+    prof = np.array([label[inside & (depth >= a) & (depth < a + BIN)].mean()
+                     if np.any(inside & (depth >= a) & (depth < a + BIN)) else np.nan for a in edges[:-1]])
+    ok = prof >= 0.9
+    band = next((edges[i] for i in range(len(prof)) if np.all(ok[i:][~np.isnan(prof[i:])])), np.nan)
+    bulk = label[inside & (depth > 10)].mean()
+    liq_side = (~label[~was_ice & (depth < -3)]).mean()  # melted molecules 3 A beyond the plane
+    return prof, band, bulk, liq_side
+
+
+def print_row(head: str, result: tuple) -> None:
+    prof, band, bulk, liq_side = result
+    print(f"{head} {100 * bulk:9.2f} {band:12.1f} {100 * liq_side:12.2f}  " + " ".join(f"{x:4.2f}" for x in prof[:10]),
+          flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
@@ -84,24 +110,14 @@ def main() -> None:
             add_denoised_references(replace(model, classifier=clf), refs)
         dist = lambda fs: np.concatenate([clf.classify(p, f.cell, f.pbc, threshold=1e9).distances for f, p in fs])
         cal = calibrate_threshold(dist(ice), dist(liquid))
-        depths, is_ice_label, truth = [], [], []
-        for (f, p), n in zip(coex, frame_numbers):
-            res = clf.classify(p, f.cell, f.pbc, threshold=cal.threshold)
-            depths.append(depth_below_interface(f, info, n))
-            is_ice_label.append(res.codes != LIQUID)
-            truth.append(np.isin(f.atom_ids, list(ice_ids)))
-        depth, label, was_ice = (np.concatenate(x) for x in (depths, is_ice_label, truth))
-        inside = was_ice & (depth > 0)
-        edges = np.arange(0, 20 + BIN, BIN)
-        prof = np.array([label[inside & (depth >= a) & (depth < a + BIN)].mean()
-                         if np.any(inside & (depth >= a) & (depth < a + BIN)) else np.nan for a in edges[:-1]])
-        ok = prof >= 0.9
-        band = next((edges[i] for i in range(len(prof)) if np.all(ok[i:][~np.isnan(prof[i:])])), np.nan)
-        bulk = label[inside & (depth > 10)].mean()
-        liq_side = (~label[~was_ice & (depth < -3)]).mean()  # melted molecules 3 A beyond the plane
-        print(f"{r_cut:5.1f} {soap.reach:5.1f} {cal.threshold:9.4g} {100 * cal.relative_gap:6.1f} {100 * bulk:9.2f} "
-              f"{band:12.1f} {100 * liq_side:12.2f}  " + " ".join(f"{x:4.2f}" for x in prof[:10]), flush=True)
-    print("\nband 90%: depth below the interface plane beyond which >= 90% of the initially crystalline molecules "
+        print_row(f"{r_cut:5.1f} {soap.reach:5.1f} {cal.threshold:9.4g} {100 * cal.relative_gap:6.1f}",
+                  profile(clf, cal.threshold, coex, frame_numbers, info, ice_ids))
+    clf = model.classifier
+    threshold = clf.threshold(clf.metric, denoised=True)
+    print_row(f"{clf.soap.r_cut:5.1f} {clf.soap.reach:5.1f} {threshold:9.4g} {'model':>6s}",
+              profile(clf, threshold, coex, frame_numbers, info, ice_ids))
+    print("\n(the last row: the model file itself, with its own reference set and calibrated threshold)")
+    print("band 90%: depth below the interface plane beyond which >= 90% of the initially crystalline molecules "
           "are labelled ice (one molecular layer of Ih along c is ~3.7 A);\nliquid side: melted molecules more "
           "than 3 A beyond the plane labelled liquid; gap%: (best liquid - worst ice) / threshold on bulk data.")
 

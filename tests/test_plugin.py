@@ -272,7 +272,8 @@ def test_plugin_loads_and_logs_its_settings(ih_serial, model):
     assert f"Compute icephase ice: model {model.path}" in log
     assert "0 = liquid, 1 = Ih" in log and "[1] = liquid, [2] = Ih" in log
     assert f"ghost cutoff needed: {model.metadata['ghost_cutoff']:g} A" in log
-    assert f"classifier: metric {model.metric}, threshold {model.threshold:g}" in log
+    logged = re.search(rf"classifier: metric {model.metric}, threshold ([0-9.eE+-]+)", log)
+    assert logged and float(logged.group(1)) == pytest.approx(model.threshold, rel=1e-12)
     assert f"{model.metadata['iterations']} iterations" in log
 
 
@@ -694,7 +695,8 @@ def test_zero_iterations_uses_the_raw_threshold(ih, model, tmp_path):
     run = run_lammps(tmp_path, script)
     assert run.returncode == 0, run.output[-3000:]
     raw = float(model.metadata["thresholds"][key])
-    assert f"classifier: metric {model.metric}, threshold {raw:g}" in run.log
+    logged = re.search(rf"classifier: metric {model.metric}, threshold ([0-9.eE+-]+)", run.log)
+    assert logged and float(logged.group(1)) == pytest.approx(raw, rel=1e-12)
 
 
 def test_restart_gives_the_same_labels(ih, ih_serial, model, tmp_path):
