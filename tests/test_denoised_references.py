@@ -85,3 +85,21 @@ def test_cli_reexports_a_model_file_with_both_kinds_of_reference(tmp_path, capsy
     assert "as the denoiser leaves them" in capsys.readouterr().out
     assert main(["export", str(SHIPPED_MODEL), "--out", str(out), "--ideal-references-only"]) == 0
     assert load_model(out).classifier.ref_denoised.sum() == 0
+
+
+def test_the_soap_only_pipeline_ignores_the_denoised_references(shipped_model, references):
+    """`icephase classify --no-denoise` (and its calibration) measure raw positions against ideal environments."""
+    from icephase_lmp.pipeline import Pipeline
+
+    clf = shipped_model.classifier
+    assert clf.ref_denoised.any()
+    atoms = supercell(references[3].atoms, 16.0)  # ice III
+    noisy = atoms.positions + np.random.default_rng(7).normal(0.0, 0.1, atoms.positions.shape)
+    raw = Pipeline(shipped_model, use_denoiser=False, threshold=1e9).run(noisy, atoms.cell.array, (True,) * 3)
+    ideal, _ = clf.references(denoised=False)
+    from icephase_lmp.classifier import nearest_reference
+
+    expect = nearest_reference(clf.reduce(clf.soap_features(noisy, atoms.cell.array)), ideal, "euclidean")[1]
+    np.testing.assert_allclose(raw.distances, expect, rtol=1e-10)
+    both = clf.classify(noisy, atoms.cell.array, metric="euclidean", threshold=1e9, denoised=True)
+    assert np.any(both.distances < raw.distances - 1e-6)  # the test would not notice a mix-up otherwise

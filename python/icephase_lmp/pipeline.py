@@ -60,7 +60,9 @@ class Pipeline:
                 self.model.denoiser, pos, cell, pbc, self.model.r_max, self.iterations, self.tolerance, self.device
             )
             pos = result.positions
-        out = self.classifier.classify(pos, cell, pbc, metric=self.metric, threshold=self.threshold)
+        out = self.classifier.classify(
+            pos, cell, pbc, metric=self.metric, threshold=self.threshold, denoised=self.use_denoiser
+        )
         return FrameResult(out.codes, out.distances, pos, result)
 
 
