@@ -1,6 +1,6 @@
 """How many denoising iterations are needed: the ice/liquid margin against the number of iterations.
 
-Data: our own TIP4P/Ice MD (runs/md: ice Ih, Ic, sI at 250 K; liquid at 300 K) plus the seven references
+Data: our own TIP4P/Ice MD (runs/md: ices Ih, Ic, sI, II, III, VI at 250 K; liquid at 300 K) plus the seven references
 with Gaussian noise of 0.15 A (twice the local distortion measured in those runs), i.e. the
 same data `models/make_shipped_model.sh` calibrates on; the GCIceNet test data is not used.
 
@@ -50,7 +50,9 @@ def main() -> None:
         atoms = supercell(ref.atoms, 24.0)
         systems.append(("ice", ref_code, atoms.positions + rng.normal(0, THERMAL_SIGMA, atoms.positions.shape),
                         atoms.cell.array))
-    for name, kind in (("ice_ih_250K", "ice"), ("ice_ic_250K", "ice"), ("sI_250K", "ice"), ("liquid_300K", "liquid")):
+    names = ("ice_ih_250K", "ice_ic_250K", "sI_250K", "ice_ii_250K", "ice_iii_250K", "ice_vi_250K", "liquid_300K")
+    for name in names:
+        kind = "liquid" if name.startswith("liquid") else "ice"
         for f in read_frames(args.md / f"{name}.lammpstrj", frames=parse_frames(args.frames)):
             systems.append((kind, None, f.positions, f.cell))
     print(f"{'iterations':>10s} {'worst ice':>9s} {'best liquid':>11s} {'threshold':>9s} {'gap %':>6s} "
@@ -67,7 +69,8 @@ def main() -> None:
         done = target
         ice, liquid, right, total = [], [], 0, 0
         for (kind, code, _, cell), pos in zip(systems, positions):
-            res = clf.classify(pos, cell, (True,) * 3, threshold=1e9)
+            # 0 iterations is the SOAP-only pipeline: ideal reference environments only
+            res = clf.classify(pos, cell, (True,) * 3, threshold=1e9, denoised=target > 0)
             (ice if kind == "ice" else liquid).append(res.distances)
             if code is not None:
                 right += int(np.count_nonzero(res.nearest == code))
