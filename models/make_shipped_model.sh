@@ -20,13 +20,13 @@ src=runs/shipped
 [ -f runs/shipped/checkpoint.pt ] || { cp "$model" runs/shipped-denoiser.pth; src=runs/shipped-denoiser.pth; }
 icephase export "$src" --out "$model" --iterations "${ITERATIONS:-8}" --r-cut "${R_CUT:-5}"
 
-# 3. thresholds from OUR OWN TIP4P/Ice MD (not the GCIceNet test data): ices Ih, Ic, sI (1 atm), II, III
-#    (0.3 GPa) and VI (1 GPa) at 250 K, plus the seven references with i.i.d. Gaussian noise of 0.15 A, which
-#    stand in for ice VII (no MD: it needs > 2 GPa): in our Ih at 250 K the first-shell O-O distance
-#    fluctuates by 0.115 A, what i.i.d. noise of 0.08 A gives; 0.15 A is a 2x margin; liquid at 300 K.
-[ -f runs/md/ice_vi_250K.lammpstrj ] || python scripts/make_md_snapshots.py --out runs/md
+# 3. thresholds from OUR OWN TIP4P/Ice MD (not the GCIceNet test data): all seven phases at 250 K, Ih, Ic, sI
+#    at 1 atm, II and III at 0.3 GPa, VI at 1 GPa, VII at 3 GPa; plus the seven references with i.i.d.
+#    Gaussian noise of 0.15 A (in our Ih at 250 K the first-shell O-O distance fluctuates by 0.115 A, what
+#    i.i.d. noise of 0.08 A gives; 0.15 A is a 2x margin); liquid at 300 K.
+[ -f runs/md/ice_vii_250K.lammpstrj ] || python scripts/make_md_snapshots.py --out runs/md
 ice=(--noisy-references 0.15)
-for name in ice_ih_250K ice_ic_250K sI_250K ice_ii_250K ice_iii_250K ice_vi_250K; do
+for name in ice_ih_250K ice_ic_250K sI_250K ice_ii_250K ice_iii_250K ice_vi_250K ice_vii_250K; do
     ice+=(--ice "runs/md/$name.lammpstrj")
 done
 for metric in euclidean cosine; do

@@ -9,7 +9,7 @@ Writes into OUT (default runs/md/, which git ignores), for each system NAME:
 
 Systems: ice_ih_250K, coexistence_250K (ice Ih slab with its basal planes facing z, half melted),
 liquid_300K, and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
-ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa).
+ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa), ice_vii_250K (3 GPa).
 The LAMMPS inputs are examples/lammps_inputs/tip4p/in.*; each LAMMPS run is one serial process.
 
     .venv/bin/python scripts/make_md_snapshots.py [--out runs/md] [--quick] [--only NAME ...]
@@ -87,14 +87,16 @@ def systems(quick: bool) -> list[System]:
 
 
 def high_pressure_ices(reps: tuple[int, int, int], steps: dict[str, int]) -> list[System]:
-    """Ices II, III and VI at 250 K inside (or near) their TIP4P/Ice stability fields: 0.3 GPa for II and III,
-    1 GPa for VI (pressures in atm). Ice VII would need > 2 GPa at this temperature; it is left out."""
+    """Ices II, III, VI and VII at 250 K: 0.3 GPa for II and III, 1 GPa for VI, 3 GPa for VII (pressures in
+    atm). At 250 K the stable high-pressure form is the proton-ordered VIII, whose oxygen lattice is VII's;
+    these runs start proton-disordered and are too short for ordering, so they sample VII's oxygens."""
     stages = ["equilibrate", "production"]
     return [
         System("ice_ii_250K", "in.ice_ih_250K", "II", reps, 250.0, steps, stages, pressure=3000.0,
                extra_vars={"baro": "tri"}),
         System("ice_iii_250K", "in.ice_ih_250K", "III", reps, 250.0, steps, stages, pressure=3000.0),
         System("ice_vi_250K", "in.ice_ih_250K", "VI", reps, 250.0, steps, stages, pressure=10000.0),
+        System("ice_vii_250K", "in.ice_ih_250K", "VII", reps, 250.0, steps, stages, pressure=30000.0),
     ]
 
 
