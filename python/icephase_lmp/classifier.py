@@ -182,9 +182,7 @@ class Classifier:
     def classify_reduced(
         self, reduced: np.ndarray, metric: str, threshold: float, denoised: bool = True
     ) -> ClassificationResult:
-        if metric not in METRICS:
-            raise ClassifierError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
-        ref_features, ref_codes = self.references(denoised)
+        ref_features, ref_codes = self.references(denoised)  # nearest_reference checks the metric
         best, distances = nearest_reference(reduced, ref_features, metric)
         nearest = ref_codes[best].astype(np.int32)
         codes = np.where(distances > threshold, LIQUID, nearest).astype(np.int32)

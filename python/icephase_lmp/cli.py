@@ -190,12 +190,12 @@ def _distances(pipeline, specs: list[str], select, frames) -> np.ndarray:
 
 def _noisy_reference_distances(pipeline, sigma: float, min_width: float = 24.0, seed: int = 0) -> np.ndarray:
     """Distances of the references themselves with thermal-like Gaussian noise, after the pipeline."""
+    from .model_file import training_reference_specs
     from .references import load_references, supercell
 
     rng = np.random.default_rng(seed)
-    specs = pipeline.model.metadata.get("training", {}).get("config", {}).get("references") or None
     out = []
-    for ref in load_references(specs):
+    for ref in load_references(training_reference_specs(pipeline.model.metadata)):
         atoms = supercell(ref.atoms, min_width)
         noisy = atoms.positions + rng.normal(0.0, sigma, atoms.positions.shape)
         out.append(pipeline.run(noisy, atoms.cell.array, (True, True, True)).distances)
@@ -256,22 +256,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .classifier import SoapSettings, fit_classifier
     from .denoised_references import DenoisedReferenceSettings
     from .export import export_run, training_references
-    from .model_file import load_model, save_model
     from .references import load_references
 
     references = load_references(training_references(args.run_dir))
     soap = SoapSettings() if args.r_cut is None else SoapSettings(r_cut=args.r_cut)
     clf = fit_classifier(references, soap, progress=True)
     clf.metric = args.metric
+    thresholds = {}
+    for item in args.threshold:
+        key, _, value = item.partition("=")
+        thresholds[key.strip()] = float(value)
     denoised = None if args.ideal_references_only else DenoisedReferenceSettings()
-    out = export_run(args.run_dir, clf, args.out, args.iterations, args.tolerance, references, denoised)
-    if args.threshold:  # given explicitly: they apply to this exact reference set
-        model = load_model(out)
-        for item in args.threshold:
-            key, _, value = item.partition("=")
-            model.classifier.thresholds[key.strip()] = float(value)
-        model.metadata["thresholds"] = model.classifier.thresholds
-        save_model(out, model.denoiser, model.classifier, model.metadata)
+    out = export_run(args.run_dir, clf, args.out, args.iterations, args.tolerance, references, denoised, thresholds)
     print(f"model written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

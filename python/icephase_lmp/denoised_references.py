@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .denoise import denoise
-from .model_file import IcephaseModel
+from .model_file import IcephaseModel, training_reference_specs
 from .references import Reference, load_references, supercell
 
 
@@ -103,8 +103,7 @@ def add_denoised_references(
     """
     clf = model.classifier
     if references is None:
-        specs = model.metadata.get("training", {}).get("config", {}).get("references") or None
-        references = load_references(specs)
+        references = load_references(training_reference_specs(model.metadata))
     if [r.name for r in references] != list(clf.names):
         raise ValueError(
             f"references {[r.name for r in references]} do not match the classifier's phases {clf.names}"

@@ -14,7 +14,7 @@ import torch
 from .classifier import Classifier
 from .denoised_references import DenoisedReferenceSettings, add_denoised_references
 from .model import DenoiserConfig, script_denoiser
-from .model_file import IcephaseModel, build_metadata, load_model, save_model
+from .model_file import IcephaseModel, build_metadata, load_model, read_metadata, save_model, training_reference_specs
 from .references import Reference
 from .train import load_trained
 
@@ -25,7 +25,7 @@ def training_references(source: str | Path) -> list[str] | None:
 
     source = Path(source)
     if source.is_file():
-        return load_model(source).metadata.get("training", {}).get("config", {}).get("references") or None
+        return training_reference_specs(read_metadata(source))
     config = source / "config.json"
     if not config.is_file():
         raise FileNotFoundError(f"{source} is neither a model file nor a training run folder (no config.json)")
@@ -51,14 +51,17 @@ def export_run(
     tolerance: float = 0.0,
     references: list[Reference] | None = None,
     denoised_references: DenoisedReferenceSettings | None = DenoisedReferenceSettings(),
+    thresholds: dict[str, float] | None = None,
 ) -> Path:
     """Write ``out``. With ``denoised_references`` (the default), the classifier also gets the reference
-    environments as this denoiser leaves them (see icephase_lmp.denoised_references); None: ideal only."""
+    environments as this denoiser leaves them (see icephase_lmp.denoised_references); None: ideal only.
+    ``thresholds`` (e.g. {"denoised/euclidean": 7.7}) are set last, for this exact reference set."""
     scripted, config, training = _denoiser(Path(source))
     metadata = build_metadata(config, classifier, iterations, tolerance, training)
     model = IcephaseModel(scripted, classifier, metadata, Path(out))
     if denoised_references is not None:
         n = add_denoised_references(model, references, denoised_references, progress=True)
         print(f"added {n} denoised reference environments (sigma up to the training's sigma_max)")
+    classifier.thresholds.update(thresholds or {})
     metadata["thresholds"] = classifier.thresholds
     return save_model(out, scripted, classifier, metadata)

@@ -137,6 +137,11 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
+def training_reference_specs(metadata: dict) -> list[str] | None:
+    """The reference specs the model's denoiser was trained on; None: the built-in seven."""
+    return metadata.get("training", {}).get("config", {}).get("references") or None
+
+
 def read_classifier(path: str | Path) -> Classifier:
     path = _existing(path)
     return Classifier.from_bytes(_archive_member(path, CLASSIFIER_FILE), origin=f"{path}:{CLASSIFIER_FILE}")
