@@ -47,7 +47,8 @@ FALLBACK_THRESHOLD = 20.0
 
 TIMING = re.compile(
     r"icephase timing: compute (\S+) step (\d+): (\d+) oxygens, (\d+) graph nodes, (\d+) iterations, (\d+) ranks; "
-    r"graph (\S+) s, denoise (\S+) s, classify (\S+) s, comm (\S+) s, other (\S+) s, total (\S+) s")
+    r"graph (\S+) s, denoise (\S+) s, classify (\S+) s, boundary (\S+) s, comm (\S+) s, other (\S+) s, "
+    r"total (\S+) s")
 LOOP_TIME = re.compile(r"Loop time of (\S+) on (\d+) procs for (\d+) steps")
 NGHOST = re.compile(r"Nghost:\s+(\S+) ave")
 GHOST_CUTOFF = re.compile(r"ghost atom cutoff = (\S+)")
@@ -83,6 +84,7 @@ class Call:
     graph: float
     denoise: float
     classify: float
+    boundary: float
     comm: float
     other: float
     total: float

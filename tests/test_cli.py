@@ -32,14 +32,18 @@ def test_classify_gcicenet_frame_to_csv(tmp_path, capsys):
                "--frames", "0:2", "--out", str(out)])
     assert rc == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0].keys()) == ["frame", "index", "code", "phase", "distance"]
+    assert list(rows[0].keys()) == ["frame", "index", "code", "phase", "distance", "cluster"]
     assert len(rows) == 2 * 1024  # the README's count of molecules in md_7
     assert {r["frame"] for r in rows} == {"0", "1"}
     phases = [r["phase"] for r in rows]
     assert phases.count("VII") / len(phases) > 0.99
     assert all(r["code"] == "6" for r in rows if r["phase"] == "VII")
-    table = capsys.readouterr().out
-    assert "VII" in table and "liquid" in table
+    # a periodic crystal is one ice cluster: every molecule of it has cluster id 1
+    assert all(r["cluster"] == "1" for r in rows if r["phase"] == "VII")
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line.split() for line in lines if line.startswith("frame"))
+    row = dict(zip(header, next(line.split() for line in lines if line.startswith("    0"))))
+    assert row["VII"] == "1024" and row["largest"] == "1024" and row["liquid"] == "0"
 
 
 def test_classify_writes_denoised_frames(tmp_path):

@@ -133,23 +133,21 @@ def write_data(path: Path, system: System, masses: dict[int, float] | None = Non
 
 
 def offline(offline_model, model: ModelSetup, system: System, select: np.ndarray | None = None):
-    """Offline pipeline (denoise + classify) on the periodic system; returns codes, distances, displacement.
+    """Offline pipeline (denoise + classify + boundary step) on the periodic system; returns codes, distances,
+    displacement.
 
     With one BLAS thread, as LAMMPS runs here (OMP_NUM_THREADS=1): DScribe orthonormalises its GTO radial
     basis with numpy linear algebra on an ill-conditioned overlap matrix, so the SOAP vectors depend on the
     BLAS thread count at ~1e-6 relative, which moves a distance near zero (a perfect crystal) by ~3e-3."""
     from threadpoolctl import threadpool_limits
 
-    from icephase_lmp.denoise import denoise
+    from icephase_lmp.pipeline import Pipeline
 
     pos = system.positions if select is None else system.positions[select]
-    m = offline_model
+    pipeline = Pipeline(offline_model, metric=model.metric, threshold=model.threshold)
     with threadpool_limits(limits=1):
-        r = denoise(m.denoiser, pos, system.cell, (True, True, True), m.r_max, iterations=m.iterations,
-                    tolerance=m.tolerance)
-        res = m.classifier.classify(r.positions, system.cell, (True, True, True), metric=model.metric,
-                                    threshold=model.threshold)
-    return res.codes, res.distances, r.positions - pos
+        res = pipeline.run(pos, system.cell, (True, True, True))
+    return res.codes, res.distances, res.positions - pos
 
 
 # ---- running LAMMPS ------------------------------------------------------------------------------
@@ -297,7 +295,8 @@ def test_serial_matches_offline_pipeline(ih, ih_serial, model):
 GRAPH_LINE = re.compile(r"icephase: denoiser graph (\d+) nodes \((\d+) local, (\d+) ghost\) and (\d+) edges on (\d+) MPI")
 TIMING_LINE = re.compile(
     r"icephase timing: compute (\S+) step (\d+): (\d+) oxygens, (\d+) graph nodes, (\d+) iterations, (\d+) ranks; "
-    r"graph (\S+) s, denoise (\S+) s, classify (\S+) s, comm (\S+) s, other (\S+) s, total (\S+) s")
+    r"graph (\S+) s, denoise (\S+) s, classify (\S+) s, boundary (\S+) s, comm (\S+) s, other (\S+) s, "
+    r"total (\S+) s")
 
 
 def graph_size(log: str) -> tuple[int, int, int, int, int]:
@@ -335,10 +334,10 @@ def test_mpi_ranks_give_identical_labels(ih, ih_serial, model, tmp_path, nprocs)
     name, step, oxygens, _, iterations, ranks, *seconds = timing[0]
     assert (name, int(step), int(oxygens), int(ranks)) == ("ice", 0, len(system.positions), nprocs)
     assert int(iterations) == model.metadata["iterations"]
-    graph, denoise, classify, comm, other, total = (float(v) for v in seconds)
-    assert min(graph, denoise, classify, comm) >= 0.0 and denoise > 0.0 and classify > 0.0
+    graph, denoise, classify, boundary, comm, other, total = (float(v) for v in seconds)
+    assert min(graph, denoise, classify, comm) >= 0.0 and denoise > 0.0 and classify > 0.0 and boundary > 0.0
     # (each part is the slowest rank's, so they need not add up to the slowest total)
-    assert max(graph, denoise, classify, comm, other) <= total
+    assert max(graph, denoise, classify, boundary, comm, other) <= total
     rows = read_dump(tmp_path / "labels.dump")
     assert np.array_equal(rows[:, 0], serial[:, 0])
     assert_same_labels(rows[:, 1], rows[:, 2], serial[:, 1], serial[:, 2], model.threshold, f"{nprocs} vs 1 ranks")

@@ -313,7 +313,7 @@ def test_csv_writer(tmp_path):
         writer.write(one, CODES[:1], NAMES[:1], DISTANCES[:1])
         with pytest.raises(TrajectoryError, match="3 positions but 1 codes"):
             writer.write(make_frame(), CODES[:1], NAMES[:1], DISTANCES[:1])
-    assert out.read_text().splitlines()[0] == "frame,index,code,phase,distance"
+    assert out.read_text().splitlines()[0] == "frame,index,code,phase,distance,cluster"
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 4
     assert [r["phase"] for r in rows[:3]] == ["Ih", "liquid", "not analysed"]

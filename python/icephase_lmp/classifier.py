@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from .boundary import BoundarySettings
 from .phases import LIQUID, code_table
 from .references import Reference, supercell
 
@@ -102,6 +103,8 @@ class Classifier:
     #: thresholds keyed "<pipeline>/<metric>", pipeline "denoised" or "raw" (SOAP on undenoised positions).
     thresholds: dict[str, float] = field(default_factory=dict)
     metric: str = "euclidean"
+    #: the boundary step that follows classification of denoised positions (see ``boundary``)
+    boundary: BoundarySettings = field(default_factory=BoundarySettings)
 
     def __post_init__(self) -> None:
         self.ref_codes = np.asarray(self.ref_codes, dtype=np.int32)
@@ -216,6 +219,7 @@ class Classifier:
             "soap": asdict(self.soap),
             "thresholds": self.thresholds,
             "metric": self.metric,
+            "boundary": self.boundary.to_dict(),
         }
 
     def to_bytes(self) -> bytes:
@@ -251,6 +255,7 @@ class Classifier:
                 soap=SoapSettings(**header["soap"]),
                 thresholds={k: float(v) for k, v in header["thresholds"].items()},
                 metric=header["metric"],
+                boundary=BoundarySettings.from_dict(header.get("boundary")),
                 **arrays,
             )
         except ClassifierError:

@@ -74,6 +74,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, help="stop denoising once the largest step is below this (A)")
     p.add_argument("--metric", choices=["euclidean", "cosine"], help="default: the model's")
     p.add_argument("--threshold", type=float, help="liquid threshold (default: the model's calibrated one)")
+    p.add_argument("--boundary", type=int, metavar="ROUNDS",
+                   help="rounds of the boundary step that extends ice labels over its first layers next to "
+                        "liquid (default: the model's; 0: off; always off with --no-denoise)")
     p.add_argument("--write-denoised", metavar="FILE", help="also write the denoised frames (with labels) to FILE")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -93,28 +96,30 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     frames = parse_frames(args.frames)
     pipeline = Pipeline.from_path(
         args.model, device=args.device, use_denoiser=not args.no_denoise, iterations=args.iterations,
-        tolerance=args.tolerance, metric=args.metric, threshold=args.threshold,
+        tolerance=args.tolerance, metric=args.metric, threshold=args.threshold, boundary_rounds=args.boundary,
     )
     names = pipeline.classifier.code_names
     total = len(range(*frames.indices(count_frames(args.trajectory, args.top))))
     columns = [c for c in sorted(names) if c >= 0]
     if not args.quiet:
         mode = "SOAP only (no denoising)" if args.no_denoise else f"denoise x{pipeline.iterations} + SOAP"
-        print(f"# {mode}, metric {pipeline.metric}, threshold {pipeline.threshold:.4g}; fractions per frame:")
-        print("frame  " + " ".join(f"{names[c]:>7s}" for c in columns))
+        boundary = f", boundary step {pipeline.boundary.rounds} round(s)" if pipeline.boundary.rounds else ""
+        print(f"# {mode}{boundary}, metric {pipeline.metric}, threshold {pipeline.threshold:.4g}; molecules per "
+              f"phase and the largest ice cluster ({pipeline.boundary.shell:g} A) per frame:")
+        print("frame  " + " ".join(f"{names[c]:>7s}" for c in columns) + "  largest")
     denoised_writer = open_label_writer(args.write_denoised, names) if args.write_denoised else None
     with open_label_writer(args.out, names) as writer:
         for frame in tqdm(read_frames(args.trajectory, args.top, select, frames), total=total, desc="classify",
                           unit="frame", disable=args.quiet):
             result = pipeline.run(frame.positions, frame.cell, frame.pbc)
-            writer.write(frame, result.codes, [names[c] for c in result.codes], result.distances)
+            phases = [names[c] for c in result.codes]
+            writer.write(frame, result.codes, phases, result.distances, clusters=result.clusters.ids)
             if denoised_writer is not None:
-                denoised_writer.write(frame, result.codes, [names[c] for c in result.codes], result.distances,
-                                      positions=result.positions)
+                denoised_writer.write(frame, result.codes, phases, result.distances, positions=result.positions,
+                                      clusters=result.clusters.ids)
             if not args.quiet:
-                n = max(len(result.codes), 1)
-                fractions = " ".join(f"{np.count_nonzero(result.codes == c) / n:7.3f}" for c in columns)
-                tqdm.write(f"{frame.index:5d}  {fractions}")
+                counts = " ".join(f"{np.count_nonzero(result.codes == c):7d}" for c in columns)
+                tqdm.write(f"{frame.index:5d}  {counts}  {result.clusters.largest:7d}")
     if denoised_writer is not None:
         denoised_writer.__exit__(None, None, None)
     print(f"labels written to {args.out}" + (f"; denoised frames to {args.write_denoised}" if args.write_denoised else ""))

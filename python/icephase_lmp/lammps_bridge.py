@@ -2,14 +2,17 @@
 
 The plugin denoises with libtorch itself, then hands each rank's atoms to :func:`classify` as one open
 cloud: the rank's local oxygens first (the centres), then its ghost oxygens (their surroundings). No
-periodic box is involved: the ghost atoms already sit at their image positions. Any exception raised here
-is turned into a LAMMPS error by the plugin, on every rank.
+periodic box is involved: the ghost atoms already sit at their image positions. The boundary step
+(``boundary``) runs in rounds: between two rounds the plugin sends every atom's code to its ghost copies
+(a forward communication) and calls :func:`grow` with the codes of the whole cloud. Any exception raised
+here is turned into a LAMMPS error by the plugin, on every rank.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .boundary import BoundarySettings, Shells, grow_once, ordered_shells
 from .classifier import Classifier
 from .model_file import read_classifier, read_metadata
 
@@ -20,21 +23,51 @@ def model_metadata_json(model_path: str) -> str:
     """The model's metadata (validated) as JSON text, for the plugin's init-time log and checks."""
     import json
 
-    return json.dumps(read_metadata(model_path))
+    meta = read_metadata(model_path)
+    # model files exported before the boundary step existed get its defaults, as their classifier does
+    meta.setdefault("boundary", BoundarySettings().to_dict())
+    return json.dumps(meta)
+
+
+def _classifier(model_path: str) -> Classifier:
+    clf = _CLASSIFIERS.get(model_path)
+    if clf is None:
+        clf = _CLASSIFIERS[model_path] = read_classifier(model_path)
+    return clf
+
+
+def _cloud(positions: np.ndarray, n_local: int) -> np.ndarray:
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    if not 0 <= n_local <= len(positions):
+        raise ValueError(f"n_local={n_local} is outside 0..{len(positions)}")
+    return positions
 
 
 def classify(
     model_path: str, positions: np.ndarray, n_local: int, metric: str, threshold: float, denoised: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Phase codes (int32) and distances (float64) of the first ``n_local`` atoms of ``positions``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phase codes (int32), distances (float64) and ordered-shell flags (int32, see ``boundary``) of the first
+    ``n_local`` atoms of ``positions``.
 
     ``denoised``: the positions come from the denoiser (compare with every reference environment), or are
     raw (iterations 0: the ideal reference environments only, as ``icephase classify --no-denoise``)."""
-    clf = _CLASSIFIERS.get(model_path)
-    if clf is None:
-        clf = _CLASSIFIERS[model_path] = read_classifier(model_path)
-    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
-    if not 0 <= n_local <= len(positions):
-        raise ValueError(f"n_local={n_local} is outside 0..{len(positions)}")
+    clf = _classifier(model_path)
+    positions = _cloud(positions, n_local)
     result = clf.classify(positions, cell=None, centers=np.arange(n_local), metric=metric, threshold=threshold, denoised=denoised)
-    return result.codes.astype(np.int32), result.distances.astype(np.float64)
+    shells = Shells.build(positions, None, (False, False, False), clf.boundary.shell)
+    ordered = ordered_shells(shells, len(positions), clf.boundary, centres=n_local)
+    return result.codes.astype(np.int32), result.distances.astype(np.float64), ordered.astype(np.int32)
+
+
+def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """One round of the boundary step for the first ``n_local`` atoms: ``codes`` holds the current code of
+    every atom of the cloud (ghosts: their owner's, by forward communication), ``ordered`` the flags that
+    :func:`classify` returned. Returns the new codes of the local atoms (int32)."""
+    clf = _classifier(model_path)
+    positions = _cloud(positions, n_local)
+    codes = np.asarray(codes, dtype=np.int32).ravel()
+    ordered = np.asarray(ordered).ravel().astype(bool)
+    if len(codes) != len(positions) or len(ordered) != n_local:
+        raise ValueError(f"grow: {len(codes)} codes and {len(ordered)} flags for {len(positions)} atoms, {n_local} local")
+    shells = Shells.build(positions, None, (False, False, False), clf.boundary.shell)
+    return grow_once(codes, ordered, shells, clf.boundary.min_ice_neighbours).astype(np.int32)

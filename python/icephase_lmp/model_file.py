@@ -80,6 +80,7 @@ def build_metadata(
         "soap": classifier.header()["soap"],
         "metric": classifier.metric,
         "thresholds": classifier.thresholds,
+        "boundary": classifier.boundary.to_dict(),
         "phases": [{"code": c, "name": n} for c, n in code_table(classifier.names).items()],
         "denoiser": config.to_dict(),
         "training": training,

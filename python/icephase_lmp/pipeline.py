@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .boundary import extend_ice
 from .classifier import Classifier
+from .clusters import Clusters, ice_clusters
 from .denoise import DenoiseResult, denoise
 from .model_file import IcephaseModel, load_model
 
 
 @dataclass
 class FrameResult:
-    codes: np.ndarray
-    distances: np.ndarray
+    """What the pipeline found in one configuration."""
+
+    codes: np.ndarray  # (n,) phase codes after the boundary step
+    distances: np.ndarray  # (n,) distance to the nearest reference environment (classifier)
     positions: np.ndarray  # the positions that were classified (denoised unless --no-denoise)
     denoising: DenoiseResult | None
+    clusters: Clusters  # connected ice molecules (first-shell neighbours), largest first
 
 
 class Pipeline:
@@ -33,6 +38,7 @@ class Pipeline:
         metric: str | None = None,
         threshold: float | None = None,
         device: str = "cpu",
+        boundary_rounds: int | None = None,
     ):
         self.model = model
         self.use_denoiser = use_denoiser
@@ -43,6 +49,9 @@ class Pipeline:
             model.classifier.threshold(self.metric, denoised=use_denoiser) if threshold is None else threshold
         )
         self.device = device
+        # the boundary step was tuned on denoised positions: without the denoiser it is off
+        rounds = model.classifier.boundary.rounds if boundary_rounds is None else boundary_rounds
+        self.boundary = replace(model.classifier.boundary, rounds=rounds if use_denoiser else 0)
 
     @classmethod
     def from_path(cls, path: str | Path | None = None, device: str = "cpu", **kwargs) -> "Pipeline":
@@ -53,6 +62,7 @@ class Pipeline:
         return self.model.classifier
 
     def run(self, positions: np.ndarray, cell: np.ndarray | None, pbc) -> FrameResult:
+        """Denoise (unless switched off), classify, extend the ice across its boundary, find ice clusters."""
         result: DenoiseResult | None = None
         pos = np.asarray(positions, dtype=np.float64)
         if self.use_denoiser:
@@ -63,7 +73,9 @@ class Pipeline:
         out = self.classifier.classify(
             pos, cell, pbc, metric=self.metric, threshold=self.threshold, denoised=self.use_denoiser
         )
-        return FrameResult(out.codes, out.distances, pos, result)
+        codes = extend_ice(out.codes, pos, cell, pbc, self.boundary)
+        clusters = ice_clusters(codes, pos, cell, pbc, self.boundary.shell)
+        return FrameResult(codes, out.distances, pos, result, clusters)
 
 
 def set_threads(n: int) -> None:

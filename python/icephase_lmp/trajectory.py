@@ -762,6 +762,7 @@ class LabelWriter(Protocol):
         names: Sequence[str],
         distances: np.ndarray,
         positions: np.ndarray | None = None,
+        clusters: np.ndarray | None = None,
     ) -> None: ...
 
     def close(self) -> None: ...
@@ -805,18 +806,28 @@ class _FileLabelWriter:
         self.close()
 
     def _prepare(
-        self, frame: Frame, codes: np.ndarray, names: Sequence[str], distances: np.ndarray, positions: np.ndarray | None
-    ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
-        """Check the lengths agree and resolve the phase name of every atom from the code table."""
+        self,
+        frame: Frame,
+        codes: np.ndarray,
+        names: Sequence[str],
+        distances: np.ndarray,
+        positions: np.ndarray | None,
+        clusters: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Check the lengths agree and resolve the phase name of every atom from the code table.
+
+        ``clusters``: ice cluster id per atom (1 = largest, 0 = not ice); all 0 when not given."""
         pos = np.asarray(frame.positions if positions is None else positions, dtype=np.float64)
         codes = np.asarray(codes, dtype=np.int64)
         distances = np.asarray(distances, dtype=np.float64)
-        if not (len(pos) == len(codes) == len(distances)):
+        clusters = np.zeros(len(codes), dtype=np.int64) if clusters is None else np.asarray(clusters, dtype=np.int64)
+        if not (len(pos) == len(codes) == len(distances) == len(clusters)):
             raise TrajectoryError(
-                f"frame {frame.index}: {len(pos)} positions but {len(codes)} codes and {len(distances)} distances"
+                f"frame {frame.index}: {len(pos)} positions but {len(codes)} codes, {len(distances)} distances "
+                f"and {len(clusters)} cluster ids"
             )
         phases = [self.code_names.get(int(c), names[k] if k < len(names) else str(c)) for k, c in enumerate(codes)]
-        return pos, phases, codes, distances
+        return pos, phases, codes, distances, clusters
 
 
 class _CsvLabelWriter(_FileLabelWriter):
@@ -824,7 +835,7 @@ class _CsvLabelWriter(_FileLabelWriter):
 
     def _start(self) -> None:
         self._csv = csv.writer(self._handle)
-        self._csv.writerow(["frame", "index", "code", "phase", "distance"])
+        self._csv.writerow(["frame", "index", "code", "phase", "distance", "cluster"])
 
     def write(
         self,
@@ -833,10 +844,12 @@ class _CsvLabelWriter(_FileLabelWriter):
         names: Sequence[str],
         distances: np.ndarray,
         positions: np.ndarray | None = None,
+        clusters: np.ndarray | None = None,
     ) -> None:
-        _, phases, codes, distances = self._prepare(frame, codes, names, distances, positions)
+        _, phases, codes, distances, clusters = self._prepare(frame, codes, names, distances, positions, clusters)
         self._csv.writerows(
-            (frame.index, k, int(c), p, f"{d:.6f}") for k, (c, p, d) in enumerate(zip(codes, phases, distances))
+            (frame.index, k, int(c), p, f"{d:.6f}", int(g))
+            for k, (c, p, d, g) in enumerate(zip(codes, phases, distances, clusters))
         )
 
 
@@ -887,7 +900,7 @@ def _lammps_box(
 class _DumpLabelWriter(_FileLabelWriter):
     """LAMMPS text dump with the labels as extra columns, for OVITO.
 
-    Columns are ``id element x y z code distance``. OVITO turns the ``element`` column into particle
+    Columns are ``id element x y z code distance cluster``. OVITO turns the ``element`` column into particle
     types, so no numeric ``type`` column (which LAMMPS requires to be >= 1, unlike our code -1) is
     written. Every selected atom is an oxygen, hence element O throughout.
     """
@@ -899,16 +912,17 @@ class _DumpLabelWriter(_FileLabelWriter):
         names: Sequence[str],
         distances: np.ndarray,
         positions: np.ndarray | None = None,
+        clusters: np.ndarray | None = None,
     ) -> None:
-        pos, _, codes, distances = self._prepare(frame, codes, names, distances, positions)
+        pos, _, codes, distances, clusters = self._prepare(frame, codes, names, distances, positions, clusters)
         box, pos = _lammps_box(frame.cell, np.asarray(frame.origin, dtype=np.float64), frame.pbc, pos)
         ids = frame.atom_ids if len(frame.atom_ids) == len(pos) else np.arange(1, len(pos) + 1)
         timestep = frame.timestep if frame.timestep is not None else frame.index
         lines = ["ITEM: TIMESTEP", str(timestep), "ITEM: NUMBER OF ATOMS", str(len(pos)), *box,
-                 "ITEM: ATOMS id element x y z code distance"]
+                 "ITEM: ATOMS id element x y z code distance cluster"]
         lines += [
-            f"{i} O {p[0]:.6f} {p[1]:.6f} {p[2]:.6f} {c} {d:.6f}"
-            for i, p, c, d in zip(ids.tolist(), pos.tolist(), codes.tolist(), distances.tolist())
+            f"{i} O {p[0]:.6f} {p[1]:.6f} {p[2]:.6f} {c} {d:.6f} {g}"
+            for i, p, c, d, g in zip(ids.tolist(), pos.tolist(), codes.tolist(), distances.tolist(), clusters.tolist())
         ]
         self._handle.write("\n".join(lines) + "\n")
 
@@ -927,11 +941,12 @@ class _ExtxyzLabelWriter(_FileLabelWriter):
         names: Sequence[str],
         distances: np.ndarray,
         positions: np.ndarray | None = None,
+        clusters: np.ndarray | None = None,
     ) -> None:
         from ase import Atoms
         from ase.io import write
 
-        pos, phases, codes, distances = self._prepare(frame, codes, names, distances, positions)
+        pos, phases, codes, distances, clusters = self._prepare(frame, codes, names, distances, positions, clusters)
         atoms = Atoms(
             symbols=["O"] * len(pos),
             positions=pos,
@@ -940,6 +955,7 @@ class _ExtxyzLabelWriter(_FileLabelWriter):
         )
         atoms.new_array("code", codes.astype(np.int64))
         atoms.new_array("distance", distances)
+        atoms.new_array("cluster", clusters)
         atoms.new_array("phase", np.array(["_".join(p.split()) for p in phases], dtype=str))
         atoms.info["frame"] = frame.index
         if frame.timestep is not None:

@@ -68,8 +68,9 @@ constexpr double OXYGEN_MASS = 15.9994;    // g/mol
 constexpr double OXYGEN_MASS_TOL = 0.1;
 constexpr int NCOLS = 5;    // code, distance, dx, dy, dz
 
-const std::set<std::string> KEYWORDS = {"iterations", "tolerance", "device", "types",
-                                        "metric",     "threshold", "threads", "timing"};
+const std::set<std::string> KEYWORDS = {"iterations", "tolerance", "device",
+                                        "types",      "metric",    "threshold",
+                                        "threads",    "timing",    "boundary"};
 
 bool is_keyword(const char *arg)
 {
@@ -90,9 +91,10 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     Compute(lmp, narg, arg), threshold(0.0), soap_reach(0.0), malloc_tuned(false),
     lone_known(false), lone_code(0), lone_distance(0.0), diverged_warned(false),
     config_valid(false), config_step(-1), iterations(-1), tolerance(-1.0), nthreads(1),
-    timing(false), r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0), num_layers(0), max_code(0),
-    default_iterations(0), default_tolerance(0.0), logged(false), graph_logged(false), nmax(0),
-    disp(nullptr), counts(nullptr), nremote(0), nfolded(0), graph_nlocal(0), graph_nghost(0),
+    timing(false), boundary_rounds(-1), r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0), num_layers(0), max_code(0),
+    default_iterations(0), default_tolerance(0.0), default_boundary_rounds(0), boundary_shell(0.0),
+    logged(false), graph_logged(false), nmax(0), disp(nullptr), label(nullptr),
+    comm_mode(COMM_DISPLACEMENT), counts(nullptr), nremote(0), nfolded(0), graph_nlocal(0), graph_nghost(0),
     graph_nedges(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "compute icephase", error);
@@ -155,10 +157,15 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
         error->all(FLERR, "Compute icephase threads must be >= 1, got {}", nthreads);
     } else if (kw == "timing") {
       timing = utils::logical(FLERR, val, false, lmp) == 1;
+    } else if (kw == "boundary") {
+      boundary_rounds = utils::inumeric(FLERR, val, false, lmp);
+      if (boundary_rounds < 0)
+        error->all(FLERR, "Compute icephase boundary must be >= 0 (rounds; 0: off), got {}",
+                   boundary_rounds);
     } else {
       error->all(FLERR,
                  "Unknown compute icephase keyword: {} (known: iterations, tolerance, device, "
-                 "types, metric, threshold, threads, timing)",
+                 "types, metric, threshold, threads, timing, boundary)",
                  kw);
     }
     iarg += 2;
@@ -204,6 +211,9 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
   if (metric.empty()) metric = default_metric;
   if (iterations < 0) iterations = default_iterations;
   if (tolerance < 0.0) tolerance = default_tolerance;
+  if (boundary_rounds < 0) boundary_rounds = default_boundary_rounds;
+  // the boundary step was tuned on denoised positions (as offline: off without the denoiser)
+  if (iterations == 0) boundary_rounds = 0;
   if (!threshold_set) {
     // iterations 0 classifies the raw positions: that pipeline has its own calibrated threshold
     const std::string key = (iterations == 0 ? "raw/" : "denoised/") + metric;
@@ -279,6 +289,7 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
 ComputeIcephase::~ComputeIcephase()
 {
   memory->destroy(disp);
+  memory->destroy(label);
   memory->destroy(array_atom);
   memory->destroy(counts);
 }
@@ -300,6 +311,10 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   default_metric = meta.at("metric").get<std::string>();
   for (auto &item : meta.at("thresholds").items())
     default_thresholds[item.key()] = item.value().get<double>();
+  if (meta.contains("boundary")) {
+    default_boundary_rounds = meta.at("boundary").at("rounds").get<int>();
+    boundary_shell = meta.at("boundary").at("shell").get<double>();
+  }
 
   std::map<int, std::string> table;
   for (auto &phase : meta.at("phases"))
@@ -447,6 +462,12 @@ void ComputeIcephase::log_settings()
                       iterations, tolerance, r_max, device_name, nthreads);
   mesg += fmt::format("  classifier: metric {}, threshold {}; SOAP environment: {}\n", metric,
                       threshold, soap_reach_note);
+  if (boundary_rounds > 0)
+    mesg += fmt::format("  boundary step: {} round(s): a liquid-labelled oxygen with an ordered "
+                        "first shell ({} A) next to ice takes its neighbour's phase\n",
+                        boundary_rounds, boundary_shell);
+  else
+    mesg += "  boundary step: off\n";
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);
   mesg += fmt::format("  embedded Python: {}\n", IcephasePython::executable());
@@ -485,8 +506,10 @@ void ComputeIcephase::grow_arrays()
   if (atom->nmax <= nmax) return;
   nmax = atom->nmax;
   memory->destroy(disp);
+  memory->destroy(label);
   memory->destroy(array_atom);
   memory->create(disp, nmax, 3, "icephase:disp");
+  memory->create(label, nmax, "icephase:label");
   memory->create(array_atom, nmax, NCOLS, "icephase:array_atom");
 }
 
@@ -900,6 +923,45 @@ void ComputeIcephase::select_environment(int nlocal_soap)
 }
 
 /* ----------------------------------------------------------------------
+   boundary step (icephase_lmp.boundary): in each round, every analysed
+   atom's code goes to its ghost copies (forward communication), then the
+   Python side gives each liquid-labelled local centre with an ordered first
+   shell the phase of its nearest ice-labelled first-shell neighbour. All
+   centres decide on the previous round's codes, so the result does not
+   depend on how the atoms are spread over the ranks. The cloud reaches the
+   SOAP reach (> two first shells) beyond the centres, which the ordered-shell
+   test of a centre needs.
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::extend_ice(int nlocal_cloud, int nlocal_soap, const double *soap_positions)
+{
+  const int nall = atom->nlocal + atom->nghost;
+  const int nsoap = (int) soap_index.size();
+  for (int i = 0; i < nall; i++) label[i] = -1.0;
+  for (int k = 0; k < nlocal_cloud; k++) label[cloud[k]] = lone_code;    // diverged ones keep it
+  for (int s = 0; s < nlocal_soap; s++) label[cloud[soap_index[s]]] = codes[s];
+  cloud_codes.resize(nsoap);
+  grown.resize(nlocal_soap);
+
+  std::string err;
+  for (int round = 0; round < boundary_rounds; round++) {
+    comm_mode = COMM_LABEL;
+    comm->forward_comm(this);
+    comm_mode = COMM_DISPLACEMENT;
+    for (int s = 0; s < nsoap; s++) cloud_codes[s] = (int) label[cloud[soap_index[s]]];
+    if (nlocal_soap > 0 &&
+        !IcephasePython::grow(model_path, soap_positions, nsoap, nlocal_soap, cloud_codes.data(),
+                              ordered.data(), grown.data(), err))
+      err = "Compute icephase: the boundary step failed: " + err;
+    all_or_error(err);
+    for (int s = 0; s < nlocal_soap; s++) {
+      codes[s] = grown[s];
+      label[cloud[soap_index[s]]] = grown[s];
+    }
+  }
+}
+
+/* ----------------------------------------------------------------------
    at the setup of the first run: log the size of the denoiser graph that
    the first iteration of an invocation on this configuration uses (here,
    not at the first invocation, whose log line would split the thermo
@@ -951,7 +1013,7 @@ void ComputeIcephase::log_graph()
 void ComputeIcephase::compute_peratom()
 {
   const double t_begin = MPI_Wtime();
-  double t_graph = 0.0, t_denoise = 0.0, t_classify = 0.0, t_comm = 0.0;
+  double t_graph = 0.0, t_denoise = 0.0, t_classify = 0.0, t_boundary = 0.0, t_comm = 0.0;
   invoked_peratom = update->ntimestep;
 
   // LAMMPS clears the invoked flags before each output on a step (each
@@ -1093,16 +1155,18 @@ void ComputeIcephase::compute_peratom()
 
   codes.assign(nlocal_soap, 0);
   distances.assign(nlocal_soap, 0.0);
+  ordered.assign(nlocal_soap, 0);
   t0 = MPI_Wtime();
   if (err.empty() && nlocal_soap > 0 &&
       !IcephasePython::classify(model_path, soap_positions, nsoap, nlocal_soap, metric, threshold,
-                                iterations > 0, codes.data(), distances.data(), err))
+                                iterations > 0, codes.data(), distances.data(), ordered.data(),
+                                err))
     err = "Compute icephase: the classifier failed: " + err;
   if (err.empty() && ndiverged > 0 && !lone_known) {
     const double origin[3] = {0.0, 0.0, 0.0};
-    if (IcephasePython::classify(model_path, origin, 1, 1, metric, threshold,
-                                 iterations > 0, &lone_code,
-                                 &lone_distance, err))
+    int lone_ordered = 0;
+    if (IcephasePython::classify(model_path, origin, 1, 1, metric, threshold, iterations > 0,
+                                 &lone_code, &lone_distance, &lone_ordered, err))
       lone_known = true;
     else
       err = "Compute icephase: the classifier failed: " + err;
@@ -1118,6 +1182,15 @@ void ComputeIcephase::compute_peratom()
   t0 = MPI_Wtime();
   all_or_error(err);
   t_comm += MPI_Wtime() - t0;
+
+  // boundary step: the first ice layer next to liquid, which the classifier
+  // (reach ~9 A) calls liquid, joins the ice of its neighbours
+
+  if (boundary_rounds > 0) {
+    t0 = MPI_Wtime();
+    extend_ice(nlocal_cloud, nlocal_soap, soap_positions);
+    t_boundary += MPI_Wtime() - t0;
+  }
 
   // per-atom output and phase counts (+ the number of diverged oxygens)
 
@@ -1167,18 +1240,18 @@ void ComputeIcephase::compute_peratom()
 
   if (timing) {
     const double total = MPI_Wtime() - t_begin;
-    const double other = total - t_graph - t_denoise - t_classify - t_comm;
-    double tmine[6] = {t_graph, t_denoise, t_classify, t_comm, other, total}, tmax[6];
-    MPI_Allreduce(tmine, tmax, 6, MPI_DOUBLE, MPI_MAX, world);
+    const double other = total - t_graph - t_denoise - t_classify - t_boundary - t_comm;
+    double tmine[7] = {t_graph, t_denoise, t_classify, t_comm, other, total, t_boundary}, tmax[7];
+    MPI_Allreduce(tmine, tmax, 7, MPI_DOUBLE, MPI_MAX, world);
     double nmine[2] = {(double) nlocal_cloud, (double) (graph_nlocal + graph_nghost)}, nsum[2];
     MPI_Allreduce(nmine, nsum, 2, MPI_DOUBLE, MPI_SUM, world);
     if (comm->me == 0)
       utils::logmesg(lmp,
                      "icephase timing: compute {} step {}: {:.0f} oxygens, {:.0f} graph nodes, "
                      "{} iterations, {} ranks; graph {:.6f} s, denoise {:.6f} s, classify {:.6f} "
-                     "s, comm {:.6f} s, other {:.6f} s, total {:.6f} s\n",
+                     "s, boundary {:.6f} s, comm {:.6f} s, other {:.6f} s, total {:.6f} s\n",
                      id, update->ntimestep, nsum[0], nsum[1], done, comm->nprocs, tmax[0],
-                     tmax[1], tmax[2], tmax[3], tmax[4], tmax[5]);
+                     tmax[1], tmax[2], tmax[6], tmax[3], tmax[4], tmax[5]);
   }
 }
 
@@ -1200,8 +1273,12 @@ void ComputeIcephase::compute_vector()
 int ComputeIcephase::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/,
                                        int * /*pbc*/)
 {
-  // displacements are the same for every periodic image: no pbc shift
+  // displacements and labels are the same for every periodic image: no pbc shift
   int m = 0;
+  if (comm_mode == COMM_LABEL) {
+    for (int k = 0; k < n; k++) buf[m++] = label[list[k]];
+    return m;
+  }
   for (int k = 0; k < n; k++) {
     const int j = list[k];
     buf[m++] = disp[j][0];
@@ -1217,6 +1294,10 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
 {
   int m = 0;
   const int last = first + n;
+  if (comm_mode == COMM_LABEL) {
+    for (int i = first; i < last; i++) label[i] = buf[m++];
+    return;
+  }
   for (int i = first; i < last; i++) {
     disp[i][0] = buf[m++];
     disp[i][1] = buf[m++];
@@ -1228,10 +1309,10 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
 
 double ComputeIcephase::memory_usage()
 {
-  double bytes = (double) nmax * (3 + NCOLS) * sizeof(double);
+  double bytes = (double) nmax * (3 + 1 + NCOLS) * sizeof(double);
   for (const auto *v : {&cloud, &owner, &graph_nodes, &graph_index, &hop, &bfs_queue,
                         &pair_neighbour, &centre_first, &soap_index, &bin_head, &bin_next,
-                        &env_head, &env_next, &codes})
+                        &env_head, &env_next, &codes, &ordered, &cloud_codes, &grown})
     bytes += (double) v->capacity() * sizeof(int);
   for (const auto *v : {&image, &cloud_x, &soap_x, &config_box, &config_atoms, &distances})
     bytes += (double) v->capacity() * sizeof(double);

@@ -66,6 +66,7 @@ class ComputeIcephase : public Compute {
   double tolerance;
   int nthreads;
   bool timing;                    // timing yes: log the cost of every invocation
+  int boundary_rounds;            // boundary step: rounds of growth of the ice (0: off)
   std::vector<int> user_types;    // from the types keyword (empty: automatic)
 
   // from the model's metadata
@@ -79,6 +80,8 @@ class ComputeIcephase : public Compute {
   int default_iterations;
   double default_tolerance;
   std::map<std::string, double> default_thresholds;    // "denoised/euclidean" -> value
+  int default_boundary_rounds;
+  double boundary_shell;    // first-shell radius of the boundary step (A), for the log
 
   std::unique_ptr<Denoiser> denoiser;
   std::string device_name;
@@ -90,6 +93,9 @@ class ComputeIcephase : public Compute {
   bool graph_logged;    // the graph size line of the first invocation
   int nmax;
   double **disp;     // per atom (local + ghost): denoised minus original position
+  double *label;     // per atom (local + ghost): phase code during the boundary step
+  enum { COMM_DISPLACEMENT, COMM_LABEL };
+  int comm_mode;     // what pack/unpack_forward_comm carry
   double *counts;    // global vector
 
   // work buffers. The cloud is every analysed oxygen this rank sees (its local ones first, then
@@ -113,6 +119,9 @@ class ComputeIcephase : public Compute {
   std::vector<int> env_head, env_next;
   std::vector<int> codes;
   std::vector<double> distances;
+  std::vector<int> ordered;        // per SOAP centre: first shell tetrahedrally ordered (boundary step)
+  std::vector<int> cloud_codes;    // per SOAP cloud atom: code in the current boundary round
+  std::vector<int> grown;          // per SOAP centre: code after the current boundary round
   std::vector<int> bin_head, bin_next;
   double bin_lo[3], bin_hi[3];    // extent of the cloud before denoising
   int nremote;    // ghost oxygens of this rank whose owner is on another rank
@@ -132,6 +141,7 @@ class ComputeIcephase : public Compute {
   bool denoise_step(int nlocal_cloud, double &maxstep, std::string &err);
   void log_graph();
   void select_environment(int nlocal_soap);
+  void extend_ice(int nlocal_cloud, int nlocal_soap, const double *soap_positions);
   void remember_configuration();
   bool same_configuration();
   void all_or_error(const std::string &local_error);

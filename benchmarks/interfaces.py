@@ -1,0 +1,200 @@
+"""Ice next to water, side by side with CHILL+: interfaces, seeded nuclei, supercooled liquids.
+
+Data: scripts/make_interface_md.py (mW; runs/interfaces/) and, when present, the TIP4P/Ice coexistence box
+of scripts/make_md_snapshots.py (runs/md/coexistence_250K). Ground truth comes from the construction: the
+molecules held crystalline while the rest melted (slabs), the seed molecules (nuclei), nothing (liquids).
+
+For every frame the positions are denoised once; then
+  ours      the model's full pipeline (classifier + boundary step, `BoundarySettings` of the model),
+  previous  the classifier alone (the boundary step off: what the model gave before it existed),
+  CHILL+    OVITO's ChillPlusModifier (cutoff 3.5 A) on the raw positions; every class but "other" counts
+            as ice (hexagonal, cubic, interfacial ice, hydrate, interfacial hydrate).
+
+Printed per system: the fraction of the ice labelled ice in 1 A bins of depth below the interface plane and
+in total (ours also "of the right phase"), the liquid more than 4 A beyond the plane labelled liquid; for
+seeds, the seed labelled ice, ice labels outside the seed relative to the seed size, and the largest ice
+cluster (3.5 A); for liquids, the false-ice fraction and the largest false-ice cluster.
+
+Usage: python benchmarks/interfaces.py [--data runs/interfaces] [--md runs/md] [--model M] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from icephase_lmp.boundary import extend_ice
+from icephase_lmp.clusters import ice_clusters
+from icephase_lmp.denoise import denoise
+from icephase_lmp.model_file import load_model
+from icephase_lmp.phases import LIQUID
+from icephase_lmp.trajectory import read_frames
+
+REPO = Path(__file__).resolve().parents[1]
+BINS = np.arange(0.0, 11.0, 1.0)  # depth bins (A) below the interface plane
+LIQUID_BEYOND = 4.0  # A: liquid this far beyond the plane must be labelled liquid
+EXPECTED = {"1h": "Ih", "1c": "Ic", "CS1": "sI", "Ih": "Ih"}
+
+
+def chill_plus(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """True where OVITO's CHILL+ calls the molecule anything but "other"."""
+    from ovito.data import DataCollection
+    from ovito.modifiers import ChillPlusModifier
+    from ovito.pipeline import Pipeline, StaticSource
+
+    data = DataCollection()
+    data.create_cell(np.column_stack([cell.T, np.zeros(3)]), pbc=(True, True, True))
+    particles = data.create_particles(count=len(positions))
+    particles.create_property("Position", data=positions)
+    pipeline = Pipeline(source=StaticSource(data=data))
+    pipeline.modifiers.append(ChillPlusModifier(cutoff=3.5))
+    out = pipeline.compute()
+    return np.asarray(out.particles["Structure Type"]) != ChillPlusModifier.Type.OTHER
+
+
+class Labeller:
+    def __init__(self, model_path: str | None):
+        self.model = load_model(model_path)
+        clf = self.model.classifier
+        self.threshold = clf.threshold(clf.metric, denoised=True)
+        self.boundary = clf.boundary
+
+    def frame(self, f) -> dict:
+        d = denoise(self.model.denoiser, f.positions, f.cell, f.pbc, self.model.r_max, self.model.iterations)
+        clf = self.model.classifier
+        previous = clf.classify(d.positions, f.cell, f.pbc, threshold=self.threshold).codes
+        ours = extend_ice(previous, d.positions, f.cell, f.pbc, self.boundary)
+        return {"ours": ours, "previous": previous, "chill": chill_plus(f.positions, f.cell), "denoised": d.positions}
+
+
+def slab_depth(f, info: dict, chill: np.ndarray) -> np.ndarray:
+    """Signed depth (A) of each molecule below the nearer interface plane (positive on the ice side).
+
+    Each face's plane is located in every frame from the MD itself: going out from the middle of the slab,
+    where the fraction of molecules that CHILL+ calls ice-like, in 0.5 A slices parallel to the face, first
+    drops below one half. (The faces of the held slab are not used: the molecular layer next to a held
+    crystal freezes onto it while the rest melts, and near the melting point a face may advance or retreat.)
+    """
+    lz = f.cell[2, 2]
+    z = f.positions[:, 2]
+    centre = np.median(z[np.isin(f.atom_ids, info["ice_ids"])] % lz)
+    dz = (z - centre + 0.5 * lz) % lz - 0.5 * lz
+    depth = np.empty(len(z))
+    window, step = 1.0, 0.25  # 1 A slices (empty ones, between two Ih layers, are skipped)
+    start = 0.25 * (info["slab"]["hi"] - info["slab"]["lo"])  # well inside the slab
+    for side in (1.0, -1.0):
+        s = side * dz
+        mine = s >= 0
+        plane = 0.5 * lz
+        for a in np.arange(start, 0.5 * lz - window, step):
+            slice_ = mine & (s >= a) & (s < a + window)
+            if slice_.any() and chill[slice_].mean() < 0.5:
+                plane = a + 0.5 * window
+                break
+        depth[mine] = plane - s[mine]
+    return depth
+
+
+def coexistence_info(md: Path) -> dict | None:
+    """The TIP4P/Ice coexistence box of make_md_snapshots.py in this benchmark's terms, if it was run."""
+    path = md / "coexistence_250K.json"
+    if not path.is_file():
+        return None
+    co = json.loads(path.read_text())["coexistence"]
+    lo, hi = co["interface_z"]
+    return {"name": "tip4p_ice_coexistence_250K", "kind": "slab", "lattice": "Ih", "trajectory": str(md / "coexistence_250K.lammpstrj"),
+            "ice_ids": co["ice_oxygen_ids"], "slab": {"lo": lo, "hi": hi, "lz0": co.get("lz0", None)}}
+
+
+def report_slab(info: dict, frames: list, labels: list, code_of: dict) -> None:
+    right = code_of[EXPECTED[info["lattice"]]]
+    rows = {"ours": [], "ours, right phase": [], "previous": [], "CHILL+": []}
+    depth_all, lab = [], {k: [] for k in rows}
+    for f, lb in zip(frames, labels):
+        depth = slab_depth(f, info, lb["chill"])
+        depth_all.append(depth)
+        lab["ours"].append(lb["ours"] > LIQUID)
+        lab["ours, right phase"].append(lb["ours"] == right)
+        lab["previous"].append(lb["previous"] > LIQUID)
+        lab["CHILL+"].append(lb["chill"])
+    depth = np.concatenate(depth_all)
+    inside = depth > 0
+    far_liquid = depth < -LIQUID_BEYOND
+    print(f"\n{info['name']}: {len(frames)} frames, {inside.sum() // len(frames)} ice molecules per frame")
+    print(f"  {'':18s} " + " ".join(f"{a:.0f}-{a + 1:.0f}A".rjust(6) for a in BINS[:-1])
+          + f" {'0-2A':>6s} {'all ice':>7s} {'liq>4A':>7s}")
+    for name in rows:
+        ice = np.concatenate(lab[name])
+        prof = [ice[inside & (depth >= a) & (depth < a + 1)].mean() for a in BINS[:-1]]
+        first2 = ice[inside & (depth < 2)].mean()
+        liquid = "" if name == "ours, right phase" else f"{100 * (~ice[far_liquid]).mean():7.2f}"
+        print(f"  {name:18s} " + " ".join(f"{100 * p:6.1f}" for p in prof) + f" {100 * first2:6.1f} "
+              f"{100 * ice[inside].mean():7.2f} {liquid}")
+
+
+def report_seed(info: dict, frames: list, labels: list) -> None:
+    print(f"\n{info['name']} (R = {info['radius']:.0f} A, {info['seed_molecules']} seed molecules, "
+          f"{info['temperature']:.0f} K): per frame")
+    print(f"  {'':10s} {'seed ice%':>9s} {'outside/seed':>12s} {'largest cluster':>15s}")
+    for name, key in (("ours", "ours"), ("previous", "previous"), ("CHILL+", "chill")):
+        cells = []
+        for f, lb in zip(frames, labels):
+            seed = np.isin(f.atom_ids, info["seed_ids"])
+            ice = lb[key] > LIQUID if key != "chill" else lb[key]
+            pos = lb["denoised"] if key != "chill" else f.positions
+            cl = ice_clusters(ice.astype(np.int32), pos, f.cell, f.pbc, 3.5).largest
+            cells.append(f"{100 * ice[seed].mean():5.1f}/{(ice & ~seed).sum() / seed.sum():4.2f}/{cl:4d}")
+        print(f"  {name:10s} " + "  ".join(cells) + "   (seed ice % / outside per seed / largest cluster)")
+
+
+def report_liquid(info: dict, frames: list, labels: list) -> None:
+    print(f"\n{info['name']} ({info['temperature']:.0f} K, {len(frames)} frames x {frames[0].n_atoms} molecules)")
+    for name, key in (("ours", "ours"), ("previous", "previous"), ("CHILL+", "chill")):
+        frac, largest = [], 0
+        for f, lb in zip(frames, labels):
+            ice = lb[key] > LIQUID if key != "chill" else lb[key]
+            pos = lb["denoised"] if key != "chill" else f.positions
+            frac.append(ice.mean())
+            largest = max(largest, ice_clusters(ice.astype(np.int32), pos, f.cell, f.pbc, 3.5).largest)
+        print(f"  {name:10s} liquid {100 * (1 - np.mean(frac)):8.3f}%   largest false-ice cluster {largest}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO / "runs" / "interfaces")
+    ap.add_argument("--md", type=Path, default=REPO / "runs" / "md")
+    ap.add_argument("--model")
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--frames", default="::1")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    labeller = Labeller(args.model)
+    code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
+    print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
+    infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]
+    coex = coexistence_info(args.md)
+    if coex is not None:
+        infos.append(coex)
+    for info in infos:
+        if args.only and info["name"] not in args.only:
+            continue
+        path = Path(info.get("trajectory", args.data / f"{info['name']}.lammpstrj"))
+        frames = list(read_frames(path))
+        labels = [labeller.frame(f) for f in frames]
+        if info["kind"] == "slab":
+            report_slab(info, frames, labels, code_of)
+        elif info["kind"] == "seed":
+            report_seed(info, frames, labels)
+        else:
+            report_liquid(info, frames, labels)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Ice next to water: extend the classifier's ice labels across the boundary, one molecular layer at a time.
+
+Why. The SOAP classifier sees a sphere about 8.7 A wide around each oxygen (``SoapSettings.reach``). A molecule
+in the first ice layer at an interface, or in the outer shell of a small nucleus, sees a sphere that is half
+liquid, matches no reference closely enough and is called liquid, although the denoiser has restored its
+crystalline first shell. A first-shell test resolves one layer but cannot tell the phases apart and, on its
+own, calls a few percent of a (denoised) supercooled liquid ordered. So the two are combined:
+
+1. the classifier labels every molecule (phase or liquid) as before;
+2. a molecule labelled liquid whose first shell is *tetrahedrally ordered* and that has an ice-labelled
+   neighbour within the first shell takes that neighbour's phase (the nearest such neighbour's);
+3. step 2 is repeated ``rounds`` times (each round reaches one more molecular layer).
+
+A disordered liquid cannot grow ice this way unless the classifier already found ice next to it, so a liquid
+with no crystal stays liquid whatever the first-shell test says about single molecules; and the phase always
+comes from the classifier, never from the first-shell test.
+
+The first-shell test is a bond-order test in the spirit of CHILL+ (Nguyen & Molinero, J. Phys. Chem. B 119,
+9369 (2015)): for each oxygen i, q3(i) is the average of the l = 3 spherical harmonics over the directions to
+its neighbours within ``shell``; the bond i-j is *staggered* when the normalised correlation
+c(i, j) = q3(i).q3(j) / |q3(i)||q3(j)| is at most ``staggered_max`` and *eclipsed* when it lies in
+``eclipsed``. A molecule's shell is ordered when it has exactly four neighbours and at least
+``min_ordered_bonds`` of its four bonds are staggered or eclipsed: Ih (3 staggered + 1 eclipsed), Ic
+(4 staggered), clathrate hydrates (eclipsed) and their interfacial forms all pass. High-pressure ices whose
+first shell is not a tetrahedron (VI, VII) do not pass: their boundaries are left as the classifier labels them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .geometry import neighbor_edges
+from .phases import LIQUID
+
+
+@dataclass(frozen=True)
+class BoundarySettings:
+    """Settings of the boundary step; stored in the model file so that the LAMMPS compute uses the same."""
+
+    #: growth rounds (molecular layers added at most); 0 turns the boundary step off. The classifier's ice
+    #: ends 3-5 A inside the crystal (up to ~6 A for sI, whose cages are as wide as the SOAP sphere), and a
+    #: round advances about one layer; more rounds start to walk into the liquid along the molecules that
+    #: denoising leaves ordered there (benchmarks/interfaces.py, docs/validation.md)
+    rounds: int = 3
+    #: first-shell radius (A): the first minimum of the O-O radial distribution of water and ice is at
+    #: 3.2-3.5 A in every common model (TIP4P/Ice, TIP4P/2005, SPC/E, mW); CHILL+ uses 3.5 A
+    shell: float = 3.5
+    #: bond classes of CHILL+
+    staggered_max: float = -0.8
+    eclipsed_min: float = -0.35
+    eclipsed_max: float = 0.25
+    #: ordered bonds (staggered or eclipsed) out of four needed for an ordered shell
+    min_ordered_bonds: int = 3
+    #: ice-labelled first-shell neighbours a molecule needs to join the ice
+    min_ice_neighbours: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "BoundarySettings":
+        return cls(**data) if data else cls()
+
+
+def _real_y3(unit: np.ndarray) -> np.ndarray:
+    """The seven real spherical harmonics of degree 3 at unit vectors (E, 3) -> (E, 7).
+
+    Any orthonormal basis of degree 3 gives the same normalised correlations, so the real one serves."""
+    x, y, z = unit[:, 0], unit[:, 1], unit[:, 2]
+    zz = 5.0 * z * z
+    return np.stack(
+        [
+            0.25 * np.sqrt(35.0 / (2.0 * np.pi)) * y * (3.0 * x * x - y * y),
+            0.5 * np.sqrt(105.0 / np.pi) * x * y * z,
+            0.25 * np.sqrt(21.0 / (2.0 * np.pi)) * y * (zz - 1.0),
+            0.25 * np.sqrt(7.0 / np.pi) * z * (zz - 3.0),
+            0.25 * np.sqrt(21.0 / (2.0 * np.pi)) * x * (zz - 1.0),
+            0.25 * np.sqrt(105.0 / np.pi) * z * (x * x - y * y),
+            0.25 * np.sqrt(35.0 / (2.0 * np.pi)) * x * (x * x - 3.0 * y * y),
+        ],
+        axis=1,
+    )
+
+
+@dataclass
+class Shells:
+    """First-shell neighbour pairs of a configuration: directed edges i -> j with their lengths."""
+
+    i: np.ndarray
+    j: np.ndarray
+    length: np.ndarray
+    vector: np.ndarray
+
+    @classmethod
+    def build(cls, positions: np.ndarray, cell: np.ndarray | None, pbc, shell: float) -> "Shells":
+        edges, shift = neighbor_edges(positions, cell, pbc, shell)
+        i, j = edges
+        vec = positions[j] - positions[i] + shift
+        return cls(i, j, np.linalg.norm(vec, axis=1), vec)
+
+
+def ordered_shells(shells: Shells, n_atoms: int, settings: BoundarySettings, centres: int | None = None) -> np.ndarray:
+    """(centres,) bool: which of the first ``centres`` atoms (default all) have a tetrahedrally ordered shell.
+
+    The q3 of a centre's neighbours needs their own neighbours: with an open cloud (the compute's local
+    atoms and ghosts) the cloud must reach two shells beyond the centres, which the SOAP reach does."""
+    n_centres = n_atoms if centres is None else centres
+    count = np.bincount(shells.i, minlength=n_atoms)
+    y = _real_y3(shells.vector / np.maximum(shells.length, 1e-12)[:, None])
+    q = np.zeros((n_atoms, 7))
+    np.add.at(q, shells.i, y)
+    q /= np.maximum(count, 1)[:, None]
+    qn = q / np.maximum(np.linalg.norm(q, axis=1), 1e-12)[:, None]
+    mine = shells.i < n_centres
+    ii, jj = shells.i[mine], shells.j[mine]
+    c = np.einsum("ek,ek->e", qn[ii], qn[jj])
+    ordered_bond = (c <= settings.staggered_max) | ((c >= settings.eclipsed_min) & (c <= settings.eclipsed_max))
+    n_ordered = np.bincount(ii, weights=ordered_bond, minlength=n_atoms)[:n_centres]
+    return (count[:n_centres] == 4) & (n_ordered >= settings.min_ordered_bonds)
+
+
+def grow_once(codes: np.ndarray, ordered: np.ndarray, shells: Shells, min_ice_neighbours: int = 1) -> np.ndarray:
+    """One round: each liquid-labelled centre with an ordered shell takes the phase of its nearest
+    ice-labelled neighbour. ``codes`` covers every atom the shells mention (centres first); ``ordered`` the
+    centres. Returns the new codes of the centres (all centres decide on the previous round's codes)."""
+    n_centres = len(ordered)
+    new = codes[:n_centres].copy()
+    mine = shells.i < n_centres
+    i, j, d = shells.i[mine], shells.j[mine], shells.length[mine]
+    take = ordered[i] & (codes[i] == LIQUID) & (codes[j] > LIQUID)
+    if not np.any(take):
+        return new
+    i, j, d = i[take], j[take], d[take]
+    if min_ice_neighbours > 1:
+        enough = np.bincount(i, minlength=n_centres)[i] >= min_ice_neighbours
+        i, j, d = i[enough], j[enough], d[enough]
+    order = np.lexsort((j, d, i))  # per centre, nearest first (ties: lower index)
+    i, j = i[order], j[order]
+    first = np.ones(len(i), dtype=bool)
+    first[1:] = i[1:] != i[:-1]
+    new[i[first]] = codes[j[first]]
+    return new
+
+
+def extend_ice(
+    codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, settings: BoundarySettings
+) -> np.ndarray:
+    """The boundary step on a whole (periodic) configuration: ``settings.rounds`` rounds of :func:`grow_once`."""
+    codes = np.asarray(codes, dtype=np.int32)
+    if settings.rounds <= 0 or len(codes) == 0:
+        return codes
+    shells = Shells.build(np.asarray(positions, dtype=np.float64), cell, pbc, settings.shell)
+    ordered = ordered_shells(shells, len(codes), settings)
+    for _ in range(settings.rounds):
+        codes = grow_once(codes, ordered, shells, settings.min_ice_neighbours).astype(np.int32)
+    return codes

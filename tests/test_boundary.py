@@ -1,0 +1,119 @@
+"""The boundary step (ice labels extended over the first layers next to liquid) and ice clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import liquid_like
+
+from icephase_lmp.boundary import BoundarySettings, Shells, extend_ice, grow_once, ordered_shells
+from icephase_lmp.clusters import ice_clusters
+from icephase_lmp.phases import LIQUID
+from icephase_lmp.references import builtin_reference, supercell
+
+SETTINGS = BoundarySettings()
+
+
+def crystal(name: str, width: float = 14.0):
+    atoms = supercell(builtin_reference(name).atoms, width)
+    return atoms.positions.copy(), atoms.cell.array.copy()
+
+
+@pytest.mark.parametrize("name", ["Ih", "Ic", "sI"])
+def test_tetrahedral_crystals_have_ordered_shells(name):
+    pos, cell = crystal(name)
+    shells = Shells.build(pos, cell, (True,) * 3, SETTINGS.shell)
+    assert ordered_shells(shells, len(pos), SETTINGS).all()
+
+
+@pytest.mark.parametrize("name", ["VI", "VII"])
+def test_dense_ices_are_not_tetrahedral(name):
+    """Their first shell is not a lone tetrahedron: the boundary step leaves their boundaries alone."""
+    pos, cell = crystal(name)
+    shells = Shells.build(pos, cell, (True,) * 3, SETTINGS.shell)
+    assert not ordered_shells(shells, len(pos), SETTINGS).any()
+
+
+def test_random_liquid_is_mostly_disordered(rng):
+    pos, cell = liquid_like(400, 1.0, rng)
+    shells = Shells.build(pos, cell, (True,) * 3, SETTINGS.shell)
+    assert ordered_shells(shells, len(pos), SETTINGS).mean() < 0.05
+
+
+def test_open_cloud_gives_the_periodic_flags_for_its_centres():
+    """The compute passes local atoms first, then ghosts at their image positions: the centres' flags
+    must equal those of the periodic system when the cloud reaches two shells beyond them."""
+    pos, cell = crystal("Ih", 16.0)
+    rng = np.random.default_rng(3)
+    pos = pos + 0.4 * rng.standard_normal(pos.shape)  # enough to disorder some shells
+    periodic = ordered_shells(Shells.build(pos, cell, (True,) * 3, SETTINGS.shell), len(pos), SETTINGS)
+    shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)])
+    images = (pos[None] + (shifts @ cell)[:, None]).reshape(-1, 3)
+    cloud = np.vstack([pos, images])
+    flags = ordered_shells(Shells.build(cloud, None, (False,) * 3, SETTINGS.shell), len(cloud), SETTINGS,
+                           centres=len(pos))
+    assert np.array_equal(flags, periodic) and 0.2 < periodic.mean() < 1.0
+
+
+def test_grow_once_takes_the_nearest_ice_neighbours_phase():
+    # a chain along x, 2.8 A apart; atom 2 (liquid, ordered) sits between Ih (atom 1, 2.8 A) and Ic (atom 3,
+    # 2.6 A): it takes Ic. Atom 0 (liquid, not ordered) stays liquid although its neighbour is ice.
+    x = np.array([0.0, 2.8, 5.6, 8.2, 20.0])
+    pos = np.column_stack([x, np.zeros(5), np.zeros(5)])
+    shells = Shells.build(pos, None, (False,) * 3, SETTINGS.shell)
+    codes = np.array([LIQUID, 1, LIQUID, 2, LIQUID])
+    ordered = np.array([False, True, True, True, True])
+    assert grow_once(codes, ordered, shells).tolist() == [LIQUID, 1, 2, 2, LIQUID]
+    # only the centres are decided; the others (ghosts) are read only
+    assert grow_once(codes, ordered[:3], shells).tolist() == [LIQUID, 1, 2]
+    # two ice neighbours required: atom 2 has them (1 and 3), atom 0 does not need checking
+    assert grow_once(codes, ordered, shells, min_ice_neighbours=2).tolist() == [LIQUID, 1, 2, 2, LIQUID]
+    codes[3] = LIQUID
+    assert grow_once(codes, ordered, shells, min_ice_neighbours=2).tolist() == [LIQUID, 1, LIQUID, LIQUID, LIQUID]
+
+
+def test_extend_ice_grows_a_layer_per_round_and_stops_at_disorder(rng):
+    """Ice Ih labelled only where x < 6 A: each round adds the next ordered layer; a shuffled (disordered)
+    region beyond x = 14 A is never reached."""
+    pos, cell = crystal("Ih", 22.0)
+    x = pos[:, 0] % cell[0, 0]
+    disordered = x > 14.0
+    pos[disordered] += rng.uniform(-1.0, 1.0, (disordered.sum(), 3))
+    codes = np.where(x < 6.0, 1, LIQUID)
+    grown = [codes]
+    for rounds in (1, 2, 3):
+        grown.append(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=rounds)))
+    sizes = [np.count_nonzero(g) for g in grown]
+    assert sizes[0] < sizes[1] < sizes[2] < sizes[3]
+    assert set(np.unique(grown[3])) <= {LIQUID, 1}
+    shells = Shells.build(pos, cell, (True,) * 3, SETTINGS.shell)
+    assert not np.any(grown[3][disordered & ~ordered_shells(shells, len(pos), SETTINGS)])
+    assert np.array_equal(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=0)), codes)
+
+
+def test_liquid_without_ice_stays_liquid(rng):
+    pos, cell = liquid_like(300, 1.0, rng)
+    codes = np.zeros(len(pos), dtype=np.int32)
+    assert not extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=10)).any()
+
+
+def test_clusters_are_numbered_by_size():
+    # two ice groups along a line (3 and 2 molecules, 2.8 A apart), separated by liquid; periodic box 40 A
+    x = np.array([0.0, 2.8, 5.6, 15.0, 17.8, 25.0])
+    pos = np.column_stack([x, np.full(6, 5.0), np.full(6, 5.0)])
+    codes = np.array([1, 1, 2, 3, 3, LIQUID])
+    c = ice_clusters(codes, pos, np.eye(3) * 40.0, (True,) * 3, 3.5)
+    assert c.ids.tolist() == [1, 1, 1, 2, 2, 0] and c.sizes.tolist() == [3, 2] and c.largest == 3
+    # across the periodic boundary the two groups join: 37.2 + 2.8 = 40
+    pos[3:5, 0] = [34.4, 37.2]
+    assert ice_clusters(codes, pos, np.eye(3) * 40.0, (True,) * 3, 3.5).largest == 5
+    assert ice_clusters(np.zeros(6), pos, np.eye(3) * 40.0, (True,) * 3, 3.5).largest == 0
+
+
+def test_boundary_settings_travel_in_the_classifier_file(classifier):
+    from dataclasses import replace
+
+    from icephase_lmp.classifier import Classifier
+
+    changed = replace(classifier, boundary=BoundarySettings(rounds=1, shell=3.3))
+    assert Classifier.from_bytes(changed.to_bytes()).boundary == BoundarySettings(rounds=1, shell=3.3)
