@@ -6,6 +6,8 @@ Prints, for both pipelines and both metrics, with the model's stored thresholds:
 - the liquid's recall (distance above the threshold);
 - what the unseen phase T is labelled;
 - the ice/liquid margin: worst ice distance vs best liquid distance, and the gap relative to the threshold;
+- the full default pipeline (denoised, the model's metric and threshold, then the boundary step that extends
+  ice over its first layers next to liquid): all eight classes and T;
 - the classifier's cost per atom (SOAP, reduction + distances, denoiser per iteration) on a ~4000-O frame.
 
 Usage: python benchmarks/gcicenet_accuracy.py [--model M] [--frames 0:11] [--data DIR] [--iterations N]
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icephase_lmp.boundary import extend_ice
 from icephase_lmp.calibrate import calibrate_threshold
 from icephase_lmp.classifier import METRICS, nearest_reference
 from icephase_lmp.denoise import denoise
@@ -35,18 +38,43 @@ PAPER_DENOISED = 100.0
 
 
 def reduced_features(model, data: Path, frames: slice, iterations: int):
-    """Per system: (raw reduced features, denoised reduced features), all frames stacked."""
+    """Per system: (raw reduced features, denoised reduced features, codes of the full default pipeline),
+    all frames stacked."""
     clf = model.classifier
+    threshold = clf.threshold(clf.metric, denoised=True)
     out = {}
     for tag in SYSTEMS:
-        raw, den = [], []
+        raw, den, full = [], [], []
         for frame in read_frames(data / f"md_{tag}_10frame.xtc", data / f"md_{tag}.tpr", Selection(name="OW"), frames):
             raw.append(clf.reduce(clf.soap_features(frame.positions, frame.cell, frame.pbc)))
             d = denoise(model.denoiser, frame.positions, frame.cell, frame.pbc, model.r_max, iterations)
             den.append(clf.reduce(clf.soap_features(d.positions, frame.cell, frame.pbc)))
-        out[tag] = (np.concatenate(raw), np.concatenate(den))
+            codes = clf.classify_reduced(den[-1], clf.metric, threshold).codes
+            full.append(extend_ice(codes, d.positions, frame.cell, frame.pbc, clf.boundary))
+        out[tag] = (np.concatenate(raw), np.concatenate(den), np.concatenate(full))
         print(f"  {tag:3s}: {len(out[tag][0])} oxygens", flush=True)
     return out
+
+
+def evaluate_full_pipeline(model, feats) -> None:
+    """The eight classes and T as `icephase classify` labels them by default (with the boundary step)."""
+    clf = model.classifier
+    code_of = {n: c for c, n in clf.code_names.items()}
+    print(f"\n== full default pipeline: denoised/{clf.metric}, threshold {clf.threshold(clf.metric, True):.4g}, "
+          f"boundary step {clf.boundary.rounds} rounds ==")
+    right = total = 0
+    for tag, name in SYSTEMS.items():
+        codes = feats[tag][2]
+        if name is None:
+            vals, counts = np.unique(codes, return_counts=True)
+            print("T (not a reference) labelled: " + ", ".join(
+                f"{clf.code_names[int(v)]} {100 * c / len(codes):.1f}%" for v, c in zip(vals, counts)))
+            continue
+        ok = codes == code_of[name]
+        right += ok.sum()
+        total += len(ok)
+        print(f"{name:6s} {100 * ok.mean():8.2f}% right of {len(ok)}")
+    print(f"all 8 classes right: {right} of {total} ({100 * right / total:.3f}%)")
 
 
 def evaluate(model, feats, pipeline: str, metric: str) -> None:
@@ -138,6 +166,7 @@ def main() -> None:
     for pipeline in ("raw", "denoised"):
         for metric in METRICS:
             evaluate(model, feats, pipeline, metric)
+    evaluate_full_pipeline(model, feats)
     if not args.no_timing:
         timing(model, args.data)
 

@@ -23,7 +23,7 @@ class FrameResult:
     distances: np.ndarray  # (n,) distance to the nearest reference environment (classifier)
     positions: np.ndarray  # the positions that were classified (denoised unless --no-denoise)
     denoising: DenoiseResult | None
-    clusters: Clusters  # connected ice molecules (first-shell neighbours), largest first
+    clusters: Clusters  # connected ice molecules (first-shell neighbours in the input), largest first
 
 
 class Pipeline:
@@ -51,6 +51,8 @@ class Pipeline:
         self.device = device
         # the boundary step was tuned on denoised positions: without the denoiser it is off
         rounds = model.classifier.boundary.rounds if boundary_rounds is None else boundary_rounds
+        if rounds < 0:
+            raise ValueError(f"boundary rounds must be >= 0 (0: off), got {rounds}")
         self.boundary = replace(model.classifier.boundary, rounds=rounds if use_denoiser else 0)
 
     @classmethod
@@ -74,7 +76,8 @@ class Pipeline:
             pos, cell, pbc, metric=self.metric, threshold=self.threshold, denoised=self.use_denoiser
         )
         codes = extend_ice(out.codes, pos, cell, pbc, self.boundary)
-        clusters = ice_clusters(codes, pos, cell, pbc, self.boundary.shell)
+        # on the input positions, as LAMMPS's compute cluster/atom sees them (docs/nucleation.md)
+        clusters = ice_clusters(codes, positions, cell, pbc, self.boundary.shell)
         return FrameResult(codes, out.distances, pos, result, clusters)
 
 
