@@ -16,6 +16,7 @@ seeds, the seed labelled ice, ice labels outside the seed relative to the seed s
 cluster (3.5 A); for liquids, the false-ice fraction and the largest false-ice cluster.
 
 Usage: python benchmarks/interfaces.py [--data runs/interfaces] [--md runs/md] [--model M] [--only NAME ...]
+       [--rounds N] [--min-ordered-bonds K] [--min-ice-neighbours M]   (other boundary-step settings)
 """
 
 from __future__ import annotations
@@ -59,11 +60,11 @@ def chill_plus(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
 
 
 class Labeller:
-    def __init__(self, model_path: str | None):
+    def __init__(self, model_path: str | None, **boundary):
         self.model = load_model(model_path)
         clf = self.model.classifier
         self.threshold = clf.threshold(clf.metric, denoised=True)
-        self.boundary = clf.boundary
+        self.boundary = replace(clf.boundary, **{k: v for k, v in boundary.items() if v is not None})
 
     def frame(self, f) -> dict:
         d = denoise(self.model.denoiser, f.positions, f.cell, f.pbc, self.model.r_max, self.model.iterations)
@@ -171,11 +172,14 @@ def main() -> None:
     ap.add_argument("--md", type=Path, default=REPO / "runs" / "md")
     ap.add_argument("--model")
     ap.add_argument("--only", nargs="*")
-    ap.add_argument("--frames", default="::1")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--min-ordered-bonds", type=int)
+    ap.add_argument("--min-ice-neighbours", type=int)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
-    labeller = Labeller(args.model)
+    labeller = Labeller(args.model, rounds=args.rounds, min_ordered_bonds=args.min_ordered_bonds,
+                        min_ice_neighbours=args.min_ice_neighbours)
     code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
     print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
     infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]
