@@ -117,3 +117,66 @@ def test_boundary_settings_travel_in_the_classifier_file(classifier):
 
     changed = replace(classifier, boundary=BoundarySettings(rounds=1, shell=3.3))
     assert Classifier.from_bytes(changed.to_bytes()).boundary == BoundarySettings(rounds=1, shell=3.3)
+
+
+def ice_next_to_disorder(seed: int = 5):
+    """Ice Ih (0.1 A noise) whose half x > L/2 is replaced by random oxygens no closer than 2.5 A."""
+    pos, cell = crystal("Ih", 22.0)
+    rng = np.random.default_rng(seed)
+    pos = pos + rng.normal(0.0, 0.1, pos.shape)
+    lx = cell[0, 0]
+    kept = list(pos[(pos[:, 0] % lx) < 0.5 * lx])
+    inv = np.linalg.inv(cell)
+    while len(kept) < len(pos):
+        frac = np.array([rng.uniform(0.52, 0.98), rng.uniform(), rng.uniform()])
+        trial = frac @ cell
+        d = np.asarray(kept) - trial
+        d -= np.round(d @ inv) @ cell
+        if np.min(np.einsum("ij,ij->i", d, d)) > 2.5**2:
+            kept.append(trial)
+    return np.asarray(kept), cell
+
+
+def test_pipeline_applies_the_boundary_step(shipped_model):
+    from icephase_lmp.pipeline import Pipeline
+
+    pos, cell = ice_next_to_disorder()
+    pbc = (True, True, True)
+    full = Pipeline(shipped_model).run(pos, cell, pbc)
+    alone = Pipeline(shipped_model, boundary_rounds=0).run(pos, cell, pbc)
+    assert Pipeline(shipped_model).boundary.rounds == shipped_model.classifier.boundary.rounds > 0
+    assert np.array_equal(full.distances, alone.distances)
+    added = (full.codes != alone.codes)
+    # the step only turns liquid into the phase of the crystal, never the other way round
+    assert added.any() and np.all(alone.codes[added] == LIQUID) and np.all(full.codes[added] == 1)
+    # it equals extend_ice on the denoised positions with the model's settings
+    expected = extend_ice(alone.codes, full.positions, cell, pbc, shipped_model.classifier.boundary)
+    assert np.array_equal(full.codes, expected)
+    # the ice is one cluster (periodic along y and z), found on the input positions
+    assert full.clusters.largest == ice_clusters(full.codes, pos, cell, pbc, 3.5).largest
+    assert full.clusters.largest >= np.count_nonzero(full.codes > LIQUID) * 0.9
+    # off without denoising: the ordered-shell test was measured on denoised positions
+    assert Pipeline(shipped_model, use_denoiser=False).boundary.rounds == 0
+    with pytest.raises(ValueError, match="boundary rounds must be >= 0"):
+        Pipeline(shipped_model, boundary_rounds=-1)
+
+
+def test_cli_boundary_option(tmp_path, capsys):
+    from ase import Atoms
+    from ase.io import write
+
+    from icephase_lmp.cli import main
+
+    pos, cell = ice_next_to_disorder()
+    path = tmp_path / "slab.extxyz"
+    write(path, Atoms("O" * len(pos), positions=pos, cell=cell, pbc=True))
+    counts = {}
+    for rounds in ("0", "3"):
+        assert main(["classify", str(path), "--boundary", rounds, "--out", str(tmp_path / f"b{rounds}.csv")]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        header = next(line.split() for line in lines if line.startswith("frame"))
+        counts[rounds] = dict(zip(header, next(line.split() for line in lines if line.startswith("    0"))))
+    assert int(counts["3"]["Ih"]) > int(counts["0"]["Ih"])
+    assert int(counts["3"]["Ih"]) + int(counts["3"]["liquid"]) == len(pos)
+    assert main(["classify", str(path), "--boundary", "-1", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "boundary rounds must be >= 0" in capsys.readouterr().err

@@ -311,6 +311,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"metric           {meta['metric']}")
     for key, value in sorted(meta["thresholds"].items()):
         print(f"threshold        {key} = {value:.6g}")
+    b = clf.boundary
+    print(f"boundary step    {b.rounds} rounds: liquid-labelled O with an ordered first shell ({b.shell} A; "
+          f">= {b.min_ordered_bonds} of 4 bonds staggered/eclipsed) next to ice takes its phase")
     print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"]))
     steps = meta.get("training", {}).get("steps_done")
     if steps is not None:
