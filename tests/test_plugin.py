@@ -787,3 +787,23 @@ def test_nucleation_recipe(model, tmp_path, nprocs, ice):
         assert largest == expected > 0
     else:
         assert largest == expected == ih == 0
+
+
+@pytest.mark.parametrize("nprocs", [1, 2, 4])
+def test_boundary_step_same_on_any_number_of_ranks(model, offline_model, tmp_path, nprocs):
+    """Ice next to disordered oxygens: the boundary step changes labels here, and the compute gives the
+    offline pipeline's labels on 1, 2 and 4 ranks (codes forwarded to the ghosts between rounds)."""
+    from icephase_lmp.pipeline import Pipeline
+
+    system = ice_slab_in_liquid()
+    data = write_data(tmp_path / "slab.data", system)
+    codes, dist, _ = offline(offline_model, model, system)
+    alone = Pipeline(offline_model, metric=model.metric, threshold=model.threshold, boundary_rounds=0).run(
+        system.positions, system.cell, (True, True, True)).codes
+    assert np.count_nonzero(codes != alone) >= 10, "the test system should exercise the boundary step"
+    script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model) + "run 0\n"
+    run = run_lammps(tmp_path, script, nprocs=nprocs)
+    assert run.returncode == 0, run.output[-3000:]
+    assert f"boundary step: {offline_model.classifier.boundary.rounds} round(s)" in run.log
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"boundary step, {nprocs} ranks")
