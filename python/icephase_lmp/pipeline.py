@@ -9,16 +9,27 @@ import numpy as np
 import torch
 
 from .classifier import Classifier
-from .denoise import DenoiseResult, denoise
+from .denoise import DenoiseError, DenoiseResult, denoise
+from .geometry import too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
+from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
 
 @dataclass
 class FrameResult:
     codes: np.ndarray
     distances: np.ndarray
-    positions: np.ndarray  # the positions that were classified (denoised unless --no-denoise)
+    #: the positions that were classified (denoised unless --no-denoise), wrapped into the cell
+    positions: np.ndarray
+    #: denoising of the oxygens that are not too close (None without denoising)
     denoising: DenoiseResult | None
+    #: (N,) bool: oxygens closer than MIN_OXYGEN_DISTANCE to another one: code LIQUID, distance
+    #: TOO_CLOSE_DISTANCE, and left out of the others' denoising and SOAP (phases.py says why)
+    too_close: np.ndarray | None = None
+
+    @property
+    def n_too_close(self) -> int:
+        return 0 if self.too_close is None else int(self.too_close.sum())
 
 
 class Pipeline:
@@ -53,17 +64,32 @@ class Pipeline:
         return self.model.classifier
 
     def run(self, positions: np.ndarray, cell: np.ndarray | None, pbc) -> FrameResult:
-        result: DenoiseResult | None = None
+        """Labels of every oxygen of one configuration (positions need not be wrapped into the cell)."""
         pos = np.asarray(positions, dtype=np.float64)
+        if not np.isfinite(pos).all():
+            raise DenoiseError("positions contain NaN or Inf: the simulation has blown up or the file is corrupt")
+        # trajectory readers already wrap; positions handed in directly may not be
+        pos = wrap_positions(pos, cell, pbc)
+        close = too_close(pos, cell, pbc, MIN_OXYGEN_DISTANCE)
+        kept = ~close
+        codes = np.full(len(pos), LIQUID, dtype=np.int32)
+        distances = np.full(len(pos), TOO_CLOSE_DISTANCE)
+        result: DenoiseResult | None = None
+        clean = pos.copy()
+        if not kept.any():
+            return FrameResult(codes, distances, clean, result, close)
         if self.use_denoiser:
             result = denoise(
-                self.model.denoiser, pos, cell, pbc, self.model.r_max, self.iterations, self.tolerance, self.device
+                self.model.denoiser, pos[kept], cell, pbc, self.model.r_max, self.iterations, self.tolerance,
+                self.device,
             )
-            pos = result.positions
+            # the denoiser moves atoms continuously, across the cell's faces too: back into the cell
+            clean[kept] = wrap_positions(result.positions, cell, pbc)
         out = self.classifier.classify(
-            pos, cell, pbc, metric=self.metric, threshold=self.threshold, denoised=self.use_denoiser
+            clean[kept], cell, pbc, metric=self.metric, threshold=self.threshold, denoised=self.use_denoiser
         )
-        return FrameResult(out.codes, out.distances, pos, result)
+        codes[kept], distances[kept] = out.codes, out.distances
+        return FrameResult(codes, distances, clean, result, close)
 
 
 def set_threads(n: int) -> None:

@@ -27,6 +27,8 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
+from .geometry import wrap_positions
+
 __all__ = [
     "Frame",
     "LabelWriter",
@@ -245,12 +247,22 @@ def read_frames(
     top_path = Path(top) if top is not None else None
     if kind == "lammps":
         wanted = _resolve_frames(frames, lambda: count_frames(path))
-        return _read_lammps(path, select, wanted)
-    if kind == "extxyz":
+        source = _read_lammps(path, select, wanted)
+    elif kind == "extxyz":
         wanted = _resolve_frames(frames, lambda: count_frames(path))
-        return _read_extxyz(path, select, wanted)
-    universe = _open_universe(path, top_path)
-    return _read_mdanalysis(universe, path, select, frames or slice(None))
+        source = _read_extxyz(path, select, wanted)
+    else:
+        universe = _open_universe(path, top_path)
+        source = _read_mdanalysis(universe, path, select, frames or slice(None))
+    return (_wrapped(frame) for frame in source)
+
+
+def _wrapped(frame: Frame) -> Frame:
+    """Every reader's frames pass through here: positions moved into the cell along its periodic
+    directions (unwrapped ``xu yu zu`` dumps, atoms that left the box, any triclinic tilt), so that what is
+    denoised, classified and written back is one periodic image of each atom, inside the cell."""
+    frame.positions = wrap_positions(frame.positions, frame.cell, frame.pbc, frame.origin)
+    return frame
 
 
 def count_frames(path: PathLike, top: PathLike | None = None) -> int:
