@@ -10,7 +10,7 @@ import torch
 
 from .classifier import Classifier
 from .denoise import DenoiseError, DenoiseResult, denoise
-from .geometry import too_close, wrap_positions
+from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
@@ -68,6 +68,8 @@ class Pipeline:
         pos = np.asarray(positions, dtype=np.float64)
         if not np.isfinite(pos).all():
             raise DenoiseError("positions contain NaN or Inf: the simulation has blown up or the file is corrupt")
+        out_cell = cell
+        cell = self._working_cell(cell, pbc)
         # trajectory readers already wrap; positions handed in directly may not be
         pos = wrap_positions(pos, cell, pbc)
         close = too_close(pos, cell, pbc, MIN_OXYGEN_DISTANCE)
@@ -89,7 +91,25 @@ class Pipeline:
             clean[kept], cell, pbc, metric=self.metric, threshold=self.threshold, denoised=self.use_denoiser
         )
         codes[kept], distances[kept] = out.codes, out.distances
-        return FrameResult(codes, distances, clean, result, close)
+        return FrameResult(codes, distances, wrap_positions(clean, out_cell, pbc), result, close)
+
+    def _working_cell(self, cell: np.ndarray | None, pbc) -> np.ndarray | None:
+        """The cell to compute in: the given one, unless it is a narrow basis of a wider lattice.
+
+        A cell tilted by whole box lengths (e.g. LAMMPS xy = lx) describes the same periodic system as a
+        more orthogonal one, but its faces are closer together than the denoiser's cutoff allows. Then the
+        Minkowski-reduced basis of the same lattice is used; any other cell is kept as it is."""
+        if cell is None or not all(bool(p) for p in pbc):
+            return cell
+        from ase.geometry import minkowski_reduce
+
+        cell = np.asarray(cell, dtype=np.float64)
+        if perpendicular_widths(cell).min() >= self.model.r_max:
+            return cell
+        reduced, _ = minkowski_reduce(cell)
+        if perpendicular_widths(reduced).min() > perpendicular_widths(cell).min():
+            return reduced
+        return cell
 
 
 def set_threads(n: int) -> None:
