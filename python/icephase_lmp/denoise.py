@@ -89,6 +89,9 @@ def denoise(
     result = DenoiseResult(pos)
     device = torch.device(device)
     for _ in range(iterations):
+        # Memory stays bounded: the input of a pipeline has no oxygens closer than MIN_OXYGEN_DISTANCE
+        # (at most ~70 neighbours each), and a configuration that passed this check cannot gain more
+        # than the neighbours within r_max + 2 MAX_STEP of it by the next iteration.
         edge_index, shift = neighbor_edges(pos, cell, pbc, r_max)
         if edge_index.shape[1] > MAX_NEIGHBOURS * len(pos):
             raise DenoiseError(
