@@ -96,8 +96,8 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     config_valid(false), config_step(-1), iterations(-1), tolerance(-1.0), nthreads(1),
     timing(false), r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0), num_layers(0), max_code(0),
     default_iterations(0), default_tolerance(0.0), logged(false), graph_logged(false), nmax(0),
-    disp(nullptr), close_flag(nullptr), comm_mode(COMM_DISP), counts(nullptr), nremote(0), nfolded(0), graph_nlocal(0), graph_nghost(0),
-    graph_nedges(0)
+    disp(nullptr), close_flag(nullptr), comm_mode(COMM_DISP), counts(nullptr), nremote(0),
+    nfolded(0), graph_nlocal(0), graph_nghost(0), graph_nedges(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "compute icephase", error);
 
@@ -876,9 +876,9 @@ bool ComputeIcephase::denoise_step(int nlocal_cloud, double &maxstep, std::strin
     // As offline (icephase_lmp.denoise): a step longer than max_step is
     // shortened to it; a non-finite one, or one beyond runaway_step, stops.
     const double *e = eps.data_ptr<double>();
-    const char *advice = "the model file is damaged or not an icephase denoiser, or the input is "
-                         "far from water; check the model with `icephase inspect` and the input's "
-                         "oxygens";
+    const char *advice =
+        "the model file is damaged or not an icephase denoiser, or the input is far from water; "
+        "check the model with `icephase inspect` and the input's oxygens";
     for (int k = 0; k < nlocal_cloud; k++) {
       const int i = cloud[k];
       const double *s = &e[3 * k];
@@ -889,8 +889,9 @@ bool ComputeIcephase::denoise_step(int nlocal_cloud, double &maxstep, std::strin
         return false;
       }
       if (norm > runaway_step) {
-        err = fmt::format("Compute icephase: the denoiser returned a step of {:.4g} A (the limit is "
-                          "{:g} A; thermal motion is a fraction of an Angstrom) for atom ID {}: {}",
+        err = fmt::format("Compute icephase: the denoiser returned a step of {:.4g} A (the limit "
+                          "is {:g} A; thermal motion is a fraction of an Angstrom) for atom ID {}: "
+                          "{}",
                           norm, runaway_step, atom->tag[i], advice);
         return false;
       }
