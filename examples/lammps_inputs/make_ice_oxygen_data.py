@@ -1,5 +1,6 @@
 """Write ice_oxygen.data for in.ice_oxygen: the oxygen sites of ice Ih with Gaussian noise, plus a slab of
-the same oxygens randomly displaced far more (a disordered, liquid-like layer).
+the same oxygens randomly displaced far more (a disordered, liquid-like layer, with no two oxygens closer
+than 2.4 A, as in water).
 
     .venv/bin/python examples/lammps_inputs/make_ice_oxygen_data.py [--out ice_oxygen.data] [--sigma 0.15]
 
