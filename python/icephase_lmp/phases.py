@@ -15,8 +15,9 @@ NOT_ANALYSED = -1
 LIQUID = 0
 
 #: Oxygens closer than this (A) to another oxygen are not water: no ice or liquid state point has an
-#: O-O distance below ~2.4 A (the closest pairs in the GCIceNet MD of every phase are 2.48-2.54 A apart),
-#: and the denoiser throws such pairs, and their neighbours with them, far away. Every oxygen of such a
+#: O-O distance below ~2.4 A (the closest pair in any frame of the GCIceNet MD, seven ices, liquid and
+#: phase T, is 2.44-2.54 A apart), and the denoiser throws such pairs, and their neighbours with them,
+#: far away. Every oxygen of such a
 #: pair is labelled LIQUID with distance TOO_CLOSE_DISTANCE, and is left out of the other oxygens'
 #: denoising and SOAP environments: offline (pipeline.py) and in the LAMMPS compute, which reads this
 #: value through lammps_bridge.model_metadata_json.
