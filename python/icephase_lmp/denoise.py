@@ -12,8 +12,9 @@ from .geometry import neighbor_edges, perpendicular_widths
 
 #: Longest step (A) one oxygen may take in one denoising iteration; a longer predicted step is shortened
 #: to this length, in its own direction. Real steps are a fraction of this (the shipped model's largest
-#: on the GCIceNet MD frames: 0.8 A, in liquid water), so only runaway output is ever shortened, and an
-#: atom can then move at most iterations x MAX_STEP, which keeps every neighbour search bounded.
+#: on frame 0 of the GCIceNet liquid, VII, III, Ih and T trajectories: 0.79 A, in the liquid), so only
+#: runaway output is shortened, and an atom moves at most iterations x MAX_STEP, which keeps every
+#: neighbour search bounded.
 MAX_STEP = 2.0
 #: A predicted step longer than this (A), or one that is not finite, stops the run with an error: no
 #: displacement of a thermal oxygen comes near it, so the network is damaged or fed something far from water.
