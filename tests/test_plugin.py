@@ -141,13 +141,15 @@ def offline(offline_model, model: ModelSetup, system: System, select: np.ndarray
     BLAS thread count at ~1e-6 relative, which moves a distance near zero (a perfect crystal) by ~3e-3."""
     from threadpoolctl import threadpool_limits
 
+    from icephase_lmp.geometry import minimum_image
     from icephase_lmp.pipeline import Pipeline
 
     pos = system.positions if select is None else system.positions[select]
     pipeline = Pipeline(offline_model, metric=model.metric, threshold=model.threshold)
     with threadpool_limits(limits=1):
         res = pipeline.run(pos, system.cell, (True, True, True))
-    return res.codes, res.distances, res.positions - pos
+    # the pipeline returns positions wrapped into the cell: the displacement is the shortest image
+    return res.codes, res.distances, minimum_image(res.positions - pos, system.cell)
 
 
 # ---- running LAMMPS ------------------------------------------------------------------------------
@@ -595,7 +597,10 @@ def test_cuda_requested_without_cuda(ih, model, tmp_path):
     script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model, "device cuda") + "run 0\n"
     run = run_lammps(tmp_path, script)
     assert run.returncode != 0
-    assert "device cuda requested, but libtorch finds no usable CUDA device" in run.log + run.output
+    from icephase_lmp.model import CUDA_UNAVAILABLE
+
+    # the very words of `icephase classify --device cuda`
+    assert f"Compute icephase: {CUDA_UNAVAILABLE}: use device cpu or auto" in run.log + run.output
 
 
 def test_python_exception_on_one_rank_only_does_not_hang(model, tmp_path):
@@ -807,3 +812,69 @@ def test_boundary_step_same_on_any_number_of_ranks(model, offline_model, tmp_pat
     assert f"boundary step: {offline_model.classifier.boundary.rounds} round(s)" in run.log
     rows = read_dump(tmp_path / "labels.dump")
     assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"boundary step, {nprocs} ranks")
+
+
+# ---- issue 11: the policies shared with the offline pipeline ------------------------------------------------
+def test_oxygens_too_close_are_labelled_as_offline(ih, model, offline_model, tmp_path):
+    """Two oxygens on one spot (atom N + 1 duplicates atom 1): on 2 ranks the compute warns once, labels
+    both liquid with the marker distance, leaves them out, and labels the rest as the offline pipeline does."""
+    from icephase_lmp.phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
+    from icephase_lmp.pipeline import Pipeline
+
+    system, _, _ = ih
+    doubled = System(np.vstack([system.positions, system.positions[:1]]), system.cell,
+                     np.ones(len(system.positions) + 1, dtype=int))
+    data = write_data(tmp_path / "doubled.data", doubled)
+    expected = Pipeline(offline_model, metric=model.metric, threshold=model.threshold).run(
+        doubled.positions, doubled.cell, (True, True, True))
+    assert expected.n_too_close == 2
+    script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model) + "run 0\n"
+    run = run_lammps(tmp_path, script, nprocs=2)
+    assert run.returncode == 0, run.output[-3000:]
+    assert (f"2 oxygens are closer than {MIN_OXYGEN_DISTANCE:g} A to another one (first: atom ID 1)"
+            in run.log + run.output)
+    rows = read_dump(tmp_path / "labels.dump")
+    n = len(doubled.positions)
+    assert rows[0, 1] == rows[n - 1, 1] == 0 and rows[0, 2] == rows[n - 1, 2] == TOO_CLOSE_DISTANCE
+    assert np.all(rows[[0, n - 1], 3:6] == 0.0)
+    assert_same_labels(rows[:, 1], rows[:, 2], expected.codes, expected.distances, model.threshold,
+                       "too-close pair, 2 ranks vs offline")
+
+
+def test_damaged_model_stops_every_rank(ih, model, tmp_path):
+    from test_real_world_input import damage
+
+    _, data, _ = ih
+    shutil.copy(data, tmp_path)
+    bad = damage(model.path, tmp_path / "damaged.pth")
+    script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model).replace(str(model.path), str(bad))
+    run = run_lammps(tmp_path, script + "run 0\n", nprocs=2)
+    text = run.log + run.output
+    assert run.returncode != 0, text[-3000:]
+    assert f"Compute icephase cannot use model file {bad}: ModelFileError: {bad} is damaged" in text, text[-3000:]
+
+
+def test_denoising_steps_are_bounded_and_runaway_output_stops(ih, model, tmp_path):
+    """A stand-in denoiser predicting 5 A for every atom moves each by exactly max_step per iteration, as
+    offline; one predicting 1000 A stops the run on every rank with the offline message."""
+    import torch
+
+    from icephase_lmp.denoise import MAX_STEP
+    from test_real_world_input import ConstantStep, model_with
+
+    torch.set_num_threads(1)
+    _, data, _ = ih
+    shutil.copy(data, tmp_path)
+    long = model_with(ConstantStep([5.0, 0.0, 0.0]), tmp_path / "long.pth")
+    script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model, "iterations 2").replace(
+        str(model.path), str(long)) + "run 0\n"
+    run = run_lammps(tmp_path, script, nprocs=2)
+    assert run.returncode == 0, run.output[-3000:]
+    rows = read_dump(tmp_path / "labels.dump")
+    np.testing.assert_allclose(rows[:, 3:6], [[-2 * MAX_STEP, 0.0, 0.0]] * len(rows), atol=1e-6)
+
+    runaway = model_with(ConstantStep([1e3, 0.0, 0.0]), tmp_path / "runaway.pth")
+    run = run_lammps(tmp_path, script.replace(str(long), str(runaway)), nprocs=2)
+    text = run.log + run.output
+    assert run.returncode != 0, text[-3000:]
+    assert "Compute icephase: the denoiser returned a step of 1000 A (the limit is 10 A" in text, text[-3000:]

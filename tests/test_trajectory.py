@@ -144,16 +144,16 @@ def test_triclinic_scaled_coordinates(tmp_path):
     # Dump bounds by the LAMMPS rules: xlo_bound = 1 + min(0, 2, -1, 1) = 0, xhi_bound = 11 + max(...) = 13,
     # ylo_bound = -2 + min(0, 1.5) = -2, yhi_bound = 7 + 1.5 = 8.5, z unchanged.
     bounds = ("0 13 2", "-2 8.5 -1", "0.5 8.5 1.5")
-    rows = ["1 1 0 0 0", "2 1 1 0 0", "3 1 0 1 0", "4 1 0 0 1", "5 1 0.5 0.5 0.5"]
+    rows = ["1 1 0 0 0", "2 1 0.5 0 0", "3 1 0 0.5 0", "4 1 0 0 1", "5 1 0.5 0.5 0.5"]
     path = write_text(tmp_path / "tri.lammpstrj", dump_frame(0, "id type xs ys zs", rows, "xy xz yz pp pp ff", bounds))
     frame = next(read_frames(path))
     np.testing.assert_allclose(frame.cell, [[10, 0, 0], [2, 9, 0], [-1, 1.5, 8]], atol=1e-12)
     np.testing.assert_allclose(frame.origin, [1, -2, 0.5], atol=1e-12)
     expected = [
         [1, -2, 0.5],  # the origin
-        [11, -2, 0.5],  # origin + a
-        [3, 7, 0.5],  # origin + b = (1 + 2, -2 + 9, 0.5)
-        [0, -0.5, 8.5],  # origin + c = (1 - 1, -2 + 1.5, 0.5 + 8)
+        [6, -2, 0.5],  # origin + a / 2
+        [2, 2.5, 0.5],  # origin + b / 2 = (1 + 1, -2 + 4.5, 0.5)
+        [0, -0.5, 8.5],  # origin + c = (1 - 1, -2 + 1.5, 0.5 + 8): z is not periodic (ff), so not wrapped
         [6.5, 3.25, 4.5],  # origin + (a + b + c) / 2
     ]
     np.testing.assert_allclose(frame.positions, expected, atol=1e-12)
@@ -163,10 +163,11 @@ def test_triclinic_scaled_coordinates(tmp_path):
 def test_wrapped_positions_are_preferred_and_other_sets_work(tmp_path):
     both = dump_frame(0, "id type xu yu zu x y z", ["1 1 11 12 13 1 2 3"])
     assert next(read_frames(write_text(tmp_path / "a.dump", both))).positions.tolist() == [[1, 2, 3]]
+    # unwrapped columns come back wrapped into the periodic box (11 - 10, ...; 6 - 4, 1, -3 + 6)
     unwrapped = dump_frame(0, "id type xu yu zu", ["1 1 11 12 13"])
-    assert next(read_frames(write_text(tmp_path / "b.dump", unwrapped))).positions.tolist() == [[11, 12, 13]]
+    assert next(read_frames(write_text(tmp_path / "b.dump", unwrapped))).positions.tolist() == [[1, 2, 3]]
     scaled_unwrapped = dump_frame(0, "id type xsu ysu zsu", ["1 1 1.5 0.5 -0.5"], bounds=("0 4", "0 2", "0 6"))
-    assert next(read_frames(write_text(tmp_path / "c.dump", scaled_unwrapped))).positions.tolist() == [[6, 1, -3]]
+    assert next(read_frames(write_text(tmp_path / "c.dump", scaled_unwrapped))).positions.tolist() == [[2, 1, 3]]
 
 
 def test_missing_position_columns(tmp_path):
@@ -346,8 +347,12 @@ def test_dump_writer_triclinic_round_trip(tmp_path):
     assert "ITEM: BOX BOUNDS xy xz yz pp pp pp" in out.read_text()
     back = list(read_frames(out))
     assert len(back) == 2
-    np.testing.assert_allclose(back[0].positions, frame.positions, atol=1e-6)
-    np.testing.assert_allclose(back[1].positions, frame.positions + 0.5, atol=1e-6)
+    # read back wrapped into the cell: the same sites up to whole box vectors
+    for got, written in ((back[0].positions, frame.positions), (back[1].positions, frame.positions + 0.5)):
+        images = (got - written) @ np.linalg.inv(cell)
+        np.testing.assert_allclose(images, np.round(images), atol=1e-6)
+        inside = (got - back[0].origin) @ np.linalg.inv(cell)
+        assert np.all((inside > -1e-9) & (inside < 1 + 1e-9))
     np.testing.assert_allclose(back[0].cell, cell, atol=1e-6)
     np.testing.assert_allclose(back[0].origin, [1, -2, 0.5], atol=1e-6)
     assert back[0].atom_ids.tolist() == [10, 20, 30] and back[0].timestep == 42

@@ -1,5 +1,6 @@
 """Write ice_oxygen.data for in.ice_oxygen: the oxygen sites of ice Ih with Gaussian noise, plus a slab of
-the same oxygens randomly displaced far more (a disordered, liquid-like layer).
+the same oxygens randomly displaced far more (a disordered, liquid-like layer, with no two oxygens closer
+than 2.4 A, as in water).
 
     .venv/bin/python examples/lammps_inputs/make_ice_oxygen_data.py [--out ice_oxygen.data] [--sigma 0.15]
 
@@ -23,6 +24,8 @@ def main() -> None:
     p.add_argument("--width", type=float, default=28.0, help="smallest box width, A (default %(default)s)")
     p.add_argument("--sigma", type=float, default=0.15, help="thermal noise of the crystal, A")
     p.add_argument("--melt-sigma", type=float, default=0.8, help="noise of the disordered slab, A")
+    p.add_argument("--min-distance", type=float, default=2.4,
+                   help="no slab oxygen closer than this to another one, A (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -33,6 +36,21 @@ def main() -> None:
     slab = atoms.positions[:, 2] > 0.6 * cell[2]  # the top 40% along z: strongly disordered
     pos[slab] += rng.normal(0.0, args.melt_sigma, (slab.sum(), 3))
     pos %= cell
+    # Random displacements put some oxygens closer together than water ever has them, and the compute
+    # labels such oxygens apart (docs/compute_icephase.md): draw a slab oxygen's displacement again until
+    # it is at least --min-distance from every other oxygen (one at a time, so each later draw respects
+    # the earlier ones; the box is orthogonal, so rounding gives the nearest image).
+    for k in np.flatnonzero(slab):
+        for _ in range(1000):
+            d = pos - pos[k]
+            d -= cell * np.round(d / cell)
+            d2 = np.einsum("ij,ij->i", d, d)
+            d2[k] = np.inf
+            if d2.min() >= args.min_distance**2:
+                break
+            pos[k] = (atoms.positions[k] + rng.normal(0.0, args.melt_sigma, 3)) % cell
+        else:
+            raise SystemExit(f"could not place oxygen {k + 1} at least {args.min_distance} A from the others")
     lines = [f"ice Ih oxygens with a disordered slab (icephase example), sigma {args.sigma} A", "",
              f"{len(pos)} atoms", "1 atom types", ""]
     lines += [f"0.0 {cell[k]:.8f} {a}lo {a}hi" for k, a in enumerate("xyz")]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
+
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .model import DenoiserConfig
@@ -86,6 +88,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
     from tqdm import tqdm
 
     from .pipeline import Pipeline, set_threads
@@ -99,7 +103,11 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         tolerance=args.tolerance, metric=args.metric, threshold=args.threshold, boundary_rounds=args.boundary,
     )
     names = pipeline.classifier.code_names
-    total = len(range(*frames.indices(count_frames(args.trajectory, args.top))))
+    n_frames = count_frames(args.trajectory, args.top)
+    total = len(range(*frames.indices(n_frames)))
+    if total == 0:
+        what = f"--frames {args.frames} selects none of its {n_frames} frames" if n_frames else "it is empty"
+        raise ValueError(f"no frame to classify in {args.trajectory}: {what}; nothing was written")
     columns = [c for c in sorted(names) if c >= 0]
     if not args.quiet:
         mode = "SOAP only (no denoising)" if args.no_denoise else f"denoise x{pipeline.iterations} + SOAP"
@@ -107,21 +115,36 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         print(f"# {mode}{boundary}, metric {pipeline.metric}, threshold {pipeline.threshold:.4g}; molecules per "
               f"phase and the largest ice cluster ({pipeline.boundary.shell:g} A) per frame:")
         print("frame  " + " ".join(f"{names[c]:>7s}" for c in columns) + "  largest")
-    denoised_writer = open_label_writer(args.write_denoised, names) if args.write_denoised else None
-    with open_label_writer(args.out, names) as writer:
-        for frame in tqdm(read_frames(args.trajectory, args.top, select, frames), total=total, desc="classify",
-                          unit="frame", disable=args.quiet):
-            result = pipeline.run(frame.positions, frame.cell, frame.pbc)
-            phases = [names[c] for c in result.codes]
-            writer.write(frame, result.codes, phases, result.distances, clusters=result.clusters.ids)
-            if denoised_writer is not None:
-                denoised_writer.write(frame, result.codes, phases, result.distances, positions=result.positions,
-                                      clusters=result.clusters.ids)
-            if not args.quiet:
-                counts = " ".join(f"{np.count_nonzero(result.codes == c):7d}" for c in columns)
-                tqdm.write(f"{frame.index:5d}  {counts}  {result.clusters.largest:7d}")
-    if denoised_writer is not None:
-        denoised_writer.__exit__(None, None, None)
+    with ExitStack() as stack:
+        # both outputs go to <file>.partial until the last frame is done (trajectory.open_label_writer)
+        writers = [stack.enter_context(open_label_writer(args.out, names))]
+        if args.write_denoised:
+            writers.append(stack.enter_context(open_label_writer(args.write_denoised, names)))
+        try:
+            for frame in tqdm(read_frames(args.trajectory, args.top, select, frames), total=total,
+                              desc="classify", unit="frame", disable=args.quiet):
+                if frame.n_atoms == 0:
+                    raise ValueError(f"frame {frame.index} of {args.trajectory} has no selected atoms")
+                result = pipeline.run(frame.positions, frame.cell, frame.pbc)
+                if result.n_too_close:
+                    first = int(np.flatnonzero(result.too_close)[0])
+                    print(f"icephase classify: warning: frame {frame.index}: {result.n_too_close} oxygens are "
+                          f"closer than {MIN_OXYGEN_DISTANCE:g} A to another one (first: index {first}): not water; "
+                          f"labelled liquid with distance {TOO_CLOSE_DISTANCE:g} and left out of the others' "
+                          "denoising and SOAP", file=sys.stderr)
+                labels = [names[c] for c in result.codes]
+                clusters = result.clusters.ids
+                writers[0].write(frame, result.codes, labels, result.distances, clusters=clusters)
+                if args.write_denoised:
+                    writers[1].write(frame, result.codes, labels, result.distances, positions=result.positions,
+                                     clusters=clusters)
+                if not args.quiet:
+                    counts = " ".join(f"{np.count_nonzero(result.codes == c):7d}" for c in columns)
+                    tqdm.write(f"{frame.index:5d}  {counts}  {result.clusters.largest:7d}")
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            # the outputs keep their old contents; say where the finished frames are, if anywhere
+            notes = "; ".join(w.abandon() for w in writers)
+            raise ValueError(f"{exc}. {notes}") from exc
     print(f"labels written to {args.out}" + (f"; denoised frames to {args.write_denoised}" if args.write_denoised else ""))
     return 0
 
@@ -177,19 +200,30 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", default="threshold_histogram.png", help="histogram PNG (default %(default)s)")
     p.add_argument("--write-model", metavar="FILE",
                    help="write a copy of the model with this threshold stored (FILE may equal --model)")
+    p.add_argument("--force", action="store_true",
+                   help="store the threshold with --write-model even when the ice and liquid distances overlap")
     p.set_defaults(func=_cmd_calibrate)
 
 
-def _distances(pipeline, specs: list[str], select, frames) -> np.ndarray:
+def _distances(pipeline, specs: list[str], select, frames, option: str) -> np.ndarray:
+    """Distances of every measured oxygen of every frame of ``specs`` (oxygens too close to another one
+    have no distance and are left out)."""
     from tqdm import tqdm
 
+    from .calibrate import CalibrationError
     from .trajectory import read_frames
 
     out = []
     for spec in specs:
         traj, _, top = spec.partition(",")
+        n_before = len(out)
         for frame in tqdm(read_frames(traj, top or None, select, frames), desc=Path(traj).name, unit="frame"):
-            out.append(pipeline.run(frame.positions, frame.cell, frame.pbc).distances)
+            result = pipeline.run(frame.positions, frame.cell, frame.pbc)
+            out.append(result.distances[result.distances >= 0.0])
+        if len(out) == n_before:
+            raise CalibrationError(
+                f"{option} {spec}: no frames (an empty file, or --frames selects none of its frames)"
+            )
     return np.concatenate(out)
 
 
@@ -203,12 +237,13 @@ def _noisy_reference_distances(pipeline, sigma: float, min_width: float = 24.0, 
     for ref in load_references(training_reference_specs(pipeline.model.metadata)):
         atoms = supercell(ref.atoms, min_width)
         noisy = atoms.positions + rng.normal(0.0, sigma, atoms.positions.shape)
-        out.append(pipeline.run(noisy, atoms.cell.array, (True, True, True)).distances)
+        result = pipeline.run(noisy, atoms.cell.array, (True, True, True))
+        out.append(result.distances[result.distances >= 0.0])
     return np.concatenate(out)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate_threshold, plot_histogram
+    from .calibrate import CalibrationError, calibrate_threshold, plot_histogram
     from .model_file import save_model
     from .pipeline import Pipeline, set_threads
     from .trajectory import Selection, parse_frames
@@ -219,15 +254,22 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     select, frames = Selection.parse(args.select), parse_frames(args.frames)
     if not args.ice and not args.noisy_references:
         raise ValueError("give ice data: --ice TRAJ and/or --noisy-references SIGMA")
-    parts = [_distances(pipeline, args.ice, select, frames)] if args.ice else []
+    parts = [_distances(pipeline, args.ice, select, frames, "--ice")] if args.ice else []
     parts += [_noisy_reference_distances(pipeline, s) for s in args.noisy_references]
     ice = np.concatenate(parts)
-    liquid = _distances(pipeline, args.liquid, select, frames)
+    liquid = _distances(pipeline, args.liquid, select, frames, "--liquid")
     cal = calibrate_threshold(ice, liquid)
     key = f"{'raw' if args.no_denoise else 'denoised'}/{pipeline.metric}"
     print(f"{key}: {cal.summary()}")
     plot_histogram(ice, liquid, cal, args.plot, pipeline.metric, title=f"{key}: gap {cal.gap:.3g}")
     print(f"histogram written to {args.plot}")
+    if args.write_model and not cal.separated and not args.force:
+        raise CalibrationError(
+            f"the ice and liquid distances overlap (worst ice {cal.ice_max:.4g} >= best liquid {cal.liquid_min:.4g}; "
+            f"see {args.plot}): no threshold separates them, so none was written to {args.write_model}. Check that "
+            "--ice and --liquid are not swapped and that each holds only ice or only liquid; pass --force to "
+            "store the least-bad threshold anyway"
+        )
     if args.write_model:
         model = pipeline.model
         model.classifier.thresholds[key] = cal.threshold

@@ -10,8 +10,38 @@ import torch
 from .geometry import neighbor_edges, perpendicular_widths
 
 
+#: Longest step (A) one oxygen may take in one denoising iteration; a longer predicted step is shortened
+#: to this length, in its own direction. Real steps are a fraction of this (the shipped model's largest
+#: on frame 0 of the GCIceNet liquid, VII, III, Ih and T trajectories: 0.79 A, in the liquid), so only
+#: runaway output is shortened, and an atom moves at most iterations x MAX_STEP, which keeps every
+#: neighbour search bounded.
+MAX_STEP = 2.0
+#: A predicted step longer than this (A), or one that is not finite, stops the run with an error: no
+#: displacement of a thermal oxygen comes near it, so the network is damaged or fed something far from water.
+RUNAWAY_STEP = 10.0
+#: At most this many neighbours per oxygen within the denoiser's cutoff (dense ice VII has ~25 at
+#: 4.5 A, and oxygens at least MIN_OXYGEN_DISTANCE apart cannot exceed ~70): more means the network has
+#: collapsed atoms together, and the run stops instead of building an ever larger graph.
+MAX_NEIGHBOURS = 100
+
+
 class DenoiseError(ValueError):
     """Bad input to the denoiser; the message says what and how to fix it."""
+
+
+def limits() -> dict[str, float]:
+    """The denoising limits, as the LAMMPS compute reads them (through lammps_bridge)."""
+    return {"max_step": MAX_STEP, "runaway_step": RUNAWAY_STEP, "max_neighbours": MAX_NEIGHBOURS}
+
+
+def runaway_message(step: float, where: str) -> str:
+    """What the offline pipeline (and, in its words, the LAMMPS compute) says about a runaway step."""
+    what = (f"a step of {step:.4g} A (the limit is {RUNAWAY_STEP:g} A; thermal motion is a fraction of an Angstrom)"
+            if np.isfinite(step) else "NaN or Inf")
+    return (
+        f"the denoiser returned {what} for {where}: the model file is damaged or not an icephase denoiser, "
+        "or the input is far from water; check the model with `icephase inspect` and the input's oxygens"
+    )
 
 
 @dataclass
@@ -60,15 +90,37 @@ def denoise(
     result = DenoiseResult(pos)
     device = torch.device(device)
     for _ in range(iterations):
+        # Memory stays bounded: the input of a pipeline has no oxygens closer than MIN_OXYGEN_DISTANCE
+        # (at most ~70 neighbours each), and a configuration that passed this check cannot gain more
+        # than the neighbours within r_max + 2 MAX_STEP of it by the next iteration.
         edge_index, shift = neighbor_edges(pos, cell, pbc, r_max)
+        if edge_index.shape[1] > MAX_NEIGHBOURS * len(pos):
+            raise DenoiseError(
+                f"the denoised oxygens have {edge_index.shape[1] / len(pos):.0f} neighbours each within "
+                f"{r_max:g} A (water has at most ~25): the denoiser has collapsed them together; the model "
+                "file is damaged or not an icephase denoiser"
+            )
         eps = model(
             torch.tensor(pos, dtype=torch.float32, device=device),
             torch.tensor(edge_index, device=device),
             torch.tensor(shift, dtype=torch.float32, device=device),
         )
         step = eps.to("cpu", torch.float64).numpy()
-        pos = pos - step
+        if step.shape != pos.shape:
+            raise DenoiseError(
+                f"the denoiser returned shape {list(step.shape)} for {len(pos)} atoms (expected [{len(pos)}, 3]): "
+                "this is not an icephase denoiser"
+            )
         norms = np.linalg.norm(step, axis=1)
+        bad = ~np.isfinite(norms) | (norms > RUNAWAY_STEP)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise DenoiseError(runaway_message(float(norms[first]), f"oxygen {first}"))
+        long = norms > MAX_STEP
+        if long.any():
+            step[long] *= (MAX_STEP / norms[long])[:, None]
+            norms[long] = MAX_STEP
+        pos = pos - step
         result.max_steps.append(float(norms.max()) if len(norms) else 0.0)
         result.rms_steps.append(float(np.sqrt((norms**2).mean())) if len(norms) else 0.0)
         if result.max_steps[-1] < tolerance:

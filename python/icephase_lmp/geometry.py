@@ -41,3 +41,56 @@ def minimum_image(delta: np.ndarray, cell: np.ndarray) -> np.ndarray:
     frac = delta @ np.linalg.inv(cell)
     frac -= np.round(frac)
     return frac @ cell
+
+
+def wrap_positions(
+    positions: np.ndarray, cell: np.ndarray | None, pbc: tuple[bool, bool, bool] | np.ndarray,
+    origin: np.ndarray | None = None,
+) -> np.ndarray:
+    """``positions`` moved by whole box vectors into the cell ``origin + [0, 1)^3 @ cell`` along every
+    periodic direction (any triclinic cell); open directions and a missing cell leave them as they are.
+
+    The denoiser's neighbour search and DScribe's periodic SOAP both assume atoms inside the cell: an
+    unwrapped dump (``xu yu zu``) or a strongly tilted cell otherwise gives wrong environments."""
+    pos = np.array(positions, dtype=np.float64)
+    pbc_arr = np.asarray(pbc, dtype=bool)
+    if cell is None or not pbc_arr.any() or len(pos) == 0:
+        return pos
+    cell = np.asarray(cell, dtype=np.float64)
+    shift = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
+    frac = np.linalg.solve(cell.T, (pos - shift).T).T
+    # whole box vectors only, so that atoms already inside the cell keep their coordinates bit for bit
+    images = np.floor(frac)
+    images[:, ~pbc_arr] = 0.0
+    outside = images.any(axis=1)
+    pos[outside] -= images[outside] @ cell
+    return pos
+
+
+def too_close(
+    positions: np.ndarray, cell: np.ndarray | None, pbc: tuple[bool, bool, bool] | np.ndarray, distance: float
+) -> np.ndarray:
+    """(N,) bool: atoms with another atom (or periodic image) closer than ``distance``.
+
+    A k-d tree asks each atom for its nearest neighbour only, so the memory stays linear in the number of
+    atoms even when many atoms sit on one spot (a full neighbour list would hold every pair). Periodic
+    directions use the 3^3 neighbouring images of the wrapped atoms, which hold every pair closer than the
+    box's perpendicular width; a box narrower than ``distance`` is not water anyway."""
+    from scipy.spatial import cKDTree
+
+    pos = np.asarray(positions, dtype=np.float64)
+    n = len(pos)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    pbc_arr = np.asarray(pbc, dtype=bool)
+    points = pos
+    if cell is not None and pbc_arr.any():
+        cell = np.asarray(cell, dtype=np.float64)
+        pos = wrap_positions(pos, cell, pbc_arr)
+        ranges = [(-1, 0, 1) if p else (0,) for p in pbc_arr]
+        shifts = np.array([[i, j, k] for i in ranges[0] for j in ranges[1] for k in ranges[2]], dtype=np.float64)
+        points = (pos[None, :, :] + (shifts @ cell)[:, None, :]).reshape(-1, 3)
+    tree = cKDTree(points)
+    # the two nearest points of each atom: itself and its nearest other atom (or a duplicate of it)
+    dist, _ = tree.query(pos, k=2)
+    return dist[:, 1] < distance

@@ -14,18 +14,26 @@ import numpy as np
 
 from .boundary import BoundarySettings, Shells, grow_once, ordered_shells
 from .classifier import Classifier
+from .denoise import limits as denoise_limits
 from .model_file import read_classifier, read_metadata
+from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
 _CLASSIFIERS: dict[str, Classifier] = {}
 
 
 def model_metadata_json(model_path: str) -> str:
-    """The model's metadata (validated) as JSON text, for the plugin's init-time log and checks."""
+    """The model's metadata as JSON text, for the plugin's init-time log and checks.
+
+    ``read_metadata`` validates it and checks the archive's checksums. Added under ``"policy"``: the
+    limits that the compute applies exactly as the offline pipeline does, from their one definition
+    (the oxygen distance below which a pair is not water, and the denoising step limits)."""
     import json
 
     meta = read_metadata(model_path)
     # model files exported before the boundary step existed get its defaults, as their classifier does
     meta.setdefault("boundary", BoundarySettings().to_dict())
+    meta["policy"] = {"min_oxygen_distance": MIN_OXYGEN_DISTANCE, "too_close_distance": TOO_CLOSE_DISTANCE,
+                      **denoise_limits()}
     return json.dumps(meta)
 
 

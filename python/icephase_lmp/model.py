@@ -76,6 +76,19 @@ class Denoiser(torch.nn.Module):
         return out[self.out_field] * self.output_scale
 
 
+#: What the offline tools and the LAMMPS compute (compute_icephase.cpp, the same words) say when CUDA is
+#: asked for and torch has none.
+CUDA_UNAVAILABLE = (
+    "device cuda requested, but libtorch finds no usable CUDA device (a CPU-only torch build, or no GPU visible)"
+)
+
+
+def check_device(device: str | torch.device) -> None:
+    """Stop with a clear message when a CUDA device is asked for and torch has none."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{CUDA_UNAVAILABLE}: use --device cpu")
+
+
 def prepare_torch() -> None:
     """nequip's one-time global set-up. Call it BEFORE seeding torch: on its first call it reseeds torch
     (seed 123) and switches the default dtype to float64, which we switch back to float32."""

@@ -14,6 +14,17 @@ NOT_ANALYSED = -1
 #: No reference matched closely enough (distance above the threshold): liquid / disordered.
 LIQUID = 0
 
+#: Oxygens closer than this (A) to another oxygen are not water: no ice or liquid state point has an
+#: O-O distance below ~2.4 A (the closest pair in any frame of the GCIceNet MD, seven ices, liquid and
+#: phase T, is 2.44-2.54 A apart), and the denoiser throws such pairs, and their neighbours with them,
+#: far away. Every oxygen of such a
+#: pair is labelled LIQUID with distance TOO_CLOSE_DISTANCE, and is left out of the other oxygens'
+#: denoising and SOAP environments: offline (pipeline.py) and in the LAMMPS compute, which reads this
+#: value through lammps_bridge.model_metadata_json.
+MIN_OXYGEN_DISTANCE = 2.0
+#: The distance reported for those oxygens: no real distance is negative, so it marks "not measured".
+TOO_CLOSE_DISTANCE = -1.0
+
 NOT_ANALYSED_NAME = "not analysed"
 LIQUID_NAME = "liquid"
 

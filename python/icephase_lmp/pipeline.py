@@ -11,19 +11,33 @@ import torch
 from .boundary import extend_ice
 from .classifier import Classifier
 from .clusters import Clusters, ice_clusters
-from .denoise import DenoiseResult, denoise
+from .denoise import DenoiseError, DenoiseResult, denoise
+from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
+from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
 
 @dataclass
 class FrameResult:
     """What the pipeline found in one configuration."""
 
-    codes: np.ndarray  # (n,) phase codes after the boundary step
-    distances: np.ndarray  # (n,) distance to the nearest reference environment (classifier)
-    positions: np.ndarray  # the positions that were classified (denoised unless --no-denoise)
+    #: (n,) phase codes, after the boundary step
+    codes: np.ndarray
+    #: (n,) distance to the nearest reference environment (the classifier's)
+    distances: np.ndarray
+    #: the positions that were classified (denoised unless --no-denoise), wrapped into the cell
+    positions: np.ndarray
+    #: denoising of the oxygens that are not too close (None without denoising)
     denoising: DenoiseResult | None
-    clusters: Clusters  # connected ice molecules (first-shell neighbours in the input), largest first
+    #: connected ice molecules (first-shell neighbours in the input positions), largest first
+    clusters: Clusters
+    #: (N,) bool: oxygens closer than MIN_OXYGEN_DISTANCE to another one: code LIQUID, distance
+    #: TOO_CLOSE_DISTANCE, and left out of the others' denoising and SOAP (phases.py says why)
+    too_close: np.ndarray | None = None
+
+    @property
+    def n_too_close(self) -> int:
+        return 0 if self.too_close is None else int(self.too_close.sum())
 
 
 class Pipeline:
@@ -64,21 +78,58 @@ class Pipeline:
         return self.model.classifier
 
     def run(self, positions: np.ndarray, cell: np.ndarray | None, pbc) -> FrameResult:
-        """Denoise (unless switched off), classify, extend the ice across its boundary, find ice clusters."""
-        result: DenoiseResult | None = None
+        """Labels of every oxygen of one configuration (positions need not be wrapped into the cell):
+        denoise (unless switched off), classify, extend the ice across its boundary, find ice clusters."""
         pos = np.asarray(positions, dtype=np.float64)
+        if not np.isfinite(pos).all():
+            raise DenoiseError("positions contain NaN or Inf: the simulation has blown up or the file is corrupt")
+        out_cell = cell
+        cell = self._working_cell(cell, pbc)
+        # trajectory readers already wrap; positions handed in directly may not be
+        pos = wrap_positions(pos, cell, pbc)
+        close = too_close(pos, cell, pbc, MIN_OXYGEN_DISTANCE)
+        kept = ~close
+        codes = np.full(len(pos), LIQUID, dtype=np.int32)
+        distances = np.full(len(pos), TOO_CLOSE_DISTANCE)
+        result: DenoiseResult | None = None
+        clean = pos.copy()
+        if not kept.any():
+            return FrameResult(codes, distances, clean, result, ice_clusters(codes, pos, cell, pbc, self.boundary.shell),
+                               close)
         if self.use_denoiser:
             result = denoise(
-                self.model.denoiser, pos, cell, pbc, self.model.r_max, self.iterations, self.tolerance, self.device
+                self.model.denoiser, pos[kept], cell, pbc, self.model.r_max, self.iterations, self.tolerance,
+                self.device,
             )
-            pos = result.positions
+            # the denoiser moves atoms continuously, across the cell's faces too: back into the cell
+            clean[kept] = wrap_positions(result.positions, cell, pbc)
         out = self.classifier.classify(
-            pos, cell, pbc, metric=self.metric, threshold=self.threshold, denoised=self.use_denoiser
+            clean[kept], cell, pbc, metric=self.metric, threshold=self.threshold, denoised=self.use_denoiser
         )
-        codes = extend_ice(out.codes, pos, cell, pbc, self.boundary)
+        # the too-close oxygens are in nobody's first shell either: the boundary step sees the others only
+        codes[kept] = extend_ice(out.codes, clean[kept], cell, pbc, self.boundary)
+        distances[kept] = out.distances
         # on the input positions, as LAMMPS's compute cluster/atom sees them (docs/nucleation.md)
-        clusters = ice_clusters(codes, positions, cell, pbc, self.boundary.shell)
-        return FrameResult(codes, out.distances, pos, result, clusters)
+        clusters = ice_clusters(codes, pos, cell, pbc, self.boundary.shell)
+        return FrameResult(codes, distances, wrap_positions(clean, out_cell, pbc), result, clusters, close)
+
+    def _working_cell(self, cell: np.ndarray | None, pbc) -> np.ndarray | None:
+        """The cell to compute in: the given one, unless it is a narrow basis of a wider lattice.
+
+        A cell tilted by whole box lengths (e.g. LAMMPS xy = lx) describes the same periodic system as a
+        more orthogonal one, but its faces are closer together than the denoiser's cutoff allows. Then the
+        Minkowski-reduced basis of the same lattice is used; any other cell is kept as it is."""
+        if cell is None or not all(bool(p) for p in pbc):
+            return cell
+        from ase.geometry import minkowski_reduce
+
+        cell = np.asarray(cell, dtype=np.float64)
+        if perpendicular_widths(cell).min() >= self.model.r_max:
+            return cell
+        reduced, _ = minkowski_reduce(cell)
+        if perpendicular_widths(reduced).min() > perpendicular_widths(cell).min():
+            return reduced
+        return cell
 
 
 def set_threads(n: int) -> None:

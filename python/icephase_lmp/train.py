@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from .geometry import neighbor_edges
-from .model import Denoiser, DenoiserConfig, build_denoiser, prepare_torch, script_denoiser
+from .model import Denoiser, DenoiserConfig, build_denoiser, check_device, prepare_torch, script_denoiser
 from .references import Reference, load_references, supercell
 
 
@@ -60,8 +60,7 @@ class TrainConfig:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' asked for, but this torch has no CUDA device: use --device cpu")
+    check_device(name)
     return torch.device(name)
 
 

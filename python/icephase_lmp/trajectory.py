@@ -27,6 +27,8 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
+from .geometry import wrap_positions
+
 __all__ = [
     "Frame",
     "LabelWriter",
@@ -35,6 +37,7 @@ __all__ = [
     "count_frames",
     "open_label_writer",
     "parse_frames",
+    "partial_path",
     "read_frames",
 ]
 
@@ -245,12 +248,22 @@ def read_frames(
     top_path = Path(top) if top is not None else None
     if kind == "lammps":
         wanted = _resolve_frames(frames, lambda: count_frames(path))
-        return _read_lammps(path, select, wanted)
-    if kind == "extxyz":
+        source = _read_lammps(path, select, wanted)
+    elif kind == "extxyz":
         wanted = _resolve_frames(frames, lambda: count_frames(path))
-        return _read_extxyz(path, select, wanted)
-    universe = _open_universe(path, top_path)
-    return _read_mdanalysis(universe, path, select, frames or slice(None))
+        source = _read_extxyz(path, select, wanted)
+    else:
+        universe = _open_universe(path, top_path)
+        source = _read_mdanalysis(universe, path, select, frames or slice(None))
+    return (_wrapped(frame) for frame in source)
+
+
+def _wrapped(frame: Frame) -> Frame:
+    """Every reader's frames pass through here: positions moved into the cell along its periodic
+    directions (unwrapped ``xu yu zu`` dumps, atoms that left the box, any triclinic tilt), so that what is
+    denoised, classified and written back is one periodic image of each atom, inside the cell."""
+    frame.positions = wrap_positions(frame.positions, frame.cell, frame.pbc, frame.origin)
+    return frame
 
 
 def count_frames(path: PathLike, top: PathLike | None = None) -> int:
@@ -683,6 +696,8 @@ def _open_universe(path: Path, top: Path | None) -> Any:
         )
     if top is not None:
         _check_exists(top, "topology")
+    if path.suffix.lower() in _NEEDS_TOPOLOGY:
+        _check_xdr_header(path)
     import MDAnalysis as mda
 
     files = (str(top), str(path)) if top is not None else (str(path),)
@@ -693,6 +708,23 @@ def _open_universe(path: Path, top: Path | None) -> Any:
             f"MDAnalysis could not open {' with '.join(reversed(files))}: {exc}. Check that the topology "
             "and the trajectory belong to the same system"
         ) from exc
+
+
+def _check_xdr_header(path: Path) -> None:
+    """Open an .xtc/.trr with MDAnalysis's low-level reader first: when MDAnalysis's trajectory reader
+    fails at this step, its half-built object raises again when it is deleted, which Python prints as an
+    'Exception ignored ... XTCReader' trace after our message."""
+    from MDAnalysis.lib.formats.libmdaxdr import TRRFile, XTCFile
+
+    opener = XTCFile if path.suffix.lower() == ".xtc" else TRRFile
+    try:
+        with opener(str(path)) as xdr:
+            _ = xdr.n_atoms
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise TrajectoryError(
+            f"{path} is not a readable GROMACS {path.suffix.lower()} file ({exc}): the file is damaged, or is "
+            "another format with this extension"
+        ) from None
 
 
 def _mda_group(universe: Any, select: Selection, path: Path) -> Any:
@@ -767,6 +799,8 @@ class LabelWriter(Protocol):
 
     def close(self) -> None: ...
 
+    def abandon(self) -> str: ...
+
     def __enter__(self) -> LabelWriter: ...
 
     def __exit__(
@@ -774,16 +808,29 @@ class LabelWriter(Protocol):
     ) -> None: ...
 
 
+def partial_path(path: PathLike) -> Path:
+    """Where a label writer puts its frames until it finishes: beside the output, so that the final
+    rename stays on one file system and is atomic."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
 class _FileLabelWriter:
-    """Shared plumbing: open the output at construction (so a bad path fails before any work), close on exit."""
+    """Shared plumbing: the output is written to ``<out>.partial`` (opened at construction, so a bad path
+    fails before any work) and renamed to ``<out>`` by ``close()``. A run that fails (``__exit__`` with an
+    exception, or ``abandon()``) leaves an existing ``<out>`` as it was; the frames done so far stay in the
+    partial file, or it is removed when there are none."""
 
     newline: str | None = None
 
     def __init__(self, path: PathLike, code_names: dict[int, str]) -> None:
         self.path = Path(path)
+        self.partial = partial_path(self.path)
         self.code_names = dict(code_names)
+        #: frames written so far
+        self.frames = 0
         try:
-            self._handle: IO[str] = self.path.open("w", newline=self.newline)
+            self._handle: IO[str] = self.partial.open("w", newline=self.newline)
         except OSError as exc:
             raise TrajectoryError(
                 f"cannot write the output {self.path}: {exc.strerror}. Check that its folder exists and is writable"
@@ -794,8 +841,20 @@ class _FileLabelWriter:
         """Write a file header, if the format has one."""
 
     def close(self) -> None:
+        """Finish: the complete file takes the output's name."""
         if not self._handle.closed:
             self._handle.close()
+            self.partial.replace(self.path)
+
+    def abandon(self) -> str:
+        """Stop without touching the output; says what became of the frames done so far."""
+        if not self._handle.closed:
+            self._handle.close()
+            if self.frames == 0:
+                self.partial.unlink(missing_ok=True)
+        if self.frames == 0:
+            return f"{self.path} was not written"
+        return (f"{self.path} was not written; the {self.frames} frame(s) done so far are in {self.partial}")
 
     def __enter__(self) -> _FileLabelWriter:
         return self
@@ -803,7 +862,10 @@ class _FileLabelWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
 
     def _prepare(
         self,
@@ -851,6 +913,7 @@ class _CsvLabelWriter(_FileLabelWriter):
             (frame.index, k, int(c), p, f"{d:.6f}", int(g))
             for k, (c, p, d, g) in enumerate(zip(codes, phases, distances, clusters))
         )
+        self.frames += 1
 
 
 def _lammps_orientation(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -925,6 +988,7 @@ class _DumpLabelWriter(_FileLabelWriter):
             for i, p, c, d, g in zip(ids.tolist(), pos.tolist(), codes.tolist(), distances.tolist(), clusters.tolist())
         ]
         self._handle.write("\n".join(lines) + "\n")
+        self.frames += 1
 
 
 class _ExtxyzLabelWriter(_FileLabelWriter):
@@ -961,13 +1025,15 @@ class _ExtxyzLabelWriter(_FileLabelWriter):
         if frame.timestep is not None:
             atoms.info["timestep"] = frame.timestep
         write(self._handle, atoms, format="extxyz")
+        self.frames += 1
 
 
 def open_label_writer(path: PathLike, code_names: dict[int, str]) -> LabelWriter:
     """A label writer chosen by the extension of ``path``: .csv, LAMMPS dump, or extxyz.
 
-    The file is created (overwritten) at once, so an unwritable path fails before any computation.
-    Use it as a context manager, or call ``close()``.
+    The frames go to ``<path>.partial`` (created at once, so an unwritable path fails before any
+    computation), which ``close()`` renames to ``path``: an existing ``path`` is only replaced by a
+    complete file. Use it as a context manager (an exception abandons the output), or call ``close()``.
     """
     path = Path(path)
     suffix = path.suffix.lower()

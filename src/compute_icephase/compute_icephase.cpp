@@ -67,6 +67,9 @@ namespace {
 constexpr double OXYGEN_MASS = 15.9994;    // g/mol
 constexpr double OXYGEN_MASS_TOL = 0.1;
 constexpr int NCOLS = 5;    // code, distance, dx, dy, dz
+constexpr int COMM_DISP = 0;     // forward communication of the displacements (3 values)
+constexpr int COMM_CLOSE = 1;    // forward communication of the too-close flags (1 value)
+constexpr int COMM_LABEL = 2;    // forward communication of the phase codes (boundary step, 1 value)
 
 const std::set<std::string> KEYWORDS = {"iterations", "tolerance", "device",
                                         "types",      "metric",    "threshold",
@@ -90,12 +93,14 @@ struct ComputeIcephase::Denoiser {
 ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     Compute(lmp, narg, arg), threshold(0.0), soap_reach(0.0), malloc_tuned(false),
     lone_known(false), lone_code(0), lone_distance(0.0), diverged_warned(false),
+    min_oxygen_distance(0.0), too_close_distance(-1.0), max_step(0.0), runaway_step(0.0),
+    max_neighbours(0), close_warned(false),
     config_valid(false), config_step(-1), iterations(-1), tolerance(-1.0), nthreads(1),
-    timing(false), boundary_rounds(-1), r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0), num_layers(0), max_code(0),
-    default_iterations(0), default_tolerance(0.0), default_boundary_rounds(0), boundary_shell(0.0),
-    logged(false), graph_logged(false), nmax(0), disp(nullptr), label(nullptr),
-    comm_mode(COMM_DISPLACEMENT), counts(nullptr), nremote(0), nfolded(0), graph_nlocal(0), graph_nghost(0),
-    graph_nedges(0)
+    timing(false), boundary_rounds(-1), r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0),
+    num_layers(0), max_code(0), default_iterations(0), default_tolerance(0.0),
+    default_boundary_rounds(0), boundary_shell(0.0), logged(false), graph_logged(false), nmax(0),
+    disp(nullptr), label(nullptr), close_flag(nullptr), comm_mode(COMM_DISP), counts(nullptr),
+    nremote(0), nfolded(0), graph_nlocal(0), graph_nghost(0), graph_nedges(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "compute icephase", error);
 
@@ -290,6 +295,7 @@ ComputeIcephase::~ComputeIcephase()
 {
   memory->destroy(disp);
   memory->destroy(label);
+  memory->destroy(close_flag);
   memory->destroy(array_atom);
   memory->destroy(counts);
 }
@@ -328,6 +334,17 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   for (auto &entry : table) phase_names.push_back(entry.second);
   if (!(r_max > 0.0) || !(ghost_cutoff >= r_max))
     throw std::runtime_error("r_max and ghost_cutoff must be positive with ghost_cutoff >= r_max");
+
+  // added by icephase_lmp.lammps_bridge from the package's own constants
+  const auto &policy = meta.at("policy");
+  min_oxygen_distance = policy.at("min_oxygen_distance").get<double>();
+  too_close_distance = policy.at("too_close_distance").get<double>();
+  max_step = policy.at("max_step").get<double>();
+  runaway_step = policy.at("runaway_step").get<double>();
+  max_neighbours = policy.at("max_neighbours").get<int>();
+  if (!(min_oxygen_distance > 0.0) || !(max_step > 0.0) || !(runaway_step >= max_step) ||
+      max_neighbours < 1)
+    throw std::runtime_error("the policy limits of icephase_lmp are not usable");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -507,9 +524,11 @@ void ComputeIcephase::grow_arrays()
   nmax = atom->nmax;
   memory->destroy(disp);
   memory->destroy(label);
+  memory->destroy(close_flag);
   memory->destroy(array_atom);
   memory->create(disp, nmax, 3, "icephase:disp");
   memory->create(label, nmax, "icephase:label");
+  memory->create(close_flag, nmax, "icephase:close_flag");
   memory->create(array_atom, nmax, NCOLS, "icephase:array_atom");
 }
 
@@ -531,6 +550,95 @@ void ComputeIcephase::collect_cloud(int &nlocal_cloud)
   nlocal_cloud = (int) cloud.size();
   for (int i = nlocal; i < nall; i++)
     if ((mask[i] & groupbit) && is_oxygen[type[i]]) cloud.push_back(i);
+}
+
+/* ----------------------------------------------------------------------
+   oxygens closer than min_oxygen_distance to another oxygen are not
+   water (phases.py in icephase_lmp says why): the offline pipeline and this
+   compute both label them liquid and leave them out of the others'
+   denoising and SOAP. Each rank flags its local oxygens (their neighbours
+   within that distance are all in its cloud), a forward communication
+   gives every ghost its owner's flag, and flagged atoms leave the cloud.
+   Returns the number of such oxygens on all ranks; first: the smallest of
+   their atom IDs (all ranks). Without any, nothing is communicated.
+------------------------------------------------------------------------- */
+
+bigint ComputeIcephase::exclude_close(int &nlocal_cloud, tagint &first)
+{
+  double **x = atom->x;
+  const int n = (int) cloud.size();
+  const int nall = atom->nlocal + atom->nghost;
+  excluded.clear();
+  for (int i = 0; i < nall; i++) close_flag[i] = 0.0;
+
+  // cubic bins one distance wide, hashed (the cloud may be sparse and wide);
+  // a scan stops at the first close atom, so a pile of atoms on one spot
+  // costs no more than one bin's worth per atom
+  const double cut = min_oxygen_distance, cutsq = cut * cut;
+  auto key_of = [&](const double *p, int dx, int dy, int dz) {
+    const int64_t bx = (int64_t) std::floor(p[0] / cut) + dx;
+    const int64_t by = (int64_t) std::floor(p[1] / cut) + dy;
+    const int64_t bz = (int64_t) std::floor(p[2] / cut) + dz;
+    return ((bx & 0x1fffff) << 42) | ((by & 0x1fffff) << 21) | (bz & 0x1fffff);
+  };
+  std::unordered_map<int64_t, int> head;
+  head.reserve(2 * (size_t) n);
+  std::vector<int> next(n, -1);
+  for (int k = 0; k < n; k++) {
+    auto it = head.emplace(key_of(x[cloud[k]], 0, 0, 0), -1).first;
+    next[k] = it->second;
+    it->second = k;
+  }
+  bigint nclose = 0;
+  first = MAXTAGINT;
+  for (int k = 0; k < nlocal_cloud; k++) {
+    const double *p = x[cloud[k]];
+    bool close = false;
+    for (int dz = -1; dz <= 1 && !close; dz++)
+      for (int dy = -1; dy <= 1 && !close; dy++)
+        for (int dx = -1; dx <= 1 && !close; dx++) {
+          auto it = head.find(key_of(p, dx, dy, dz));
+          if (it == head.end()) continue;
+          for (int j = it->second; j >= 0; j = next[j]) {
+            if (j == k) continue;
+            const double *q = x[cloud[j]];
+            const double ex = q[0] - p[0], ey = q[1] - p[1], ez = q[2] - p[2];
+            if (ex * ex + ey * ey + ez * ez < cutsq) {
+              close = true;
+              break;
+            }
+          }
+        }
+    if (!close) continue;
+    close_flag[cloud[k]] = 1.0;
+    nclose++;
+    first = std::min(first, atom->tag[cloud[k]]);
+  }
+
+  bigint nclose_all = 0;
+  MPI_Allreduce(&nclose, &nclose_all, 1, MPI_LMP_BIGINT, MPI_SUM, world);
+  if (nclose_all == 0) return 0;
+  tagint first_all = MAXTAGINT;
+  MPI_Allreduce(&first, &first_all, 1, MPI_LMP_TAGINT, MPI_MIN, world);
+  first = first_all;
+  comm_mode = COMM_CLOSE;
+  comm->forward_comm(this);
+  comm_mode = COMM_DISP;
+
+  // the cloud without them: local oxygens first, then ghosts, as before
+  int kept = 0, kept_local = 0;
+  for (int k = 0; k < n; k++) {
+    const int i = cloud[k];
+    if (close_flag[i] != 0.0) {
+      if (k < nlocal_cloud) excluded.push_back(i);
+      continue;
+    }
+    cloud[kept++] = i;
+    if (k < nlocal_cloud) kept_local++;
+  }
+  cloud.resize(kept);
+  nlocal_cloud = kept_local;
+  return nclose_all;
 }
 
 /* ----------------------------------------------------------------------
@@ -600,7 +708,7 @@ void ComputeIcephase::find_owners(int nlocal_cloud)
    [2][E] (centres, then neighbours), edge_shift32 [E][3].
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::build_graph(int nlocal_cloud, bool prune)
+bool ComputeIcephase::build_graph(int nlocal_cloud, bool prune, std::string &err)
 {
   const int n = (int) cloud.size();
   graph_nodes.clear();
@@ -610,7 +718,7 @@ void ComputeIcephase::build_graph(int nlocal_cloud, bool prune)
   pair_neighbour.clear();
   graph_nlocal = graph_nghost = 0;
   graph_nedges = 0;
-  if (n == 0 || nlocal_cloud == 0) return;
+  if (n == 0 || nlocal_cloud == 0) return true;
 
   const double *x = cloud_x.data();
   const double cut = r_max, cutsq = r_max * r_max;
@@ -655,10 +763,21 @@ void ComputeIcephase::build_graph(int nlocal_cloud, bool prune)
 
   // candidate edges of every node, as cloud indices: centre k's neighbours
   // are pair_neighbour[centre_first[k] .. centre_first[k + 1])
+  // (at most max_neighbours per atom: more means the denoiser has collapsed
+  // atoms together, and the graph would grow without bound)
   centre_first.assign(n + 1, 0);
   pair_neighbour.reserve((size_t) n * 16);
+  const size_t max_pairs = (size_t) max_neighbours * (size_t) n;
   for (int k = 0; k < n; k++) {
     centre_first[k] = (int) pair_neighbour.size();
+    if (pair_neighbour.size() > max_pairs) {
+      err = fmt::format("Compute icephase: the denoised oxygens have more than {} neighbours each "
+                        "within {} A (water has at most ~25): the denoiser has collapsed them "
+                        "together; the model file is damaged or not an icephase denoiser",
+                        max_neighbours, r_max);
+      pair_neighbour.clear();
+      return false;
+    }
     if (owner[k] != k) continue;    // folded ghost: its owner is the node
     const double *p = &x[3 * k];
     int b[3];
@@ -739,6 +858,7 @@ void ComputeIcephase::build_graph(int nlocal_cloud, bool prune)
   graph_nlocal = nlocal_cloud;
   graph_nghost = ngraph - nlocal_cloud;
   graph_nedges = (bigint) nedge;
+  return true;
 }
 
 /* ----------------------------------------------------------------------
@@ -776,20 +896,34 @@ bool ComputeIcephase::denoise_step(int nlocal_cloud, double &maxstep, std::strin
                         shape, ngraph, ngraph);
       return false;
     }
-    // graph nodes 0 .. nlocal_cloud - 1 are cloud atoms 0 .. nlocal_cloud - 1
+    // graph nodes 0 .. nlocal_cloud - 1 are cloud atoms 0 .. nlocal_cloud - 1.
+    // As offline (icephase_lmp.denoise): a step longer than max_step is
+    // shortened to it; a non-finite one, or one beyond runaway_step, stops.
     const double *e = eps.data_ptr<double>();
+    const char *advice =
+        "the model file is damaged or not an icephase denoiser, or the input is far from water; "
+        "check the model with `icephase inspect` and the input's oxygens";
     for (int k = 0; k < nlocal_cloud; k++) {
       const int i = cloud[k];
       const double *s = &e[3 * k];
-      if (!std::isfinite(s[0]) || !std::isfinite(s[1]) || !std::isfinite(s[2])) {
-        err = fmt::format("Compute icephase: the denoiser returned NaN or Inf for atom ID {}",
-                          atom->tag[i]);
+      const double norm = std::sqrt(s[0] * s[0] + s[1] * s[1] + s[2] * s[2]);
+      if (!std::isfinite(norm)) {
+        err = fmt::format("Compute icephase: the denoiser returned NaN or Inf for atom ID {}: {}",
+                          atom->tag[i], advice);
         return false;
       }
-      disp[i][0] -= s[0];
-      disp[i][1] -= s[1];
-      disp[i][2] -= s[2];
-      maxstep = std::max(maxstep, std::sqrt(s[0] * s[0] + s[1] * s[1] + s[2] * s[2]));
+      if (norm > runaway_step) {
+        err = fmt::format("Compute icephase: the denoiser returned a step of {:.4g} A (the limit "
+                          "is {:g} A; thermal motion is a fraction of an Angstrom) for atom ID {}: "
+                          "{}",
+                          norm, runaway_step, atom->tag[i], advice);
+        return false;
+      }
+      const double scale = norm > max_step ? max_step / norm : 1.0;
+      disp[i][0] -= scale * s[0];
+      disp[i][1] -= scale * s[1];
+      disp[i][2] -= scale * s[2];
+      maxstep = std::max(maxstep, scale * norm);
     }
   } catch (const c10::Error &e) {
     err = std::string("Compute icephase: the denoiser failed in libtorch: ") +
@@ -947,7 +1081,7 @@ void ComputeIcephase::extend_ice(int nlocal_cloud, int nlocal_soap, const double
   for (int round = 0; round < boundary_rounds; round++) {
     comm_mode = COMM_LABEL;
     comm->forward_comm(this);
-    comm_mode = COMM_DISPLACEMENT;
+    comm_mode = COMM_DISP;
     for (int s = 0; s < nsoap; s++) cloud_codes[s] = (int) label[cloud[soap_index[s]]];
     if (nlocal_soap > 0 &&
         !IcephasePython::grow(model_path, soap_positions, nsoap, nlocal_soap, cloud_codes.data(),
@@ -985,7 +1119,8 @@ void ComputeIcephase::setup()
   cloud_x.resize(3 * cloud.size());
   for (size_t k = 0; k < cloud.size(); k++)
     for (int d = 0; d < 3; d++) cloud_x[3 * k + d] = x[cloud[k]][d];
-  build_graph(nlocal_cloud, nremote > 0);
+  std::string ignored;    // an invocation reports it
+  build_graph(nlocal_cloud, nremote > 0, ignored);
   log_graph();
 }
 
@@ -1029,8 +1164,6 @@ void ComputeIcephase::compute_peratom()
   double t0 = MPI_Wtime();
   int nlocal_cloud;
   collect_cloud(nlocal_cloud);
-  const int n = (int) cloud.size();
-  find_owners(nlocal_cloud);
   t_graph += MPI_Wtime() - t0;
 
   // NaN or Inf coordinates: stop on all ranks together
@@ -1052,6 +1185,16 @@ void ComputeIcephase::compute_peratom()
                "{}): the simulation has blown up or the input is corrupt",
                nbad_all, first_bad_all);
   }
+
+  // oxygens closer than min_oxygen_distance to another one leave the cloud
+  // (labelled below), on every rank that sees them
+
+  t0 = MPI_Wtime();
+  tagint first_close = MAXTAGINT;
+  const bigint nclose_all = exclude_close(nlocal_cloud, first_close);
+  const int n = (int) cloud.size();
+  find_owners(nlocal_cloud);
+  t_graph += MPI_Wtime() - t0;
 
   // ghost nodes (owned by another rank) follow their owners through a
   // forward communication after every iteration; where no rank has any
@@ -1077,11 +1220,11 @@ void ComputeIcephase::compute_peratom()
   for (int iter = 0; iter < iterations; iter++) {
     t0 = MPI_Wtime();
     fill_positions();
-    build_graph(nlocal_cloud, nremote > 0);
+    err.clear();
+    const bool graph_ok = build_graph(nlocal_cloud, nremote > 0, err);
     const double t1 = MPI_Wtime();
     double maxstep = 0.0, maxstep_all = 0.0;
-    err.clear();
-    denoise_step(nlocal_cloud, maxstep, err);
+    if (graph_ok) denoise_step(nlocal_cloud, maxstep, err);
     const double t2 = MPI_Wtime();
     all_or_error(err);
     if (any_remote) comm->forward_comm(this);
@@ -1214,6 +1357,12 @@ void ComputeIcephase::compute_peratom()
     mine[codes[s]] += 1.0;
   }
   if (ndiverged > 0) mine[lone_code] += (double) ndiverged;
+  // too close to another oxygen: liquid, with the marker distance, not moved
+  for (int i : excluded) {
+    array_atom[i][0] = 0.0;
+    array_atom[i][1] = too_close_distance;
+    mine[0] += 1.0;
+  }
   mine[size_vector] = (double) ndiverged;
   t0 = MPI_Wtime();
   MPI_Allreduce(mine.data(), all.data(), size_vector + 1, MPI_DOUBLE, MPI_SUM, world);
@@ -1233,6 +1382,17 @@ void ComputeIcephase::compute_peratom()
                      "environment (reported once)",
                      id, update->ntimestep, all[size_vector], ghost_cutoff, maxdisp_all,
                      first_all);
+  }
+  if (nclose_all > 0 && !close_warned) {
+    close_warned = true;
+    if (comm->me == 0)
+      error->warning(FLERR,
+                     "Compute icephase {} step {}: {} oxygens are closer than {:g} A to another "
+                     "one (first: atom ID {}): not water; each is labelled liquid (code 0) with "
+                     "distance {:g} and is left out of the other oxygens' denoising and SOAP "
+                     "(reported once)",
+                     id, update->ntimestep, nclose_all, min_oxygen_distance, first_close,
+                     too_close_distance);
   }
   remember_configuration();
 
@@ -1273,12 +1433,16 @@ void ComputeIcephase::compute_vector()
 int ComputeIcephase::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/,
                                        int * /*pbc*/)
 {
-  // displacements and labels are the same for every periodic image: no pbc shift
   int m = 0;
+  if (comm_mode == COMM_CLOSE) {
+    for (int k = 0; k < n; k++) buf[m++] = close_flag[list[k]];
+    return m;
+  }
   if (comm_mode == COMM_LABEL) {
     for (int k = 0; k < n; k++) buf[m++] = label[list[k]];
     return m;
   }
+  // displacements are the same for every periodic image: no pbc shift
   for (int k = 0; k < n; k++) {
     const int j = list[k];
     buf[m++] = disp[j][0];
@@ -1294,6 +1458,10 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
 {
   int m = 0;
   const int last = first + n;
+  if (comm_mode == COMM_CLOSE) {
+    for (int i = first; i < last; i++) close_flag[i] = buf[m++];
+    return;
+  }
   if (comm_mode == COMM_LABEL) {
     for (int i = first; i < last; i++) label[i] = buf[m++];
     return;
@@ -1309,7 +1477,7 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
 
 double ComputeIcephase::memory_usage()
 {
-  double bytes = (double) nmax * (3 + 1 + NCOLS) * sizeof(double);
+  double bytes = (double) nmax * (5 + NCOLS) * sizeof(double);    // disp, close_flag, label
   for (const auto *v : {&cloud, &owner, &graph_nodes, &graph_index, &hop, &bfs_queue,
                         &pair_neighbour, &centre_first, &soap_index, &bin_head, &bin_next,
                         &env_head, &env_next, &codes, &ordered, &cloud_codes, &grown})

@@ -58,6 +58,15 @@ class ComputeIcephase : public Compute {
   double lone_distance;
   bool diverged_warned;
 
+  // from icephase_lmp (phases.py, denoise.py), through the metadata JSON of the bridge: the same
+  // limits as the offline pipeline
+  double min_oxygen_distance;    // oxygens closer than this (A) to another one are not water
+  double too_close_distance;     // the distance column of those oxygens (a negative marker)
+  double max_step;               // longest denoising step of one atom per iteration (A)
+  double runaway_step;           // a longer predicted step (or NaN/Inf) stops the run (A)
+  int max_neighbours;            // most denoiser neighbours per oxygen before the run stops
+  bool close_warned;
+
   // the configuration of the last results (to reuse them on the same step)
   bool config_valid;
   bigint config_step;
@@ -93,9 +102,10 @@ class ComputeIcephase : public Compute {
   bool graph_logged;    // the graph size line of the first invocation
   int nmax;
   double **disp;     // per atom (local + ghost): denoised minus original position
-  double *label;     // per atom (local + ghost): phase code during the boundary step
-  enum { COMM_DISPLACEMENT, COMM_LABEL };
-  int comm_mode;     // what pack/unpack_forward_comm carry
+  double *label;        // per atom (local + ghost): phase code during the boundary step
+  double *close_flag;    // per atom (local + ghost): 1 if too close to another oxygen
+  int comm_mode;         // what forward communication carries: COMM_DISP, COMM_CLOSE or COMM_LABEL
+  std::vector<int> excluded;    // local atoms left out as too close to another oxygen
   double *counts;    // global vector
 
   // work buffers. The cloud is every analysed oxygen this rank sees (its local ones first, then
@@ -137,7 +147,8 @@ class ComputeIcephase : public Compute {
   void log_settings();
   void collect_cloud(int &nlocal_cloud);
   void find_owners(int nlocal_cloud);
-  void build_graph(int nlocal_cloud, bool prune);
+  bigint exclude_close(int &nlocal_cloud, tagint &first);
+  bool build_graph(int nlocal_cloud, bool prune, std::string &err);
   bool denoise_step(int nlocal_cloud, double &maxstep, std::string &err);
   void log_graph();
   void select_environment(int nlocal_soap);
