@@ -77,3 +77,17 @@ def test_bad_input_gives_a_clear_error(tmp_path, monkeypatch, capsys, args, word
     assert main(args) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
+
+
+def test_help_and_inspect_do_not_import_torch():
+    """torch takes seconds to import: `icephase --help` and `icephase inspect` must not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom icephase_lmp.cli import main\n"
+            "for argv in (['--help'], ['inspect']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("NO-TORCH") and "boundary step" in out.stdout

@@ -12,8 +12,7 @@ from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .model import DenoiserConfig
-    from .train import TrainConfig
+    from .configs import DenoiserConfig, TrainConfig
 
     d, m = TrainConfig(), DenoiserConfig()
     p = sub.add_parser("train", help="train a denoiser on ideal reference structures (paper's Algorithm 1)")
@@ -43,8 +42,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .model import DenoiserConfig
-    from .train import TrainConfig, train
+    from .configs import DenoiserConfig, TrainConfig
+    from .train import train
 
     config = TrainConfig(
         references=args.reference,

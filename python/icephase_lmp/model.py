@@ -13,42 +13,14 @@ Every edge with length below ``r_max`` must be present (both directions).
 
 
 import warnings
-from dataclasses import asdict, dataclass
 from typing import Dict
 
 import torch
 
+from .configs import DenoiserConfig  # noqa: F401  (defined without torch, for the CLI)
+
 #: Key under which the network writes its per-atom output in nequip's data dict.
 _OUT_FIELD = "denoise_eps"
-
-
-@dataclass(frozen=True)
-class DenoiserConfig:
-    """Architecture of the denoiser. Defaults are justified in docs/validation.md (accuracy vs. speed)."""
-
-    r_max: float = 4.5
-    num_layers: int = 3
-    l_max: int = 1
-    num_features: int = 32
-    num_bessels: int = 8
-    radial_mlp_width: int = 32
-    radial_mlp_depth: int = 1
-    #: typical number of O neighbours within r_max (ideal Ih ~6 at 4.5 A, liquid ~13, ice VII ~23):
-    #: only normalises the message sums.
-    avg_num_neighbors: float = 12.0
-    #: keep odd-parity scalars and even-parity vectors (pseudo-scalars, cross products) in the hidden
-    #: features; without them the network cannot sense handedness, and chiral ice III (P4_1 2_1 2) fails.
-    all_parities: bool = False
-    #: the network's raw output is multiplied by this, so a freshly initialised net predicts ~this scale (A).
-    output_scale: float = 0.1
-
-    @property
-    def receptive_field(self) -> float:
-        """How far (A) information travels in one denoising step: num_layers * r_max."""
-        return self.num_layers * self.r_max
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Denoiser(torch.nn.Module):

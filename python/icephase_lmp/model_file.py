@@ -16,10 +16,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from .classifier import Classifier
-from .model import DenoiserConfig, check_device
+from .configs import DenoiserConfig
+
+if TYPE_CHECKING:  # torch takes seconds to import; reading metadata and classifiers does not need it
+    import torch
 from .phases import code_table
 
 MODEL_FORMAT = "icephase-model"
@@ -39,7 +42,7 @@ class ModelFileError(ValueError):
 
 @dataclass
 class IcephaseModel:
-    denoiser: torch.jit.ScriptModule
+    denoiser: "torch.jit.ScriptModule"
     classifier: Classifier
     metadata: dict
     path: Path
@@ -88,8 +91,10 @@ def build_metadata(
 
 
 def save_model(
-    path: str | Path, denoiser: torch.jit.ScriptModule, classifier: Classifier, metadata: dict
+    path: str | Path, denoiser: "torch.jit.ScriptModule", classifier: Classifier, metadata: dict
 ) -> Path:
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -173,6 +178,10 @@ def read_classifier(path: str | Path) -> Classifier:
 
 def load_model(path: str | Path | None = None, device: str = "cpu") -> IcephaseModel:
     """Load a model file (default: the shipped one)."""
+    import torch
+
+    from .model import check_device
+
     path = _existing(path if path is not None else SHIPPED_MODEL)
     check_device(device)
     metadata = read_metadata(path)

@@ -15,7 +15,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,38 +23,9 @@ import torch
 from tqdm import tqdm
 
 from .geometry import neighbor_edges
-from .model import Denoiser, DenoiserConfig, build_denoiser, check_device, prepare_torch, script_denoiser
+from .configs import DenoiserConfig, TrainConfig
+from .model import Denoiser, build_denoiser, check_device, prepare_torch, script_denoiser
 from .references import Reference, load_references, supercell
-
-
-@dataclass
-class TrainConfig:
-    references: list[str] = field(default_factory=list)  # empty: the seven built-in phases
-    model: DenoiserConfig = field(default_factory=DenoiserConfig)
-    steps: int = 20000
-    batch_size: int = 8
-    lr: float = 2e-4
-    weight_decay: float = 1e-2
-    #: cosine decay of the learning rate to lr * lr_final_fraction over the run (1.0 = constant).
-    lr_final_fraction: float = 0.1
-    sigma_max: float = 0.35
-    #: isotropic length scaling drawn from U(1 - s, 1 + s): +-5% in length is +-15% in density.
-    scale_jitter: float = 0.05
-    #: reference supercells are at least this wide (A); twice r_max plus a margin keeps images distinct.
-    min_cell_width: float = 12.0
-    seed: int = 0
-    checkpoint_every: int = 500
-    device: str = "auto"
-    threads: int = 0  # 0: leave torch's default
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        data = dict(data)
-        data["model"] = DenoiserConfig(**data.get("model", {}))
-        return cls(**data)
 
 
 def resolve_device(name: str) -> torch.device:
