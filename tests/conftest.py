@@ -61,3 +61,23 @@ def liquid_like(n: int, density: float, rng: np.random.Generator, min_dist: floa
         if len(pos) == 0 or np.min(np.einsum("ij,ij->i", d, d)) > min_dist**2:
             pos = np.vstack([pos, trial])
     return pos, np.eye(3) * box
+
+
+def ice_next_to_disorder(seed: int = 5, width: float = 22.0) -> tuple[np.ndarray, np.ndarray]:
+    """Ice Ih (0.1 A noise) whose half x > L/2 is replaced by random oxygens no closer than 2.5 A: an ice slab,
+    periodic along y and z, next to disordered oxygens (the boundary step's and the cluster recipe's test)."""
+    from icephase_lmp.references import builtin_reference, supercell
+
+    atoms = supercell(builtin_reference("Ih").atoms, width)
+    cell = atoms.cell.array.copy()
+    rng = np.random.default_rng(seed)
+    pos = atoms.positions + rng.normal(0.0, 0.1, atoms.positions.shape)
+    kept = list(pos[(pos[:, 0] % cell[0, 0]) < 0.5 * cell[0, 0]])
+    inv = np.linalg.inv(cell)
+    while len(kept) < len(pos):
+        trial = np.array([rng.uniform(0.52, 0.98), rng.uniform(), rng.uniform()]) @ cell
+        d = np.asarray(kept) - trial
+        d -= np.round(d @ inv) @ cell
+        if np.min(np.einsum("ij,ij->i", d, d)) > 2.5**2:
+            kept.append(trial)
+    return np.asarray(kept), cell

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import liquid_like
+from conftest import ice_next_to_disorder, liquid_like
 
 from icephase_lmp.boundary import BoundarySettings, Shells, extend_ice, grow_once, ordered_shells
 from icephase_lmp.clusters import ice_clusters
@@ -117,24 +117,6 @@ def test_boundary_settings_travel_in_the_classifier_file(classifier):
 
     changed = replace(classifier, boundary=BoundarySettings(rounds=1, shell=3.3))
     assert Classifier.from_bytes(changed.to_bytes()).boundary == BoundarySettings(rounds=1, shell=3.3)
-
-
-def ice_next_to_disorder(seed: int = 5):
-    """Ice Ih (0.1 A noise) whose half x > L/2 is replaced by random oxygens no closer than 2.5 A."""
-    pos, cell = crystal("Ih", 22.0)
-    rng = np.random.default_rng(seed)
-    pos = pos + rng.normal(0.0, 0.1, pos.shape)
-    lx = cell[0, 0]
-    kept = list(pos[(pos[:, 0] % lx) < 0.5 * lx])
-    inv = np.linalg.inv(cell)
-    while len(kept) < len(pos):
-        frac = np.array([rng.uniform(0.52, 0.98), rng.uniform(), rng.uniform()])
-        trial = frac @ cell
-        d = np.asarray(kept) - trial
-        d -= np.round(d @ inv) @ cell
-        if np.min(np.einsum("ij,ij->i", d, d)) > 2.5**2:
-            kept.append(trial)
-    return np.asarray(kept), cell
 
 
 def test_pipeline_applies_the_boundary_step(shipped_model):

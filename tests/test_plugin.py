@@ -743,23 +743,12 @@ def nucleation_recipe() -> list[str]:
 
 
 def ice_slab_in_liquid(seed: int = 5) -> System:
-    """Ice Ih whose right half (x > half the box) is replaced by random liquid-like positions (no pair
-    closer than 2.5 A), i.e. an ice slab periodic along y and z, next to disordered oxygens."""
-    base = ice_system("Ih", 22.0, 0.1, seed=seed)
-    rng = np.random.default_rng(seed)
-    lx = base.cell[0, 0]
-    keep = base.positions[:, 0] < 0.5 * lx
-    pos = list(base.positions[keep])
-    inv = np.linalg.inv(base.cell)
-    while len(pos) < len(base.positions):
-        frac = rng.uniform(0.0, 1.0, 3)
-        frac[0] = rng.uniform(0.52, 0.98)
-        trial = frac @ base.cell
-        d = np.asarray(pos) - trial
-        d -= np.round(d @ inv) @ base.cell
-        if np.min(np.einsum("ij,ij->i", d, d)) > 2.5**2:
-            pos.append(trial)
-    return System(np.asarray(pos), base.cell, base.types)
+    """conftest.ice_next_to_disorder in LAMMPS's frame."""
+    from conftest import ice_next_to_disorder
+
+    pos, cell = ice_next_to_disorder(seed)
+    cell, pos = lammps_frame(cell, pos)
+    return System(pos, cell, np.ones(len(pos), dtype=int))
 
 
 @pytest.mark.parametrize("nprocs,ice", [(1, True), (2, True), (1, False)])
