@@ -91,3 +91,28 @@ def test_help_and_inspect_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("NO-TORCH") and "boundary step" in out.stdout
+
+
+def test_plot_draws_fractions_and_the_largest_cluster(tmp_path, capsys):
+    from PIL import Image
+
+    rows = ["frame,index,code,phase,distance,cluster"]
+    for frame in range(3):  # 10 molecules: `frame + 2` of them Ih in one cluster, the rest liquid
+        rows += [f"{frame},{k},{1 if k < frame + 2 else 0},x,1.0,{1 if k < frame + 2 else 0}" for k in range(10)]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    assert main(["plot", str(labels)]) == 0
+    assert "3 frames plotted" in capsys.readouterr().out
+    img = np.asarray(Image.open(tmp_path / "labels.png").convert("RGB"))
+    assert img.shape[0] > img.shape[1] * 0.7  # two panels: fractions above, the largest cluster below
+    assert len({tuple(c) for c in img.reshape(-1, 3)}) > 20
+    # a file from before the cluster column: fractions only, in the wide one-panel shape
+    old = tmp_path / "old.csv"
+    old.write_text("\n".join(",".join(r.split(",")[:5]) for r in rows) + "\n")
+    assert main(["plot", str(old), "--out", str(tmp_path / "old.png")]) == 0
+    img = np.asarray(Image.open(tmp_path / "old.png").convert("RGB"))
+    assert img.shape[0] < img.shape[1] * 0.7
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["plot", str(bad)]) == 2
+    assert "not an icephase labels .csv" in capsys.readouterr().err

@@ -65,6 +65,9 @@ def workdir(tmp_path_factory, references):
     water, box = liquid_like(400, 1.0, rng)
     write_dump(work / "my_water.lammpstrj", water, box)
     write(work / "traj.extxyz", Atoms("O" * len(noisy), positions=noisy, cell=cell, pbc=True))
+    # what `icephase plot labels.csv` reads, whether or not a classify command ran before it
+    (work / "labels.csv").write_text("frame,index,code,phase,distance,cluster\n" + "".join(
+        f"{f},{k},{int(k < 3)},x,1.0,{int(k < 3)}\n" for f in range(2) for k in range(5)))
     (work / "md.xtc").symlink_to(GCICENET / "md_1h_10frame.xtc")
     (work / "md.tpr").symlink_to(GCICENET / "md_1h.tpr")
     return work

@@ -362,6 +362,48 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="draw phase fractions (and the largest ice cluster) per frame from a labels .csv")
+    p.add_argument("labels", help="a .csv written by `icephase classify --out labels.csv`")
+    p.add_argument("--model", help="the model whose phase names and colours to use (default: the shipped model)")
+    p.add_argument("--out", help="the PNG to write (default: the .csv's name with .png)")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    import csv
+
+    from .model_file import SHIPPED_MODEL, read_metadata
+    from .render import plot_phase_fractions
+
+    path = Path(args.labels)
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file {path} does not exist: write one with `icephase classify ... --out {path}`")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"frame", "code"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path} is not an icephase labels .csv (no column {', '.join(sorted(missing))}): "
+                             "write one with `icephase classify ... --out labels.csv`")
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{path} holds no labels")
+    frame = np.array([int(r["frame"]) for r in rows])
+    code = np.array([int(r["code"]) for r in rows])
+    frames = np.unique(frame)
+    # cluster 1 is the largest of its frame (older files have no cluster column)
+    largest = None
+    if "cluster" in rows[0]:
+        cluster = np.array([int(r["cluster"]) for r in rows])
+        largest = [int(np.count_nonzero((frame == f) & (cluster == 1))) for f in frames]
+    meta = read_metadata(args.model or SHIPPED_MODEL)
+    names = [p["name"] for p in sorted(meta["phases"], key=lambda p: p["code"]) if p["code"] > 0]
+    out = Path(args.out) if args.out else path.with_suffix(".png")
+    plot_phase_fractions(frames, [code[frame == f] for f in frames], names, out, xlabel="frame", largest=largest)
+    print(f"{len(frames)} frames plotted to {out}")
+    return 0
+
+
 def _add_ovito_script(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ovito-script", help="write an OVITO script modifier that names and colours the phases")
     p.add_argument("--model", help="model.pth whose code table to use (default: the shipped model)")
@@ -394,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     _add_inspect(sub)
+    _add_plot(sub)
     _add_ovito_script(sub)
     from .lammps_data import add_lammps_data_parser
 

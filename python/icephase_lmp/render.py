@@ -68,9 +68,10 @@ def render_phases(
 
 def plot_phase_fractions(
     times: Sequence[float], codes_per_frame: Sequence[np.ndarray], names: Sequence[str], path: str | Path,
-    xlabel: str = "time (ps)",
+    xlabel: str = "time (ps)", largest: Sequence[int] | None = None,
 ) -> Path:
-    """Fraction of analysed oxygens in each phase against time, one line per phase that occurs."""
+    """Fraction of analysed oxygens in each phase against time, one line per phase that occurs; with
+    ``largest`` (molecules in the largest ice cluster per frame) a second panel below shows it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,11 +80,24 @@ def plot_phase_fractions(
     names = list(names)
     table = code_table(names)
     present = sorted({int(c) for codes in codes_per_frame for c in np.unique(codes) if c >= 0})
-    fig, ax = plt.subplots(figsize=(7, 4))
+    if largest is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    else:
+        fig, (ax, ax_cluster) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1))
+        ax_cluster.plot(times, largest, marker="o", ms=3, color="black")
+        ax_cluster.set_ylabel("largest ice cluster\n(molecules)")
+        ax_cluster.set_xlabel(xlabel)
+        ax_cluster.set_ylim(bottom=0)
+        ax_cluster.grid(alpha=0.3)
     for code in present:
         frac = [np.count_nonzero(codes == code) / max(np.count_nonzero(codes >= 0), 1) for codes in codes_per_frame]
         ax.plot(times, frac, marker="o", ms=3, color=color_for(code, names), label=table[code])
-    ax.set_xlabel(xlabel)
+    if largest is None:
+        ax.set_xlabel(xlabel)
+    if all(float(t).is_integer() for t in times):  # frame numbers: no ticks between frames
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("fraction of oxygens")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(loc="best")
