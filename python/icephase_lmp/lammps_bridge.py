@@ -54,16 +54,19 @@ def _cloud(positions: np.ndarray, n_local: int) -> np.ndarray:
 def classify(
     model_path: str, positions: np.ndarray, n_local: int, metric: str, threshold: float, denoised: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Phase codes (int32), distances (float64) and ordered-shell flags (int32, see ``boundary``) of the first
-    ``n_local`` atoms of ``positions``.
+    """Phase codes (int32), distances (float64) and ordered-shell flags (int32, see ``boundary``; all 0 for
+    raw positions) of the first ``n_local`` atoms of ``positions``.
 
     ``denoised``: the positions come from the denoiser (compare with every reference environment), or are
     raw (iterations 0: the ideal reference environments only, as ``icephase classify --no-denoise``)."""
     clf = _classifier(model_path)
     positions = _cloud(positions, n_local)
     result = clf.classify(positions, cell=None, centers=np.arange(n_local), metric=metric, threshold=threshold, denoised=denoised)
-    shells = Shells.build(positions, None, (False, False, False), clf.boundary.shell)
-    ordered = ordered_shells(shells, len(positions), clf.boundary, centres=n_local)
+    # the boundary step runs on denoised positions only (the compute switches it off with iterations 0)
+    ordered = np.zeros(n_local, dtype=bool)
+    if denoised:
+        shells = Shells.build(positions, None, (False, False, False), clf.boundary.shell)
+        ordered = ordered_shells(shells, len(positions), clf.boundary, centres=n_local)
     return result.codes.astype(np.int32), result.distances.astype(np.float64), ordered.astype(np.int32)
 
 
