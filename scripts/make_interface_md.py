@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,11 @@ SYSTEMS = [
     *(Seed(f"seed_R{r}", float(r)) for r in (8, 10, 12, 14, 16)),
     Liquid("liquid_220K", 220.0),
 ]
+
+
+def seed_of(name: str) -> int:
+    """A velocity seed fixed by the system's name (Python's hash() of a str changes from run to run)."""
+    return zlib.crc32(name.encode()) % 900000 + 1000
 
 
 def lmp_executable() -> str:
@@ -168,12 +174,11 @@ def make_slab(s: Slab, out: Path) -> dict:
     ice = (z >= lo) & (z < hi)
     write_data(out / f"{s.name}.data", pos, box)
     ice_ids = (np.nonzero(ice)[0] + 1).tolist()
-    (out / f"{s.name}.ice_ids").write_text(" ".join(map(str, ice_ids)) + "\n")
     script = HEADER.format(read=f"read_data {s.name}.data", dt=TIMESTEP_FS) + f"""
 region slab block INF INF INF INF {lo} {hi}
 group ice region slab
 group melt subtract all ice
-velocity melt create 400 {hash(s.name) % 9000 + 1000}
+velocity melt create 400 {seed_of(s.name)}
 velocity ice set 0 0 0
 fix hold ice setforce 0 0 0
 fix hot melt nvt temp 400 400 1000
@@ -183,7 +188,7 @@ fix cool melt nvt temp {s.temperature} {s.temperature} 1000
 run 1500
 unfix cool
 unfix hold
-velocity ice create {s.temperature} {hash(s.name) % 7000 + 2000}
+velocity ice create {s.temperature} {seed_of(s.name) + 1}
 fix md all npt temp {s.temperature} {s.temperature} 1000 z 1 1 10000
 run 1000
 {dump_lines(s.name, 200)}
