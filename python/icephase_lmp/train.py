@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from .geometry import neighbor_edges
-from .configs import DenoiserConfig, TrainConfig
+from .configs import TrainConfig
 from .model import Denoiser, build_denoiser, check_device, prepare_torch, script_denoiser
 from .references import Reference, load_references, supercell
 
