@@ -38,33 +38,50 @@ PAPER_DENOISED = 100.0
 
 
 def reduced_features(model, data: Path, frames: slice, iterations: int):
-    """Per system: (raw reduced features, denoised reduced features, codes of the full default pipeline),
-    all frames stacked."""
+    """Per system: (raw reduced features, denoised reduced features, [(denoised positions, cell, pbc)] per
+    frame), all frames stacked."""
     clf = model.classifier
-    threshold = clf.threshold(clf.metric, denoised=True)
     out = {}
     for tag in SYSTEMS:
-        raw, den, full = [], [], []
+        raw, den, frames_out = [], [], []
         for frame in read_frames(data / f"md_{tag}_10frame.xtc", data / f"md_{tag}.tpr", Selection(name="OW"), frames):
             raw.append(clf.reduce(clf.soap_features(frame.positions, frame.cell, frame.pbc)))
             d = denoise(model.denoiser, frame.positions, frame.cell, frame.pbc, model.r_max, iterations)
             den.append(clf.reduce(clf.soap_features(d.positions, frame.cell, frame.pbc)))
-            codes = clf.classify_reduced(den[-1], clf.metric, threshold).codes
-            full.append(extend_ice(codes, d.positions, frame.cell, frame.pbc, clf.boundary))
-        out[tag] = (np.concatenate(raw), np.concatenate(den), np.concatenate(full))
+            frames_out.append((d.positions, frame.cell, frame.pbc))
+        out[tag] = (np.concatenate(raw), np.concatenate(den), frames_out)
         print(f"  {tag:3s}: {len(out[tag][0])} oxygens", flush=True)
     return out
+
+
+def valley_threshold(model, feats, metric: str) -> float:
+    """The valley between this data's ice and liquid distances: only for a candidate model that has no
+    calibrated threshold yet (said so in the output)."""
+    ref_features, _ = model.classifier.references(denoised=True)
+    dist = {t: nearest_reference(feats[t][1], ref_features, metric)[1] for t in SYSTEMS}
+    ice = np.concatenate([dist[t] for t, n in SYSTEMS.items() if n not in (None, "liquid")])
+    return calibrate_threshold(ice, dist["w"]).threshold
 
 
 def evaluate_full_pipeline(model, feats) -> None:
     """The eight classes and T as `icephase classify` labels them by default (with the boundary step)."""
     clf = model.classifier
     code_of = {n: c for c, n in clf.code_names.items()}
-    print(f"\n== full default pipeline: denoised/{clf.metric}, threshold {clf.threshold(clf.metric, True):.4g}, "
+    threshold = clf.thresholds.get(f"denoised/{clf.metric}")
+    src = "model"
+    if threshold is None:
+        threshold, src = valley_threshold(model, feats, clf.metric), "NOT IN MODEL: valley of this data"
+    print(f"\n== full default pipeline: denoised/{clf.metric}, threshold {threshold:.4g} from {src}, "
           f"boundary step {clf.boundary.rounds} rounds ==")
     right = total = 0
     for tag, name in SYSTEMS.items():
-        codes = feats[tag][2]
+        n_seen = 0
+        codes = []
+        for pos, cell, pbc in feats[tag][2]:
+            step = clf.classify_reduced(feats[tag][1][n_seen:n_seen + len(pos)], clf.metric, threshold).codes
+            codes.append(extend_ice(step, pos, cell, pbc, clf.boundary))
+            n_seen += len(pos)
+        codes = np.concatenate(codes)
         if name is None:
             vals, counts = np.unique(codes, return_counts=True)
             print("T (not a reference) labelled: " + ", ".join(

@@ -8,7 +8,7 @@ import torch
 
 from icephase_lmp.cli import main
 from icephase_lmp.model import DenoiserConfig
-from icephase_lmp.train import TrainConfig, noisy_batch, train
+from icephase_lmp.train import TrainConfig, batch_edges, initial_denoiser, noisy_batch, train, unrolled_loss
 
 SMALL = DenoiserConfig(num_layers=2, num_features=8)
 
@@ -69,8 +69,12 @@ def test_noisy_batch_targets_are_mean_free_noise(references):
     from icephase_lmp.references import Reference, supercell
 
     cells = [Reference(r.name, supercell(r.atoms, 12.0), r.source) for r in references[:2]]
-    pos, ei, sh, target = noisy_batch(cells, cfg, np.random.default_rng(0))
+    pos, ei, sh, target, samples = noisy_batch(cells, cfg, np.random.default_rng(0))
     assert pos.shape == target.shape and ei.shape[0] == 2 and ei.shape[1] == sh.shape[0]
+    assert sum(n for _, n in samples) == len(pos)
+    # the edges rebuilt per sample (as the unrolled loss does after a step) are the batch's edges
+    ei2, sh2 = batch_edges(pos, samples, cfg.model.r_max)
+    assert {tuple(e) for e in ei.T} == {tuple(e) for e in ei2.T}
     assert abs(target.mean()) < 1e-9 or np.allclose(target.sum(axis=0), 0, atol=1e-9)
     # edges are within r_max (with image shifts)
     vec = pos[ei[1]] - pos[ei[0]] + sh
@@ -82,3 +86,49 @@ def test_cuda_requested_but_absent(tmp_path):
         pytest.skip("this machine has CUDA; the error path is for machines without it")
     with pytest.raises(RuntimeError, match="--device cpu"):
         train(_config(device="cuda"), tmp_path / "x", progress=False)
+
+
+def test_unrolled_loss_of_one_step_is_the_papers_loss_and_chains_the_steps(references):
+    """unroll 1: ||delta - eps(r + delta)||^2; unroll 2: the second step sees what the first left."""
+    from icephase_lmp.model import build_denoiser, prepare_torch
+    from icephase_lmp.references import Reference, supercell
+
+    cfg = _config(batch_size=2)
+    prepare_torch()
+    torch.manual_seed(0)
+    model = build_denoiser(cfg.model).eval()
+    cells = [Reference(r.name, supercell(r.atoms, 12.0), r.source) for r in references[:2]]
+    pos, ei, sh, target, samples = noisy_batch(cells, cfg, np.random.default_rng(1))
+    device = torch.device("cpu")
+    with torch.no_grad():
+        one = unrolled_loss(model, pos, ei, sh, target, samples, 1, cfg.model.r_max, device)
+        first = model(torch.tensor(pos, dtype=torch.float32), torch.tensor(ei), torch.tensor(sh, dtype=torch.float32))
+        assert float(one) == pytest.approx(float((first - torch.tensor(target, dtype=torch.float32)).square().sum(1).mean()))
+        # by hand: step 2 on the positions step 1 left, with freshly built edges
+        moved = pos - first.numpy().astype(np.float64)
+        ei2, sh2 = batch_edges(moved, samples, cfg.model.r_max)
+        second = model(torch.tensor(moved, dtype=torch.float32), torch.tensor(ei2), torch.tensor(sh2, dtype=torch.float32))
+        left = (first + second - torch.tensor(target, dtype=torch.float32)).square().sum(1).mean()
+        two = unrolled_loss(model, pos, ei, sh, target, samples, 2, cfg.model.r_max, device)
+    assert float(two) == pytest.approx((float(one) + float(left)) / 2, rel=1e-4)
+
+
+def test_fine_tuning_starts_from_the_model_files_weights():
+    """--init-from: the eager copy computes exactly what the file's TorchScript denoiser computes."""
+    from conftest import SHIPPED_MODEL as shipped_model_path
+    from icephase_lmp.configs import DenoiserConfig
+    from icephase_lmp.geometry import neighbor_edges
+    from icephase_lmp.model_file import load_model, read_metadata
+    from icephase_lmp.references import builtin_reference, supercell
+
+    cfg = TrainConfig(model=DenoiserConfig(**read_metadata(shipped_model_path)["denoiser"]))
+    eager = initial_denoiser(shipped_model_path, cfg).eval()
+    scripted = load_model(shipped_model_path, freeze=False).denoiser
+    atoms = supercell(builtin_reference("III").atoms, 12.0)
+    pos = atoms.positions + np.random.default_rng(0).normal(0, 0.2, atoms.positions.shape)
+    ei, sh = neighbor_edges(pos, atoms.cell.array, (True,) * 3, cfg.model.r_max)
+    args = (torch.tensor(pos, dtype=torch.float32), torch.tensor(ei), torch.tensor(sh, dtype=torch.float32))
+    with torch.no_grad():
+        assert torch.equal(eager(*args), scripted(*args))
+    with pytest.raises(ValueError, match="architecture"):
+        initial_denoiser(shipped_model_path, TrainConfig(model=DenoiserConfig(num_features=8)))

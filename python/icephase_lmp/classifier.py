@@ -20,6 +20,7 @@ Saved as npz (loaded with ``allow_pickle=False``) holding the arrays and a JSON 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ import numpy as np
 from ase import Atoms
 
 from .boundary import BoundarySettings
-from .phases import LIQUID, code_table
+from .phases import LIQUID, OXYGEN_NUMBER, code_table
 from .references import Reference, supercell
 
 METRICS = ("euclidean", "cosine")
@@ -59,11 +60,16 @@ class SoapSettings:
         return self.r_cut + self.sigma * float(np.sqrt(-2.0 * np.log(1e-3)))
 
     def descriptor(self, periodic: bool):
-        from dscribe.descriptors import SOAP
+        return _soap_descriptor(self, periodic)
 
-        return SOAP(
-            species=["O"], r_cut=self.r_cut, n_max=self.n_max, l_max=self.l_max, sigma=self.sigma, periodic=periodic
-        )
+
+@functools.lru_cache(maxsize=8)
+def _soap_descriptor(settings: SoapSettings, periodic: bool):
+    """DScribe's SOAP object for these settings, made once (its set-up solves for the radial basis)."""
+    from dscribe.descriptors import SOAP
+
+    return SOAP(species=["O"], r_cut=settings.r_cut, n_max=settings.n_max, l_max=settings.l_max,
+                sigma=settings.sigma, periodic=periodic)
 
 
 @dataclass(frozen=True)
@@ -154,10 +160,12 @@ class Classifier:
         if not np.isfinite(positions).all():
             raise ClassifierError("positions contain NaN or Inf: the simulation has blown up or the file is corrupt")
         periodic = cell is not None and bool(np.any(pbc))
+        # atomic numbers, not a formula string: ASE parses "OOO..." symbol by symbol (~15 us per atom)
+        numbers = np.full(len(positions), OXYGEN_NUMBER)
         if periodic:
-            atoms = Atoms("O" * len(positions), positions=positions, cell=cell, pbc=pbc)
+            atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=pbc)
         else:
-            atoms = Atoms("O" * len(positions), positions=positions)
+            atoms = Atoms(numbers=numbers, positions=positions)
         if centers is not None:
             centers = np.asarray(centers, dtype=np.int64)
             if len(centers) == 0:

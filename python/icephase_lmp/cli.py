@@ -33,6 +33,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-features", type=int, default=m.num_features)
     p.add_argument("--all-parities", action="store_true",
                    help="also odd scalars / even vectors in the hidden features (slower, chirality-aware)")
+    p.add_argument("--unroll", type=int, default=d.unroll,
+                   help="denoising steps chained in each sample's loss (default %(default)s: the paper's loss); "
+                   "more teaches the denoiser to converge in that many iterations")
+    p.add_argument("--init-from", default="", metavar="MODEL",
+                   help="fine-tune the denoiser of this model file (its architecture is used)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint.pt")
@@ -45,10 +50,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .configs import DenoiserConfig, TrainConfig
     from .train import train
 
+    model = DenoiserConfig(r_max=args.r_max, num_layers=args.num_layers, l_max=args.l_max,
+                           num_features=args.num_features, all_parities=args.all_parities)
+    if args.init_from:
+        from .model_file import read_metadata
+
+        model = DenoiserConfig(**read_metadata(args.init_from)["denoiser"])
     config = TrainConfig(
-        references=args.reference,
-        model=DenoiserConfig(r_max=args.r_max, num_layers=args.num_layers, l_max=args.l_max,
-                             num_features=args.num_features, all_parities=args.all_parities),
+        references=args.reference, model=model, unroll=args.unroll, init_from=args.init_from,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_final_fraction=args.lr_final_fraction,
         sigma_max=args.sigma_max, scale_jitter=args.scale_jitter, seed=args.seed, device=args.device,
         threads=args.threads,
@@ -289,7 +298,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=8, help="default denoising iterations (default %(default)s)")
     p.add_argument("--tolerance", type=float, default=0.0, help="default early-stop step size, A (0: never)")
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
-    p.add_argument("--r-cut", type=float, help=f"SOAP cutoff in A (default {SoapSettings().r_cut})")
+    d = SoapSettings()
+    p.add_argument("--r-cut", type=float, default=d.r_cut, help="SOAP cutoff in A (default %(default)s)")
+    p.add_argument("--n-max", type=int, default=d.n_max, help="SOAP radial basis size (default %(default)s)")
+    p.add_argument("--l-max", type=int, default=d.l_max, help="SOAP angular degree (default %(default)s)")
+    p.add_argument("--sigma", type=float, default=d.sigma,
+                   help="SOAP Gaussian width in A (default %(default)s); the reach is r_cut + 3.7 sigma")
     p.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. denoised/euclidean=17.5 (usually set afterwards with `icephase calibrate`)")
     p.add_argument("--ideal-references-only", action="store_true",
@@ -305,7 +319,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .references import load_references
 
     references = load_references(training_references(args.run_dir))
-    soap = SoapSettings() if args.r_cut is None else SoapSettings(r_cut=args.r_cut)
+    soap = SoapSettings(r_cut=args.r_cut, n_max=args.n_max, l_max=args.l_max, sigma=args.sigma)
     clf = fit_classifier(references, soap, progress=True)
     clf.metric = args.metric
     thresholds = {}

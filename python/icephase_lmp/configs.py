@@ -56,6 +56,12 @@ class TrainConfig:
     #: reference supercells are at least this wide (A); twice r_max plus a margin keeps images distinct.
     min_cell_width: float = 12.0
     seed: int = 0
+    #: denoising steps chained in each training sample. The loss averages the noise left after each of
+    #: them, so the network learns to land on the lattice in that many steps (1: the paper's one-step
+    #: loss; the LAMMPS compute then pays fewer iterations per call).
+    unroll: int = 1
+    #: start from this model file's denoiser (fine-tuning; its architecture replaces ``model``)
+    init_from: str = ""
     checkpoint_every: int = 500
     device: str = "auto"
     threads: int = 0  # 0: leave torch's default

@@ -14,6 +14,9 @@ NOT_ANALYSED = -1
 #: No reference matched closely enough (distance above the threshold): liquid / disordered.
 LIQUID = 0
 
+#: the element every model and classifier works on (atomic number of oxygen)
+OXYGEN_NUMBER = 8
+
 #: Oxygens closer than this (A) to another oxygen are not water: no ice or liquid state point has an
 #: O-O distance below ~2.4 A (the closest pair in any frame of the GCIceNet MD, seven ices, liquid and
 #: phase T, is 2.44-2.54 A apart), and the denoiser throws such pairs, and their neighbours with them,

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from .geometry import neighbor_edges
-from .configs import TrainConfig
+from .configs import DenoiserConfig, TrainConfig
 from .model import Denoiser, build_denoiser, check_device, prepare_torch, script_denoiser
 from .references import Reference, load_references, supercell
 
@@ -37,9 +37,10 @@ def resolve_device(name: str) -> torch.device:
 
 def noisy_batch(
     cells: list[Reference], config: TrainConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One training batch: concatenated noisy positions, edges, edge shifts and mean-removed targets."""
-    positions, edges, shifts, targets = [], [], [], []
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, int]]]:
+    """One training batch: concatenated noisy positions, edges, edge shifts and mean-removed targets, and
+    each sample's (cell, number of atoms), to rebuild the edges after a denoising step."""
+    positions, edges, shifts, targets, samples = [], [], [], [], []
     offset = 0
     for _ in range(config.batch_size):
         ref = cells[rng.integers(len(cells))]
@@ -54,8 +55,42 @@ def noisy_batch(
         edges.append(ei + offset)
         shifts.append(sh)
         targets.append(delta - delta.mean(axis=0))
+        samples.append((cell, len(noisy)))
         offset += len(noisy)
-    return np.concatenate(positions), np.concatenate(edges, axis=1), np.concatenate(shifts), np.concatenate(targets)
+    return (np.concatenate(positions), np.concatenate(edges, axis=1), np.concatenate(shifts),
+            np.concatenate(targets), samples)
+
+
+def batch_edges(positions: np.ndarray, samples: list[tuple[np.ndarray, int]], r_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Edges and shifts of a batch of periodic samples (``samples`` as from :func:`noisy_batch`)."""
+    edges, shifts = [], []
+    offset = 0
+    for cell, n in samples:
+        ei, sh = neighbor_edges(positions[offset:offset + n], cell, (True, True, True), r_max)
+        edges.append(ei + offset)
+        shifts.append(sh)
+        offset += n
+    return np.concatenate(edges, axis=1), np.concatenate(shifts)
+
+
+def unrolled_loss(model: torch.nn.Module, pos: np.ndarray, ei: np.ndarray, sh: np.ndarray, target: np.ndarray,
+                  samples: list[tuple[np.ndarray, int]], steps: int, r_max: float, device: torch.device) -> torch.Tensor:
+    """Mean over ``steps`` chained denoising steps of the squared noise left after each step (A^2 per atom).
+
+    With one step this is the paper's loss ||delta - eps(r + delta)||^2. Later steps see the positions the
+    earlier ones left (gradients flow through them); their edges are rebuilt, as at inference."""
+    x = torch.tensor(pos, dtype=torch.float32, device=device)
+    target_t = torch.tensor(target, dtype=torch.float32, device=device)
+    moved = torch.zeros_like(target_t)
+    loss = torch.zeros((), device=device)
+    for k in range(steps):
+        if k > 0:
+            ei, sh = batch_edges(x.detach().cpu().numpy().astype(np.float64), samples, r_max)
+        pred = model(x, torch.tensor(ei, device=device), torch.tensor(sh, dtype=torch.float32, device=device))
+        moved = moved + pred
+        x = x - pred
+        loss = loss + (moved - target_t).square().sum(dim=1).mean()
+    return loss / steps
 
 
 def _lr_at(step: int, config: TrainConfig) -> float:
@@ -86,7 +121,10 @@ def train(
     prepare_torch()  # before seeding: nequip's first-time set-up reseeds torch
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    model = build_denoiser(config.model).to(device)
+    if config.init_from:
+        model = initial_denoiser(config.init_from, config).to(device)
+    else:
+        model = build_denoiser(config.model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = 0
     if resume and ckpt_path.exists():
@@ -124,14 +162,8 @@ def train(
             lr = _lr_at(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            pos, ei, sh, target = noisy_batch(cells, config, rng)
-            pred = model(
-                torch.tensor(pos, dtype=torch.float32, device=device),
-                torch.tensor(ei, device=device),
-                torch.tensor(sh, dtype=torch.float32, device=device),
-            )
-            target_t = torch.tensor(target, dtype=torch.float32, device=device)
-            loss = (pred - target_t).square().sum(dim=1).mean()
+            pos, ei, sh, target, samples = noisy_batch(cells, config, rng)
+            loss = unrolled_loss(model, pos, ei, sh, target, samples, config.unroll, config.model.r_max, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -153,6 +185,24 @@ def train(
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(script_denoiser(model.to("cpu")), str(out))
     return out
+
+
+def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
+    """A trainable copy of a model file's denoiser, to fine-tune (``config.model`` must be its architecture)."""
+    from .model_file import load_model
+
+    source = load_model(model_file, freeze=False)
+    saved = source.metadata.get("denoiser", {})
+    if saved and DenoiserConfig(**saved) != config.model:
+        raise ValueError(f"{model_file}: its denoiser is {saved}, not the configured {asdict(config.model)}; "
+                         "pass the same architecture to fine-tune it")
+    model = build_denoiser(config.model)
+    # the TorchScript copy also stores constants that eager modules hold as plain attributes (normalisation
+    # constants): every trainable weight must be found, extra entries are those constants
+    missing = model.load_state_dict(source.denoiser.state_dict(), strict=False).missing_keys
+    if missing:
+        raise ValueError(f"{model_file}: its denoiser lacks weights {missing[:3]}...; it is not this architecture")
+    return model
 
 
 def load_trained(run_dir: str | Path) -> tuple[Denoiser, TrainConfig]:
