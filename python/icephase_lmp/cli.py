@@ -1,4 +1,4 @@
-"""The ``icephase`` command line: classify, references, calibrate, train, export, inspect."""
+"""The ``icephase`` command line: classify, references, calibrate, train, export, inspect, build-plugin."""
 
 from __future__ import annotations
 
@@ -424,6 +424,21 @@ def _cmd_ovito_script(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_build_plugin(sub: argparse._SubParsersAction) -> None:
+    from .plugin_build import add_arguments
+
+    p = sub.add_parser("build-plugin", help="build the LAMMPS plugin (compute icephase) for this Python environment "
+                       "(needs cmake and g++; a few minutes)")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_build_plugin)
+
+
+def _cmd_build_plugin(args: argparse.Namespace) -> int:
+    from .plugin_build import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icephase",
@@ -438,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_plot(sub)
     _add_ovito_script(sub)
+    _add_build_plugin(sub)
     from .lammps_data import add_lammps_data_parser
 
     add_lammps_data_parser(sub)
