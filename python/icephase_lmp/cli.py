@@ -210,13 +210,15 @@ def _distances(pipeline, specs: list[str], select, frames, option: str) -> np.nd
     from tqdm import tqdm
 
     from .calibrate import CalibrationError
-    from .trajectory import read_frames
+    from .trajectory import count_frames, read_frames
 
     out = []
     for spec in specs:
         traj, _, top = spec.partition(",")
         n_before = len(out)
-        for frame in tqdm(read_frames(traj, top or None, select, frames), desc=Path(traj).name, unit="frame"):
+        source = read_frames(traj, top or None, select, frames)  # raises for a missing file before counting
+        total = len(range(*(frames or slice(None)).indices(count_frames(traj, top or None))))
+        for frame in tqdm(source, total=total, desc=Path(traj).name, unit="frame"):
             result = pipeline.run(frame.positions, frame.cell, frame.pbc)
             out.append(result.distances[result.distances >= 0.0])
         if len(out) == n_before:
@@ -231,9 +233,12 @@ def _noisy_reference_distances(pipeline, sigma: float, min_width: float = 24.0, 
     from .model_file import training_reference_specs
     from .references import load_references, supercell
 
+    from tqdm import tqdm
+
     rng = np.random.default_rng(seed)
     out = []
-    for ref in load_references(training_reference_specs(pipeline.model.metadata)):
+    references = load_references(training_reference_specs(pipeline.model.metadata))
+    for ref in tqdm(references, desc=f"noisy references ({sigma:g} A)", unit="phase"):
         atoms = supercell(ref.atoms, min_width)
         noisy = atoms.positions + rng.normal(0.0, sigma, atoms.positions.shape)
         result = pipeline.run(noisy, atoms.cell.array, (True, True, True))
