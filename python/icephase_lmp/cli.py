@@ -1,4 +1,4 @@
-"""The ``icephase`` command line: classify, references, calibrate, train, export, inspect."""
+"""The ``icephase`` command line: classify, references, calibrate, train, export, inspect, build-plugin."""
 
 from __future__ import annotations
 
@@ -219,13 +219,15 @@ def _distances(pipeline, specs: list[str], select, frames, option: str) -> np.nd
     from tqdm import tqdm
 
     from .calibrate import CalibrationError
-    from .trajectory import read_frames
+    from .trajectory import count_frames, read_frames
 
     out = []
     for spec in specs:
         traj, _, top = spec.partition(",")
         n_before = len(out)
-        for frame in tqdm(read_frames(traj, top or None, select, frames), desc=Path(traj).name, unit="frame"):
+        source = read_frames(traj, top or None, select, frames)  # raises for a missing file before counting
+        total = len(range(*(frames or slice(None)).indices(count_frames(traj, top or None))))
+        for frame in tqdm(source, total=total, desc=Path(traj).name, unit="frame"):
             result = pipeline.run(frame.positions, frame.cell, frame.pbc)
             out.append(result.distances[result.distances >= 0.0])
         if len(out) == n_before:
@@ -240,9 +242,12 @@ def _noisy_reference_distances(pipeline, sigma: float, min_width: float = 24.0, 
     from .model_file import training_reference_specs
     from .references import load_references, supercell
 
+    from tqdm import tqdm
+
     rng = np.random.default_rng(seed)
     out = []
-    for ref in load_references(training_reference_specs(pipeline.model.metadata)):
+    references = load_references(training_reference_specs(pipeline.model.metadata))
+    for ref in tqdm(references, desc=f"noisy references ({sigma:g} A)", unit="phase"):
         atoms = supercell(ref.atoms, min_width)
         noisy = atoms.positions + rng.normal(0.0, sigma, atoms.positions.shape)
         result = pipeline.run(noisy, atoms.cell.array, (True, True, True))
@@ -438,6 +443,21 @@ def _cmd_ovito_script(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_build_plugin(sub: argparse._SubParsersAction) -> None:
+    from .plugin_build import add_arguments
+
+    p = sub.add_parser("build-plugin", help="build the LAMMPS plugin (compute icephase) for this Python environment "
+                       "(needs cmake and g++; a few minutes)")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_build_plugin)
+
+
+def _cmd_build_plugin(args: argparse.Namespace) -> int:
+    from .plugin_build import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icephase",
@@ -452,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_plot(sub)
     _add_ovito_script(sub)
+    _add_build_plugin(sub)
     from .lammps_data import add_lammps_data_parser
 
     add_lammps_data_parser(sub)

@@ -14,6 +14,7 @@ import json
 import warnings
 import zipfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -32,8 +33,18 @@ CLASSIFIER_FILE = "classifier.npz"
 #: Extra reach (A) of the ghost region beyond the model's receptive field: denoising moves atoms by up to
 #: a few tenths of an Angstrom, so neighbours can enter the cutoff during the iterations.
 GHOST_MARGIN = 1.0
-#: Where the repository's shipped model lives, relative to the repository root.
-SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "icephase-7phase.pth"
+#: The shipped model's file name. It is package data (``icephase_lmp/models/``), so every kind of install finds
+#: it: a wheel holds the file itself, a source checkout a symbolic link to the repository's ``models/``.
+SHIPPED_MODEL_NAME = "icephase-7phase.pth"
+
+
+def shipped_model_path() -> Path:
+    """The path of the model that ships with the package (``importlib.resources``: wheel, editable or checkout)."""
+    return Path(str(resources.files("icephase_lmp") / "models" / SHIPPED_MODEL_NAME))
+
+
+#: Where the shipped model lives in this installation.
+SHIPPED_MODEL = shipped_model_path()
 
 
 class ModelFileError(ValueError):
@@ -206,7 +217,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu", freeze: bool
 def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
-        hint = (" (the shipped model is missing from this checkout: run scripts/install.sh or pass --model)"
-                if path == SHIPPED_MODEL else "")
+        hint = (" (the shipped model is missing from this installation: reinstall icephase-lmp, or in a checkout "
+                "restore models/icephase-7phase.pth with git; or pass --model)" if path == SHIPPED_MODEL else "")
         raise ModelFileError(f"model file {str(path)!r} does not exist{hint}")
     return path

@@ -94,3 +94,9 @@ def color_for(code: int, names: list[str]) -> tuple[float, float, float]:
     if phase is not None:
         return phase.color
     return EXTRA_COLORS[(code - 1) % len(EXTRA_COLORS)]
+
+
+def phase_styles(names: list[str]) -> dict[int, tuple[str, tuple[float, float, float]]]:
+    """code -> (name, colour) for every code of a reference set ``names``, -1 and 0 included: what the OVITO
+    modifier and ``icephase ovito-script`` give OVITO's typed property."""
+    return {code: (name, color_for(code, names)) for code, name in code_table(names).items()}

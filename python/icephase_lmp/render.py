@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .phases import code_table, color_for
+from .phases import code_table, color_for, phase_styles
 
 
 def render_phases(
@@ -136,8 +136,7 @@ def modify(frame: int, data: DataCollection):
 
 def ovito_modifier_source(names: Sequence[str], column: str) -> str:
     """A self-contained OVITO script modifier (OVITO's own Python has no icephase) for this code table."""
-    names = list(names)
-    phases = {code: (name, tuple(round(x, 3) for x in color_for(code, names))) for code, name in code_table(names).items()}
+    phases = {code: (name, tuple(round(x, 3) for x in color)) for code, (name, color) in phase_styles(list(names)).items()}
     return OVITO_MODIFIER_TEMPLATE.format(column=column, phases=phases)
 
 

@@ -35,6 +35,8 @@ __all__ = [
     "Selection",
     "TrajectoryError",
     "count_frames",
+    "frame_from_atomgroup",
+    "frame_from_atoms",
     "open_label_writer",
     "parse_frames",
     "partial_path",
@@ -767,20 +769,38 @@ def _mda_group(universe: Any, select: Selection, path: Path) -> Any:
 
 def _read_mdanalysis(universe: Any, path: Path, select: Selection, frames: slice) -> Iterator[Frame]:
     group = _mda_group(universe, select, path)
-    ids = group.indices.astype(np.int64)
-    for ts in universe.trajectory[frames]:
-        dims = ts.dimensions
-        has_box = dims is not None and np.all(np.asarray(dims[:3]) > 0)
-        step = ts.data.get("step")
-        yield Frame(
-            positions=group.positions.astype(np.float64),
-            cell=np.asarray(ts.triclinic_dimensions, dtype=np.float64) if has_box else None,
-            origin=np.zeros(3),
-            pbc=(True, True, True) if has_box else (False, False, False),
-            index=int(ts.frame),
-            timestep=int(step) if step is not None else None,
-            atom_ids=ids.copy(),
-        )
+    for _ in universe.trajectory[frames]:
+        yield _frame_from_atomgroup(group)  # read_frames wraps
+
+
+def frame_from_atomgroup(group: Any) -> Frame:
+    """The atoms of an MDAnalysis ``AtomGroup`` at its universe's current timestep, as a :class:`Frame`
+    (positions wrapped into the box; no box, or a zero one, means not periodic), as ``read_frames`` gives it."""
+    return _wrapped(_frame_from_atomgroup(group))
+
+
+def _frame_from_atomgroup(group: Any) -> Frame:
+    ts = group.universe.trajectory.ts
+    dims = ts.dimensions
+    has_box = dims is not None and bool(np.all(np.asarray(dims[:3]) > 0))
+    step = ts.data.get("step")
+    return Frame(
+        positions=group.positions.astype(np.float64),
+        cell=np.asarray(ts.triclinic_dimensions, dtype=np.float64) if has_box else None,
+        origin=np.zeros(3),
+        pbc=(True, True, True) if has_box else (False, False, False),
+        index=int(ts.frame),
+        timestep=int(step) if step is not None else None,
+        atom_ids=group.indices.astype(np.int64),
+    )
+
+
+def frame_from_atoms(atoms: Any, select: Selection | str | None = None) -> Frame:
+    """The oxygens of an ASE ``Atoms``, picked as for an extxyz file (``select``: a :class:`Selection` or its
+    CLI syntax; ``None``: automatic, symbol ``O``); ``Frame.atom_ids`` are their indices in ``atoms``."""
+    if not isinstance(select, Selection):
+        select = Selection.parse(select)
+    return _wrapped(_frame_from_atoms(atoms, select, 0, "the Atoms"))
 
 
 # ---------------------------------------------------------------------------------------------- writers

@@ -1,0 +1,113 @@
+"""icephase_lmp.classify on ASE Atoms: the same labels as the Pipeline run by hand on the oxygens, stored
+full-length in atoms.arrays on request."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from icephase_lmp.phases import NOT_ANALYSED
+
+
+@pytest.fixture(scope="module")
+def wet_ice(references):
+    """Noisy ice Ih oxygens with two hydrogens after each (O H H O H H ...), orthorhombic periodic cell."""
+    from ase import Atoms
+
+    from icephase_lmp.references import supercell
+
+    ih = supercell(references[0].atoms, 20.0)
+    rng = np.random.default_rng(11)
+    oxygens = ih.positions + rng.normal(0.0, 0.2, ih.positions.shape)
+    # the hydrogens only have to be there (and not be oxygens): 1 A away along +-x
+    hydrogens = np.repeat(oxygens, 2, axis=0) + np.tile([[0.96, 0, 0], [-0.96, 0, 0]], (len(oxygens), 1))
+    positions = np.empty((3 * len(oxygens), 3))
+    positions[0::3], positions[1::3], positions[2::3] = oxygens, hydrogens[0::2], hydrogens[1::2]
+    return Atoms("OHH" * len(oxygens), positions=positions, cell=ih.cell.array, pbc=True), oxygens
+
+
+def test_classify_matches_the_pipeline_on_the_oxygens(wet_ice, shipped_model):
+    import icephase_lmp
+    from icephase_lmp.pipeline import Pipeline
+
+    atoms, oxygens = wet_ice
+    expected = Pipeline(shipped_model).run(oxygens, atoms.cell.array, (True, True, True))
+    labels = icephase_lmp.classify(atoms)
+    np.testing.assert_array_equal(labels.indices, np.arange(0, len(atoms), 3))
+    np.testing.assert_array_equal(labels.codes, expected.codes)
+    np.testing.assert_allclose(labels.distances, expected.distances, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(labels.clusters, expected.clusters.ids)
+    assert labels.largest_cluster == expected.clusters.largest
+    names = shipped_model.classifier.code_names
+    assert labels.names == [names[c] for c in expected.codes]
+    assert labels.fractions["Ih"] == pytest.approx(np.mean(expected.codes == 1))
+    assert sum(labels.fractions.values()) == pytest.approx(1.0)
+    assert labels.fractions["Ih"] > 0.95  # and it is ice Ih
+
+
+def test_store_writes_full_length_arrays(wet_ice):
+    import icephase_lmp
+
+    atoms = wet_ice[0].copy()
+    labels = icephase_lmp.classify(atoms, store=True)
+    code, dist, cluster = (atoms.arrays[k] for k in ("icephase_code", "icephase_distance", "icephase_cluster"))
+    assert len(code) == len(dist) == len(cluster) == len(atoms)
+    hydrogen = atoms.symbols == "H"
+    assert (code[hydrogen] == NOT_ANALYSED).all() and np.isnan(dist[hydrogen]).all() and (cluster[hydrogen] == 0).all()
+    np.testing.assert_array_equal(code[~hydrogen], labels.codes)
+    np.testing.assert_array_equal(dist[~hydrogen], labels.distances)
+
+
+def test_store_survives_an_extxyz_round_trip(wet_ice, tmp_path):
+    from ase.io import read, write
+
+    import icephase_lmp
+
+    atoms = wet_ice[0].copy()
+    icephase_lmp.classify(atoms, store=True, denoise=False)
+    write(tmp_path / "labelled.extxyz", atoms)
+    back = read(tmp_path / "labelled.extxyz")
+    np.testing.assert_array_equal(back.arrays["icephase_code"], atoms.arrays["icephase_code"])
+
+
+def test_options_reach_the_pipeline(wet_ice, shipped_model):
+    import icephase_lmp
+    from icephase_lmp.pipeline import Pipeline
+
+    atoms, oxygens = wet_ice
+    raw = Pipeline(shipped_model, use_denoiser=False).run(oxygens, atoms.cell.array, (True, True, True))
+    labels = icephase_lmp.classify(atoms, denoise=False)
+    np.testing.assert_array_equal(labels.codes, raw.codes)
+    np.testing.assert_allclose(labels.distances, raw.distances, rtol=1e-9, atol=1e-9)
+    # a threshold of 0 makes everything liquid; a ready Pipeline and a model path are accepted too
+    assert (icephase_lmp.classify(atoms, threshold=0.0).codes == 0).all()
+    mine = Pipeline(shipped_model, use_denoiser=False)
+    np.testing.assert_array_equal(icephase_lmp.classify(atoms, mine).codes, raw.codes)
+    np.testing.assert_array_equal(icephase_lmp.classify(atoms, shipped_model.path, denoise=False).codes, raw.codes)
+
+
+def test_selection_as_in_the_cli(wet_ice):
+    import icephase_lmp
+    from icephase_lmp.trajectory import TrajectoryError
+
+    atoms = wet_ice[0]
+    labels = icephase_lmp.classify(atoms, select="element O", denoise=False)
+    assert len(labels.codes) == len(atoms) // 3
+    with pytest.raises(TrajectoryError, match="element N"):
+        icephase_lmp.classify(atoms, select="element N")
+    with pytest.raises(ValueError, match="Pipeline"):
+        from icephase_lmp.api import pipeline_for
+
+        icephase_lmp.classify(atoms, pipeline_for(), denoise=False)
+
+
+def test_package_import_stays_light():
+    """`import icephase_lmp` must not import torch or MDAnalysis: the API is loaded on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, icephase_lmp\nassert callable(icephase_lmp.__getattr__)\n"
+            "print(sorted(m for m in ('torch', 'MDAnalysis', 'ovito') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
