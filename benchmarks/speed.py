@@ -1,12 +1,18 @@
-"""Cost of the offline pipeline on CPU with 1 thread (the shipped model unless --model).
+"""Cost of the offline pipeline on CPU with 1 thread: a model beside a baseline model, in one run.
 
-Prints:
-- the denoiser's cost in microseconds per atom per iteration for ~1000 and ~8000 oxygens (ice Ih with
-  thermal-like noise, and the GCIceNet liquid frame), after a warm-up call;
-- the end-to-end time per frame (denoise with the model's iterations + SOAP + classify) for every GCIceNet
-  system's frame 0, in microseconds per oxygen, against the target of 500 us per oxygen.
+For every GCIceNet system's frame 0 (~1000-1400 oxygens), per oxygen and per frame, best of --repeats:
+- the whole pipeline (`Pipeline.run`: too-close check, denoise with the model's iterations, SOAP,
+  classification, boundary step, clusters), which is what `icephase classify` pays per frame;
+- its parts: denoising (all iterations), SOAP, and the rest (reduction, nearest reference, boundary
+  step, clusters, wrapping), from separate timings of the same calls.
+Then the mean over all oxygens of each model, the ratio baseline / model and the target of 150 us per
+oxygen (issue 10).
 
-Usage: python benchmarks/speed.py [--model M] [--repeats 3]
+Both models run through this checkout's code, so the ratio is what the model file changes (iterations,
+SOAP size); code changes show in the figures of either model against older runs. The previous shipped
+model is in git history:  git show e402065:models/icephase-7phase.pth > /tmp/previous.pth
+
+Usage: python benchmarks/speed.py [--model M] [--baseline B] [--repeats 3] [--data DIR]
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ import torch
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
 from icephase_lmp.pipeline import Pipeline
-from icephase_lmp.references import builtin_reference, supercell
 from icephase_lmp.trajectory import Selection, read_frames
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gcicenet"
-TARGET_US = 500.0
+TAGS = ("1h", "1c", "2", "3", "6", "7", "sI", "w", "T")
+TARGET_US = 150.0
 
 
 def best_of(repeats: int, fn) -> float:
@@ -38,40 +44,65 @@ def best_of(repeats: int, fn) -> float:
     return min(times)
 
 
+def costs(model, frame, repeats: int) -> dict[str, float]:
+    """Seconds per frame: total, denoise, soap (the rest is total minus both)."""
+    pipe = Pipeline(model, threshold=1e9)
+    pipe.run(frame.positions, frame.cell, frame.pbc)  # warm-up: TorchScript optimises on its first calls
+    total = best_of(repeats, lambda: pipe.run(frame.positions, frame.cell, frame.pbc))
+    den = best_of(repeats, lambda: denoise(model.denoiser, frame.positions, frame.cell, frame.pbc, model.r_max,
+                                           model.iterations, model.tolerance))
+    clean = denoise(model.denoiser, frame.positions, frame.cell, frame.pbc, model.r_max, model.iterations).positions
+    soap = best_of(repeats, lambda: model.classifier.soap_features(clean, frame.cell, frame.pbc))
+    return {"total": total, "denoise": den, "soap": soap}
+
+
+def describe(model) -> str:
+    s = model.classifier.soap
+    return (f"{model.path.name}: {model.iterations} iterations, SOAP n_max {s.n_max} l_max {s.l_max} "
+            f"r_cut {s.r_cut} sigma {s.sigma}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model")
+    ap.add_argument("--model", help="the model to measure (default: the shipped one)")
+    ap.add_argument("--baseline", help="the model to compare with (e.g. the previous shipped model)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
-    model = load_model(args.model)
-    rng = np.random.default_rng(0)
+    models = {"model": load_model(args.model)}
+    if args.baseline:
+        models["baseline"] = load_model(args.baseline)
+    for key, model in models.items():
+        print(f"{key:8s} {describe(model)}")
 
-    print("== denoiser, 1 thread, us per atom per iteration ==")
-    for width in (24.0, 60.0):  # ~1,000 and ~8,000 oxygens
-        atoms = supercell(builtin_reference("Ih").atoms, width)
-        pos = atoms.positions + rng.normal(0, 0.2, atoms.positions.shape)
-        cell = atoms.cell.array
-        denoise(model.denoiser, pos, cell, (True,) * 3, model.r_max, 2)  # TorchScript warm-up
-        t = best_of(args.repeats, lambda: denoise(model.denoiser, pos, cell, (True,) * 3, model.r_max, 1))
-        print(f"ice Ih, {len(pos):5d} O: {1e6 * t / len(pos):7.1f} us/atom/iteration")
-
-    print(f"\n== end to end per frame (denoise x{model.iterations} + SOAP + classify), 1 thread ==")
-    pipe = Pipeline(model, threshold=1e9)
-    total_t = total_n = 0.0
-    for tag in ("1h", "1c", "2", "3", "6", "7", "sI", "w", "T"):
-        frame = next(read_frames(args.data / f"md_{tag}_10frame.xtc", args.data / f"md_{tag}.tpr",
-                                 Selection(name="OW"), slice(0, 1)))
-        t = best_of(args.repeats, lambda: pipe.run(frame.positions, frame.cell, frame.pbc))
+    frames = {tag: next(read_frames(args.data / f"md_{tag}_10frame.xtc", args.data / f"md_{tag}.tpr",
+                                    Selection(name="OW"), slice(0, 1))) for tag in TAGS}
+    print("\n== us per oxygen per frame, 1 thread (total = denoise + SOAP + rest) ==")
+    head = "".join(f" | {key:>8s} total  denoise   SOAP   rest" for key in models)
+    print(f"{'sys':3s} {'O':>5s}{head}")
+    sums = {key: np.zeros(3) for key in models}
+    n_all = 0
+    for tag, frame in frames.items():
         n = len(frame.positions)
-        total_t += t
-        total_n += n
-        print(f"{tag:3s} {n:5d} O: {t:6.2f} s/frame = {1e6 * t / n:7.1f} us/oxygen")
-    mean = 1e6 * total_t / total_n
-    print(f"all {int(total_n)} O: {mean:.1f} us/oxygen per frame (target <= {TARGET_US:.0f}: "
-          f"{'met' if mean <= TARGET_US else 'NOT met'})")
+        n_all += n
+        row = f"{tag:3s} {n:5d}"
+        for key, model in models.items():
+            c = costs(model, frame, args.repeats)
+            sums[key] += (c["total"], c["denoise"], c["soap"])
+            us = {k: 1e6 * v / n for k, v in c.items()}
+            row += (f" | {'':8s} {us['total']:5.0f} {us['denoise']:8.0f} {us['soap']:6.0f} "
+                    f"{us['total'] - us['denoise'] - us['soap']:6.0f}")
+        print(row, flush=True)
+    print()
+    for key, s in sums.items():
+        total, den, soap = 1e6 * s / n_all
+        print(f"{key:8s} all {n_all} O: {total:6.1f} us/oxygen (denoise {den:.1f}, SOAP {soap:.1f}, "
+              f"rest {total - den - soap:.1f}); target <= {TARGET_US:.0f}: {'met' if total <= TARGET_US else 'NOT met'}")
+    if "baseline" in sums:
+        print(f"baseline / model: {sums['baseline'][0] / sums['model'][0]:.2f}x "
+              f"(denoise {sums['baseline'][1] / sums['model'][1]:.2f}x, SOAP {sums['baseline'][2] / sums['model'][2]:.2f}x)")
 
 
 if __name__ == "__main__":
