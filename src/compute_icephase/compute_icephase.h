@@ -20,7 +20,9 @@ ComputeStyle(icephase,ComputeIcephase);
 #define LMP_COMPUTE_ICEPHASE_H
 
 #include "compute.h"
+#include "icephase_bins.h"
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -105,55 +107,113 @@ class ComputeIcephase : public Compute {
   double *label;        // per atom (local + ghost): phase code during the boundary step
   double *close_flag;    // per atom (local + ghost): 1 if too close to another oxygen
   int comm_mode;         // what forward communication carries: COMM_DISP, COMM_CLOSE or COMM_LABEL
-  std::vector<int> excluded;    // local atoms left out as too close to another oxygen
   double *counts;    // global vector
 
-  // work buffers. The cloud is every analysed oxygen this rank sees (its local ones first, then
-  // its ghosts); the denoiser graph is a subset of it: the local oxygens, and the ghosts whose
-  // owner is on another rank. A ghost whose owner is local to this rank is no node: edges to it
-  // point at its owner, with the periodic image offset as the edge shift.
-  std::vector<int> cloud;         // atom indices of analysed locals, then ghosts
-  std::vector<int> owner;         // per cloud atom: cloud index of the node standing for it
-  std::vector<double> image;      // per cloud atom [3]: x - x(owner), 0 for nodes (A)
-  std::vector<double> cloud_x;    // per cloud atom [3]: current (denoised) position
-  std::vector<int> graph_nodes;   // graph node -> cloud index (local oxygens first)
-  std::vector<int> graph_index;   // cloud index -> graph node, -1 if none
-  std::vector<int> hop;           // per cloud atom: graph distance from the local oxygens
-  std::vector<int> bfs_queue;
-  std::vector<int> pair_neighbour, centre_first;    // candidate edges (cloud indices)
-  std::vector<float> graph_x32;
-  std::vector<int64_t> edges;    // [2][E]: centres then neighbours (graph nodes)
-  std::vector<float> edge_shift32;    // [E][3]
-  std::vector<int> soap_index;    // cloud atoms passed to the classifier (locals first)
-  std::vector<double> soap_x;
-  std::vector<int> env_head, env_next;
-  std::vector<int> codes;
-  std::vector<double> distances;
-  std::vector<int> ordered;        // per SOAP centre: first shell tetrahedrally ordered (boundary step)
-  std::vector<int> cloud_codes;    // per SOAP cloud atom: code in the current boundary round
-  std::vector<int> grown;          // per SOAP centre: code after the current boundary round
-  std::vector<int> bin_head, bin_next;
-  double bin_lo[3], bin_hi[3];    // extent of the cloud before denoising
-  int nremote;    // ghost oxygens of this rank whose owner is on another rank
-  int nfolded;    // ghost oxygens of this rank whose owner is local
+  // ---- work buffers of one invocation, by the step that fills them ----
 
-  // graph statistics of the last build (this rank)
-  int graph_nlocal, graph_nghost;
-  bigint graph_nedges;
+  // collect_cloud, exclude_close, find_owners: every analysed oxygen this rank sees (its local
+  // ones first, then its ghosts). The denoiser graph is a subset of it: the local oxygens, and
+  // the ghosts whose owner is on another rank. A ghost whose owner is local to this rank is no
+  // node: edges to it point at its owner, with the periodic image offset as the edge shift.
+  struct Cloud {
+    std::vector<int> atoms;      // atom indices of analysed locals, then ghosts
+    int nlocal = 0;              // the local ones: atoms[0 .. nlocal)
+    std::vector<int> owner;      // per cloud atom: cloud index of the node standing for it
+    std::vector<double> image;   // per cloud atom [3]: x - x(owner), 0 for nodes (A)
+    std::vector<double> x;       // per cloud atom [3]: current (denoised) position
+    double lo[3] = {0.0, 0.0, 0.0};    // extent of the cloud before denoising (the graph's bins)
+    double hi[3] = {0.0, 0.0, 0.0};
+    int nremote = 0;    // ghost oxygens of this rank whose owner is on another rank
+    int nfolded = 0;    // ghost oxygens of this rank whose owner is local
+  } cloud;
 
+  // exclude_close: oxygens too close to another one
+  struct TooClose {
+    IcephaseBins bins;
+    std::vector<int> excluded;    // local atoms left out as too close to another oxygen
+    bigint count = 0;             // on all ranks
+    tagint first = 0;             // smallest atom ID among them (all ranks)
+  } too_close;
+
+  // build_graph: the denoiser graph at the current cloud positions
+  struct Graph {
+    IcephaseBins bins;
+    std::vector<int> neighbour, first_neighbour;    // candidate edges (cloud indices)
+    std::vector<int> hop;      // per cloud atom: graph distance from the local oxygens
+    std::vector<int> queue;    // of the breadth-first search that measures hop
+    std::vector<int> nodes;    // graph node -> cloud index (local oxygens first)
+    std::vector<int> index;    // cloud index -> graph node, -1 if none
+    std::vector<float> x32;             // [N][3]
+    std::vector<int64_t> edges;         // [2][E]: centres then neighbours (graph nodes)
+    std::vector<float> shift32;         // [E][3]
+    int nlocal = 0, nghost = 0;    // statistics of the last build (this rank)
+    bigint nedges = 0;
+  } graph;
+
+  // select_soap_input, classify, extend_ice: the classifier's input and output
+  struct Soap {
+    std::vector<int> index;    // cloud atoms passed to the classifier (locals first)
+    int nlocal = 0;            // the centres: index[0 .. nlocal)
+    std::vector<double> x;                // positions of the classifier's atoms [3]
+    std::vector<double> centres_x;        // positions of the centres [3] (environment search)
+    IcephaseBins bins;                    // over the centres (environment search)
+    const double *positions = nullptr;    // cloud.x, or x when index leaves atoms out
+    bigint ndiverged = 0;                 // local oxygens moved beyond the ghost cutoff
+    double maxdisp = 0.0;                 // their largest displacement (A)
+    tagint first_diverged = 0;            // their smallest atom ID
+    std::vector<int> codes;               // per centre
+    std::vector<double> distances;        // per centre
+    std::vector<int> ordered;      // per centre: first shell tetrahedrally ordered (boundary step)
+    std::vector<int> cloud_codes;  // per classifier atom: code in the current boundary round
+    std::vector<int> grown;        // per centre: code after the current boundary round
+  } soap;
+
+  // timing yes: the split of one invocation (s)
+  struct Timing {
+    double begin = 0.0, graph = 0.0, denoise = 0.0, classify = 0.0, boundary = 0.0, comm = 0.0;
+    int iterations = 0;    // denoising iterations done
+  } timer;
+
+  // constructor steps
+  void parse_keywords(int narg, char **arg, bool &threshold_set);
+  int parse_types(int iarg, int narg, char **arg);
+  void check_units();
+  void read_metadata();
   void parse_metadata(const std::string &json);
+  void complete_settings(bool threshold_set);
+  void tune_malloc();
+  void load_denoiser();
+
+  // init steps
   void resolve_types();
   void check_ghost_cutoff();
   void log_settings();
-  void collect_cloud(int &nlocal_cloud);
-  void find_owners(int nlocal_cloud);
-  bigint exclude_close(int &nlocal_cloud, tagint &first);
-  bool build_graph(int nlocal_cloud, bool prune, std::string &err);
-  bool denoise_step(int nlocal_cloud, double &maxstep, std::string &err);
-  void log_graph();
-  void select_environment(int nlocal_soap);
-  void extend_ice(int nlocal_cloud, int nlocal_soap, const double *soap_positions);
+
+  // compute_peratom steps, in order
+  void collect_cloud();
+  bigint count_nonfinite(tagint &first);
+  void exclude_close();
+  void find_owners();
+  void denoise();
+  bool build_graph(bool prune, std::string &err);
+  bool find_candidate_edges(std::string &err);
+  void measure_hops(bool bfs);
+  void assemble_graph(bool bfs);
+  bool denoise_step(double &maxstep, std::string &err);
+  void fold_ghosts(bool any_remote);
+  void select_soap_input();
+  void select_environment();
+  void classify();
+  void extend_ice();
+  double store_results();
+  void warn_once(double ndiverged_all);
   void remember_configuration();
+  void log_timing();
+
+  // helpers
+  void load_raw_positions();
+  void fill_positions();
+  void log_graph();
   bool same_configuration();
   void all_or_error(const std::string &local_error);
   void grow_arrays();

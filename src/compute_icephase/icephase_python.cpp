@@ -50,6 +50,21 @@ py::module_ bridge()
   return py::module_::import(BRIDGE_MODULE);
 }
 
+// body() (which returns true on success) run with the GIL held; a Python
+// or C++ exception becomes the message err and the result false
+template <typename Body> bool call_python(std::string &err, Body &&body)
+{
+  py::gil_scoped_acquire gil;
+  try {
+    return body();
+  } catch (py::error_already_set &e) {
+    err = describe(e);
+  } catch (std::exception &e) {
+    err = e.what();
+  }
+  return false;
+}
+
 }    // namespace
 
 bool IcephasePython::start(std::string &err)
@@ -120,32 +135,20 @@ std::string IcephasePython::executable()
 bool IcephasePython::model_metadata_json(const std::string &model_path, std::string &json,
                                          std::string &err)
 {
-  py::gil_scoped_acquire gil;
-  try {
+  return call_python(err, [&]() {
     json = bridge().attr("model_metadata_json")(model_path).cast<std::string>();
     return true;
-  } catch (py::error_already_set &e) {
-    err = describe(e);
-  } catch (std::exception &e) {
-    err = e.what();
-  }
-  return false;
+  });
 }
 
 bool IcephasePython::soap_reach(const std::string &model_path, double &reach, std::string &err)
 {
-  py::gil_scoped_acquire gil;
-  try {
+  return call_python(err, [&]() {
     auto meta = py::module_::import("icephase_lmp.model_file").attr("read_metadata")(model_path);
     auto settings = py::module_::import("icephase_lmp.classifier").attr("SoapSettings");
     reach = settings(**meta["soap"]).attr("reach").cast<double>();
     return true;
-  } catch (py::error_already_set &e) {
-    err = describe(e);
-  } catch (std::exception &e) {
-    err = e.what();
-  }
-  return false;
+  });
 }
 
 bool IcephasePython::classify(const std::string &model_path, const double *positions, int n,
@@ -153,8 +156,7 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
                               bool denoised, int *codes, double *distances, int *ordered,
                               std::string &err)
 {
-  py::gil_scoped_acquire gil;
-  try {
+  return call_python(err, [&]() {
     // copy: the caller's buffer is reused for the next invocation
     py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
     if (n > 0) std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
@@ -179,20 +181,14 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
       std::memcpy(ordered, o.data(), sizeof(int) * nlocal);
     }
     return true;
-  } catch (py::error_already_set &e) {
-    err = describe(e);
-  } catch (std::exception &e) {
-    err = e.what();
-  }
-  return false;
+  });
 }
 
 bool IcephasePython::grow(const std::string &model_path, const double *positions, int n,
                           int nlocal, const int *cloud_codes, const int *ordered, int *grown,
                           std::string &err)
 {
-  py::gil_scoped_acquire gil;
-  try {
+  return call_python(err, [&]() {
     py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
     py::array_t<int> codes(static_cast<py::ssize_t>(n));
     py::array_t<int> flags(static_cast<py::ssize_t>(nlocal));
@@ -211,10 +207,5 @@ bool IcephasePython::grow(const std::string &model_path, const double *positions
     }
     if (nlocal > 0) std::memcpy(grown, result.data(), sizeof(int) * nlocal);
     return true;
-  } catch (py::error_already_set &e) {
-    err = describe(e);
-  } catch (std::exception &e) {
-    err = e.what();
-  }
-  return false;
+  });
 }
