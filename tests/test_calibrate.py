@@ -28,3 +28,21 @@ def test_histogram_png(tmp_path):
 def test_needs_both_classes():
     with pytest.raises(CalibrationError, match="both"):
         calibrate_threshold(np.array([]), np.array([1.0]))
+
+
+def test_noisy_references_never_put_oxygens_too_close():
+    """i.i.d. noise of 0.3 A in ice VII puts pairs below MIN_OXYGEN_DISTANCE; the calibration's noisy
+    references redraw those, and keep the noise's size everywhere else."""
+    from icephase_lmp.cli import _noisy_water
+    from icephase_lmp.geometry import too_close
+    from icephase_lmp.phases import MIN_OXYGEN_DISTANCE
+    from icephase_lmp.references import builtin_reference, supercell
+
+    atoms = supercell(builtin_reference("VII").atoms, 24.0)
+    cell, pbc = atoms.cell.array, (True, True, True)
+    rng = np.random.default_rng(0)
+    plain = atoms.positions + rng.normal(0.0, 0.3, atoms.positions.shape)
+    assert too_close(plain, cell, pbc, MIN_OXYGEN_DISTANCE).any()  # the problem is real at this noise
+    noisy = _noisy_water(atoms.positions, cell, 0.3, rng)
+    assert not too_close(noisy, cell, pbc, MIN_OXYGEN_DISTANCE).any()
+    assert np.std(noisy - atoms.positions) == pytest.approx(0.3, rel=0.05)
