@@ -30,16 +30,13 @@ import numpy as np
 from ase import Atoms
 
 from .boundary import BoundarySettings
+from .errors import ClassifierError
 from .phases import LIQUID, OXYGEN_NUMBER, code_table
 from .references import Reference, supercell
 
 METRICS = ("euclidean", "cosine")
 #: Format version of the saved classifier arrays.
 CLASSIFIER_FORMAT = 1
-
-
-class ClassifierError(ValueError):
-    """Bad classifier input or file; the message says what and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +86,8 @@ class FitSettings:
 
 @dataclass
 class ClassificationResult:
+    """What :meth:`Classifier.classify` found for ``n`` centres."""
+
     codes: np.ndarray  # (n,) int32: 0 liquid, 1..K phase
     distances: np.ndarray  # (n,) float64: distance to the nearest reference environment
     nearest: np.ndarray  # (n,) int32: code of the nearest reference, even when above the threshold
@@ -96,6 +95,44 @@ class ClassificationResult:
 
 @dataclass
 class Classifier:
+    """SOAP -> scaler -> PCA -> nearest reference environment: the phase of each oxygen (Algorithm 2).
+
+    Made by :func:`fit_classifier` from reference structures, stored in a model file (``model_file``) and
+    used by :class:`~icephase_lmp.pipeline.Pipeline` after the denoiser. All lengths are in Angstrom.
+
+    Parameters
+    ----------
+    names : list of str
+        Phase names; phase ``names[i]`` has code ``i + 1`` (code 0 is liquid).
+    soap : SoapSettings
+        The SOAP descriptor of O in O (cutoff and width in Angstrom).
+    scaler_mean, scaler_scale : numpy.ndarray, shape (F,)
+        The standard scaler of the ``F`` SOAP features.
+    pca_mean : numpy.ndarray, shape (F,)
+        Mean of the scaled features.
+    pca_components : numpy.ndarray, shape (k, F)
+        The ``k`` principal axes (``k`` is 30 unless the fit had fewer samples or features).
+    ref_features : numpy.ndarray, shape (M, k)
+        The ``M`` reference environments in PCA space.
+    ref_codes : numpy.ndarray of int32, shape (M,)
+        Phase code (1..len(names)) of each reference environment.
+    ref_denoised : numpy.ndarray of bool, shape (M,), optional
+        True for environments made by denoising noisy references; raw (undenoised) input is compared with
+        the others only. Default: all False.
+    thresholds : dict of str to float, optional
+        Liquid thresholds keyed ``"<denoised|raw>/<metric>"``, in the metric's units (PCA-space length for
+        ``euclidean``, 1 - cosine similarity for ``cosine``).
+    metric : {"euclidean", "cosine"}, optional
+        The default metric.
+    boundary : BoundarySettings, optional
+        The boundary step that follows classification of denoised positions (``boundary``).
+
+    Raises
+    ------
+    ClassifierError
+        When the reference arrays differ in length.
+    """
+
     names: list[str]
     soap: SoapSettings
     scaler_mean: np.ndarray
@@ -149,10 +186,30 @@ class Classifier:
         pbc: tuple[bool, bool, bool] = (True, True, True),
         centers: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Raw SOAP vectors (n, F) of ``centers`` (default: every atom).
+        """Raw SOAP vectors of ``centers`` (default: every atom), before scaling and PCA.
 
-        With ``cell=None`` or no periodic direction the atoms are an open cloud: the plugin passes each
-        rank's local atoms as centres and its ghost atoms as their surroundings.
+        Parameters
+        ----------
+        positions : array_like, shape (N, 3)
+            Oxygen positions, Angstrom.
+        cell : array_like, shape (3, 3), optional
+            Cell vectors as rows, Angstrom. ``None``, or no periodic direction in ``pbc``, makes the atoms
+            an open cloud: the plugin passes each rank's local atoms as centres and its ghost atoms as
+            their surroundings.
+        pbc : tuple of 3 bool, optional
+            Periodicity along each cell vector.
+        centers : array_like of int, shape (n,), optional
+            Indices of the atoms to describe; default all ``N``.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, F)
+            One SOAP vector of ``F`` features per centre (``n = N`` without ``centers``).
+
+        Raises
+        ------
+        ClassifierError
+            When ``positions`` is not (N, 3) or holds NaN or Inf.
         """
         positions = np.asarray(positions, dtype=np.float64)
         if positions.ndim != 2 or positions.shape[1] != 3:
@@ -209,6 +266,36 @@ class Classifier:
         threshold: float | None = None,
         denoised: bool = True,
     ) -> ClassificationResult:
+        """Phase code of each centre: the nearest reference environment's, or liquid (0) beyond the threshold.
+
+        Parameters
+        ----------
+        positions : array_like, shape (N, 3)
+            Oxygen positions, Angstrom (denoised ones, unless ``denoised=False``).
+        cell : array_like, shape (3, 3), optional
+            Cell vectors as rows, Angstrom; ``None``: an open cloud (see :meth:`soap_features`).
+        pbc : tuple of 3 bool, optional
+            Periodicity along each cell vector.
+        centers : array_like of int, shape (n,), optional
+            Indices of the atoms to classify; default all ``N``.
+        metric : {"euclidean", "cosine"}, optional
+            Default: :attr:`metric`.
+        threshold : float, optional
+            Distances above it are liquid; default: the calibrated ``thresholds["<denoised|raw>/<metric>"]``.
+        denoised : bool, optional
+            Whether ``positions`` went through the denoiser: it chooses the reference set
+            (:meth:`references`) and the default threshold.
+
+        Returns
+        -------
+        ClassificationResult
+            ``codes``, ``distances`` and ``nearest``, each of shape (n,).
+
+        Raises
+        ------
+        ClassifierError
+            On bad positions, an unknown metric, or no calibrated threshold for this metric and input.
+        """
         metric = metric or self.metric
         if threshold is None:
             threshold = self.threshold(metric, denoised)

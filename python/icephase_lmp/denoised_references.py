@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .denoise import denoise
+from .errors import ClassifierError
 from .model_file import IcephaseModel, training_reference_specs
 from .references import Reference, load_references, supercell
 
@@ -105,7 +106,7 @@ def add_denoised_references(
     if references is None:
         references = load_references(training_reference_specs(model.metadata))
     if [r.name for r in references] != list(clf.names):
-        raise ValueError(
+        raise ClassifierError(
             f"references {[r.name for r in references]} do not match the classifier's phases {clf.names}"
         )
     ideal = ~clf.ref_denoised

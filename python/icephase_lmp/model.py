@@ -18,6 +18,7 @@ from typing import Dict
 import torch
 
 from .configs import DenoiserConfig  # noqa: F401  (defined without torch, for the CLI)
+from .errors import DeviceError
 
 #: Key under which the network writes its per-atom output in nequip's data dict.
 _OUT_FIELD = "denoise_eps"
@@ -58,7 +59,7 @@ CUDA_UNAVAILABLE = (
 def check_device(device: str | torch.device) -> None:
     """Stop with a clear message when a CUDA device is asked for and torch has none."""
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"{CUDA_UNAVAILABLE}: use --device cpu")
+        raise DeviceError(f"{CUDA_UNAVAILABLE}: use --device cpu")
 
 
 def prepare_torch() -> None:

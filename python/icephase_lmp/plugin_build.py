@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
+from .errors import PluginBuildError
+
 PLUGIN_FILE = "icephaseplugin.so"
 PREFIX = "[build_plugin]"
-
-
-class PluginBuildError(RuntimeError):
-    """The plugin cannot be configured or built; the message says what is missing and how to get it."""
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,13 @@ from typing import IO, Any, Protocol
 
 import numpy as np
 
+from .errors import TrajectoryError
 from .geometry import wrap_positions
 
 __all__ = [
     "Frame",
     "LabelWriter",
     "Selection",
-    "TrajectoryError",
     "count_frames",
     "frame_from_atomgroup",
     "frame_from_atoms",
@@ -56,18 +56,31 @@ _SUPPORTED_INPUT = (
 )
 
 
-class TrajectoryError(ValueError):
-    """A problem with a trajectory file or with how it was asked for; the message says how to fix it."""
-
-
 # ------------------------------------------------------------------------------------------ data types
 @dataclass
 class Frame:
     """The selected atoms of one trajectory frame.
 
-    ``cell`` rows are the box vectors in the LAMMPS convention (a along x, b in the xy plane) when the
-    file describes the box that way; ``origin`` is the box corner (LAMMPS xlo, ylo, zlo), which only
-    matters for writing the box back, since periodic images do not depend on it.
+    Attributes
+    ----------
+    positions : numpy.ndarray, shape (n, 3)
+        Positions of the ``n`` selected atoms, Angstrom, wrapped into the cell along its periodic directions.
+    cell : numpy.ndarray, shape (3, 3), or None
+        Box vectors as rows, Angstrom, in the LAMMPS convention (a along x, b in the xy plane) when the file
+        describes the box that way; ``None``: no box.
+    origin : numpy.ndarray, shape (3,)
+        The box corner (LAMMPS xlo, ylo, zlo), Angstrom; it only matters for writing the box back, since
+        periodic images do not depend on it.
+    pbc : tuple of 3 bool
+        Periodicity along each cell vector.
+    index : int
+        The frame's position in the file (0-based).
+    timestep : int or None
+        The MD timestep, where the file stores one.
+    atom_ids : numpy.ndarray of int64, shape (n,)
+        The atoms' ids in the file (LAMMPS ids, MDAnalysis or ASE indices).
+    columns : dict of str to numpy.ndarray, shape (n,)
+        Every other per-atom column of a LAMMPS dump, as text.
     """
 
     positions: np.ndarray
@@ -83,6 +96,7 @@ class Frame:
 
     @property
     def n_atoms(self) -> int:
+        """How many atoms were selected."""
         return len(self.positions)
 
 
@@ -125,6 +139,7 @@ class Selection:
 
     @property
     def is_auto(self) -> bool:
+        """True when no field is set: each reader finds the oxygens itself."""
         return self.element is None and self.name is None and self.types is None
 
     def describe(self) -> str:
@@ -143,6 +158,16 @@ def parse_frames(text: str | None) -> slice:
     """Parse ``--frames``: ``"START:STOP[:STEP]"`` as in Python slicing, ``"5"`` for frame 5 alone.
 
     ``None`` or ``""`` means every frame. Negative numbers count from the end, as in Python.
+
+    Returns
+    -------
+    slice
+        The frames to read, for :func:`read_frames`.
+
+    Raises
+    ------
+    TrajectoryError
+        When ``text`` is none of these forms, or its step is not positive.
     """
     if text is None or not text.strip():
         return slice(None)
@@ -237,11 +262,33 @@ def read_frames(
 ) -> Iterator[Frame]:
     """Yield the selected atoms of each requested frame of ``path``.
 
-    ``top`` is the topology for coordinate-only GROMACS files (.tpr, .gro or .pdb). With no ``select``
-    the oxygens are found automatically: a LAMMPS dump's ``element`` column equal to ``O``, else its
-    only atom type; extxyz symbol ``O``; MDAnalysis element ``O``, else atom names starting with ``O``.
     Argument errors (missing file, unknown format, missing topology) are raised at the call, not at
     the first ``next()``, so a caller learns about them before starting any work.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A LAMMPS text dump (optionally gzipped), extended XYZ, or an MDAnalysis format (the format is told by
+        the name); lengths in Angstrom.
+    top : str or pathlib.Path, optional
+        The topology for coordinate-only GROMACS files (.tpr, .gro or .pdb).
+    select : Selection, optional
+        Which atoms are oxygens. Default: automatic, i.e. a LAMMPS dump's ``element`` column equal to ``O``,
+        else its only atom type; extxyz symbol ``O``; MDAnalysis element ``O``, else atom names starting
+        with ``O``.
+    frames : slice, optional
+        Which frames (:func:`parse_frames`); default all, read forwards.
+
+    Yields
+    ------
+    Frame
+        The selected atoms, positions (n, 3) in Angstrom wrapped into the cell.
+
+    Raises
+    ------
+    TrajectoryError
+        For a missing or unreadable file, an unknown format, a missing topology, a selection that matches
+        no atom, or a truncated frame (the last two while iterating).
     """
     path = Path(path)
     _check_exists(path)
@@ -269,7 +316,10 @@ def _wrapped(frame: Frame) -> Frame:
 
 
 def count_frames(path: PathLike, top: PathLike | None = None) -> int:
-    """Number of frames in ``path``: a fast text scan for LAMMPS/extxyz, MDAnalysis's count otherwise."""
+    """Number of frames in ``path``: a fast text scan for LAMMPS/extxyz, MDAnalysis's count otherwise.
+
+    ``top`` as for :func:`read_frames`. Raises :class:`TrajectoryError` as :func:`read_frames` does for the file.
+    """
     path = Path(path)
     _check_exists(path)
     kind = _input_format(path)
@@ -774,8 +824,11 @@ def _read_mdanalysis(universe: Any, path: Path, select: Selection, frames: slice
 
 
 def frame_from_atomgroup(group: Any) -> Frame:
-    """The atoms of an MDAnalysis ``AtomGroup`` at its universe's current timestep, as a :class:`Frame`
-    (positions wrapped into the box; no box, or a zero one, means not periodic), as ``read_frames`` gives it."""
+    """The atoms of an MDAnalysis ``AtomGroup`` at its universe's current timestep, as a :class:`Frame`.
+
+    Positions (n, 3) in Angstrom (MDAnalysis's unit) wrapped into the box, as :func:`read_frames` gives
+    them; no box, or a zero one, means not periodic. ``Frame.atom_ids`` are the atoms' universe indices.
+    """
     return _wrapped(_frame_from_atomgroup(group))
 
 
@@ -796,8 +849,25 @@ def _frame_from_atomgroup(group: Any) -> Frame:
 
 
 def frame_from_atoms(atoms: Any, select: Selection | str | None = None) -> Frame:
-    """The oxygens of an ASE ``Atoms``, picked as for an extxyz file (``select``: a :class:`Selection` or its
-    CLI syntax; ``None``: automatic, symbol ``O``); ``Frame.atom_ids`` are their indices in ``atoms``."""
+    """The oxygens of an ASE ``Atoms``, picked as for an extxyz file, as a :class:`Frame`.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Positions in Angstrom (ASE's unit).
+    select : Selection or str, optional
+        A :class:`Selection` or its CLI syntax; ``None``: automatic, symbol ``O``.
+
+    Returns
+    -------
+    Frame
+        Positions (n, 3) wrapped into the cell; ``Frame.atom_ids`` are the oxygens' indices in ``atoms``.
+
+    Raises
+    ------
+    TrajectoryError
+        When the selection cannot be parsed or matches no atom.
+    """
     if not isinstance(select, Selection):
         select = Selection.parse(select)
     return _wrapped(_frame_from_atoms(atoms, select, 0, "the Atoms"))
@@ -1054,6 +1124,24 @@ def open_label_writer(path: PathLike, code_names: dict[int, str]) -> LabelWriter
     The frames go to ``<path>.partial`` (created at once, so an unwritable path fails before any
     computation), which ``close()`` renames to ``path``: an existing ``path`` is only replaced by a
     complete file. Use it as a context manager (an exception abandons the output), or call ``close()``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``.csv`` (a table), ``.lammpstrj``/``.dump`` (a LAMMPS dump for OVITO) or ``.extxyz``.
+    code_names : dict of int to str
+        Phase name of each code (``Classifier.code_names``).
+
+    Returns
+    -------
+    LabelWriter
+        Its ``write(frame, codes, names, distances, positions=None, clusters=None)`` takes per-atom arrays
+        of shape (n,) (``positions``: (n, 3), Angstrom, e.g. the denoised ones; default ``frame.positions``).
+
+    Raises
+    ------
+    TrajectoryError
+        For an unknown extension or a path that cannot be written.
     """
     path = Path(path)
     suffix = path.suffix.lower()
