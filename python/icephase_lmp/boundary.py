@@ -57,10 +57,12 @@ class BoundarySettings:
     min_ice_neighbours: int = 1
 
     def to_dict(self) -> dict:
+        """The settings as stored in a model file's metadata and classifier header."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "BoundarySettings":
+        """Settings from :meth:`to_dict`; ``None`` or empty (a model from before the boundary step): the defaults."""
         return cls(**data) if data else cls()
 
 
@@ -95,6 +97,7 @@ class Shells:
 
     @classmethod
     def build(cls, positions: np.ndarray, cell: np.ndarray | None, pbc, shell: float) -> "Shells":
+        """Every pair of ``positions`` (N, 3) closer than ``shell`` (both directions), Angstrom."""
         edges, shift = neighbor_edges(positions, cell, pbc, shell)
         i, j = edges
         vec = positions[j] - positions[i] + shift

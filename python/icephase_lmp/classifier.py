@@ -57,6 +57,7 @@ class SoapSettings:
         return self.r_cut + self.sigma * float(np.sqrt(-2.0 * np.log(1e-3)))
 
     def descriptor(self, periodic: bool):
+        """DScribe's ``SOAP`` object for these settings (made once per settings and periodicity)."""
         return _soap_descriptor(self, periodic)
 
 
@@ -71,6 +72,8 @@ def _soap_descriptor(settings: SoapSettings, periodic: bool):
 
 @dataclass(frozen=True)
 class FitSettings:
+    """How :func:`fit_classifier` conditions the scaler and PCA and builds the reference set."""
+
     n_components: int = 30
     #: isotropic length scales at which each reference is added to the reference set (density x 0.89-1.12).
     scales: tuple[float, ...] = (0.96, 0.98, 1.0, 1.02, 1.04)
@@ -168,6 +171,8 @@ class Classifier:
         return self.ref_features[ideal], self.ref_codes[ideal]
 
     def add_references(self, reduced: np.ndarray, codes: np.ndarray, denoised: bool) -> None:
+        """Append reference environments: ``reduced`` (m, k) in PCA space, ``codes`` (m,) in 1..len(names);
+        ``denoised`` marks them as made by the denoiser (compared with denoised input only)."""
         reduced = np.asarray(reduced, dtype=np.float64).reshape(-1, self.ref_features.shape[1])
         codes = np.asarray(codes, dtype=np.int32).ravel()
         if len(codes) != len(reduced):
@@ -239,6 +244,7 @@ class Classifier:
 
     # ---- decisions ---------------------------------------------------------------------------
     def threshold(self, metric: str, denoised: bool) -> float:
+        """The calibrated liquid threshold for this metric and input kind; :class:`ClassifierError` if none."""
         key = f"{'denoised' if denoised else 'raw'}/{metric}"
         if key not in self.thresholds:
             raise ClassifierError(
@@ -250,6 +256,7 @@ class Classifier:
     def classify_reduced(
         self, reduced: np.ndarray, metric: str, threshold: float, denoised: bool = True
     ) -> ClassificationResult:
+        """:meth:`classify` of features already reduced by :meth:`reduce`, shape (n, k)."""
         ref_features, ref_codes = self.references(denoised)  # nearest_reference checks the metric
         best, distances = nearest_reference(reduced, ref_features, metric)
         nearest = ref_codes[best].astype(np.int32)
@@ -304,10 +311,12 @@ class Classifier:
 
     @property
     def code_names(self) -> dict[int, str]:
+        """Phase name of every code, liquid (0) and not analysed (-1) included."""
         return code_table(self.names)
 
     # ---- persistence (no pickle) -------------------------------------------------------------
     def header(self) -> dict:
+        """The JSON header stored with the arrays: format, names, SOAP, thresholds, metric, boundary step."""
         return {
             "format": CLASSIFIER_FORMAT,
             "names": self.names,
@@ -318,6 +327,7 @@ class Classifier:
         }
 
     def to_bytes(self) -> bytes:
+        """The classifier as ``.npz`` bytes (arrays and JSON header; no pickle), as a model file stores it."""
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -333,10 +343,12 @@ class Classifier:
         return buf.getvalue()
 
     def save(self, path: str | Path) -> None:
+        """Write :meth:`to_bytes` to ``path``."""
         Path(path).write_bytes(self.to_bytes())
 
     @classmethod
     def from_bytes(cls, data: bytes, origin: str = "classifier data") -> "Classifier":
+        """Read :meth:`to_bytes`; ``origin`` names the source in the :class:`ClassifierError` a bad one raises."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
@@ -360,6 +372,7 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path) -> "Classifier":
+        """Read a file written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():
             raise ClassifierError(f"classifier file {str(path)!r} does not exist")

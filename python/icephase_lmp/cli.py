@@ -481,6 +481,7 @@ def _cmd_build_plugin(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``icephase`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="icephase",
         description="Classify water oxygens into ice phases (Ih, Ic, II, III, VI, VII, sI) or liquid.",
@@ -502,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``icephase`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status (2: an error,
+    reported in one line on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

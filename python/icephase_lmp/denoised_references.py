@@ -30,6 +30,8 @@ from .references import Reference, load_references, supercell
 
 @dataclass(frozen=True)
 class DenoisedReferenceSettings:
+    """How many noisy copies of each reference are denoised, at which noise levels, and how they are thinned."""
+
     #: noise levels (A); None: 0.05, 0.10, ... up to the sigma_max the denoiser was trained with
     sigmas: tuple[float, ...] | None = None
     #: independent noisy copies per reference and noise level
@@ -42,6 +44,7 @@ class DenoisedReferenceSettings:
 
 
 def noise_levels(model: IcephaseModel, settings: DenoisedReferenceSettings) -> tuple[float, ...]:
+    """The noise sigmas (Angstrom): the settings' own, else 0.05 A steps up to the training's ``sigma_max``."""
     if settings.sigmas is not None:
         return tuple(settings.sigmas)
     sigma_max = float(model.metadata.get("training", {}).get("config", {}).get("sigma_max", 0.35))

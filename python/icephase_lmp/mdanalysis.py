@@ -69,6 +69,7 @@ class IcePhase(AnalysisBase):
 
     @classmethod
     def get_supported_backends(cls) -> tuple[str, ...]:
+        """The MDAnalysis backends ``run(backend=...)`` accepts: frames are independent, so all of them."""
         return ("serial", "multiprocessing", "dask")
 
     def __init__(

@@ -37,6 +37,7 @@ class Denoiser(torch.nn.Module):
         self.output_scale = output_scale
 
     def forward(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
+        """eps: pos (N, 3), edge_index (2, E), edge_shift (E, 3), Angstrom -> (N, 3), Angstrom."""
         vec = torch.index_select(pos, 0, edge_index[1]) - torch.index_select(pos, 0, edge_index[0]) + edge_shift
         data: Dict[str, torch.Tensor] = {
             "pos": pos,

@@ -156,6 +156,7 @@ class IcePhaseModifier(ModifierInterface):
     denoise = Bool(True, label="Denoise before classifying")
 
     def modify(self, data: DataCollection, *, frame: int, **kwargs: Any) -> None:
+        """OVITO's per-frame call: set *Structure Type* (and, classifying, the distance and cluster properties)."""
         if self.classify:
             out = classify_frame(data, self.model, self.select, self.denoise)
             set_phase_types(data, out["codes"], out["names"])

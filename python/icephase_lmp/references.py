@@ -38,6 +38,7 @@ class Reference:
 
     @property
     def density(self) -> float:
+        """Water density (g/cm3), one molecule per oxygen site."""
         return water_density(self.atoms)
 
 
@@ -89,6 +90,7 @@ def builtin_reference(name: str, density: float | None = None) -> Reference:
 
 
 def genice_reference(lattice: str, label: str, density: float | None = None) -> Reference:
+    """GenIce2's ``lattice`` as the reference ``label``, rescaled to ``density`` (g/cm3) when given."""
     atoms = genice_cell(lattice)
     if density is not None:
         atoms = scaled_to_density(atoms, density)

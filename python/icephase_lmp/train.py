@@ -30,6 +30,7 @@ from .references import Reference, load_references, supercell
 
 
 def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when torch has it, else the CPU; any other name is checked (:class:`DeviceError`)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device(name)

@@ -885,11 +885,15 @@ class LabelWriter(Protocol):
         distances: np.ndarray,
         positions: np.ndarray | None = None,
         clusters: np.ndarray | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Write one frame: ``codes``, ``names``, ``distances`` and ``clusters`` of shape (n,), ``positions``
+        (n, 3) in Angstrom (default ``frame.positions``; a .csv writes none)."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Finish: the output replaces ``path``."""
 
-    def abandon(self) -> str: ...
+    def abandon(self) -> str:
+        """Give up: an existing output stays as it was; returns where the frames done so far are, if anywhere."""
 
     def __enter__(self) -> LabelWriter: ...
 
@@ -1136,7 +1140,8 @@ def open_label_writer(path: PathLike, code_names: dict[int, str]) -> LabelWriter
     -------
     LabelWriter
         Its ``write(frame, codes, names, distances, positions=None, clusters=None)`` takes per-atom arrays
-        of shape (n,) (``positions``: (n, 3), Angstrom, e.g. the denoised ones; default ``frame.positions``).
+        of shape (n,) (``positions``: (n, 3), Angstrom, e.g. the denoised ones; default ``frame.positions``;
+        a .csv writes no positions).
 
     Raises
     ------
