@@ -116,3 +116,21 @@ def test_plot_draws_fractions_and_the_largest_cluster(tmp_path, capsys):
     bad.write_text("a,b\n1,2\n")
     assert main(["plot", str(bad)]) == 2
     assert "not an icephase labels .csv" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_calibrate_write_model_keeps_a_trainable_denoiser(tmp_path):
+    """The pipeline runs a frozen denoiser (no parameters); the file calibrate writes must hold the plain
+    one, with the same weights, so that export and fine-tuning (`train --init-from`) still work on it."""
+    import torch
+
+    from icephase_lmp.model_file import load_model
+
+    out = tmp_path / "calibrated.pth"
+    liquid = f"{GCICENET / 'md_w_10frame.xtc'},{GCICENET / 'md_w.tpr'}"
+    assert main(["calibrate", "--noisy-references", "0.1", "--liquid", liquid, "--select", "name OW",
+                 "--frames", "0:1", "--plot", str(tmp_path / "h.png"), "--write-model", str(out)]) == 0
+    written = dict(load_model(out, freeze=False).denoiser.named_parameters())
+    shipped = dict(load_model(SHIPPED_MODEL, freeze=False).denoiser.named_parameters())
+    assert written and written.keys() == shipped.keys()
+    assert all(torch.equal(written[k], shipped[k]) for k in shipped)
