@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import numpy as np
 
@@ -874,34 +874,6 @@ def frame_from_atoms(atoms: Any, select: Selection | str | None = None) -> Frame
 
 
 # ---------------------------------------------------------------------------------------------- writers
-class LabelWriter(Protocol):
-    """Writes per-atom labels frame by frame; a context manager that closes its file on exit."""
-
-    def write(
-        self,
-        frame: Frame,
-        codes: np.ndarray,
-        names: Sequence[str],
-        distances: np.ndarray,
-        positions: np.ndarray | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> None:
-        """Write one frame: ``codes``, ``names``, ``distances`` and ``clusters`` of shape (n,), ``positions``
-        (n, 3) in Angstrom (default ``frame.positions``; a .csv writes none)."""
-
-    def close(self) -> None:
-        """Finish: the output replaces ``path``."""
-
-    def abandon(self) -> str:
-        """Give up: an existing output stays as it was; returns where the frames done so far are, if anywhere."""
-
-    def __enter__(self) -> LabelWriter: ...
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-
-
 def partial_path(path: PathLike) -> Path:
     """Where a label writer puts its frames until it finishes: beside the output, so that the final
     rename stays on one file system and is atomic."""
@@ -909,11 +881,31 @@ def partial_path(path: PathLike) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-class _FileLabelWriter:
-    """Shared plumbing: the output is written to ``<out>.partial`` (opened at construction, so a bad path
-    fails before any work) and renamed to ``<out>`` by ``close()``. A run that fails (``__exit__`` with an
-    exception, or ``abandon()``) leaves an existing ``<out>`` as it was; the frames done so far stay in the
-    partial file, or it is removed when there are none."""
+@dataclass
+class _Rows:
+    """One frame's checked per-atom arrays, as every label writer writes them."""
+
+    #: (n, 3) positions to write, Angstrom
+    positions: np.ndarray
+    #: (n,) phase names, from the writer's code table
+    phases: list[str]
+    #: (n,) int64 phase codes
+    codes: np.ndarray
+    #: (n,) float64 distances to the nearest reference environment
+    distances: np.ndarray
+    #: (n,) int64 ice cluster ids (1 = largest, 0 = not ice)
+    clusters: np.ndarray
+
+
+class LabelWriter:
+    """Writes per-atom labels frame by frame; a context manager that closes its file on exit.
+
+    The output is written to ``<out>.partial`` (opened at construction, so a bad path fails before any
+    work) and renamed to ``<out>`` by ``close()``. A run that fails (``__exit__`` with an exception, or
+    ``abandon()``) leaves an existing ``<out>`` as it was; the frames done so far stay in the partial file,
+    or it is removed when there are none. Each format is a subclass that writes one checked frame
+    (``_write_frame``); :func:`open_label_writer` picks it.
+    """
 
     newline: str | None = None
 
@@ -935,13 +927,13 @@ class _FileLabelWriter:
         """Write a file header, if the format has one."""
 
     def close(self) -> None:
-        """Finish: the complete file takes the output's name."""
+        """Finish: the complete file takes the output's name (replacing an existing one)."""
         if not self._handle.closed:
             self._handle.close()
             self.partial.replace(self.path)
 
     def abandon(self) -> str:
-        """Stop without touching the output; says what became of the frames done so far."""
+        """Stop without touching the output; returns what became of the frames done so far."""
         if not self._handle.closed:
             self._handle.close()
             if self.frames == 0:
@@ -950,7 +942,7 @@ class _FileLabelWriter:
             return f"{self.path} was not written"
         return (f"{self.path} was not written; the {self.frames} frame(s) done so far are in {self.partial}")
 
-    def __enter__(self) -> _FileLabelWriter:
+    def __enter__(self) -> LabelWriter:
         return self
 
     def __exit__(
@@ -961,6 +953,26 @@ class _FileLabelWriter:
         else:
             self.abandon()
 
+    def write(
+        self,
+        frame: Frame,
+        codes: np.ndarray,
+        names: Sequence[str],
+        distances: np.ndarray,
+        positions: np.ndarray | None = None,
+        clusters: np.ndarray | None = None,
+    ) -> None:
+        """Write one frame: ``codes``, ``names``, ``distances`` and ``clusters`` of shape (n,), ``positions``
+        (n, 3) in Angstrom (default ``frame.positions``; a .csv writes none).
+
+        Raises :class:`TrajectoryError` when the arrays' lengths differ."""
+        self._write_frame(frame, self._prepare(frame, codes, names, distances, positions, clusters))
+        self.frames += 1
+
+    def _write_frame(self, frame: Frame, rows: _Rows) -> None:
+        """Write one checked frame in this writer's format."""
+        raise NotImplementedError
+
     def _prepare(
         self,
         frame: Frame,
@@ -969,7 +981,7 @@ class _FileLabelWriter:
         distances: np.ndarray,
         positions: np.ndarray | None,
         clusters: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
+    ) -> _Rows:
         """Check the lengths agree and resolve the phase name of every atom from the code table.
 
         ``clusters``: ice cluster id per atom (1 = largest, 0 = not ice); all 0 when not given."""
@@ -983,31 +995,21 @@ class _FileLabelWriter:
                 f"and {len(clusters)} cluster ids"
             )
         phases = [self.code_names.get(int(c), names[k] if k < len(names) else str(c)) for k, c in enumerate(codes)]
-        return pos, phases, codes, distances, clusters
+        return _Rows(pos, phases, codes, distances, clusters)
 
 
-class _CsvLabelWriter(_FileLabelWriter):
+class _CsvLabelWriter(LabelWriter):
     newline = ""  # the csv module writes its own line endings
 
     def _start(self) -> None:
         self._csv = csv.writer(self._handle)
         self._csv.writerow(["frame", "index", "code", "phase", "distance", "cluster"])
 
-    def write(
-        self,
-        frame: Frame,
-        codes: np.ndarray,
-        names: Sequence[str],
-        distances: np.ndarray,
-        positions: np.ndarray | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> None:
-        _, phases, codes, distances, clusters = self._prepare(frame, codes, names, distances, positions, clusters)
+    def _write_frame(self, frame: Frame, rows: _Rows) -> None:
         self._csv.writerows(
             (frame.index, k, int(c), p, f"{d:.6f}", int(g))
-            for k, (c, p, d, g) in enumerate(zip(codes, phases, distances, clusters))
+            for k, (c, p, d, g) in enumerate(zip(rows.codes, rows.phases, rows.distances, rows.clusters))
         )
-        self.frames += 1
 
 
 def _lammps_orientation(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1054,7 +1056,7 @@ def _lammps_box(
     return lines, positions
 
 
-class _DumpLabelWriter(_FileLabelWriter):
+class _DumpLabelWriter(LabelWriter):
     """LAMMPS text dump with the labels as extra columns, for OVITO.
 
     Columns are ``id element x y z code distance cluster``. OVITO turns the ``element`` column into particle
@@ -1062,64 +1064,45 @@ class _DumpLabelWriter(_FileLabelWriter):
     written. Every selected atom is an oxygen, hence element O throughout.
     """
 
-    def write(
-        self,
-        frame: Frame,
-        codes: np.ndarray,
-        names: Sequence[str],
-        distances: np.ndarray,
-        positions: np.ndarray | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> None:
-        pos, _, codes, distances, clusters = self._prepare(frame, codes, names, distances, positions, clusters)
-        box, pos = _lammps_box(frame.cell, np.asarray(frame.origin, dtype=np.float64), frame.pbc, pos)
+    def _write_frame(self, frame: Frame, rows: _Rows) -> None:
+        box, pos = _lammps_box(frame.cell, np.asarray(frame.origin, dtype=np.float64), frame.pbc, rows.positions)
         ids = frame.atom_ids if len(frame.atom_ids) == len(pos) else np.arange(1, len(pos) + 1)
         timestep = frame.timestep if frame.timestep is not None else frame.index
         lines = ["ITEM: TIMESTEP", str(timestep), "ITEM: NUMBER OF ATOMS", str(len(pos)), *box,
                  "ITEM: ATOMS id element x y z code distance cluster"]
         lines += [
             f"{i} O {p[0]:.6f} {p[1]:.6f} {p[2]:.6f} {c} {d:.6f} {g}"
-            for i, p, c, d, g in zip(ids.tolist(), pos.tolist(), codes.tolist(), distances.tolist(), clusters.tolist())
+            for i, p, c, d, g in zip(ids.tolist(), pos.tolist(), rows.codes.tolist(), rows.distances.tolist(),
+                                     rows.clusters.tolist())
         ]
         self._handle.write("\n".join(lines) + "\n")
-        self.frames += 1
 
 
-class _ExtxyzLabelWriter(_FileLabelWriter):
+class _ExtxyzLabelWriter(LabelWriter):
     """Extended XYZ through ASE, with per-atom arrays ``code``, ``distance`` and ``phase``.
 
     extxyz columns are separated by whitespace, so phase names are written with spaces replaced by
     underscores ("not analysed" -> "not_analysed"); otherwise ASE would read back only the first word.
     """
 
-    def write(
-        self,
-        frame: Frame,
-        codes: np.ndarray,
-        names: Sequence[str],
-        distances: np.ndarray,
-        positions: np.ndarray | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> None:
+    def _write_frame(self, frame: Frame, rows: _Rows) -> None:
         from ase import Atoms
         from ase.io import write
 
-        pos, phases, codes, distances, clusters = self._prepare(frame, codes, names, distances, positions, clusters)
         atoms = Atoms(
-            symbols=["O"] * len(pos),
-            positions=pos,
+            symbols=["O"] * len(rows.positions),
+            positions=rows.positions,
             cell=frame.cell if frame.cell is not None else np.zeros((3, 3)),
             pbc=frame.pbc if frame.cell is not None else False,
         )
-        atoms.new_array("code", codes.astype(np.int64))
-        atoms.new_array("distance", distances)
-        atoms.new_array("cluster", clusters)
-        atoms.new_array("phase", np.array(["_".join(p.split()) for p in phases], dtype=str))
+        atoms.new_array("code", rows.codes.astype(np.int64))
+        atoms.new_array("distance", rows.distances)
+        atoms.new_array("cluster", rows.clusters)
+        atoms.new_array("phase", np.array(["_".join(p.split()) for p in rows.phases], dtype=str))
         atoms.info["frame"] = frame.index
         if frame.timestep is not None:
             atoms.info["timestep"] = frame.timestep
         write(self._handle, atoms, format="extxyz")
-        self.frames += 1
 
 
 def open_label_writer(path: PathLike, code_names: dict[int, str]) -> LabelWriter:
