@@ -88,7 +88,7 @@ def test_options_reach_the_pipeline(wet_ice, shipped_model):
 
 def test_selection_as_in_the_cli(wet_ice):
     import icephase_lmp
-    from icephase_lmp.trajectory import TrajectoryError
+    from icephase_lmp.errors import TrajectoryError
 
     atoms = wet_ice[0]
     labels = icephase_lmp.classify(atoms, select="element O", denoise=False)

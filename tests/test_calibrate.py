@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from icephase_lmp.calibrate import CalibrationError, calibrate_threshold, plot_histogram
+from icephase_lmp.calibrate import calibrate_threshold, plot_histogram
+from icephase_lmp.errors import CalibrationError
 
 
 def test_separated_distributions_take_the_middle_of_the_gap():

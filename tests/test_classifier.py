@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from conftest import liquid_like
-from icephase_lmp.classifier import Classifier, ClassifierError, pairwise_distance
+from icephase_lmp.classifier import Classifier, pairwise_distance
+from icephase_lmp.errors import ClassifierError
 from icephase_lmp.phases import LIQUID
 from icephase_lmp.references import supercell
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from icephase_lmp.denoise import DenoiseError, denoise
+from icephase_lmp.denoise import denoise
+from icephase_lmp.errors import DenoiseError
 from icephase_lmp.geometry import minimum_image
 from icephase_lmp.references import supercell
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from icephase_lmp.errors import LammpsDataError
 from icephase_lmp.lammps_data import (
     TIP4P_ICE,
-    LammpsDataError,
     add_lammps_data_parser,
     write_tip4p_ice_data,
     write_tip4p_ice_settings,

@@ -9,7 +9,8 @@ import torch
 
 from icephase_lmp.cli import main
 from icephase_lmp.model import DenoiserConfig, build_denoiser, script_denoiser
-from icephase_lmp.model_file import ModelFileError, build_metadata, load_model, read_metadata, save_model
+from icephase_lmp.errors import ModelFileError
+from icephase_lmp.model_file import build_metadata, load_model, read_metadata, save_model
 
 
 @pytest.fixture(scope="module")

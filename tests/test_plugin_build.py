@@ -49,10 +49,11 @@ def test_packaged_sources_are_the_checkout_ones():
 
 def test_missing_tools_are_named(tmp_path, monkeypatch):
     import icephase_lmp.plugin_build as pb
+    from icephase_lmp.errors import PluginBuildError
 
     s = pb.settings_for(tmp_path / "build")
     monkeypatch.setattr(pb.shutil, "which", lambda tool: None if tool == "cmake" else "/usr/bin/" + tool)
-    with pytest.raises(pb.PluginBuildError, match="cmake not found"):
+    with pytest.raises(PluginBuildError, match="cmake not found"):
         pb.build_plugin(s, log=lambda *_: None)
     assert not (tmp_path / "build").exists()
 

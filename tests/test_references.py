@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from icephase_lmp.errors import ReferenceStructureError
 from icephase_lmp.phases import BUILTIN_PHASES, LIQUID, NOT_ANALYSED, builtin_phase, code_table, color_for
 from icephase_lmp.references import (
-    ReferenceError,
     builtin_reference,
     load_references,
     parse_reference,
@@ -67,12 +67,12 @@ def test_user_references_from_genice_lattice_and_file(tmp_path):
     [("nosuchlattice", "GenIce2 has no lattice"), ("VII@dense", "not a number"), ("=", "names no phase")],
 )
 def test_bad_reference_specs_name_the_problem(spec, words):
-    with pytest.raises(ReferenceError, match=words):
+    with pytest.raises(ReferenceStructureError, match=words):
         parse_reference(spec)
 
 
 def test_duplicate_names_rejected():
-    with pytest.raises(ReferenceError, match="unique"):
+    with pytest.raises(ReferenceStructureError, match="unique"):
         load_references(["Ih", "1h"])
 
 
@@ -82,7 +82,7 @@ def test_reference_file_without_oxygen(tmp_path):
 
     path = tmp_path / "cu.cif"
     write(path, Atoms("Cu", cell=[3, 3, 3], pbc=True))
-    with pytest.raises(ReferenceError, match="no O atom"):
+    with pytest.raises(ReferenceStructureError, match="no O atom"):
         parse_reference(str(path))
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from icephase_lmp.cli import main
+from icephase_lmp.errors import DeviceError
 from icephase_lmp.model import DenoiserConfig
 from icephase_lmp.train import TrainConfig, batch_edges, initial_denoiser, noisy_batch, train, unrolled_loss
 
@@ -84,7 +85,7 @@ def test_noisy_batch_targets_are_mean_free_noise(references):
 def test_cuda_requested_but_absent(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the error path is for machines without it")
-    with pytest.raises(RuntimeError, match="--device cpu"):
+    with pytest.raises(DeviceError, match="--device cpu"):
         train(_config(device="cuda"), tmp_path / "x", progress=False)
 
 

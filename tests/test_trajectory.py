@@ -17,10 +17,10 @@ from ase.io import read as ase_read
 from ase.io import write as ase_write
 
 from conftest import GCICENET
+from icephase_lmp.errors import TrajectoryError
 from icephase_lmp.trajectory import (
     Frame,
     Selection,
-    TrajectoryError,
     count_frames,
     open_label_writer,
     parse_frames,

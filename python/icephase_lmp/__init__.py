@@ -5,7 +5,25 @@ free of torch and MDAnalysis:
 
 - :func:`classify` (``icephase_lmp.api``): label the oxygens of an ASE ``Atoms``;
 - :class:`IcePhase` (``icephase_lmp.mdanalysis``): an MDAnalysis analysis over a trajectory;
-- :class:`IcePhaseModifier` (``icephase_lmp.ovito_modifier``): the OVITO modifier.
+- :class:`IcePhaseModifier` (``icephase_lmp.ovito_modifier``): the OVITO modifier;
+- :class:`IcephaseError` (``icephase_lmp.errors``): the base of every error a user can cause.
+
+Module map (lengths are in Angstrom throughout):
+
+- ``phases``: the phase table (names, codes, colours, GenIce2 lattices) and the distance limits;
+- ``references``: the ideal reference structures (GenIce2 lattices or structure files);
+- ``configs``: the denoiser's and training's settings (no torch);
+- ``model``: the denoiser network (NequIP); ``train``: its training; ``denoise``: the iterative denoising;
+- ``classifier``: the SOAP classifier; ``denoised_references``: references as the denoiser leaves them;
+- ``boundary``: the boundary step that extends ice labels next to liquid; ``clusters``: ice clusters;
+- ``pipeline``: denoise, classify, boundary step and clusters of one frame;
+- ``calibrate``: the ice/liquid threshold; ``model_file``: the one-file ``model.pth``; ``export``: writes it;
+- ``trajectory``: reading trajectories and writing labels (I/O); ``geometry``: cells and neighbour lists;
+- ``lammps_data``: TIP4P/Ice LAMMPS data files; ``lammps_bridge``: what the LAMMPS compute calls;
+  ``plugin_build``: builds that compute;
+- ``cli``: the ``icephase`` command; ``render``: pictures;
+- ``api``, ``mdanalysis``, ``ovito_modifier``: the Python API, the MDAnalysis analysis, the OVITO modifier;
+- ``errors``: the exceptions.
 """
 
 from __future__ import annotations
@@ -22,6 +40,7 @@ _LAZY = {
     "IcePhase": "mdanalysis",
     "IcePhaseModifier": "ovito_modifier",
     "Pipeline": "pipeline",
+    "IcephaseError": "errors",
 }
 __all__ = ["__version__", *_LAZY]
 

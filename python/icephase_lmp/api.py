@@ -111,6 +111,7 @@ class PhaseLabels:
 
     @classmethod
     def from_result(cls, result: FrameResult, indices: np.ndarray, code_names: dict[int, str]) -> PhaseLabels:
+        """The labels of a pipeline result for the oxygens at ``indices`` (shape (n,)) of the caller's atoms."""
         return cls(np.asarray(result.codes, dtype=np.int32), np.asarray(result.distances, dtype=np.float64),
                    np.asarray(indices, dtype=np.int64), np.asarray(result.clusters.ids, dtype=np.int32),
                    dict(code_names))

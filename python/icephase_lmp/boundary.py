@@ -57,10 +57,12 @@ class BoundarySettings:
     min_ice_neighbours: int = 1
 
     def to_dict(self) -> dict:
+        """The settings as stored in a model file's metadata and classifier header."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "BoundarySettings":
+        """Settings from :meth:`to_dict`; ``None`` or empty (a model from before the boundary step): the defaults."""
         return cls(**data) if data else cls()
 
 
@@ -95,6 +97,7 @@ class Shells:
 
     @classmethod
     def build(cls, positions: np.ndarray, cell: np.ndarray | None, pbc, shell: float) -> "Shells":
+        """Every pair of ``positions`` (N, 3) closer than ``shell`` (both directions), Angstrom."""
         edges, shift = neighbor_edges(positions, cell, pbc, shell)
         i, j = edges
         vec = positions[j] - positions[i] + shift
@@ -147,7 +150,27 @@ def grow_once(codes: np.ndarray, ordered: np.ndarray, shells: Shells, min_ice_ne
 def extend_ice(
     codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, settings: BoundarySettings
 ) -> np.ndarray:
-    """The boundary step on a whole (periodic) configuration: ``settings.rounds`` rounds of :func:`grow_once`."""
+    """The boundary step on a whole (periodic) configuration: ``settings.rounds`` rounds of :func:`grow_once`.
+
+    Parameters
+    ----------
+    codes : array_like of int, shape (N,)
+        The classifier's phase codes (0: liquid).
+    positions : array_like, shape (N, 3)
+        The positions that were classified (denoised), Angstrom.
+    cell : array_like, shape (3, 3) or None
+        Cell vectors as rows, Angstrom; ``None``: no box.
+    pbc : tuple of 3 bool
+        Periodicity along each cell vector.
+    settings : BoundarySettings
+        Rounds, first-shell radius (Angstrom) and the CHILL+ bond classes.
+
+    Returns
+    -------
+    numpy.ndarray of int32, shape (N,)
+        The codes with liquid molecules of ordered shell next to ice given that ice's phase; ``codes``
+        unchanged when ``settings.rounds`` is 0.
+    """
     codes = np.asarray(codes, dtype=np.int32)
     if settings.rounds <= 0 or len(codes) == 0:
         return codes

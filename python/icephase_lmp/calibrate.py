@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-
-class CalibrationError(ValueError):
-    pass
+from .errors import CalibrationError
 
 
 @dataclass
 class Calibration:
+    """A threshold and how well it separates the ice and liquid distances (all in the metric's units)."""
+
     threshold: float
     ice_max: float  # worst (largest) ice distance
     liquid_min: float  # best (smallest) liquid distance
@@ -34,9 +34,11 @@ class Calibration:
 
     @property
     def relative_gap(self) -> float:
+        """The gap as a fraction of the threshold (NaN for a zero threshold)."""
         return self.gap / self.threshold if self.threshold else float("nan")
 
     def summary(self) -> str:
+        """One line for the terminal: threshold, worst ice, best liquid, gap, misclassified atoms."""
         state = "separated" if self.separated else "OVERLAPPING"
         return (
             f"threshold {self.threshold:.4g} ({state}): worst ice {self.ice_max:.4g}, best liquid "
@@ -46,6 +48,29 @@ class Calibration:
 
 
 def calibrate_threshold(ice: np.ndarray, liquid: np.ndarray) -> Calibration:
+    """The liquid threshold from distances of atoms known to be ice and atoms known to be liquid.
+
+    Separated distributions: the midpoint of the empty gap between the largest ice distance and the
+    smallest liquid one. Overlapping ones: the candidate that minimises the balanced error rate (the
+    fraction of ice above it plus the fraction of liquid at or below it).
+
+    Parameters
+    ----------
+    ice, liquid : array_like of float, any shape
+        Distances to the nearest reference environment (``FrameResult.distances``), in the units of the
+        classifier's metric (PCA-space length for ``euclidean``, 1 - cosine similarity for ``cosine``);
+        flattened.
+
+    Returns
+    -------
+    Calibration
+        The threshold, whether the two are separated, and the atoms it misclassifies.
+
+    Raises
+    ------
+    CalibrationError
+        When ``ice`` or ``liquid`` is empty.
+    """
     ice = np.asarray(ice, dtype=np.float64).ravel()
     liquid = np.asarray(liquid, dtype=np.float64).ravel()
     if ice.size == 0 or liquid.size == 0:

@@ -30,16 +30,13 @@ import numpy as np
 from ase import Atoms
 
 from .boundary import BoundarySettings
+from .errors import ClassifierError
 from .phases import LIQUID, OXYGEN_NUMBER, code_table
 from .references import Reference, supercell
 
 METRICS = ("euclidean", "cosine")
 #: Format version of the saved classifier arrays.
 CLASSIFIER_FORMAT = 1
-
-
-class ClassifierError(ValueError):
-    """Bad classifier input or file; the message says what and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,7 @@ class SoapSettings:
         return self.r_cut + self.sigma * float(np.sqrt(-2.0 * np.log(1e-3)))
 
     def descriptor(self, periodic: bool):
+        """DScribe's ``SOAP`` object for these settings (made once per settings and periodicity)."""
         return _soap_descriptor(self, periodic)
 
 
@@ -74,6 +72,8 @@ def _soap_descriptor(settings: SoapSettings, periodic: bool):
 
 @dataclass(frozen=True)
 class FitSettings:
+    """How :func:`fit_classifier` conditions the scaler and PCA and builds the reference set."""
+
     n_components: int = 30
     #: isotropic length scales at which each reference is added to the reference set (density x 0.89-1.12).
     scales: tuple[float, ...] = (0.96, 0.98, 1.0, 1.02, 1.04)
@@ -89,6 +89,8 @@ class FitSettings:
 
 @dataclass
 class ClassificationResult:
+    """What :meth:`Classifier.classify` found for ``n`` centres."""
+
     codes: np.ndarray  # (n,) int32: 0 liquid, 1..K phase
     distances: np.ndarray  # (n,) float64: distance to the nearest reference environment
     nearest: np.ndarray  # (n,) int32: code of the nearest reference, even when above the threshold
@@ -96,6 +98,44 @@ class ClassificationResult:
 
 @dataclass
 class Classifier:
+    """SOAP -> scaler -> PCA -> nearest reference environment: the phase of each oxygen (Algorithm 2).
+
+    Made by :func:`fit_classifier` from reference structures, stored in a model file (``model_file``) and
+    used by :class:`~icephase_lmp.pipeline.Pipeline` after the denoiser. All lengths are in Angstrom.
+
+    Parameters
+    ----------
+    names : list of str
+        Phase names; phase ``names[i]`` has code ``i + 1`` (code 0 is liquid).
+    soap : SoapSettings
+        The SOAP descriptor of O in O (cutoff and width in Angstrom).
+    scaler_mean, scaler_scale : numpy.ndarray, shape (F,)
+        The standard scaler of the ``F`` SOAP features.
+    pca_mean : numpy.ndarray, shape (F,)
+        Mean of the scaled features.
+    pca_components : numpy.ndarray, shape (k, F)
+        The ``k`` principal axes (``k`` is 30 unless the fit had fewer samples or features).
+    ref_features : numpy.ndarray, shape (M, k)
+        The ``M`` reference environments in PCA space.
+    ref_codes : numpy.ndarray of int32, shape (M,)
+        Phase code (1..len(names)) of each reference environment.
+    ref_denoised : numpy.ndarray of bool, shape (M,), optional
+        True for environments made by denoising noisy references; raw (undenoised) input is compared with
+        the others only. Default: all False.
+    thresholds : dict of str to float, optional
+        Liquid thresholds keyed ``"<denoised|raw>/<metric>"``, in the metric's units (PCA-space length for
+        ``euclidean``, 1 - cosine similarity for ``cosine``).
+    metric : {"euclidean", "cosine"}, optional
+        The default metric.
+    boundary : BoundarySettings, optional
+        The boundary step that follows classification of denoised positions (``boundary``).
+
+    Raises
+    ------
+    ClassifierError
+        When the reference arrays differ in length.
+    """
+
     names: list[str]
     soap: SoapSettings
     scaler_mean: np.ndarray
@@ -131,6 +171,8 @@ class Classifier:
         return self.ref_features[ideal], self.ref_codes[ideal]
 
     def add_references(self, reduced: np.ndarray, codes: np.ndarray, denoised: bool) -> None:
+        """Append reference environments: ``reduced`` (m, k) in PCA space, ``codes`` (m,) in 1..len(names);
+        ``denoised`` marks them as made by the denoiser (compared with denoised input only)."""
         reduced = np.asarray(reduced, dtype=np.float64).reshape(-1, self.ref_features.shape[1])
         codes = np.asarray(codes, dtype=np.int32).ravel()
         if len(codes) != len(reduced):
@@ -149,10 +191,30 @@ class Classifier:
         pbc: tuple[bool, bool, bool] = (True, True, True),
         centers: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Raw SOAP vectors (n, F) of ``centers`` (default: every atom).
+        """Raw SOAP vectors of ``centers`` (default: every atom), before scaling and PCA.
 
-        With ``cell=None`` or no periodic direction the atoms are an open cloud: the plugin passes each
-        rank's local atoms as centres and its ghost atoms as their surroundings.
+        Parameters
+        ----------
+        positions : array_like, shape (N, 3)
+            Oxygen positions, Angstrom.
+        cell : array_like, shape (3, 3), optional
+            Cell vectors as rows, Angstrom. ``None``, or no periodic direction in ``pbc``, makes the atoms
+            an open cloud: the plugin passes each rank's local atoms as centres and its ghost atoms as
+            their surroundings.
+        pbc : tuple of 3 bool, optional
+            Periodicity along each cell vector.
+        centers : array_like of int, shape (n,), optional
+            Indices of the atoms to describe; default all ``N``.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, F)
+            One SOAP vector of ``F`` features per centre (``n = N`` without ``centers``).
+
+        Raises
+        ------
+        ClassifierError
+            When ``positions`` is not (N, 3) or holds NaN or Inf.
         """
         positions = np.asarray(positions, dtype=np.float64)
         if positions.ndim != 2 or positions.shape[1] != 3:
@@ -182,6 +244,7 @@ class Classifier:
 
     # ---- decisions ---------------------------------------------------------------------------
     def threshold(self, metric: str, denoised: bool) -> float:
+        """The calibrated liquid threshold for this metric and input kind; :class:`ClassifierError` if none."""
         key = f"{'denoised' if denoised else 'raw'}/{metric}"
         if key not in self.thresholds:
             raise ClassifierError(
@@ -193,6 +256,7 @@ class Classifier:
     def classify_reduced(
         self, reduced: np.ndarray, metric: str, threshold: float, denoised: bool = True
     ) -> ClassificationResult:
+        """:meth:`classify` of features already reduced by :meth:`reduce`, shape (n, k)."""
         ref_features, ref_codes = self.references(denoised)  # nearest_reference checks the metric
         best, distances = nearest_reference(reduced, ref_features, metric)
         nearest = ref_codes[best].astype(np.int32)
@@ -209,6 +273,36 @@ class Classifier:
         threshold: float | None = None,
         denoised: bool = True,
     ) -> ClassificationResult:
+        """Phase code of each centre: the nearest reference environment's, or liquid (0) beyond the threshold.
+
+        Parameters
+        ----------
+        positions : array_like, shape (N, 3)
+            Oxygen positions, Angstrom (denoised ones, unless ``denoised=False``).
+        cell : array_like, shape (3, 3), optional
+            Cell vectors as rows, Angstrom; ``None``: an open cloud (see :meth:`soap_features`).
+        pbc : tuple of 3 bool, optional
+            Periodicity along each cell vector.
+        centers : array_like of int, shape (n,), optional
+            Indices of the atoms to classify; default all ``N``.
+        metric : {"euclidean", "cosine"}, optional
+            Default: :attr:`metric`.
+        threshold : float, optional
+            Distances above it are liquid; default: the calibrated ``thresholds["<denoised|raw>/<metric>"]``.
+        denoised : bool, optional
+            Whether ``positions`` went through the denoiser: it chooses the reference set
+            (:meth:`references`) and the default threshold.
+
+        Returns
+        -------
+        ClassificationResult
+            ``codes``, ``distances`` and ``nearest``, each of shape (n,).
+
+        Raises
+        ------
+        ClassifierError
+            On bad positions, an unknown metric, or no calibrated threshold for this metric and input.
+        """
         metric = metric or self.metric
         if threshold is None:
             threshold = self.threshold(metric, denoised)
@@ -217,10 +311,12 @@ class Classifier:
 
     @property
     def code_names(self) -> dict[int, str]:
+        """Phase name of every code, liquid (0) and not analysed (-1) included."""
         return code_table(self.names)
 
     # ---- persistence (no pickle) -------------------------------------------------------------
     def header(self) -> dict:
+        """The JSON header stored with the arrays: format, names, SOAP, thresholds, metric, boundary step."""
         return {
             "format": CLASSIFIER_FORMAT,
             "names": self.names,
@@ -231,6 +327,7 @@ class Classifier:
         }
 
     def to_bytes(self) -> bytes:
+        """The classifier as ``.npz`` bytes (arrays and JSON header; no pickle), as a model file stores it."""
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -246,10 +343,12 @@ class Classifier:
         return buf.getvalue()
 
     def save(self, path: str | Path) -> None:
+        """Write :meth:`to_bytes` to ``path``."""
         Path(path).write_bytes(self.to_bytes())
 
     @classmethod
     def from_bytes(cls, data: bytes, origin: str = "classifier data") -> "Classifier":
+        """Read :meth:`to_bytes`; ``origin`` names the source in the :class:`ClassifierError` a bad one raises."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
@@ -273,6 +372,7 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path) -> "Classifier":
+        """Read a file written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():
             raise ClassifierError(f"classifier file {str(path)!r} does not exist")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CalibrationError, ClassifierError, IcephaseError, TrajectoryError
 from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
 
@@ -115,7 +116,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     total = len(range(*frames.indices(n_frames)))
     if total == 0:
         what = f"--frames {args.frames} selects none of its {n_frames} frames" if n_frames else "it is empty"
-        raise ValueError(f"no frame to classify in {args.trajectory}: {what}; nothing was written")
+        raise TrajectoryError(f"no frame to classify in {args.trajectory}: {what}; nothing was written")
     columns = [c for c in sorted(names) if c >= 0]
     if not args.quiet:
         mode = "SOAP only (no denoising)" if args.no_denoise else f"denoise x{pipeline.iterations} + SOAP"
@@ -132,7 +133,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             for frame in tqdm(read_frames(args.trajectory, args.top, select, frames), total=total,
                               desc="classify", unit="frame", disable=args.quiet):
                 if frame.n_atoms == 0:
-                    raise ValueError(f"frame {frame.index} of {args.trajectory} has no selected atoms")
+                    raise TrajectoryError(f"frame {frame.index} of {args.trajectory} has no selected atoms")
                 result = pipeline.run(frame.positions, frame.cell, frame.pbc)
                 if result.n_too_close:
                     first = int(np.flatnonzero(result.too_close)[0])
@@ -149,10 +150,11 @@ def _cmd_classify(args: argparse.Namespace) -> int:
                 if not args.quiet:
                     counts = " ".join(f"{np.count_nonzero(result.codes == c):7d}" for c in columns)
                     tqdm.write(f"{frame.index:5d}  {counts}  {result.clusters.largest:7d}")
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            # the outputs keep their old contents; say where the finished frames are, if anywhere
+        except (IcephaseError, OSError) as exc:
+            # the outputs keep their old contents; say where the finished frames are, if anywhere (same class,
+            # so that main reports it as it would the bare error)
             notes = "; ".join(w.abandon() for w in writers)
-            raise ValueError(f"{exc}. {notes}") from exc
+            raise type(exc)(f"{exc}. {notes}") from exc
     print(f"labels written to {args.out}" + (f"; denoised frames to {args.write_denoised}" if args.write_denoised else ""))
     return 0
 
@@ -218,7 +220,6 @@ def _distances(pipeline, specs: list[str], select, frames, option: str) -> np.nd
     have no distance and are left out)."""
     from tqdm import tqdm
 
-    from .calibrate import CalibrationError
     from .trajectory import count_frames, read_frames
 
     out = []
@@ -250,7 +251,7 @@ def _noisy_water(clean: np.ndarray, cell: np.ndarray, sigma: float, rng: np.rand
         if not close.any():
             return noisy
         noisy[close] = clean[close] + rng.normal(0.0, sigma, (int(close.sum()), 3))
-    raise ValueError(f"noise of {sigma} A keeps putting oxygens closer than {MIN_OXYGEN_DISTANCE} A: use less")
+    raise CalibrationError(f"noise of {sigma} A keeps putting oxygens closer than {MIN_OXYGEN_DISTANCE} A: use less")
 
 
 def _noisy_reference_distances(pipeline, sigma: float, min_width: float = 24.0, seed: int = 0) -> np.ndarray:
@@ -272,7 +273,7 @@ def _noisy_reference_distances(pipeline, sigma: float, min_width: float = 24.0, 
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationError, calibrate_threshold, plot_histogram
+    from .calibrate import calibrate_threshold, plot_histogram
     from .model_file import load_model, save_model
     from .pipeline import Pipeline, set_threads
     from .trajectory import Selection, parse_frames
@@ -282,7 +283,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     pipeline = Pipeline.from_path(args.model, use_denoiser=not args.no_denoise, metric=args.metric, threshold=0.0)
     select, frames = Selection.parse(args.select), parse_frames(args.frames)
     if not args.ice and not args.noisy_references:
-        raise ValueError("give ice data: --ice TRAJ and/or --noisy-references SIGMA")
+        raise CalibrationError("give ice data: --ice TRAJ and/or --noisy-references SIGMA")
     parts = [_distances(pipeline, args.ice, select, frames, "--ice")] if args.ice else []
     parts += [_noisy_reference_distances(pipeline, s) for s in args.noisy_references]
     ice = np.concatenate(parts)
@@ -341,14 +342,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_run, training_references
     from .references import load_references
 
+    # the thresholds first: a typo in one should not wait for the classifier fit
+    thresholds = {}
+    for item in args.threshold:
+        key, _, value = item.partition("=")
+        try:
+            thresholds[key.strip()] = float(value)
+        except ValueError:
+            raise ClassifierError(f"--threshold {item!r}: give KEY=VALUE with a number, e.g. "
+                                  "denoised/euclidean=17.5") from None
     references = load_references(training_references(args.run_dir))
     soap = SoapSettings(r_cut=args.r_cut, n_max=args.n_max, l_max=args.l_max, sigma=args.sigma)
     clf = fit_classifier(references, soap, progress=True)
     clf.metric = args.metric
-    thresholds = {}
-    for item in args.threshold:
-        key, _, value = item.partition("=")
-        thresholds[key.strip()] = float(value)
     denoised = None if args.ideal_references_only else DenoisedReferenceSettings()
     out = export_run(args.run_dir, clf, args.out, args.iterations, args.tolerance, references, denoised, thresholds)
     print(f"model written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -415,16 +421,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     path = Path(args.labels)
     if not path.is_file():
-        raise FileNotFoundError(f"labels file {path} does not exist: write one with `icephase classify ... --out {path}`")
+        raise TrajectoryError(f"labels file {path} does not exist: write one with `icephase classify ... --out {path}`")
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         missing = {"frame", "code"} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path} is not an icephase labels .csv (no column {', '.join(sorted(missing))}): "
-                             "write one with `icephase classify ... --out labels.csv`")
+            raise TrajectoryError(f"{path} is not an icephase labels .csv (no column {', '.join(sorted(missing))}): "
+                                  "write one with `icephase classify ... --out labels.csv`")
         rows = list(reader)
     if not rows:
-        raise ValueError(f"{path} holds no labels")
+        raise TrajectoryError(f"{path} holds no labels")
     frame = np.array([int(r["frame"]) for r in rows])
     code = np.array([int(r["code"]) for r in rows])
     frames = np.unique(frame)
@@ -477,6 +483,7 @@ def _cmd_build_plugin(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``icephase`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="icephase",
         description="Classify water oxygens into ice phases (Ih, Ic, II, III, VI, VII, sI) or liquid.",
@@ -498,12 +505,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``icephase`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status (2: an error,
+    reported in one line on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # every expected failure is a ValueError subclass with a message that says how to fix it
+    except (IcephaseError, OSError) as exc:
+        # IcephaseError: every problem icephase itself finds, with a message that says how to fix it.
+        # OSError: the system's refusal of a path the user gave (a missing folder, no permission, a full
+        # disk); its message names the path. Anything else is a bug and keeps its traceback.
         print(f"icephase {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -20,16 +20,39 @@ from .phases import LIQUID
 
 @dataclass
 class Clusters:
+    """Ice clusters of one configuration, numbered by decreasing size."""
+
     ids: np.ndarray  # (n,) int32: 1 = the largest cluster, 0 = not ice
     sizes: np.ndarray  # (K,) sizes of clusters 1..K
 
     @property
     def largest(self) -> int:
+        """Molecules in the largest cluster (0 without ice)."""
         return int(self.sizes[0]) if len(self.sizes) else 0
 
 
 def ice_clusters(codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, cutoff: float) -> Clusters:
-    """Clusters of molecules with a phase code above liquid (any ice phase: a nucleus may hold Ih and Ic)."""
+    """Clusters of molecules with a phase code above liquid (any ice phase: a nucleus may hold Ih and Ic).
+
+    Parameters
+    ----------
+    codes : array_like of int, shape (N,)
+        Phase codes; every code above ``LIQUID`` (0) is ice.
+    positions : array_like, shape (N, 3)
+        Where the bonds are measured, Angstrom (the pipeline passes the input positions, as LAMMPS's
+        ``compute cluster/atom`` sees them).
+    cell : array_like, shape (3, 3) or None
+        Cell vectors as rows, Angstrom; ``None``: no box.
+    pbc : tuple of 3 bool
+        Periodicity along each cell vector; a cluster may cross the cell's faces.
+    cutoff : float
+        Two ice molecules closer than this (Angstrom) are in one cluster.
+
+    Returns
+    -------
+    Clusters
+        ``ids`` of shape (N,) (1: the largest, 0: not ice) and ``sizes`` of shape (K,), largest first.
+    """
     codes = np.asarray(codes)
     ice = np.nonzero(codes > LIQUID)[0]
     ids = np.zeros(len(codes), dtype=np.int32)

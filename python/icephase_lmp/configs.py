@@ -36,12 +36,15 @@ class DenoiserConfig:
         return self.num_layers * self.r_max
 
     def to_dict(self) -> dict:
+        """The architecture as stored in a model file's metadata (``denoiser``)."""
         return asdict(self)
 
 
 
 @dataclass
 class TrainConfig:
+    """A training run's settings (lengths in Angstrom), saved as its ``config.json``."""
+
     references: list[str] = field(default_factory=list)  # empty: the seven built-in phases
     model: DenoiserConfig = field(default_factory=DenoiserConfig)
     steps: int = 20000
@@ -67,10 +70,12 @@ class TrainConfig:
     threads: int = 0  # 0: leave torch's default
 
     def to_json(self) -> str:
+        """The ``config.json`` text."""
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        """Read what :meth:`to_json` wrote (parsed)."""
         data = dict(data)
         data["model"] = DenoiserConfig(**data.get("model", {}))
         return cls(**data)

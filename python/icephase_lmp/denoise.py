@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .errors import DenoiseError
 from .geometry import neighbor_edges, perpendicular_widths
 
 
@@ -23,10 +24,6 @@ RUNAWAY_STEP = 10.0
 #: 4.5 A, and oxygens at least MIN_OXYGEN_DISTANCE apart cannot exceed ~70): more means the network has
 #: collapsed atoms together, and the run stops instead of building an ever larger graph.
 MAX_NEIGHBOURS = 100
-
-
-class DenoiseError(ValueError):
-    """Bad input to the denoiser; the message says what and how to fix it."""
 
 
 def limits() -> dict[str, float]:
@@ -46,6 +43,8 @@ def runaway_message(step: float, where: str) -> str:
 
 @dataclass
 class DenoiseResult:
+    """The denoised positions and the size of every step, as :func:`denoise` returns them."""
+
     positions: np.ndarray  # (N, 3) denoised positions (unwrapped: each atom moves continuously)
     #: largest displacement of any atom in each iteration (A)
     max_steps: list[float] = field(default_factory=list)
@@ -54,6 +53,7 @@ class DenoiseResult:
 
     @property
     def iterations(self) -> int:
+        """Iterations done (fewer than asked for when the tolerance stopped them early)."""
         return len(self.max_steps)
 
 
@@ -80,7 +80,44 @@ def denoise(
     tolerance: float = 0.0,
     device: str | torch.device = "cpu",
 ) -> DenoiseResult:
-    """Apply ``iterations`` denoising steps, stopping early once the largest step is below ``tolerance`` A."""
+    """Apply ``iterations`` denoising steps r <- r - eps(r), stopping early once the largest step is below
+    ``tolerance``.
+
+    Each step is at most ``MAX_STEP`` long (a longer one is shortened in its own direction); a step longer
+    than ``RUNAWAY_STEP``, or one that is not finite, stops the run.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The denoiser, ``forward(pos [N, 3], edge_index [2, E], edge_shift [E, 3]) -> eps [N, 3]`` (float32,
+        Angstrom; the ``model`` module's docstring gives the contract).
+    positions : array_like, shape (N, 3)
+        Oxygen positions, Angstrom.
+    cell : array_like, shape (3, 3) or None
+        Cell vectors as rows, Angstrom; ``None``: an open cloud.
+    pbc : tuple of 3 bool
+        Periodicity along each cell vector.
+    r_max : float
+        The denoiser's cutoff, Angstrom: every pair closer than this is an edge.
+    iterations : int, optional
+        Most steps to take (0: return the input).
+    tolerance : float, optional
+        Stop once the largest step of an iteration is below this, Angstrom (0: never).
+    device : str or torch.device, optional
+        Where the denoiser runs.
+
+    Returns
+    -------
+    DenoiseResult
+        Positions (N, 3) after the last step, not wrapped back into the cell (each atom moves continuously),
+        and the largest and RMS step of each iteration, Angstrom.
+
+    Raises
+    ------
+    DenoiseError
+        On NaN or Inf positions, ``iterations < 0``, a periodic box narrower than ``r_max``, or a denoiser
+        that returns the wrong shape, a runaway step, or collapses the atoms together.
+    """
     pos = np.array(positions, dtype=np.float64)
     if not np.isfinite(pos).all():
         raise DenoiseError("positions contain NaN or Inf: the simulation has blown up or the file is corrupt")

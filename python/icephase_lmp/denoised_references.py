@@ -23,12 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .denoise import denoise
+from .errors import ClassifierError
 from .model_file import IcephaseModel, training_reference_specs
 from .references import Reference, load_references, supercell
 
 
 @dataclass(frozen=True)
 class DenoisedReferenceSettings:
+    """How many noisy copies of each reference are denoised, at which noise levels, and how they are thinned."""
+
     #: noise levels (A); None: 0.05, 0.10, ... up to the sigma_max the denoiser was trained with
     sigmas: tuple[float, ...] | None = None
     #: independent noisy copies per reference and noise level
@@ -41,6 +44,7 @@ class DenoisedReferenceSettings:
 
 
 def noise_levels(model: IcephaseModel, settings: DenoisedReferenceSettings) -> tuple[float, ...]:
+    """The noise sigmas (Angstrom): the settings' own, else 0.05 A steps up to the training's ``sigma_max``."""
     if settings.sigmas is not None:
         return tuple(settings.sigmas)
     sigma_max = float(model.metadata.get("training", {}).get("config", {}).get("sigma_max", 0.35))
@@ -105,7 +109,7 @@ def add_denoised_references(
     if references is None:
         references = load_references(training_reference_specs(model.metadata))
     if [r.name for r in references] != list(clf.names):
-        raise ValueError(
+        raise ClassifierError(
             f"references {[r.name for r in references]} do not match the classifier's phases {clf.names}"
         )
     ideal = ~clf.ref_denoised

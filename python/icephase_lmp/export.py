@@ -12,24 +12,23 @@ from pathlib import Path
 import torch
 
 from .classifier import Classifier
+from .errors import ModelFileError
 from .denoised_references import DenoisedReferenceSettings, add_denoised_references
 from .model import DenoiserConfig, script_denoiser
 from .model_file import IcephaseModel, build_metadata, load_model, read_metadata, save_model, training_reference_specs
 from .references import Reference
-from .train import load_trained
+from .train import load_trained, read_checkpoint, read_run_config
 
 
 def training_references(source: str | Path) -> list[str] | None:
     """The reference specs a run (folder) or model (file) was trained on; None: the built-in seven."""
-    import json
-
     source = Path(source)
     if source.is_file():
         return training_reference_specs(read_metadata(source))
     config = source / "config.json"
     if not config.is_file():
-        raise FileNotFoundError(f"{source} is neither a model file nor a training run folder (no config.json)")
-    return json.loads(config.read_text()).get("references") or None
+        raise ModelFileError(f"{source} is neither a model file nor a training run folder (no config.json)")
+    return read_run_config(source).get("references") or None
 
 
 def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, DenoiserConfig, dict]:
@@ -37,9 +36,9 @@ def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, DenoiserConfig, dic
         model = load_model(source, freeze=False)
         return model.denoiser, DenoiserConfig(**model.metadata["denoiser"]), model.metadata.get("training", {})
     if not (source / "checkpoint.pt").is_file():
-        raise FileNotFoundError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")
+        raise ModelFileError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")
     eager, config = load_trained(source)
-    state = torch.load(source / "checkpoint.pt", map_location="cpu", weights_only=True)
+    state = read_checkpoint(source / "checkpoint.pt")
     return script_denoiser(eager), config.model, {"config": asdict(config), "steps_done": int(state["step"])}
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import LammpsDataError, ReferenceStructureError
 from .phases import builtin_phase
-from .references import ReferenceError, WATER_MOLAR_MASS, _AVOGADRO
+from .references import WATER_MOLAR_MASS, _AVOGADRO
 
 #: TIP4P/Ice (Abascal, Sanz, Garcia Fernandez, Vega, J. Chem. Phys. 122, 234511 (2005)), in LAMMPS real units.
 TIP4P_ICE = {
@@ -44,10 +45,6 @@ MASS_H = 1.008
 #: Oxygen pairs closer than this are taken as hydrogen-bonded in the checks below (ice O-O ~2.75-2.9 A).
 _MAX_HBOND = 3.5
 _IMAGES = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float)
-
-
-class LammpsDataError(ReferenceError):
-    """A LAMMPS data file could not be built; the message says why and what to do."""
 
 
 @dataclass
@@ -129,7 +126,7 @@ def _unit_widths(lattice: str) -> np.ndarray:
 
     try:
         cell = genice_cell(lattice).cell.array
-    except ReferenceError as exc:
+    except ReferenceStructureError as exc:
         raise LammpsDataError(
             f"GenIce2 has no lattice named {lattice!r}. Use a phase name (Ih, Ic, II, III, VI, VII, sI) or a "
             "GenIce2 lattice name (1h, 1c, 2, 3, 5, 6, 7, CS1, CS2, ...)."
@@ -417,6 +414,6 @@ def basal_interfaces(oz: np.ndarray, lz: float) -> tuple[float, float, float]:
     z2_target = z1 + 0.5 * lz
     z2 = float(mids[np.argmin(np.abs(mids - z2_target))])
     if abs(z2 - z2_target) > 0.3:
-        raise RuntimeError(f"no layer gap half a box above z={z1:.2f} A (nearest {z2:.2f}); use whole unit cells")
+        raise LammpsDataError(f"no layer gap half a box above z={z1:.2f} A (nearest {z2:.2f}); use whole unit cells")
     dz = 0.5 * lz - 0.5 * (z1 + z2)
     return z1 + dz, z2 + dz, dz

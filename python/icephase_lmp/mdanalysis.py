@@ -23,6 +23,8 @@ import numpy as np
 from MDAnalysis.analysis.base import AnalysisBase
 from MDAnalysis.analysis.results import ResultsGroup
 
+from .errors import TrajectoryError
+
 
 class IcePhase(AnalysisBase):
     """Ice phase of each atom of an oxygen ``AtomGroup``, frame by frame.
@@ -67,6 +69,7 @@ class IcePhase(AnalysisBase):
 
     @classmethod
     def get_supported_backends(cls) -> tuple[str, ...]:
+        """The MDAnalysis backends ``run(backend=...)`` accepts: frames are independent, so all of them."""
         return ("serial", "multiprocessing", "dask")
 
     def __init__(
@@ -81,7 +84,7 @@ class IcePhase(AnalysisBase):
     ) -> None:
         super().__init__(atomgroup.universe.trajectory, verbose=verbose)
         if len(atomgroup) == 0:
-            raise ValueError("the AtomGroup is empty: select the water oxygens, e.g. u.select_atoms('name OW')")
+            raise TrajectoryError("the AtomGroup is empty: select the water oxygens, e.g. u.select_atoms('name OW')")
         self._ag = atomgroup
         # a path, not a loaded model: the analysis object is pickled to every worker of a parallel run
         self._model = None if model is None else str(model)

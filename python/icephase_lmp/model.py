@@ -18,6 +18,7 @@ from typing import Dict
 import torch
 
 from .configs import DenoiserConfig  # noqa: F401  (defined without torch, for the CLI)
+from .errors import DeviceError
 
 #: Key under which the network writes its per-atom output in nequip's data dict.
 _OUT_FIELD = "denoise_eps"
@@ -36,6 +37,7 @@ class Denoiser(torch.nn.Module):
         self.output_scale = output_scale
 
     def forward(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
+        """eps: pos (N, 3), edge_index (2, E), edge_shift (E, 3), Angstrom -> (N, 3), Angstrom."""
         vec = torch.index_select(pos, 0, edge_index[1]) - torch.index_select(pos, 0, edge_index[0]) + edge_shift
         data: Dict[str, torch.Tensor] = {
             "pos": pos,
@@ -58,7 +60,7 @@ CUDA_UNAVAILABLE = (
 def check_device(device: str | torch.device) -> None:
     """Stop with a clear message when a CUDA device is asked for and torch has none."""
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"{CUDA_UNAVAILABLE}: use --device cpu")
+        raise DeviceError(f"{CUDA_UNAVAILABLE}: use --device cpu")
 
 
 def prepare_torch() -> None:

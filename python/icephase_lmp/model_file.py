@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .classifier import Classifier
 from .configs import DenoiserConfig
+from .errors import ModelFileError
 
 if TYPE_CHECKING:  # torch takes seconds to import; reading metadata and classifiers does not need it
     import torch
@@ -47,12 +48,10 @@ def shipped_model_path() -> Path:
 SHIPPED_MODEL = shipped_model_path()
 
 
-class ModelFileError(ValueError):
-    """A model file is missing, corrupt or foreign; the message says which and what to do."""
-
-
 @dataclass
 class IcephaseModel:
+    """A loaded model file: what :func:`load_model` returns and :class:`~icephase_lmp.pipeline.Pipeline` runs."""
+
     denoiser: "torch.jit.ScriptModule"
     classifier: Classifier
     metadata: dict
@@ -60,20 +59,26 @@ class IcephaseModel:
 
     @property
     def r_max(self) -> float:
+        """The denoiser's cutoff, Angstrom."""
         return float(self.metadata["r_max"])
 
     @property
     def iterations(self) -> int:
+        """Default denoising iterations."""
         return int(self.metadata["iterations"])
 
     @property
     def tolerance(self) -> float:
+        """Default early-stop step size, Angstrom (0: never stop early)."""
         return float(self.metadata["tolerance"])
 
 
 def build_metadata(
     config: DenoiserConfig, classifier: Classifier, iterations: int, tolerance: float, training: dict
 ) -> dict:
+    """The ``metadata.json`` of a new model file: the denoiser's architecture and cutoffs (Angstrom), the
+    ghost cutoff they imply, the default ``iterations`` and ``tolerance`` (Angstrom), the classifier's
+    settings, thresholds and phase codes, and ``training`` (what the denoiser was trained with)."""
     from . import __version__
 
     receptive = config.receptive_field
@@ -104,6 +109,27 @@ def build_metadata(
 def save_model(
     path: str | Path, denoiser: "torch.jit.ScriptModule", classifier: Classifier, metadata: dict
 ) -> Path:
+    """Write a model file: the TorchScript denoiser with ``metadata.json`` and ``classifier.npz`` beside it.
+
+    The file is written next to ``path`` and renamed onto it when complete, so an existing model is only
+    ever replaced by a whole one. Missing parent folders are created.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The model file to write (``.pth``).
+    denoiser : torch.jit.ScriptModule
+        The scripted (not frozen) denoiser.
+    classifier : Classifier
+        The fitted classifier.
+    metadata : dict
+        From :func:`build_metadata` (or :func:`read_metadata` of the model it derives from).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     import torch
 
     path = Path(path)
@@ -160,7 +186,27 @@ def check_integrity(path: str | Path) -> None:
 
 
 def read_metadata(path: str | Path) -> dict:
-    """The validated metadata of a model file, after checking the whole archive's checksums."""
+    """The validated metadata of a model file, after checking the whole archive's checksums.
+
+    Reads the archive as a zip file: no torch needed (``icephase inspect`` and ``--help`` stay fast).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A model file written by :func:`save_model` (``icephase export``).
+
+    Returns
+    -------
+    dict
+        The ``metadata.json``: lengths (``r_max``, ``receptive_field``, ``ghost_cutoff``, ``tolerance``,
+        SOAP ``r_cut`` and ``sigma``) in Angstrom; ``phases`` is the code table (code 0 liquid).
+
+    Raises
+    ------
+    ModelFileError
+        When the file does not exist, is damaged (a checksum fails), is not an icephase model, or has
+        another format version.
+    """
     path = _existing(path)
     check_integrity(path)
     try:
@@ -183,6 +229,7 @@ def training_reference_specs(metadata: dict) -> list[str] | None:
 
 
 def read_classifier(path: str | Path) -> Classifier:
+    """The classifier of a model file, without loading the denoiser (no torch needed)."""
     path = _existing(path)
     return Classifier.from_bytes(_archive_member(path, CLASSIFIER_FILE), origin=f"{path}:{CLASSIFIER_FILE}")
 
@@ -190,9 +237,30 @@ def read_classifier(path: str | Path) -> Classifier:
 def load_model(path: str | Path | None = None, device: str = "cpu", freeze: bool = True) -> IcephaseModel:
     """Load a model file (default: the shipped one).
 
-    ``freeze``: prepare the denoiser for inference on ``device`` (``torch.jit.freeze`` inlines the weights,
-    ``optimize_for_inference`` fuses what it can: ~1.5x faster on CPU, the same output bit for bit). A frozen
-    module has no parameters, so whatever re-saves the denoiser (``icephase export``) loads it unfrozen."""
+    Parameters
+    ----------
+    path : str or pathlib.Path, optional
+        The model file; ``None``: the shipped model (``SHIPPED_MODEL``).
+    device : str, optional
+        Torch device for the denoiser (``"cpu"``, ``"cuda"``).
+    freeze : bool, optional
+        Prepare the denoiser for inference on ``device`` (``torch.jit.freeze`` inlines the weights,
+        ``optimize_for_inference`` fuses what it can: ~1.5x faster on CPU, the same output bit for bit). A
+        frozen module has no parameters, so whatever re-saves the denoiser (``icephase export``) loads it
+        unfrozen.
+
+    Returns
+    -------
+    IcephaseModel
+        The denoiser, the classifier, the metadata (as :func:`read_metadata`) and the path.
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`read_metadata`, or when the denoiser cannot be loaded.
+    DeviceError
+        When ``device`` is CUDA and torch has none.
+    """
     import torch
 
     from .model import check_device

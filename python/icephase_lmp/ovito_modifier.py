@@ -33,6 +33,7 @@ from ovito.data import DataCollection, ParticleType
 from ovito.pipeline import ModifierInterface
 from traits.api import Bool, Str
 
+from .errors import TrajectoryError
 from .phases import NOT_ANALYSED, phase_styles
 
 #: The code columns tried, in order, when ``code_property`` is empty.
@@ -60,7 +61,7 @@ def code_property_name(data: DataCollection, requested: str = "") -> str:
     keys = list(data.particles.keys())
     if requested:
         if requested not in keys:
-            raise RuntimeError(f"no particle property {requested!r}; there are {', '.join(keys)}")
+            raise TrajectoryError(f"no particle property {requested!r}; there are {', '.join(keys)}")
         return requested
     for name in AUTO_CODE_PROPERTIES:
         if name in keys:
@@ -68,7 +69,7 @@ def code_property_name(data: DataCollection, requested: str = "") -> str:
     computes = [k for k in keys if _COMPUTE_COLUMN.match(k)]
     if len(computes) == 1:
         return computes[0]
-    raise RuntimeError(
+    raise TrajectoryError(
         "cannot tell which particle property holds the icephase code (none named 'code', "
         f"{'several' if computes else 'no'} 'c_ID[1]' columns); set code_property to one of: {', '.join(keys)}"
     )
@@ -84,7 +85,7 @@ def oxygen_mask(data: DataCollection, select: str = "") -> np.ndarray:
     if "Particle Type" not in data.particles.keys():
         if selection.is_auto:
             return np.ones(n, dtype=bool)
-        raise RuntimeError("the particles have no types to select oxygens by: leave the selection empty")
+        raise TrajectoryError("the particles have no types to select oxygens by: leave the selection empty")
     ptype = data.particles["Particle Type"]
     ids = np.asarray(ptype)
     names = {t.id: t.name for t in ptype.types}
@@ -104,8 +105,8 @@ def oxygen_mask(data: DataCollection, select: str = "") -> np.ndarray:
             mask = np.zeros(n, dtype=bool)
     if not mask.any():
         described = ", ".join(f"{i} ({names.get(i) or 'no name'})" for i in np.unique(ids))
-        raise RuntimeError(f"no oxygens selected ({selection.describe()}): the particle types are {described}; "
-                           "set select, e.g. 'type 1' or 'element O'")
+        raise TrajectoryError(f"no oxygens selected ({selection.describe()}): the particle types are {described}; "
+                              "set select, e.g. 'type 1' or 'element O'")
     return mask
 
 
@@ -115,8 +116,8 @@ def set_phase_types(data: DataCollection, codes: np.ndarray, names: tuple[str, .
     codes = np.asarray(codes, dtype=np.int32)
     unknown = sorted(set(np.unique(codes).tolist()) - set(styles))
     if unknown:
-        raise RuntimeError(f"codes {unknown} are not in the model's code table ({sorted(styles)}): "
-                           "is this the model that wrote the labels?")
+        raise TrajectoryError(f"codes {unknown} are not in the model's code table ({sorted(styles)}): "
+                              "is this the model that wrote the labels?")
     stype = data.particles_.create_property(STRUCTURE_TYPE, data=codes)
     for code, (name, color) in sorted(styles.items()):
         stype.types_.append(ParticleType(id=code, name=name, color=color))
@@ -155,6 +156,7 @@ class IcePhaseModifier(ModifierInterface):
     denoise = Bool(True, label="Denoise before classifying")
 
     def modify(self, data: DataCollection, *, frame: int, **kwargs: Any) -> None:
+        """OVITO's per-frame call: set *Structure Type* (and, classifying, the distance and cluster properties)."""
         if self.classify:
             out = classify_frame(data, self.model, self.select, self.denoise)
             set_phase_types(data, out["codes"], out["names"])

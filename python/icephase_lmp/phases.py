@@ -34,6 +34,8 @@ LIQUID_NAME = "liquid"
 
 @dataclass(frozen=True)
 class Phase:
+    """One reference phase: its code, name, GenIce2 lattice and colour."""
+
     code: int
     name: str
     #: GenIce2 lattice name that builds its ideal structure.

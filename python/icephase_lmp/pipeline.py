@@ -11,7 +11,8 @@ import torch
 from .boundary import extend_ice
 from .classifier import Classifier
 from .clusters import Clusters, ice_clusters
-from .denoise import DenoiseError, DenoiseResult, denoise
+from .denoise import DenoiseResult, denoise
+from .errors import ClassifierError, DenoiseError
 from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
@@ -37,11 +38,40 @@ class FrameResult:
 
     @property
     def n_too_close(self) -> int:
+        """How many oxygens were too close to another one."""
         return 0 if self.too_close is None else int(self.too_close.sum())
 
 
 class Pipeline:
-    """A loaded model with the user's choices: denoise or not, iterations, metric, threshold."""
+    """A loaded model with the user's choices: denoise or not, iterations, metric, threshold.
+
+    What ``icephase classify``, the MDAnalysis analysis, the OVITO modifier and :func:`icephase_lmp.classify`
+    run on each frame (:meth:`run`). Lengths are in Angstrom.
+
+    Parameters
+    ----------
+    model : IcephaseModel
+        A loaded model file (:func:`~icephase_lmp.model_file.load_model`).
+    use_denoiser : bool, optional
+        False: classify the raw positions (SOAP only, the ``raw/...`` thresholds, no boundary step).
+    iterations : int, optional
+        Denoising iterations; default: the model's.
+    tolerance : float, optional
+        Stop denoising once the largest step is below this, Angstrom (0: never); default: the model's.
+    metric : {"euclidean", "cosine"}, optional
+        Default: the model's.
+    threshold : float, optional
+        Liquid threshold; default: the model's calibrated one for this metric and ``use_denoiser``.
+    device : str, optional
+        Torch device of the denoiser (``"cpu"`` or ``"cuda"``); the model must have been loaded on it.
+    boundary_rounds : int, optional
+        Rounds of the boundary step (0: off); default: the model's. Always 0 without the denoiser.
+
+    Raises
+    ------
+    ClassifierError
+        When no threshold is given and the model has none calibrated, or ``boundary_rounds < 0``.
+    """
 
     def __init__(
         self,
@@ -66,20 +96,50 @@ class Pipeline:
         # the boundary step was tuned on denoised positions: without the denoiser it is off
         rounds = model.classifier.boundary.rounds if boundary_rounds is None else boundary_rounds
         if rounds < 0:
-            raise ValueError(f"boundary rounds must be >= 0 (0: off), got {rounds}")
+            raise ClassifierError(f"boundary rounds must be >= 0 (0: off), got {rounds}")
         self.boundary = replace(model.classifier.boundary, rounds=rounds if use_denoiser else 0)
 
     @classmethod
     def from_path(cls, path: str | Path | None = None, device: str = "cpu", **kwargs) -> "Pipeline":
+        """Load the model file at ``path`` (``None``: the shipped model) on ``device``; ``kwargs`` as for
+        :class:`Pipeline`."""
         return cls(load_model(path, device=device), device=device, **kwargs)
 
     @property
     def classifier(self) -> Classifier:
+        """The model's classifier."""
         return self.model.classifier
 
     def run(self, positions: np.ndarray, cell: np.ndarray | None, pbc) -> FrameResult:
-        """Labels of every oxygen of one configuration (positions need not be wrapped into the cell):
-        denoise (unless switched off), classify, extend the ice across its boundary, find ice clusters."""
+        """Labels of every oxygen of one configuration.
+
+        Denoise (unless switched off), classify, extend the ice across its boundary, find ice clusters.
+        Oxygens closer than ``MIN_OXYGEN_DISTANCE`` to another one are not water: they are labelled liquid
+        with distance ``TOO_CLOSE_DISTANCE`` and left out of the others' denoising and SOAP.
+
+        Parameters
+        ----------
+        positions : array_like, shape (N, 3)
+            Oxygen positions, Angstrom; they need not be wrapped into the cell.
+        cell : array_like, shape (3, 3) or None
+            Cell vectors as rows, Angstrom; ``None``: no box (an open cluster).
+        pbc : tuple of 3 bool
+            Periodicity along each cell vector.
+
+        Returns
+        -------
+        FrameResult
+            Codes, distances and clusters of shape (N,), the classified positions (N, 3) wrapped into the
+            cell, and the denoising record.
+
+        Raises
+        ------
+        DenoiseError
+            When ``positions`` hold NaN or Inf, the cell is narrower than the denoiser's cutoff, or the
+            denoiser runs away.
+        ClassifierError
+            On input the classifier cannot describe.
+        """
         pos = np.asarray(positions, dtype=np.float64)
         if not np.isfinite(pos).all():
             raise DenoiseError("positions contain NaN or Inf: the simulation has blown up or the file is corrupt")

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
+from .errors import PluginBuildError
+
 PLUGIN_FILE = "icephaseplugin.so"
 PREFIX = "[build_plugin]"
 
 
-class PluginBuildError(RuntimeError):
-    """The plugin cannot be configured or built; the message says what is missing and how to get it."""
-
-
 @dataclass(frozen=True)
 class BuildSettings:
+    """Where the plugin is built from and to, and with which environment."""
+
     #: folder holding CMakeLists.txt and src/compute_icephase/
     source: Path
     #: CMake build folder; the plugin is written to ``build / PLUGIN_FILE``
@@ -44,6 +44,7 @@ class BuildSettings:
 
     @property
     def plugin(self) -> Path:
+        """The built plugin file."""
         return self.build / PLUGIN_FILE
 
 
@@ -112,6 +113,7 @@ def settings_for(
 
 
 def cmake_configure_command(s: BuildSettings) -> list[str]:
+    """The ``cmake`` configure command line for these settings."""
     command = [
         "cmake", "-S", str(s.source), "-B", str(s.build), "-DCMAKE_BUILD_TYPE=Release",
         f"-DICEPHASE_VENV={s.prefix}", f"-DICEPHASE_PYTHON={s.python}", f"-DMPI_CXX_COMPILER={s.mpicxx}", "-Wno-dev",
@@ -170,6 +172,7 @@ def lammps_plugin_path() -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``icephase build-plugin`` (and ``python -m icephase_lmp.plugin_build``)."""
     p.add_argument("--build-dir", help="CMake build folder; the plugin is written there (default: "
                    "<environment>/share/icephase/plugin, which the environment's `lmp` loads by itself)")
     p.add_argument("--jobs", type=int, default=2, help="parallel compile jobs, ~1.5 GB of memory each (default 2)")
@@ -177,6 +180,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the plugin as ``args`` (from :func:`add_arguments`) say; :class:`PluginBuildError` on failure."""
     build_plugin(settings_for(args.build_dir, args.jobs, args.env))
     return 0
 

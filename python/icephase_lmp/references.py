@@ -20,15 +20,12 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from .errors import ReferenceStructureError
 from .phases import BUILTIN_PHASES, builtin_phase
 
 #: Mass of one water molecule in g/mol: a reference's density counts one molecule per oxygen site.
 WATER_MOLAR_MASS = 18.015
 _AVOGADRO = 6.02214076e23
-
-
-class ReferenceError(ValueError):
-    """A reference could not be built; the message says which and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +38,7 @@ class Reference:
 
     @property
     def density(self) -> float:
+        """Water density (g/cm3), one molecule per oxygen site."""
         return water_density(self.atoms)
 
 
@@ -53,7 +51,7 @@ def water_density(atoms: Atoms) -> float:
 def scaled_to_density(atoms: Atoms, density: float) -> Atoms:
     """A copy of ``atoms`` scaled isotropically (positions with the cell) to ``density`` g/cm3."""
     if not density > 0:
-        raise ReferenceError(f"density must be positive (g/cm3), got {density}")
+        raise ReferenceStructureError(f"density must be positive (g/cm3), got {density}")
     out = atoms.copy()
     factor = (water_density(atoms) / density) ** (1.0 / 3.0)
     out.set_cell(atoms.cell.array * factor, scale_atoms=True)
@@ -73,7 +71,7 @@ def genice_cell(lattice: str) -> Atoms:
                 Format("raw", stage=(1,))
             )
     except (ImportError, KeyError, AttributeError, AssertionError) as exc:  # GenIce2 asserts on unknown names
-        raise ReferenceError(
+        raise ReferenceStructureError(
             f"GenIce2 has no lattice named {lattice!r} ({exc}). Use a GenIce2 lattice name "
             "(e.g. 1h, 1c, 2, 3, 5, 6, 7, CS1, CS2) or a structure file ASE can read."
         ) from exc
@@ -87,11 +85,12 @@ def builtin_reference(name: str, density: float | None = None) -> Reference:
     phase = builtin_phase(name)
     if phase is None:
         known = ", ".join(p.name for p in BUILTIN_PHASES)
-        raise ReferenceError(f"unknown phase {name!r}: the built-in phases are {known}")
+        raise ReferenceStructureError(f"unknown phase {name!r}: the built-in phases are {known}")
     return genice_reference(phase.lattice, phase.name, density)
 
 
 def genice_reference(lattice: str, label: str, density: float | None = None) -> Reference:
+    """GenIce2's ``lattice`` as the reference ``label``, rescaled to ``density`` (g/cm3) when given."""
     atoms = genice_cell(lattice)
     if density is not None:
         atoms = scaled_to_density(atoms, density)
@@ -104,16 +103,16 @@ def file_reference(path: str | Path, label: str, density: float | None = None) -
 
     path = Path(path)
     if not path.is_file():
-        raise ReferenceError(f"reference file {str(path)!r} does not exist")
+        raise ReferenceStructureError(f"reference file {str(path)!r} does not exist")
     try:
         atoms = read(path)
     except Exception as exc:  # ASE raises many types for unreadable files
-        raise ReferenceError(f"ASE cannot read reference file {str(path)!r}: {exc}") from exc
+        raise ReferenceStructureError(f"ASE cannot read reference file {str(path)!r}: {exc}") from exc
     oxygen = atoms[[s == "O" for s in atoms.get_chemical_symbols()]]
     if len(oxygen) == 0:
-        raise ReferenceError(f"reference file {str(path)!r} holds no O atom: icephase uses oxygen sites only")
+        raise ReferenceStructureError(f"reference file {str(path)!r} holds no O atom: icephase uses oxygen sites only")
     if not all(oxygen.pbc) or oxygen.cell.rank < 3:
-        raise ReferenceError(f"reference file {str(path)!r} must be a periodic crystal with a full 3D cell")
+        raise ReferenceStructureError(f"reference file {str(path)!r} must be a periodic crystal with a full 3D cell")
     oxygen.wrap()
     if density is not None:
         oxygen = scaled_to_density(oxygen, density)
@@ -130,12 +129,12 @@ def parse_reference(spec: str) -> Reference:
         try:
             density = float(dens_text)
         except ValueError:
-            raise ReferenceError(
+            raise ReferenceStructureError(
                 f"reference {spec!r}: density {dens_text!r} is not a number (g/cm3), e.g. VII@1.78"
             ) from None
     source = source.strip()
     if not source:
-        raise ReferenceError(f"reference {spec!r} names no phase, lattice or file")
+        raise ReferenceStructureError(f"reference {spec!r} names no phase, lattice or file")
     if Path(source).is_file():
         return file_reference(source, label or Path(source).stem, density)
     phase = builtin_phase(source)
@@ -157,7 +156,7 @@ def load_references(specs: list[str] | None) -> list[Reference]:
     names = [r.name for r in refs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ReferenceError(f"reference names must be unique; repeated: {', '.join(dupes)} (use LABEL=SOURCE)")
+        raise ReferenceStructureError(f"reference names must be unique; repeated: {', '.join(dupes)} (use LABEL=SOURCE)")
     return refs
 
 

@@ -7,11 +7,25 @@ OVITO session.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .phases import code_table, color_for, phase_styles
+
+
+def _phase_viewport(size: tuple[int, int]) -> Any:
+    """An orthographic view of the scene, zoomed to fit ``size`` (pixels), with the legend of the phases."""
+    from ovito.vis import ColorLegendOverlay, Viewport
+
+    vp = Viewport(type=Viewport.Type.Ortho, camera_dir=(1.0, 0.35, -0.25))
+    vp.zoom_all(size)
+    legend = ColorLegendOverlay(property="particles/Structure Type", title="phase", font_size=0.08,
+                                legend_size=0.4, label_size=1.0, use_type_shapes=False, offset_x=-0.03,
+                                alignment=0x0082)  # Qt.AlignRight | Qt.AlignVCenter
+    legend.orientation = type(legend.orientation).Vertical
+    vp.overlays.append(legend)
+    return vp
 
 
 def render_phases(
@@ -27,7 +41,7 @@ def render_phases(
     """Render oxygens coloured by phase code to a PNG, with a legend of the phases present."""
     from ovito.data import DataCollection, ParticleType
     from ovito.pipeline import Pipeline, StaticSource
-    from ovito.vis import ColorLegendOverlay, OpenGLRenderer, TextLabelOverlay, Viewport
+    from ovito.vis import OpenGLRenderer, TextLabelOverlay
 
     names = list(names)
     table = code_table(names)
@@ -49,13 +63,7 @@ def render_phases(
     pipeline = Pipeline(source=StaticSource(data=data))
     pipeline.add_to_scene()
     try:
-        vp = Viewport(type=Viewport.Type.Ortho, camera_dir=(1.0, 0.35, -0.25))
-        vp.zoom_all(size)
-        legend = ColorLegendOverlay(property="particles/Structure Type", title="phase", font_size=0.08,
-                                    legend_size=0.4, label_size=1.0, use_type_shapes=False, offset_x=-0.03,
-                                    alignment=0x0082)  # Qt.AlignRight | Qt.AlignVCenter
-        legend.orientation = type(legend.orientation).Vertical
-        vp.overlays.append(legend)
+        vp = _phase_viewport(size)
         if title:
             vp.overlays.append(TextLabelOverlay(text=title, font_size=0.04, alignment=0x0021))
         path = Path(path)
@@ -144,19 +152,13 @@ def render_dump_with_ovito(dump: str | Path, modifier: str | Path, png: str | Pa
     """Open a dump with OVITO's own reader, apply the script modifier, render: what the GUI will show."""
     from ovito.io import import_file
     from ovito.modifiers import PythonScriptModifier
-    from ovito.vis import ColorLegendOverlay, OpenGLRenderer, Viewport
+    from ovito.vis import OpenGLRenderer
 
     pipeline = import_file(str(dump))
     pipeline.modifiers.append(PythonScriptModifier(script=Path(modifier).read_text()))
     pipeline.add_to_scene()
     try:
-        vp = Viewport(type=Viewport.Type.Ortho, camera_dir=(1.0, 0.35, -0.25))
-        vp.zoom_all(size)
-        legend = ColorLegendOverlay(property="particles/Structure Type", title="phase", font_size=0.08,
-                                    legend_size=0.4, label_size=1.0, use_type_shapes=False, offset_x=-0.03,
-                                    alignment=0x0082)
-        legend.orientation = type(legend.orientation).Vertical
-        vp.overlays.append(legend)
+        vp = _phase_viewport(size)
         png = Path(png)
         vp.render_image(size=size, filename=str(png), background=(1.0, 1.0, 1.0), renderer=OpenGLRenderer(),
                         frame=pipeline.source.num_frames - 1)

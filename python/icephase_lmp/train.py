@@ -24,11 +24,13 @@ from tqdm import tqdm
 
 from .geometry import neighbor_edges
 from .configs import DenoiserConfig, TrainConfig
+from .errors import TrainingError
 from .model import Denoiser, build_denoiser, check_device, prepare_torch, script_denoiser
 from .references import Reference, load_references, supercell
 
 
 def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when torch has it, else the CPU; any other name is checked (:class:`DeviceError`)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     check_device(name)
@@ -128,10 +130,10 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = 0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        state = read_checkpoint(ckpt_path, device)
+        saved = TrainConfig.from_dict(read_run_config(run_dir))
         if asdict(saved) != asdict(config):
-            raise ValueError(f"cannot resume {run_dir}: its config.json differs from the config given now")
+            raise TrainingError(f"cannot resume {run_dir}: its config.json differs from the config given now")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = json.loads(state["numpy_rng"])
@@ -169,7 +171,7 @@ def train(
             optimizer.step()
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at step {step}: lower --lr")
+                raise TrainingError(f"training loss became {value} at step {step}: lower --lr")
             rms_target = float(np.sqrt((target**2).sum(axis=1).mean()))
             log.write(f"{step + 1},{value:.6g},{rms_target:.6g},{lr:.4g},{time.time() - t0:.1f}\n")
             if (step + 1) % 50 == 0:
@@ -194,23 +196,42 @@ def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
     source = load_model(model_file, freeze=False)
     saved = source.metadata.get("denoiser", {})
     if saved and DenoiserConfig(**saved) != config.model:
-        raise ValueError(f"{model_file}: its denoiser is {saved}, not the configured {asdict(config.model)}; "
+        raise TrainingError(f"{model_file}: its denoiser is {saved}, not the configured {asdict(config.model)}; "
                          "pass the same architecture to fine-tune it")
     model = build_denoiser(config.model)
     # the TorchScript copy also stores constants that eager modules hold as plain attributes (normalisation
     # constants): every trainable weight must be found, extra entries are those constants
     missing = model.load_state_dict(source.denoiser.state_dict(), strict=False).missing_keys
     if missing:
-        raise ValueError(f"{model_file}: its denoiser lacks weights {missing[:3]}...; it is not this architecture")
+        raise TrainingError(f"{model_file}: its denoiser lacks weights {missing[:3]}...; it is not this architecture")
     return model
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """A run folder's ``config.json``; one that is not JSON is a :class:`TrainingError` that names it."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TrainingError(f"{path} is damaged ({exc}): it is not the config.json `icephase train` wrote") from exc
+
+
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """A run's ``checkpoint.pt`` (``weights_only``: no pickled code runs). torch reports a damaged file as
+    any of several exception types (RuntimeError, UnpicklingError, KeyError, EOFError, ...); they become one
+    :class:`TrainingError` that names the file."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise TrainingError(f"{path} is damaged or not an icephase checkpoint ({exc}); train again") from exc
 
 
 def load_trained(run_dir: str | Path) -> tuple[Denoiser, TrainConfig]:
     """The eager model and config of a (finished or partial) run, from its checkpoint."""
     run_dir = Path(run_dir)
-    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    config = TrainConfig.from_dict(read_run_config(run_dir))
     model = build_denoiser(config.model)
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    state = read_checkpoint(run_dir / "checkpoint.pt")
     model.load_state_dict(state["model"])
     return model.eval(), config
 

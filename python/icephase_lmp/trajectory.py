@@ -23,17 +23,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import numpy as np
 
+from .errors import TrajectoryError
 from .geometry import wrap_positions
 
 __all__ = [
     "Frame",
     "LabelWriter",
     "Selection",
-    "TrajectoryError",
     "count_frames",
     "frame_from_atomgroup",
     "frame_from_atoms",
@@ -56,18 +56,31 @@ _SUPPORTED_INPUT = (
 )
 
 
-class TrajectoryError(ValueError):
-    """A problem with a trajectory file or with how it was asked for; the message says how to fix it."""
-
-
 # ------------------------------------------------------------------------------------------ data types
 @dataclass
 class Frame:
     """The selected atoms of one trajectory frame.
 
-    ``cell`` rows are the box vectors in the LAMMPS convention (a along x, b in the xy plane) when the
-    file describes the box that way; ``origin`` is the box corner (LAMMPS xlo, ylo, zlo), which only
-    matters for writing the box back, since periodic images do not depend on it.
+    Attributes
+    ----------
+    positions : numpy.ndarray, shape (n, 3)
+        Positions of the ``n`` selected atoms, Angstrom, wrapped into the cell along its periodic directions.
+    cell : numpy.ndarray, shape (3, 3), or None
+        Box vectors as rows, Angstrom, in the LAMMPS convention (a along x, b in the xy plane) when the file
+        describes the box that way; ``None``: no box.
+    origin : numpy.ndarray, shape (3,)
+        The box corner (LAMMPS xlo, ylo, zlo), Angstrom; it only matters for writing the box back, since
+        periodic images do not depend on it.
+    pbc : tuple of 3 bool
+        Periodicity along each cell vector.
+    index : int
+        The frame's position in the file (0-based).
+    timestep : int or None
+        The MD timestep, where the file stores one.
+    atom_ids : numpy.ndarray of int64, shape (n,)
+        The atoms' ids in the file (LAMMPS ids, MDAnalysis or ASE indices).
+    columns : dict of str to numpy.ndarray, shape (n,)
+        Every other per-atom column of a LAMMPS dump, as text.
     """
 
     positions: np.ndarray
@@ -83,6 +96,7 @@ class Frame:
 
     @property
     def n_atoms(self) -> int:
+        """How many atoms were selected."""
         return len(self.positions)
 
 
@@ -125,6 +139,7 @@ class Selection:
 
     @property
     def is_auto(self) -> bool:
+        """True when no field is set: each reader finds the oxygens itself."""
         return self.element is None and self.name is None and self.types is None
 
     def describe(self) -> str:
@@ -143,6 +158,16 @@ def parse_frames(text: str | None) -> slice:
     """Parse ``--frames``: ``"START:STOP[:STEP]"`` as in Python slicing, ``"5"`` for frame 5 alone.
 
     ``None`` or ``""`` means every frame. Negative numbers count from the end, as in Python.
+
+    Returns
+    -------
+    slice
+        The frames to read, for :func:`read_frames`.
+
+    Raises
+    ------
+    TrajectoryError
+        When ``text`` is none of these forms, or its step is not positive.
     """
     if text is None or not text.strip():
         return slice(None)
@@ -237,11 +262,33 @@ def read_frames(
 ) -> Iterator[Frame]:
     """Yield the selected atoms of each requested frame of ``path``.
 
-    ``top`` is the topology for coordinate-only GROMACS files (.tpr, .gro or .pdb). With no ``select``
-    the oxygens are found automatically: a LAMMPS dump's ``element`` column equal to ``O``, else its
-    only atom type; extxyz symbol ``O``; MDAnalysis element ``O``, else atom names starting with ``O``.
     Argument errors (missing file, unknown format, missing topology) are raised at the call, not at
     the first ``next()``, so a caller learns about them before starting any work.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A LAMMPS text dump (optionally gzipped), extended XYZ, or an MDAnalysis format (the format is told by
+        the name); lengths in Angstrom.
+    top : str or pathlib.Path, optional
+        The topology for coordinate-only GROMACS files (.tpr, .gro or .pdb).
+    select : Selection, optional
+        Which atoms are oxygens. Default: automatic, i.e. a LAMMPS dump's ``element`` column equal to ``O``,
+        else its only atom type; extxyz symbol ``O``; MDAnalysis element ``O``, else atom names starting
+        with ``O``.
+    frames : slice, optional
+        Which frames (:func:`parse_frames`); default all, read forwards.
+
+    Yields
+    ------
+    Frame
+        The selected atoms, positions (n, 3) in Angstrom wrapped into the cell.
+
+    Raises
+    ------
+    TrajectoryError
+        For a missing or unreadable file, an unknown format, a missing topology, a selection that matches
+        no atom, or a truncated frame (the last two while iterating).
     """
     path = Path(path)
     _check_exists(path)
@@ -269,7 +316,10 @@ def _wrapped(frame: Frame) -> Frame:
 
 
 def count_frames(path: PathLike, top: PathLike | None = None) -> int:
-    """Number of frames in ``path``: a fast text scan for LAMMPS/extxyz, MDAnalysis's count otherwise."""
+    """Number of frames in ``path``: a fast text scan for LAMMPS/extxyz, MDAnalysis's count otherwise.
+
+    ``top`` as for :func:`read_frames`. Raises :class:`TrajectoryError` as :func:`read_frames` does for the file.
+    """
     path = Path(path)
     _check_exists(path)
     kind = _input_format(path)
@@ -774,8 +824,11 @@ def _read_mdanalysis(universe: Any, path: Path, select: Selection, frames: slice
 
 
 def frame_from_atomgroup(group: Any) -> Frame:
-    """The atoms of an MDAnalysis ``AtomGroup`` at its universe's current timestep, as a :class:`Frame`
-    (positions wrapped into the box; no box, or a zero one, means not periodic), as ``read_frames`` gives it."""
+    """The atoms of an MDAnalysis ``AtomGroup`` at its universe's current timestep, as a :class:`Frame`.
+
+    Positions (n, 3) in Angstrom (MDAnalysis's unit) wrapped into the box, as :func:`read_frames` gives
+    them; no box, or a zero one, means not periodic. ``Frame.atom_ids`` are the atoms' universe indices.
+    """
     return _wrapped(_frame_from_atomgroup(group))
 
 
@@ -796,38 +849,31 @@ def _frame_from_atomgroup(group: Any) -> Frame:
 
 
 def frame_from_atoms(atoms: Any, select: Selection | str | None = None) -> Frame:
-    """The oxygens of an ASE ``Atoms``, picked as for an extxyz file (``select``: a :class:`Selection` or its
-    CLI syntax; ``None``: automatic, symbol ``O``); ``Frame.atom_ids`` are their indices in ``atoms``."""
+    """The oxygens of an ASE ``Atoms``, picked as for an extxyz file, as a :class:`Frame`.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Positions in Angstrom (ASE's unit).
+    select : Selection or str, optional
+        A :class:`Selection` or its CLI syntax; ``None``: automatic, symbol ``O``.
+
+    Returns
+    -------
+    Frame
+        Positions (n, 3) wrapped into the cell; ``Frame.atom_ids`` are the oxygens' indices in ``atoms``.
+
+    Raises
+    ------
+    TrajectoryError
+        When the selection cannot be parsed or matches no atom.
+    """
     if not isinstance(select, Selection):
         select = Selection.parse(select)
     return _wrapped(_frame_from_atoms(atoms, select, 0, "the Atoms"))
 
 
 # ---------------------------------------------------------------------------------------------- writers
-class LabelWriter(Protocol):
-    """Writes per-atom labels frame by frame; a context manager that closes its file on exit."""
-
-    def write(
-        self,
-        frame: Frame,
-        codes: np.ndarray,
-        names: Sequence[str],
-        distances: np.ndarray,
-        positions: np.ndarray | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> None: ...
-
-    def close(self) -> None: ...
-
-    def abandon(self) -> str: ...
-
-    def __enter__(self) -> LabelWriter: ...
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-
-
 def partial_path(path: PathLike) -> Path:
     """Where a label writer puts its frames until it finishes: beside the output, so that the final
     rename stays on one file system and is atomic."""
@@ -835,11 +881,31 @@ def partial_path(path: PathLike) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-class _FileLabelWriter:
-    """Shared plumbing: the output is written to ``<out>.partial`` (opened at construction, so a bad path
-    fails before any work) and renamed to ``<out>`` by ``close()``. A run that fails (``__exit__`` with an
-    exception, or ``abandon()``) leaves an existing ``<out>`` as it was; the frames done so far stay in the
-    partial file, or it is removed when there are none."""
+@dataclass
+class _Rows:
+    """One frame's checked per-atom arrays, as every label writer writes them."""
+
+    #: (n, 3) positions to write, Angstrom
+    positions: np.ndarray
+    #: (n,) phase names, from the writer's code table
+    phases: list[str]
+    #: (n,) int64 phase codes
+    codes: np.ndarray
+    #: (n,) float64 distances to the nearest reference environment
+    distances: np.ndarray
+    #: (n,) int64 ice cluster ids (1 = largest, 0 = not ice)
+    clusters: np.ndarray
+
+
+class LabelWriter:
+    """Writes per-atom labels frame by frame; a context manager that closes its file on exit.
+
+    The output is written to ``<out>.partial`` (opened at construction, so a bad path fails before any
+    work) and renamed to ``<out>`` by ``close()``. A run that fails (``__exit__`` with an exception, or
+    ``abandon()``) leaves an existing ``<out>`` as it was; the frames done so far stay in the partial file,
+    or it is removed when there are none. Each format is a subclass that writes one checked frame
+    (``_write_frame``); :func:`open_label_writer` picks it.
+    """
 
     newline: str | None = None
 
@@ -861,13 +927,13 @@ class _FileLabelWriter:
         """Write a file header, if the format has one."""
 
     def close(self) -> None:
-        """Finish: the complete file takes the output's name."""
+        """Finish: the complete file takes the output's name (replacing an existing one)."""
         if not self._handle.closed:
             self._handle.close()
             self.partial.replace(self.path)
 
     def abandon(self) -> str:
-        """Stop without touching the output; says what became of the frames done so far."""
+        """Stop without touching the output; returns what became of the frames done so far."""
         if not self._handle.closed:
             self._handle.close()
             if self.frames == 0:
@@ -876,7 +942,7 @@ class _FileLabelWriter:
             return f"{self.path} was not written"
         return (f"{self.path} was not written; the {self.frames} frame(s) done so far are in {self.partial}")
 
-    def __enter__(self) -> _FileLabelWriter:
+    def __enter__(self) -> LabelWriter:
         return self
 
     def __exit__(
@@ -887,6 +953,26 @@ class _FileLabelWriter:
         else:
             self.abandon()
 
+    def write(
+        self,
+        frame: Frame,
+        codes: np.ndarray,
+        names: Sequence[str],
+        distances: np.ndarray,
+        positions: np.ndarray | None = None,
+        clusters: np.ndarray | None = None,
+    ) -> None:
+        """Write one frame: ``codes``, ``names``, ``distances`` and ``clusters`` of shape (n,), ``positions``
+        (n, 3) in Angstrom (default ``frame.positions``; a .csv writes none).
+
+        Raises :class:`TrajectoryError` when the arrays' lengths differ."""
+        self._write_frame(frame, self._prepare(frame, codes, names, distances, positions, clusters))
+        self.frames += 1
+
+    def _write_frame(self, frame: Frame, rows: _Rows) -> None:
+        """Write one checked frame in this writer's format."""
+        raise NotImplementedError
+
     def _prepare(
         self,
         frame: Frame,
@@ -895,7 +981,7 @@ class _FileLabelWriter:
         distances: np.ndarray,
         positions: np.ndarray | None,
         clusters: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
+    ) -> _Rows:
         """Check the lengths agree and resolve the phase name of every atom from the code table.
 
         ``clusters``: ice cluster id per atom (1 = largest, 0 = not ice); all 0 when not given."""
@@ -909,31 +995,21 @@ class _FileLabelWriter:
                 f"and {len(clusters)} cluster ids"
             )
         phases = [self.code_names.get(int(c), names[k] if k < len(names) else str(c)) for k, c in enumerate(codes)]
-        return pos, phases, codes, distances, clusters
+        return _Rows(pos, phases, codes, distances, clusters)
 
 
-class _CsvLabelWriter(_FileLabelWriter):
+class _CsvLabelWriter(LabelWriter):
     newline = ""  # the csv module writes its own line endings
 
     def _start(self) -> None:
         self._csv = csv.writer(self._handle)
         self._csv.writerow(["frame", "index", "code", "phase", "distance", "cluster"])
 
-    def write(
-        self,
-        frame: Frame,
-        codes: np.ndarray,
-        names: Sequence[str],
-        distances: np.ndarray,
-        positions: np.ndarray | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> None:
-        _, phases, codes, distances, clusters = self._prepare(frame, codes, names, distances, positions, clusters)
+    def _write_frame(self, frame: Frame, rows: _Rows) -> None:
         self._csv.writerows(
             (frame.index, k, int(c), p, f"{d:.6f}", int(g))
-            for k, (c, p, d, g) in enumerate(zip(codes, phases, distances, clusters))
+            for k, (c, p, d, g) in enumerate(zip(rows.codes, rows.phases, rows.distances, rows.clusters))
         )
-        self.frames += 1
 
 
 def _lammps_orientation(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -980,7 +1056,7 @@ def _lammps_box(
     return lines, positions
 
 
-class _DumpLabelWriter(_FileLabelWriter):
+class _DumpLabelWriter(LabelWriter):
     """LAMMPS text dump with the labels as extra columns, for OVITO.
 
     Columns are ``id element x y z code distance cluster``. OVITO turns the ``element`` column into particle
@@ -988,64 +1064,45 @@ class _DumpLabelWriter(_FileLabelWriter):
     written. Every selected atom is an oxygen, hence element O throughout.
     """
 
-    def write(
-        self,
-        frame: Frame,
-        codes: np.ndarray,
-        names: Sequence[str],
-        distances: np.ndarray,
-        positions: np.ndarray | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> None:
-        pos, _, codes, distances, clusters = self._prepare(frame, codes, names, distances, positions, clusters)
-        box, pos = _lammps_box(frame.cell, np.asarray(frame.origin, dtype=np.float64), frame.pbc, pos)
+    def _write_frame(self, frame: Frame, rows: _Rows) -> None:
+        box, pos = _lammps_box(frame.cell, np.asarray(frame.origin, dtype=np.float64), frame.pbc, rows.positions)
         ids = frame.atom_ids if len(frame.atom_ids) == len(pos) else np.arange(1, len(pos) + 1)
         timestep = frame.timestep if frame.timestep is not None else frame.index
         lines = ["ITEM: TIMESTEP", str(timestep), "ITEM: NUMBER OF ATOMS", str(len(pos)), *box,
                  "ITEM: ATOMS id element x y z code distance cluster"]
         lines += [
             f"{i} O {p[0]:.6f} {p[1]:.6f} {p[2]:.6f} {c} {d:.6f} {g}"
-            for i, p, c, d, g in zip(ids.tolist(), pos.tolist(), codes.tolist(), distances.tolist(), clusters.tolist())
+            for i, p, c, d, g in zip(ids.tolist(), pos.tolist(), rows.codes.tolist(), rows.distances.tolist(),
+                                     rows.clusters.tolist())
         ]
         self._handle.write("\n".join(lines) + "\n")
-        self.frames += 1
 
 
-class _ExtxyzLabelWriter(_FileLabelWriter):
+class _ExtxyzLabelWriter(LabelWriter):
     """Extended XYZ through ASE, with per-atom arrays ``code``, ``distance`` and ``phase``.
 
     extxyz columns are separated by whitespace, so phase names are written with spaces replaced by
     underscores ("not analysed" -> "not_analysed"); otherwise ASE would read back only the first word.
     """
 
-    def write(
-        self,
-        frame: Frame,
-        codes: np.ndarray,
-        names: Sequence[str],
-        distances: np.ndarray,
-        positions: np.ndarray | None = None,
-        clusters: np.ndarray | None = None,
-    ) -> None:
+    def _write_frame(self, frame: Frame, rows: _Rows) -> None:
         from ase import Atoms
         from ase.io import write
 
-        pos, phases, codes, distances, clusters = self._prepare(frame, codes, names, distances, positions, clusters)
         atoms = Atoms(
-            symbols=["O"] * len(pos),
-            positions=pos,
+            symbols=["O"] * len(rows.positions),
+            positions=rows.positions,
             cell=frame.cell if frame.cell is not None else np.zeros((3, 3)),
             pbc=frame.pbc if frame.cell is not None else False,
         )
-        atoms.new_array("code", codes.astype(np.int64))
-        atoms.new_array("distance", distances)
-        atoms.new_array("cluster", clusters)
-        atoms.new_array("phase", np.array(["_".join(p.split()) for p in phases], dtype=str))
+        atoms.new_array("code", rows.codes.astype(np.int64))
+        atoms.new_array("distance", rows.distances)
+        atoms.new_array("cluster", rows.clusters)
+        atoms.new_array("phase", np.array(["_".join(p.split()) for p in rows.phases], dtype=str))
         atoms.info["frame"] = frame.index
         if frame.timestep is not None:
             atoms.info["timestep"] = frame.timestep
         write(self._handle, atoms, format="extxyz")
-        self.frames += 1
 
 
 def open_label_writer(path: PathLike, code_names: dict[int, str]) -> LabelWriter:
@@ -1054,6 +1111,25 @@ def open_label_writer(path: PathLike, code_names: dict[int, str]) -> LabelWriter
     The frames go to ``<path>.partial`` (created at once, so an unwritable path fails before any
     computation), which ``close()`` renames to ``path``: an existing ``path`` is only replaced by a
     complete file. Use it as a context manager (an exception abandons the output), or call ``close()``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``.csv`` (a table), ``.lammpstrj``/``.dump`` (a LAMMPS dump for OVITO) or ``.extxyz``.
+    code_names : dict of int to str
+        Phase name of each code (``Classifier.code_names``).
+
+    Returns
+    -------
+    LabelWriter
+        Its ``write(frame, codes, names, distances, positions=None, clusters=None)`` takes per-atom arrays
+        of shape (n,) (``positions``: (n, 3), Angstrom, e.g. the denoised ones; default ``frame.positions``;
+        a .csv writes no positions).
+
+    Raises
+    ------
+    TrajectoryError
+        For an unknown extension or a path that cannot be written.
     """
     path = Path(path)
     suffix = path.suffix.lower()
