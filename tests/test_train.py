@@ -9,7 +9,8 @@ import torch
 from icephase_lmp.cli import main
 from icephase_lmp.errors import DeviceError
 from icephase_lmp.model import DenoiserConfig
-from icephase_lmp.train import TrainConfig, batch_edges, initial_denoiser, noisy_batch, train, unrolled_loss
+from icephase_lmp.train import (TrainConfig, batch_edges, initial_denoiser, load_trained, noisy_batch, train,
+                                 unrolled_loss)
 
 SMALL = DenoiserConfig(num_layers=2, num_features=8)
 
@@ -133,3 +134,16 @@ def test_fine_tuning_starts_from_the_model_files_weights():
         assert torch.equal(eager(*args), scripted(*args))
     with pytest.raises(ValueError, match="architecture"):
         initial_denoiser(shipped_model_path, TrainConfig(model=DenoiserConfig(num_features=8)))
+
+
+def test_fine_tuning_from_a_run_folder(tmp_path):
+    """--init-from RUN_DIR: the run's weights, and its architecture replaces the command line's."""
+    run = tmp_path / "base"
+    train(_config(steps=2, checkpoint_every=2), run, progress=False)
+    assert main(["train", str(tmp_path / "ft"), "--init-from", str(run), "--unroll", "2", "--steps", "2",
+                 "--batch-size", "1", "--reference", "VII", "--threads", "1"]) == 0
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert saved["model"] == json.loads((run / "config.json").read_text())["model"] and saved["unroll"] == 2
+    eager, _ = load_trained(run)
+    start = initial_denoiser(run, TrainConfig.from_dict(saved))
+    assert all(torch.equal(a, b) for a, b in zip(eager.state_dict().values(), start.state_dict().values()))

@@ -38,7 +38,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="denoising steps chained in each sample's loss (default %(default)s: the paper's loss); "
                    "more teaches the denoiser to converge in that many iterations")
     p.add_argument("--init-from", default="", metavar="MODEL",
-                   help="fine-tune the denoiser of this model file (its architecture is used)")
+                   help="fine-tune the denoiser of this model file or training run folder (its architecture is used)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint.pt")
@@ -53,7 +53,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     model = DenoiserConfig(r_max=args.r_max, num_layers=args.num_layers, l_max=args.l_max,
                            num_features=args.num_features, all_parities=args.all_parities)
-    if args.init_from:
+    if args.init_from and Path(args.init_from).is_dir():
+        from .train import read_run_config
+
+        model = DenoiserConfig(**read_run_config(args.init_from)["model"])
+    elif args.init_from:
         from .model_file import read_metadata
 
         model = DenoiserConfig(**read_metadata(args.init_from)["denoiser"])

@@ -190,9 +190,16 @@ def train(
 
 
 def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
-    """A trainable copy of a model file's denoiser, to fine-tune (``config.model`` must be its architecture)."""
+    """A trainable copy of the denoiser of a model file or of a training run folder, to fine-tune
+    (``config.model`` must be its architecture)."""
     from .model_file import load_model
 
+    if Path(model_file).is_dir():
+        model, trained = load_trained(model_file)
+        if trained.model != config.model:
+            raise TrainingError(f"{model_file}: its denoiser is {asdict(trained.model)}, not the configured "
+                                f"{asdict(config.model)}; pass the same architecture to fine-tune it")
+        return model.train()
     source = load_model(model_file, freeze=False)
     saved = source.metadata.get("denoiser", {})
     if saved and DenoiserConfig(**saved) != config.model:
