@@ -66,9 +66,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="the model to measure (default: the shipped one)")
     ap.add_argument("--baseline", help="the model to compare with (e.g. the previous shipped model)")
-    ap.add_argument("--baseline-unfrozen", action="store_true",
-                    help="run the baseline's denoiser as loaded, without torch.jit.freeze/optimize_for_inference "
-                    "(as icephase did before they were added)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
@@ -76,10 +73,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     models = {"model": load_model(args.model)}
     if args.baseline:
-        models["baseline"] = load_model(args.baseline, freeze=not args.baseline_unfrozen)
+        models["baseline"] = load_model(args.baseline)
     for key, model in models.items():
-        frozen = not (key == "baseline" and args.baseline_unfrozen)
-        print(f"{key:8s} {describe(model)}, denoiser {'frozen' if frozen else 'not frozen'}")
+        print(f"{key:8s} {describe(model)}")
 
     frames = {tag: next(read_frames(args.data / f"md_{tag}_10frame.xtc", args.data / f"md_{tag}.tpr",
                                     Selection(name="OW"), slice(0, 1))) for tag in TAGS}

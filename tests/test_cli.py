@@ -120,8 +120,8 @@ def test_plot_draws_fractions_and_the_largest_cluster(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_calibrate_write_model_keeps_a_trainable_denoiser(tmp_path):
-    """The pipeline runs a frozen denoiser (no parameters); the file calibrate writes must hold the plain
-    one, with the same weights, so that export and fine-tuning (`train --init-from`) still work on it."""
+    """The file calibrate writes holds the model's denoiser with its weights as parameters, unchanged, so
+    that export and fine-tuning (`train --init-from`) still work on it."""
     import torch
 
     from icephase_lmp.model_file import load_model
@@ -130,7 +130,7 @@ def test_calibrate_write_model_keeps_a_trainable_denoiser(tmp_path):
     liquid = f"{GCICENET / 'md_w_10frame.xtc'},{GCICENET / 'md_w.tpr'}"
     assert main(["calibrate", "--noisy-references", "0.1", "--liquid", liquid, "--select", "name OW",
                  "--frames", "0:1", "--plot", str(tmp_path / "h.png"), "--write-model", str(out)]) == 0
-    written = dict(load_model(out, freeze=False).denoiser.named_parameters())
-    shipped = dict(load_model(SHIPPED_MODEL, freeze=False).denoiser.named_parameters())
+    written = dict(load_model(out).denoiser.named_parameters())
+    shipped = dict(load_model(SHIPPED_MODEL).denoiser.named_parameters())
     assert written and written.keys() == shipped.keys()
     assert all(torch.equal(written[k], shipped[k]) for k in shipped)

@@ -125,7 +125,7 @@ def test_fine_tuning_starts_from_the_model_files_weights():
 
     cfg = TrainConfig(model=DenoiserConfig(**read_metadata(shipped_model_path)["denoiser"]))
     eager = initial_denoiser(shipped_model_path, cfg).eval()
-    scripted = load_model(shipped_model_path, freeze=False).denoiser
+    scripted = load_model(shipped_model_path).denoiser
     atoms = supercell(builtin_reference("III").atoms, 12.0)
     pos = atoms.positions + np.random.default_rng(0).normal(0, 0.2, atoms.positions.shape)
     ei, sh = neighbor_edges(pos, atoms.cell.array, (True,) * 3, cfg.model.r_max)

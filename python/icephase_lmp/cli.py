@@ -278,7 +278,7 @@ def _noisy_reference_distances(pipeline, sigma: float, min_width: float = 24.0, 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import calibrate_threshold, plot_histogram
-    from .model_file import load_model, save_model
+    from .model_file import save_model
     from .pipeline import Pipeline, set_threads
     from .trajectory import Selection, parse_frames
 
@@ -308,9 +308,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         model = pipeline.model
         model.classifier.thresholds[key] = cal.threshold
         model.metadata["thresholds"] = model.classifier.thresholds
-        # the pipeline's denoiser is frozen for inference (no parameters): the file keeps the plain one
-        plain = load_model(model.path, freeze=False).denoiser
-        save_model(args.write_model, plain, model.classifier, model.metadata)
+        save_model(args.write_model, model.denoiser, model.classifier, model.metadata)
         print(f"model with threshold {key} = {cal.threshold:.6g} written to {args.write_model}")
     return 0
 

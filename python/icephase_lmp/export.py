@@ -33,7 +33,7 @@ def training_references(source: str | Path) -> list[str] | None:
 
 def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, DenoiserConfig, dict]:
     if source.is_file():
-        model = load_model(source, freeze=False)
+        model = load_model(source)
         return model.denoiser, DenoiserConfig(**model.metadata["denoiser"]), model.metadata.get("training", {})
     if not (source / "checkpoint.pt").is_file():
         raise ModelFileError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")

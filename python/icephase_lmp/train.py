@@ -200,7 +200,7 @@ def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
             raise TrainingError(f"{model_file}: its denoiser is {asdict(trained.model)}, not the configured "
                                 f"{asdict(config.model)}; pass the same architecture to fine-tune it")
         return model.train()
-    source = load_model(model_file, freeze=False)
+    source = load_model(model_file)
     saved = source.metadata.get("denoiser", {})
     if saved and DenoiserConfig(**saved) != config.model:
         raise TrainingError(f"{model_file}: its denoiser is {saved}, not the configured {asdict(config.model)}; "
