@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import shutil
@@ -16,7 +15,6 @@ import pytest
 from icephase_lmp.errors import LammpsDataError
 from icephase_lmp.lammps_data import (
     TIP4P_ICE,
-    add_lammps_data_parser,
     write_tip4p_ice_data,
     write_tip4p_ice_settings,
 )
@@ -208,9 +206,9 @@ def test_ice_ii_restricted_triclinic(tmp_path):
 
 
 def test_cli_subcommand(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="icephase")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_lammps_data_parser(sub)
+    from icephase_lmp.cli import build_parser
+
+    parser = build_parser()
     args = parser.parse_args(["lammps-data", "Ih", "--reps", "2,1,1", "--seed", "3", "--out",
                               str(tmp_path / "x.data"), "--settings", str(tmp_path / "x.settings")])
     assert args.func(args) == 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from icephase_lmp.cli import main
-from icephase_lmp.model import DenoiserConfig, build_denoiser, script_denoiser
+from icephase_lmp.denoiser_network import DenoiserConfig, build_denoiser, script_denoiser
 from icephase_lmp.errors import ModelFileError
 from icephase_lmp.model_file import build_metadata, load_model, read_metadata, save_model
 

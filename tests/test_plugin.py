@@ -597,7 +597,7 @@ def test_cuda_requested_without_cuda(ih, model, tmp_path):
     script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model, "device cuda") + "run 0\n"
     run = run_lammps(tmp_path, script)
     assert run.returncode != 0
-    from icephase_lmp.model import CUDA_UNAVAILABLE
+    from icephase_lmp.denoiser_network import CUDA_UNAVAILABLE
 
     # the very words of `icephase classify --device cuda`
     assert f"Compute icephase: {CUDA_UNAVAILABLE}: use device cpu or auto" in run.log + run.output

@@ -21,7 +21,7 @@ from conftest import GCICENET, SHIPPED_MODEL, liquid_like
 from icephase_lmp.cli import main
 from icephase_lmp.denoise import MAX_STEP
 from icephase_lmp.errors import DenoiseError
-from icephase_lmp.model import CUDA_UNAVAILABLE
+from icephase_lmp.denoiser_network import CUDA_UNAVAILABLE
 from icephase_lmp.model_file import load_model, read_metadata, save_model
 from icephase_lmp.phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 from icephase_lmp.pipeline import Pipeline

@@ -8,7 +8,7 @@ import torch
 
 from icephase_lmp.cli import main
 from icephase_lmp.errors import DeviceError
-from icephase_lmp.model import DenoiserConfig
+from icephase_lmp.denoiser_network import DenoiserConfig
 from icephase_lmp.train import (TrainConfig, batch_edges, initial_denoiser, load_trained, noisy_batch, train,
                                  unrolled_loss)
 
@@ -92,7 +92,7 @@ def test_cuda_requested_but_absent(tmp_path):
 
 def test_unrolled_loss_of_one_step_is_the_papers_loss_and_chains_the_steps(references):
     """unroll 1: ||delta - eps(r + delta)||^2; unroll 2: the second step sees what the first left."""
-    from icephase_lmp.model import build_denoiser, prepare_torch
+    from icephase_lmp.denoiser_network import build_denoiser, prepare_torch
     from icephase_lmp.references import Reference, supercell
 
     cfg = _config(batch_size=2)

@@ -13,7 +13,7 @@ Module map (lengths are in Angstrom throughout):
 - ``phases``: the phase table (names, codes, colours, GenIce2 lattices) and the distance limits;
 - ``references``: the ideal reference structures (GenIce2 lattices or structure files);
 - ``configs``: the denoiser's and training's settings (no torch);
-- ``model``: the denoiser network (NequIP); ``train``: its training; ``denoise``: the iterative denoising;
+- ``denoiser_network``: the denoiser network (NequIP); ``train``: its training; ``denoise``: the iterative denoising;
 - ``classifier``: the SOAP classifier; ``denoised_references``: references as the denoiser leaves them;
 - ``boundary``: the boundary step that extends ice labels next to liquid; ``clusters``: ice clusters;
 - ``pipeline``: denoise, classify, boundary step and clusters of one frame;

@@ -14,7 +14,7 @@ import torch
 from .classifier import Classifier
 from .errors import ModelFileError
 from .denoised_references import DenoisedReferenceSettings, add_denoised_references
-from .model import DenoiserConfig, script_denoiser
+from .denoiser_network import DenoiserConfig, script_denoiser
 from .model_file import IcephaseModel, build_metadata, load_model, read_metadata, save_model, training_reference_specs
 from .references import Reference
 from .train import load_trained, read_checkpoint, read_run_config

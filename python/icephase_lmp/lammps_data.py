@@ -15,7 +15,6 @@ length. :func:`write_tip4p_ice_settings` writes the matching force-field include
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import logging
@@ -349,57 +348,6 @@ def write_tip4p_ice_settings(path: str | Path, kspace_accuracy: float = 1e-5) ->
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
-def _parse_reps(text: str) -> tuple[int, int, int]:
-    parts = text.replace("x", ",").replace(" ", ",").split(",")
-    parts = [p for p in parts if p]
-    try:
-        vals = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--reps wants three integers like 4,4,3 (got {text!r})") from None
-    if len(vals) == 1:
-        vals = vals * 3
-    if len(vals) != 3 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"--reps wants three positive integers like 4,4,3 (got {text!r})")
-    return vals  # type: ignore[return-value]
-
-
-def add_lammps_data_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``icephase lammps-data`` on an argparse subparsers object."""
-    p = sub.add_parser(
-        "lammps-data",
-        help="write a full-atom TIP4P/Ice ice structure (O + 2 H, ice rules) as a LAMMPS data file",
-        description="Build a proton-disordered ice (GenIce2 network, rigid TIP4P geometry with O on the "
-                    "lattice site) and write it as a LAMMPS data file (units real, atom_style full), plus "
-                    "optionally the matching TIP4P/Ice settings include file.",
-    )
-    p.add_argument("lattice", help="phase name (Ih, Ic, II, III, VI, VII, sI) or GenIce2 lattice (1h, CS2, ...)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--min-width", type=float,
-                      help="repeat until every box width is at least this (A); default 20 when --reps is not given")
-    size.add_argument("--reps", type=_parse_reps, help="unit-cell repetitions, e.g. 4,4,3")
-    p.add_argument("--density", type=float, help="rescale the oxygen sites to this density (g/cm3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the proton arrangement (default %(default)s)")
-    p.add_argument("--axis-order", default="xyz",
-                   help="relabel the axes of an orthogonal box, e.g. xzy puts Ih's c axis along z")
-    p.add_argument("--out", required=True, help="the data file to write")
-    p.add_argument("--settings", help="also write the TIP4P/Ice settings include file here")
-    p.set_defaults(func=_cmd_lammps_data)
-    return p
-
-
-def _cmd_lammps_data(args: argparse.Namespace) -> int:
-    min_width = args.min_width if (args.min_width is not None or args.reps is not None) else 20.0
-    info = write_tip4p_ice_data(args.out, args.lattice, reps=args.reps, min_width=min_width,
-                                density=args.density, seed=args.seed, axis_order=args.axis_order)
-    box = " x ".join(f"{x:.3f}" for x in info.lengths)
-    tilt = f", tilts xy xz yz {' '.join(f'{t:.3f}' for t in info.tilts)}" if info.triclinic else ""
-    print(f"wrote {info.path}: {info.phase} ({info.lattice}) reps {'x'.join(map(str, info.reps))}, "
-          f"{info.n_molecules} molecules ({info.n_atoms} atoms), box {box} A{tilt}, {info.density:.4f} g/cm3")
-    if args.settings:
-        print(f"wrote {write_tip4p_ice_settings(args.settings)} (include it after read_data)")
-    return 0
-
-
 def basal_interfaces(oz: np.ndarray, lz: float) -> tuple[float, float, float]:
     """Ice region (z1, z2) between molecular layers, half the box thick, and the shift dz that centres it.
 

@@ -258,7 +258,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> IcephaseM
     """
     import torch
 
-    from .model import check_device
+    from .denoiser_network import check_device
 
     path = _existing(path if path is not None else SHIPPED_MODEL)
     check_device(device)

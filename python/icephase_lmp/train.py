@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .geometry import neighbor_edges
 from .configs import DenoiserConfig, TrainConfig
 from .errors import TrainingError
-from .model import Denoiser, build_denoiser, check_device, prepare_torch, script_denoiser
+from .denoiser_network import Denoiser, build_denoiser, check_device, prepare_torch, script_denoiser
 from .references import Reference, load_references, supercell
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from icephase_lmp.geometry import neighbor_edges
-from icephase_lmp.model import DenoiserConfig, build_denoiser, script_denoiser
+from icephase_lmp.denoiser_network import DenoiserConfig, build_denoiser, script_denoiser
 from icephase_lmp.references import supercell
 
 
