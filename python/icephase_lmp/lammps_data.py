@@ -130,8 +130,9 @@ def _unit_widths(lattice: str) -> np.ndarray:
             f"GenIce2 has no lattice named {lattice!r}. Use a phase name (Ih, Ic, II, III, VI, VII, sI) or a "
             "GenIce2 lattice name (1h, 1c, 2, 3, 5, 6, 7, CS1, CS2, ...)."
         ) from exc
-    volume = abs(np.linalg.det(cell))
-    return np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
+    from .geometry import perpendicular_widths
+
+    return perpendicular_widths(cell)
 
 
 def reps_for_width(lattice: str, min_width: float) -> tuple[int, int, int]:

@@ -165,9 +165,8 @@ def supercell(atoms: Atoms, min_width: float) -> Atoms:
 
     A cell at least twice a cutoff wide sees every neighbour within the cutoff once (minimum image).
     """
-    cell = atoms.cell.array
-    volume = abs(np.linalg.det(cell))
-    # perpendicular width along a = V / |b x c|, etc.
-    widths = np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
+    from .geometry import perpendicular_widths
+
+    widths = perpendicular_widths(atoms.cell.array)
     reps = np.maximum(1, np.ceil(min_width / widths)).astype(int)
     return atoms.repeat(tuple(int(r) for r in reps))
