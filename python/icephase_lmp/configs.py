@@ -63,7 +63,8 @@ class TrainConfig:
     #: them, so the network learns to land on the lattice in that many steps (1: the paper's one-step
     #: loss; the LAMMPS compute then pays fewer iterations per call).
     unroll: int = 1
-    #: start from this model file's denoiser (fine-tuning; its architecture replaces ``model``)
+    #: start from the denoiser of this model file or training run folder (fine-tuning; its architecture
+    #: replaces ``model``)
     init_from: str = ""
     checkpoint_every: int = 500
     device: str = "auto"

@@ -42,8 +42,7 @@ def noisy_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, int]]]:
     """One training batch: concatenated noisy positions, edges, edge shifts and mean-removed targets, and
     each sample's (cell, number of atoms), to rebuild the edges after a denoising step."""
-    positions, edges, shifts, targets, samples = [], [], [], [], []
-    offset = 0
+    positions, targets, samples = [], [], []
     for _ in range(config.batch_size):
         ref = cells[rng.integers(len(cells))]
         scale = 1.0 + rng.uniform(-config.scale_jitter, config.scale_jitter)
@@ -52,15 +51,12 @@ def noisy_batch(
         sigma = rng.uniform(0.0, config.sigma_max)
         delta = sigma * rng.standard_normal(clean.shape)
         noisy = clean + delta
-        ei, sh = neighbor_edges(noisy, cell, (True, True, True), config.model.r_max)
         positions.append(noisy)
-        edges.append(ei + offset)
-        shifts.append(sh)
         targets.append(delta - delta.mean(axis=0))
         samples.append((cell, len(noisy)))
-        offset += len(noisy)
-    return (np.concatenate(positions), np.concatenate(edges, axis=1), np.concatenate(shifts),
-            np.concatenate(targets), samples)
+    pos = np.concatenate(positions)
+    edges, shifts = batch_edges(pos, samples, config.model.r_max)
+    return pos, edges, shifts, np.concatenate(targets), samples
 
 
 def batch_edges(positions: np.ndarray, samples: list[tuple[np.ndarray, int]], r_max: float) -> tuple[np.ndarray, np.ndarray]:
@@ -194,17 +190,18 @@ def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
     (``config.model`` must be its architecture)."""
     from .model_file import load_model
 
+    def check_architecture(found: DenoiserConfig) -> None:
+        if found != config.model:
+            raise TrainingError(f"{model_file}: its denoiser is {asdict(found)}, not the configured "
+                                f"{asdict(config.model)}; pass the same architecture to fine-tune it")
+
     if Path(model_file).is_dir():
         model, trained = load_trained(model_file)
-        if trained.model != config.model:
-            raise TrainingError(f"{model_file}: its denoiser is {asdict(trained.model)}, not the configured "
-                                f"{asdict(config.model)}; pass the same architecture to fine-tune it")
-        return model.train()
+        check_architecture(trained.model)
+        return model
     source = load_model(model_file)
-    saved = source.metadata.get("denoiser", {})
-    if saved and DenoiserConfig(**saved) != config.model:
-        raise TrainingError(f"{model_file}: its denoiser is {saved}, not the configured {asdict(config.model)}; "
-                         "pass the same architecture to fine-tune it")
+    saved = source.metadata.get("denoiser")
+    check_architecture(DenoiserConfig(**saved) if saved else config.model)
     model = build_denoiser(config.model)
     # the TorchScript copy also stores constants that eager modules hold as plain attributes (normalisation
     # constants): every trainable weight must be found, extra entries are those constants
