@@ -49,18 +49,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .configs import DenoiserConfig, TrainConfig
-    from .train import train
+    from .train import source_architecture, train
 
     model = DenoiserConfig(r_max=args.r_max, num_layers=args.num_layers, l_max=args.l_max,
                            num_features=args.num_features, all_parities=args.all_parities)
-    if args.init_from and Path(args.init_from).is_dir():
-        from .train import read_run_config
-
-        model = DenoiserConfig(**read_run_config(args.init_from)["model"])
-    elif args.init_from:
-        from .model_file import read_metadata
-
-        model = DenoiserConfig(**read_metadata(args.init_from)["denoiser"])
+    if args.init_from:
+        # fine-tuning keeps the source's architecture, whatever the size options say
+        model = source_architecture(args.init_from) or model
     config = TrainConfig(
         references=args.reference, model=model, unroll=args.unroll, init_from=args.init_from,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_final_fraction=args.lr_final_fraction,

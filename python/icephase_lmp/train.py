@@ -190,18 +190,13 @@ def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
     (``config.model`` must be its architecture)."""
     from .model_file import load_model
 
-    def check_architecture(found: DenoiserConfig) -> None:
-        if found != config.model:
-            raise TrainingError(f"{model_file}: its denoiser is {asdict(found)}, not the configured "
-                                f"{asdict(config.model)}; pass the same architecture to fine-tune it")
-
+    found = source_architecture(model_file)
+    if found is not None and found != config.model:
+        raise TrainingError(f"{model_file}: its denoiser is {asdict(found)}, not the configured "
+                            f"{asdict(config.model)}; pass the same architecture to fine-tune it")
     if Path(model_file).is_dir():
-        model, trained = load_trained(model_file)
-        check_architecture(trained.model)
-        return model
+        return load_trained(model_file)[0]
     source = load_model(model_file)
-    saved = source.metadata.get("denoiser")
-    check_architecture(DenoiserConfig(**saved) if saved else config.model)
     model = build_denoiser(config.model)
     # the TorchScript copy also stores constants that eager modules hold as plain attributes (normalisation
     # constants): every trainable weight must be found, extra entries are those constants
@@ -209,6 +204,16 @@ def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
     if missing:
         raise TrainingError(f"{model_file}: its denoiser lacks weights {missing[:3]}...; it is not this architecture")
     return model
+
+
+def source_architecture(source: str | Path) -> DenoiserConfig | None:
+    """The denoiser architecture of a training run folder or a model file (None: the file does not say)."""
+    if Path(source).is_dir():
+        return DenoiserConfig(**read_run_config(source)["model"])
+    from .model_file import read_metadata
+
+    saved = read_metadata(source).get("denoiser")
+    return DenoiserConfig(**saved) if saved else None
 
 
 def read_run_config(run_dir: str | Path) -> dict:
