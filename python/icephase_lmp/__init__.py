@@ -14,7 +14,8 @@ Module map (lengths are in Angstrom throughout):
 - ``references``: the ideal reference structures (GenIce2 lattices or structure files);
 - ``configs``: the denoiser's and training's settings (no torch);
 - ``denoiser_network``: the denoiser network (NequIP); ``train``: its training; ``denoise``: the iterative denoising;
-- ``classifier``: the SOAP classifier; ``denoised_references``: references as the denoiser leaves them;
+- ``soap``: the SOAP power spectrum (DScribe's extension); ``classifier``: the SOAP classifier;
+  ``denoised_references``: references as the denoiser leaves them;
 - ``boundary``: the boundary step that extends ice labels next to liquid; ``clusters``: ice clusters;
 - ``pipeline``: denoise, classify, boundary step and clusters of one frame;
 - ``calibrate``: the ice/liquid threshold; ``model_file``: the one-file ``model.pth``; ``export``: writes it;

@@ -1,6 +1,6 @@
 """The SOAP classifier (the paper's Algorithm 2).
 
-SOAP of each oxygen (DScribe) -> StandardScaler -> PCA(30) -> distance to the nearest reference
+SOAP of each oxygen (DScribe's GTO power spectrum, ``soap``) -> StandardScaler -> PCA(30) -> distance to the nearest reference
 environment (Euclidean or cosine). The nearest reference gives the phase; a distance above the threshold
 means no reference matches: liquid (code 0).
 
@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
 
 from .boundary import BoundarySettings
 from .errors import ClassifierError
-from .phases import LIQUID, OXYGEN_NUMBER, code_table
+from .phases import LIQUID, code_table
 from .references import Reference, supercell
+from .soap import GtoSoap, cutoff_padding
 
 METRICS = ("euclidean", "cosine")
 #: Format version of the saved classifier arrays.
@@ -54,20 +54,17 @@ class SoapSettings:
     def reach(self) -> float:
         """How far (A) atoms still change a centre's SOAP: DScribe pads r_cut so that the Gaussian of an
         atom at the edge has decayed to 1e-3, i.e. by sigma * sqrt(-2 ln 1e-3) = 3.7 sigma."""
-        return self.r_cut + self.sigma * float(np.sqrt(-2.0 * np.log(1e-3)))
+        return self.r_cut + cutoff_padding(self.sigma)
 
-    def descriptor(self, periodic: bool):
-        """DScribe's ``SOAP`` object for these settings (made once per settings and periodicity)."""
+    def descriptor(self, periodic: bool) -> GtoSoap:
+        """The SOAP calculator for these settings (made once per settings and periodicity)."""
         return _soap_descriptor(self, periodic)
 
 
 @functools.lru_cache(maxsize=8)
-def _soap_descriptor(settings: SoapSettings, periodic: bool):
-    """DScribe's SOAP object for these settings, made once (its set-up solves for the radial basis)."""
-    from dscribe.descriptors import SOAP
-
-    return SOAP(species=["O"], r_cut=settings.r_cut, n_max=settings.n_max, l_max=settings.l_max,
-                sigma=settings.sigma, periodic=periodic)
+def _soap_descriptor(settings: SoapSettings, periodic: bool) -> GtoSoap:
+    """The SOAP calculator for these settings, made once (its set-up solves for the radial basis)."""
+    return GtoSoap(settings.r_cut, settings.n_max, settings.l_max, settings.sigma, periodic)
 
 
 @dataclass(frozen=True)
@@ -222,21 +219,7 @@ class Classifier:
         if not np.isfinite(positions).all():
             raise ClassifierError("positions contain NaN or Inf: the simulation has blown up or the file is corrupt")
         periodic = cell is not None and bool(np.any(pbc))
-        # atomic numbers, not a formula string: ASE parses "OOO..." symbol by symbol (~15 us per atom)
-        numbers = np.full(len(positions), OXYGEN_NUMBER)
-        if periodic:
-            atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=pbc)
-        else:
-            atoms = Atoms(numbers=numbers, positions=positions)
-        if centers is not None:
-            centers = np.asarray(centers, dtype=np.int64)
-            if len(centers) == 0:
-                return np.zeros((0, self.scaler_mean.shape[0]))
-        if len(positions) == 0:
-            return np.zeros((0, self.scaler_mean.shape[0]))
-        soap = self.soap.descriptor(periodic)
-        feats = soap.create(atoms, centers=None if centers is None else centers.tolist())
-        return np.atleast_2d(np.asarray(feats, dtype=np.float64))
+        return self.soap.descriptor(periodic).create(positions, cell, pbc, centers)
 
     def reduce(self, features: np.ndarray) -> np.ndarray:
         """StandardScaler then PCA: (n, F) -> (n, k)."""
@@ -454,7 +437,7 @@ def fit_classifier(
     for code, ref, scale in tqdm(jobs, desc="fit classifier", disable=not progress):
         atoms = supercell(ref.atoms, 2.0 * soap.r_cut + 1.0)
         atoms.set_cell(atoms.cell.array * scale, scale_atoms=True)
-        feats = _unique_rows(np.asarray(descriptor.create(atoms)))
+        feats = _unique_rows(descriptor.create(atoms.positions, atoms.cell.array, atoms.pbc))
         ideal_feats.append(feats)
         ideal_codes.append(np.full(len(feats), code))
         fit_feats.append(feats)
@@ -465,7 +448,7 @@ def fit_classifier(
             for _ in range(fit.copies_per_noise):
                 noisy = atoms.copy()
                 noisy.positions += sigma * rng.standard_normal(noisy.positions.shape)
-                fit_feats.append(np.asarray(descriptor.create(noisy)))
+                fit_feats.append(descriptor.create(noisy.positions, noisy.cell.array, noisy.pbc))
     ideal = np.concatenate(ideal_feats)
     train = np.concatenate(fit_feats)
     scaler = StandardScaler().fit(train)

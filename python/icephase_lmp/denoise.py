@@ -9,26 +9,8 @@ import torch
 
 from .errors import DenoiseError
 from .geometry import neighbor_edges, perpendicular_widths
-
-
-#: Longest step (A) one oxygen may take in one denoising iteration; a longer predicted step is shortened
-#: to this length, in its own direction. Real steps are a fraction of this (the shipped model's largest
-#: on frame 0 of the GCIceNet liquid, VII, III, Ih and T trajectories: 0.79 A, in the liquid), so only
-#: runaway output is shortened, and an atom moves at most iterations x MAX_STEP, which keeps every
-#: neighbour search bounded.
-MAX_STEP = 2.0
-#: A predicted step longer than this (A), or one that is not finite, stops the run with an error: no
-#: displacement of a thermal oxygen comes near it, so the network is damaged or fed something far from water.
-RUNAWAY_STEP = 10.0
-#: At most this many neighbours per oxygen within the denoiser's cutoff (dense ice VII has ~25 at
-#: 4.5 A, and oxygens at least MIN_OXYGEN_DISTANCE apart cannot exceed ~70): more means the network has
-#: collapsed atoms together, and the run stops instead of building an ever larger graph.
-MAX_NEIGHBOURS = 100
-
-
-def limits() -> dict[str, float]:
-    """The denoising limits, as the LAMMPS compute reads them (through lammps_bridge)."""
-    return {"max_step": MAX_STEP, "runaway_step": RUNAWAY_STEP, "max_neighbours": MAX_NEIGHBOURS}
+# the limits live with the other distance limits, where the LAMMPS bridge reads them without importing torch
+from .phases import MAX_NEIGHBOURS, MAX_STEP, RUNAWAY_STEP
 
 
 def runaway_message(step: float, where: str) -> str:
@@ -126,6 +108,12 @@ def denoise(
     check_box(cell, pbc, r_max)
     result = DenoiseResult(pos)
     device = torch.device(device)
+    # TorchScript's optimising executor profiles the first call and re-optimises on the second (together
+    # ~4 s instead of ~0.6 s for 1024 oxygens on one loaded CPU thread) and is no faster afterwards
+    # (benchmarks/startup.py, both in one process, called in turn); the output is bit-identical (checked
+    # on ice, liquid, sI and coexistence frames). So CPU calls run unoptimised; on CUDA the optimiser's
+    # kernel fusion may pay (not measured: no GPU here). The setting is per thread and restored after each call.
+    optimise = device.type == "cuda"
     for _ in range(iterations):
         # Memory stays bounded: the input of a pipeline has no oxygens closer than MIN_OXYGEN_DISTANCE
         # (at most ~70 neighbours each), and a configuration that passed this check cannot gain more
@@ -137,11 +125,12 @@ def denoise(
                 f"{r_max:g} A (water has at most ~25): the denoiser has collapsed them together; the model "
                 "file is damaged or not an icephase denoiser"
             )
-        eps = model(
-            torch.tensor(pos, dtype=torch.float32, device=device),
-            torch.tensor(edge_index, device=device),
-            torch.tensor(shift, dtype=torch.float32, device=device),
-        )
+        with torch.jit.optimized_execution(optimise):
+            eps = model(
+                torch.tensor(pos, dtype=torch.float32, device=device),
+                torch.tensor(edge_index, device=device),
+                torch.tensor(shift, dtype=torch.float32, device=device),
+            )
         step = eps.to("cpu", torch.float64).numpy()
         if step.shape != pos.shape:
             raise DenoiseError(

@@ -14,9 +14,8 @@ import numpy as np
 
 from .boundary import BoundarySettings, Shells, grow_once, ordered_shells
 from .classifier import Classifier
-from .denoise import limits as denoise_limits
 from .model_file import read_classifier, read_metadata
-from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
+from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE, denoising_limits
 
 _CLASSIFIERS: dict[str, Classifier] = {}
 
@@ -33,7 +32,7 @@ def model_metadata_json(model_path: str) -> str:
     # model files exported before the boundary step existed get its defaults, as their classifier does
     meta.setdefault("boundary", BoundarySettings().to_dict())
     meta["policy"] = {"min_oxygen_distance": MIN_OXYGEN_DISTANCE, "too_close_distance": TOO_CLOSE_DISTANCE,
-                      **denoise_limits()}
+                      **denoising_limits()}
     return json.dumps(meta)
 
 

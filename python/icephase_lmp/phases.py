@@ -28,6 +28,26 @@ MIN_OXYGEN_DISTANCE = 2.0
 #: The distance reported for those oxygens: no real distance is negative, so it marks "not measured".
 TOO_CLOSE_DISTANCE = -1.0
 
+#: Longest step (A) one oxygen may take in one denoising iteration; a longer predicted step is shortened
+#: to this length, in its own direction. Real steps are a fraction of this (the shipped model's largest
+#: on frame 0 of the GCIceNet liquid, VII, III, Ih and T trajectories: 0.79 A, in the liquid), so only
+#: runaway output is shortened, and an atom moves at most iterations x MAX_STEP, which keeps every
+#: neighbour search bounded.
+MAX_STEP = 2.0
+#: A predicted step longer than this (A), or one that is not finite, stops the run with an error: no
+#: displacement of a thermal oxygen comes near it, so the network is damaged or fed something far from water.
+RUNAWAY_STEP = 10.0
+#: At most this many neighbours per oxygen within the denoiser's cutoff (dense ice VII has ~25 at
+#: 4.5 A, and oxygens at least MIN_OXYGEN_DISTANCE apart cannot exceed ~70): more means the network has
+#: collapsed atoms together, and the run stops instead of building an ever larger graph.
+MAX_NEIGHBOURS = 100
+
+
+def denoising_limits() -> dict[str, float]:
+    """The denoising limits, as the LAMMPS compute reads them (through lammps_bridge)."""
+    return {"max_step": MAX_STEP, "runaway_step": RUNAWAY_STEP, "max_neighbours": MAX_NEIGHBOURS}
+
+
 NOT_ANALYSED_NAME = "not analysed"
 LIQUID_NAME = "liquid"
 

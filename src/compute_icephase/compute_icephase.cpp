@@ -59,6 +59,7 @@
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -1132,6 +1133,10 @@ bool ComputeIcephase::denoise_step(double &maxstep, std::string &err)
       edge_index = torch::zeros({2, 0}, i64.device(dev));
       shift = torch::zeros({0, 3}, f32.device(dev));
     }
+    // on CPU the plain interpreter: TorchScript's optimising executor spends seconds profiling and
+    // re-optimising the first two calls and is no faster afterwards (denoise.py has the figures);
+    // on CUDA its kernel fusion may pay (not measured). Per thread, restored on return.
+    torch::jit::GraphOptimizerEnabledGuard optimise(dev.is_cuda());
     auto eps = denoiser->module.forward({pos, edge_index, shift}).toTensor();
     eps = eps.to(torch::kCPU, torch::kFloat64).contiguous();
     if (eps.dim() != 2 || eps.size(0) != ngraph || eps.size(1) != 3) {
