@@ -199,9 +199,9 @@ def test_frames_slicing_reads_the_right_frames(water_dump):
 
 @pytest.mark.parametrize("chunk", [5, 13, 14, 15, 64])
 def test_count_frames_with_markers_split_between_chunks(water_dump, monkeypatch, chunk):
-    import icephase_lmp.trajectory as trajectory
+    import icephase_lmp.lammps_dump_reader as lammps_dump_reader
 
-    monkeypatch.setattr(trajectory, "_COUNT_CHUNK", chunk)  # 'ITEM: TIMESTEP' is 14 bytes
+    monkeypatch.setattr(lammps_dump_reader, "_COUNT_CHUNK", chunk)  # 'ITEM: TIMESTEP' is 14 bytes
     assert count_frames(water_dump) == 5
 
 
