@@ -519,11 +519,14 @@ def _add_lammps_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_lammps_data(args: argparse.Namespace) -> int:
-    from .lammps_data import write_tip4p_ice_data, write_tip4p_ice_settings
+    from .full_atom_ice import build_tip4p_ice
+    from .lammps_data import write_tip4p_ice_data
+    from .tip4p_ice import write_tip4p_ice_settings
 
     min_width = args.min_width if (args.min_width is not None or args.reps is not None) else 20.0
-    info = write_tip4p_ice_data(args.out, args.lattice, reps=args.reps, min_width=min_width,
-                                density=args.density, seed=args.seed, axis_order=args.axis_order)
+    ice = build_tip4p_ice(args.lattice, reps=args.reps, min_width=min_width, density=args.density, seed=args.seed,
+                          axis_order=args.axis_order)
+    info = write_tip4p_ice_data(args.out, ice)
     box = " x ".join(f"{x:.3f}" for x in info.lengths)
     tilt = f", tilts xy xz yz {' '.join(f'{t:.3f}' for t in info.tilts)}" if info.triclinic else ""
     print(f"wrote {info.path}: {info.phase} ({info.lattice}) reps {'x'.join(map(str, info.reps))}, "
