@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
+import timeit
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -40,12 +40,7 @@ TAGS = ("1h", "1c", "2", "3", "6", "7", "sI", "w", "T")
 
 def best_of(repeats: int, fn: Callable[[], object]) -> float:
     """The shortest of ``repeats`` wall times of ``fn()``, seconds."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(timeit.repeat(fn, repeat=repeats, number=1))
 
 
 def queries(model, data: Path) -> dict[str, np.ndarray]:

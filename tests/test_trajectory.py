@@ -419,3 +419,9 @@ def test_dump_keeps_extra_columns_of_selected_atoms(tmp_path):
     assert frame.atom_ids.tolist() == [1, 3]
     assert frame.columns["c_ice[1]"].astype(int).tolist() == [1, 7]
     assert frame.columns["c_ice[2]"].astype(float).tolist() == [0.25, 0.5]
+
+
+def test_type_selection_without_type_column_asks_for_it(tmp_path):
+    path = write_text(tmp_path / "o.lammpstrj", dump_frame(0, "id element x y z", ["1 O 1 2 3"]))
+    with pytest.raises(TrajectoryError, match=r"needs a 'type' column"):
+        next(read_frames(path, select=Selection.parse("type 1")))

@@ -218,8 +218,9 @@ def _lammps_mask(select: Selection, table: np.ndarray, columns: list[str], where
         return table[:, col[name]]
 
     def types_of(needed_by: str) -> np.ndarray:
+        values = column("type", needed_by)  # outside the try: its TrajectoryError is a ValueError too
         try:
-            return column("type", needed_by).astype(np.int64)
+            return values.astype(np.int64)
         except ValueError:
             raise TrajectoryError(f"the 'type' column of {where} does not hold integers") from None
 
