@@ -18,7 +18,7 @@ class Selection:
     """Which atoms are the water oxygens. Unset fields do not filter; set fields must all match.
 
     All fields unset means *automatic*: each reader picks the oxygens by the best evidence its format
-    offers (see :func:`read_frames`).
+    offers (see :func:`.readers.read_frames`).
     """
 
     element: str | None = None
