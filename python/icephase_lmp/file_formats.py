@@ -13,7 +13,10 @@ from typing import IO, Literal
 
 from .errors import TrajectoryError
 
-__all__ = ["NEEDS_TOPOLOGY", "check_exists", "input_format", "open_text", "output_format"]
+__all__ = ["NEEDS_TOPOLOGY", "PathLike", "check_exists", "input_format", "open_text", "output_format"]
+
+#: a file name as the readers and writers take it
+PathLike = str | Path
 
 _LAMMPS_SUFFIXES = (".lammpstrj", ".dump", ".lammps")
 _EXTXYZ_SUFFIXES = (".extxyz", ".xyz")

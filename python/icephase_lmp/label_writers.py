@@ -16,13 +16,11 @@ from typing import IO
 import numpy as np
 
 from .errors import TrajectoryError
-from .file_formats import output_format
+from .file_formats import PathLike, output_format
 from .frame import Frame
 from .lammps_box import dump_box
 
 __all__ = ["LabelWriter", "open_label_writer", "partial_path"]
-
-PathLike = str | Path
 
 
 def partial_path(path: PathLike) -> Path:

@@ -16,8 +16,8 @@ cover each case (scaled, unwrapped, general triclinic, gzipped, damaged) found:
   ``element`` columns and on one without boundary flags, turns types into chemical elements (type 1 is
   H), and keeps only some extra columns (``c_``, ``f_``, ``v_``, ...) and only as numbers.
 
-Each of these is a behaviour this reader has (and the tests check), so it stays; the box maths it shares
-with the writers is in :mod:`.lammps_box`.
+Each of these is a behaviour this reader has (most are checked in ``tests/test_trajectory.py``), so it
+stays; the box maths it shares with the writers is in :mod:`.lammps_box`.
 """
 
 from __future__ import annotations

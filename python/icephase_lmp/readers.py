@@ -13,15 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .ase_reader import count_extxyz_frames, read_extxyz
-from .file_formats import check_exists, input_format
+from .file_formats import PathLike, check_exists, input_format
 from .frame import Frame, wrapped
 from .lammps_dump_reader import count_lammps_dump_frames, read_lammps_dump
 from .mdanalysis_reader import open_universe, read_universe
 from .selection import Selection, resolve_frames
 
-__all__ = ["PathLike", "count_frames", "read_frames"]
-
-PathLike = str | Path
+__all__ = ["count_frames", "read_frames"]
 
 
 def read_frames(
