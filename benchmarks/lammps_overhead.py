@@ -156,9 +156,11 @@ def write_oxygen_data(path: Path, reps: tuple[int, int, int], sigma: float = 0.1
 
 # ---- (a) + (b) -----------------------------------------------------------------------------------
 def md_overhead(work: Path, scale: Scale, model: Path, ghost: float, keywords: str) -> None:
-    from icephase_lmp.lammps_data import write_tip4p_ice_data, write_tip4p_ice_settings
+    from icephase_lmp.full_atom_ice import build_tip4p_ice
+    from icephase_lmp.lammps_data import write_tip4p_ice_data
+    from icephase_lmp.tip4p_ice import write_tip4p_ice_settings
 
-    write_tip4p_ice_data(work / "ice_ih.data", "Ih", reps=scale.md_reps)
+    write_tip4p_ice_data(work / "ice_ih.data", build_tip4p_ice("Ih", reps=scale.md_reps))
     write_tip4p_ice_settings(work / "tip4p_ice.settings")
     nmol = int(np.prod(scale.md_reps)) * 16
     steps = scale.md_steps

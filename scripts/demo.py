@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from icephase_lmp.lammps_data import basal_interfaces, write_tip4p_ice_data, write_tip4p_ice_settings
+from icephase_lmp.full_atom_ice import basal_interfaces, build_tip4p_ice
+from icephase_lmp.lammps_data import write_tip4p_ice_data
+from icephase_lmp.tip4p_ice import write_tip4p_ice_settings
 from icephase_lmp.model_file import SHIPPED_MODEL, read_metadata
 from icephase_lmp.phases import code_table
 from icephase_lmp.render import plot_phase_fractions, render_phases
@@ -78,7 +80,7 @@ def main() -> None:
     names = [p["name"] for p in meta["phases"] if p["code"] > 0]
 
     print("1. ice Ih slab (basal planes facing z), TIP4P/Ice, from GenIce2")
-    info = write_tip4p_ice_data(out / "ice_slab.data", "Ih", reps=(3, 6, 3), axis_order="xzy", seed=1)
+    info = write_tip4p_ice_data(out / "ice_slab.data", build_tip4p_ice("Ih", reps=(3, 6, 3), axis_order="xzy", seed=1))
     write_tip4p_ice_settings(out / "tip4p_ice.settings")
     lz = info.lengths[2]
     z1, z2, dz = basal_interfaces(info.oxygen_positions[:, 2], lz)

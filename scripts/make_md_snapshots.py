@@ -35,7 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "examples" / "lammps_inputs" / "tip4p"
 sys.path.insert(0, str(REPO / "python"))
 
-from icephase_lmp.lammps_data import basal_interfaces, write_tip4p_ice_data, write_tip4p_ice_settings  # noqa: E402
+from icephase_lmp.full_atom_ice import basal_interfaces, build_tip4p_ice  # noqa: E402
+from icephase_lmp.lammps_data import write_tip4p_ice_data  # noqa: E402
+from icephase_lmp.tip4p_ice import write_tip4p_ice_settings  # noqa: E402
 
 TIMESTEP_FS = 2.0
 
@@ -221,8 +223,8 @@ def run_system(sysd: System, out: Path, quick: bool, ice_density: float | None) 
     t0 = time.time()
     data = out / f"{sysd.name}.data"
     density = ice_density if (sysd.name == "coexistence_250K" and ice_density) else None
-    info = write_tip4p_ice_data(data, sysd.lattice, reps=sysd.reps, density=density, seed=sysd.seed,
-                                axis_order=sysd.axis_order)
+    ice = build_tip4p_ice(sysd.lattice, reps=sysd.reps, density=density, seed=sysd.seed, axis_order=sysd.axis_order)
+    info = write_tip4p_ice_data(data, ice)
     variables = {"data": data.name, "settings": "tip4p_ice.settings", "dumpfile": f"{sysd.name}.lammpstrj",
                  "T": f"{sysd.temperature}", "P": f"{sysd.pressure}"}
     variables.update({k: str(v) for k, v in sysd.steps.items()})

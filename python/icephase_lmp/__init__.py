@@ -19,9 +19,16 @@ Module map (lengths are in Angstrom throughout):
 - ``boundary``: the boundary step that extends ice labels next to liquid; ``clusters``: ice clusters;
 - ``pipeline``: denoise, classify, boundary step and clusters of one frame;
 - ``calibrate``: the ice/liquid threshold; ``model_file``: the one-file ``model.pth``; ``export``: writes it;
-- ``trajectory``: reading trajectories and writing labels (I/O); ``geometry``: cells and neighbour lists;
-- ``lammps_data``: TIP4P/Ice LAMMPS data files; ``lammps_bridge``: what the LAMMPS compute calls;
-  ``plugin_build``: builds that compute;
+- I/O: ``readers`` reads trajectories (``read_frames``, ``count_frames``), the format told by the name in
+  ``file_formats``, through ``lammps_dump_reader`` (LAMMPS text dumps), ``ase_reader`` (extxyz, ASE ``Atoms``)
+  and ``mdanalysis_reader`` (GROMACS and other MDAnalysis formats); ``frame``: one frame's selected atoms;
+  ``selection``: ``--select`` and ``--frames``; ``label_writers``: labels as .csv, LAMMPS dump or extxyz;
+  ``trajectory``: these names in one import;
+- ``lammps_box``: LAMMPS box maths (restricted triclinic cell, dump box bounds); ``geometry``: cells and
+  neighbour lists;
+- ``full_atom_ice``: O + 2 H ice structures from GenIce2 networks; ``lammps_data``: them as LAMMPS data files;
+  ``tip4p_ice``: the TIP4P/Ice settings; ``lammps_bridge``: what the LAMMPS compute calls; ``plugin_build``:
+  builds that compute;
 - ``cli``: the ``icephase`` command; ``render``: pictures;
 - ``api``, ``mdanalysis``, ``ovito_modifier``: the Python API, the MDAnalysis analysis, the OVITO modifier;
 - ``errors``: the exceptions.

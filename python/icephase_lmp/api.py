@@ -152,7 +152,7 @@ def classify(
     PhaseLabels
         Codes, distances, cluster ids and the indices of the oxygens, and ``names`` / ``fractions``.
     """
-    from .trajectory import frame_from_atoms
+    from .ase_reader import frame_from_atoms
 
     pipeline = pipeline_for(model, denoise=denoise, **options)
     frame = frame_from_atoms(atoms, select)

@@ -101,7 +101,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .pipeline import Pipeline, set_threads
-    from .trajectory import Selection, count_frames, open_label_writer, parse_frames, read_frames
+    from .label_writers import open_label_writer
+    from .readers import count_frames, read_frames
+    from .selection import Selection, parse_frames
 
     set_threads(args.threads)
     select = Selection.parse(args.select)
@@ -124,7 +126,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
               f"phase and the largest ice cluster ({pipeline.boundary.shell:g} A) per frame:")
         print("frame  " + " ".join(f"{names[c]:>7s}" for c in columns) + "  largest")
     with ExitStack() as stack:
-        # both outputs go to <file>.partial until the last frame is done (trajectory.open_label_writer)
+        # both outputs go to <file>.partial until the last frame is done (label_writers.open_label_writer)
         writers = [stack.enter_context(open_label_writer(args.out, names))]
         if args.write_denoised:
             writers.append(stack.enter_context(open_label_writer(args.write_denoised, names)))
@@ -219,7 +221,7 @@ def _distances(pipeline, specs: list[str], select, frames, option: str) -> np.nd
     have no distance and are left out)."""
     from tqdm import tqdm
 
-    from .trajectory import count_frames, read_frames
+    from .readers import count_frames, read_frames
 
     out = []
     for spec in specs:
@@ -275,7 +277,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import calibrate_threshold, plot_histogram
     from .model_file import save_model
     from .pipeline import Pipeline, set_threads
-    from .trajectory import Selection, parse_frames
+    from .selection import Selection, parse_frames
 
     set_threads(args.threads)
     # the threshold does not matter for distances; 0 avoids needing an existing calibration
@@ -517,11 +519,14 @@ def _add_lammps_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_lammps_data(args: argparse.Namespace) -> int:
-    from .lammps_data import write_tip4p_ice_data, write_tip4p_ice_settings
+    from .full_atom_ice import build_tip4p_ice
+    from .lammps_data import write_tip4p_ice_data
+    from .tip4p_ice import write_tip4p_ice_settings
 
     min_width = args.min_width if (args.min_width is not None or args.reps is not None) else 20.0
-    info = write_tip4p_ice_data(args.out, args.lattice, reps=args.reps, min_width=min_width,
-                                density=args.density, seed=args.seed, axis_order=args.axis_order)
+    ice = build_tip4p_ice(args.lattice, reps=args.reps, min_width=min_width, density=args.density, seed=args.seed,
+                          axis_order=args.axis_order)
+    info = write_tip4p_ice_data(args.out, ice)
     box = " x ".join(f"{x:.3f}" for x in info.lengths)
     tilt = f", tilts xy xz yz {' '.join(f'{t:.3f}' for t in info.tilts)}" if info.triclinic else ""
     print(f"wrote {info.path}: {info.phase} ({info.lattice}) reps {'x'.join(map(str, info.reps))}, "

@@ -38,11 +38,11 @@ class ReferenceStructureError(IcephaseError):
 
 
 class LammpsDataError(IcephaseError):
-    """A LAMMPS data file of TIP4P/Ice water could not be built (``lammps_data``)."""
+    """A full-atom ice structure for a LAMMPS data file could not be built (``full_atom_ice``)."""
 
 
 class TrajectoryError(IcephaseError):
-    """A problem with a trajectory or labels file, or with how it was asked for (``trajectory``)."""
+    """A problem with a trajectory or labels file, or with how it was asked for (the readers and writers)."""
 
 
 class ModelFileError(IcephaseError):

@@ -115,7 +115,7 @@ class IcePhase(AnalysisBase):
         self.results.largest_cluster = np.zeros(self.n_frames, dtype=np.int64)
 
     def _single_frame(self) -> None:
-        from .trajectory import frame_from_atomgroup
+        from .mdanalysis_reader import frame_from_atomgroup
 
         frame = frame_from_atomgroup(self._ag)
         out = self._pipeline.run(frame.positions, frame.cell, frame.pbc)

@@ -78,7 +78,7 @@ def code_property_name(data: DataCollection, requested: str = "") -> str:
 def oxygen_mask(data: DataCollection, select: str = "") -> np.ndarray:
     """(N,) bool: the water oxygens, by particle type, in the CLI's syntax: ``element O`` or ``name OW``
     (type name), ``type 1 2`` (type ids); empty: the type named ``O``, else every particle of a one-type frame."""
-    from .trajectory import Selection
+    from .selection import Selection
 
     selection = Selection.parse(select)
     n = data.particles.count

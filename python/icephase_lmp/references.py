@@ -44,8 +44,13 @@ class Reference:
 
 def water_density(atoms: Atoms) -> float:
     """Density in g/cm3 of a cell of oxygen sites, one water molecule per site."""
-    volume_cm3 = abs(np.linalg.det(atoms.cell.array)) * 1e-24
-    return len(atoms) * WATER_MOLAR_MASS / _AVOGADRO / volume_cm3
+    return water_density_of_cell(len(atoms), atoms.cell.array)
+
+
+def water_density_of_cell(n_molecules: int, cell: np.ndarray) -> float:
+    """Density in g/cm3 of ``n_molecules`` water molecules in ``cell`` ((3, 3) rows, Angstrom)."""
+    volume_cm3 = abs(np.linalg.det(cell)) * 1e-24
+    return n_molecules * WATER_MOLAR_MASS / _AVOGADRO / volume_cm3
 
 
 def scaled_to_density(atoms: Atoms, density: float) -> Atoms:
