@@ -4,7 +4,7 @@ The GCIceNet liquid and Ih frames (frame 0, ~1,000 O each) are replicated n x n 
 2, 3, 5: about 1k, 8k, 28k and 128k oxygens). Each size runs in a fresh process (one torch thread, the
 shipped model, the default pipeline: denoise 8 iterations, SOAP, classification, boundary step, clusters):
 a first `Pipeline.run` (cold), then a second one, timed. Memory: the process's peak resident set minus its
-resident set after the model was loaded, per oxygen (it includes one-time allocations of the first run,
+resident set once the model was loaded and the box built, per oxygen (it includes one-time allocations of the first run,
 which weigh less the larger the box).
 
 Usage: python benchmarks/scaling.py [--reps 1,2,3,5] [--systems w,1h] [--data DIR]

@@ -1,8 +1,8 @@
 """The SOAP classifier (the paper's Algorithm 2).
 
-SOAP of each oxygen (DScribe's GTO power spectrum, ``soap``) -> StandardScaler -> PCA(30) -> distance to the nearest reference
-environment (Euclidean or cosine). The nearest reference gives the phase; a distance above the threshold
-means no reference matches: liquid (code 0).
+SOAP of each oxygen (DScribe's GTO power spectrum, ``soap``) -> StandardScaler -> PCA(30) -> distance to
+the nearest reference environment (Euclidean or cosine). The nearest reference gives the phase; a distance
+above the threshold means no reference matches: liquid (code 0).
 
 Fitting. The ideal references hold only ~15 distinct environments, so a scaler and PCA fitted on them alone
 are rank-deficient: features that never vary among ideal sites get a near-zero scale and blow up any

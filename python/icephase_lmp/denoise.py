@@ -109,7 +109,7 @@ def denoise(
     result = DenoiseResult(pos)
     device = torch.device(device)
     # TorchScript's optimising executor profiles the first call and re-optimises on the second (together
-    # ~4 s instead of ~0.6 s for 1024 oxygens on one loaded CPU thread) and is no faster afterwards
+    # 1.9-2.5 s instead of 0.24-0.27 s for 1024 oxygens on one CPU thread) and is no faster afterwards
     # (benchmarks/startup.py, both in one process, called in turn); the output is bit-identical (checked
     # on ice, liquid, sI and coexistence frames). So CPU calls run unoptimised; on CUDA the optimiser's
     # kernel fusion may pay (not measured: no GPU here). The setting is per thread and restored after each call.
