@@ -1,11 +1,12 @@
 """Ice next to water, side by side with CHILL+: interfaces, seeded nuclei, supercooled liquids.
 
 Data: scripts/make_interface_md.py (mW; runs/interfaces/) and, when present, the TIP4P/Ice coexistence box
-of scripts/make_md_snapshots.py (runs/md/coexistence_250K). Ground truth comes from the construction: the
+and deeply supercooled liquid of scripts/make_md_snapshots.py (runs/md/coexistence_250K, liquid_220K). Ground truth comes from the construction: the
 molecules held crystalline while the rest melted (slabs), the seed molecules (nuclei), nothing (liquids).
 
 For every frame the positions are denoised once; then
   ours      the model's full pipeline (classifier + boundary step, `BoundarySettings` of the model),
+  route a   the boundary step without its route (b) (min_ordered_ice_bonds 0: the release before it),
   previous  the classifier alone (the boundary step off: what the model gave before it existed),
   CHILL+    OVITO's ChillPlusModifier (cutoff 3.5 A) on the raw positions; every class but "other" counts
             as ice (hexagonal, cubic, interfacial ice, hydrate, interfacial hydrate).
@@ -16,7 +17,8 @@ seeds, the seed labelled ice, ice labels outside the seed relative to the seed s
 cluster (3.5 A); for liquids, the false-ice fraction and the largest false-ice cluster.
 
 Usage: python benchmarks/interfaces.py [--data runs/interfaces] [--md runs/md] [--model M] [--only NAME ...]
-       [--rounds N] [--min-ordered-bonds K] [--min-ice-neighbours M]   (other boundary-step settings)
+       [--rounds N] [--min-ordered-bonds K] [--min-ice-neighbours M] [--min-ordered-ice-bonds B]
+       (other boundary-step settings)
 """
 
 from __future__ import annotations
@@ -71,15 +73,20 @@ class Labeller:
         clf = self.model.classifier
         previous = clf.classify(d.positions, f.cell, f.pbc, threshold=self.threshold).codes
         ours = extend_ice(previous, d.positions, f.cell, f.pbc, self.boundary)
-        return {"ours": ours, "previous": previous, "chill": chill_plus(f.positions, f.cell), "denoised": d.positions}
+        route_a = extend_ice(previous, d.positions, f.cell, f.pbc, replace(self.boundary, min_ordered_ice_bonds=0))
+        return {"ours": ours, "route a": route_a, "previous": previous, "chill": chill_plus(f.positions, f.cell),
+                "denoised": d.positions}
 
 
 def slab_depth(f, info: dict, chill: np.ndarray) -> np.ndarray:
     """Signed depth (A) of each molecule below the nearer interface plane (positive on the ice side).
 
     Each face's plane is located in every frame from the MD itself: going out from the middle of the slab,
-    where the fraction of molecules that CHILL+ calls ice-like, in 0.5 A slices parallel to the face, first
-    drops below one half. (The faces of the held slab are not used: the molecular layer next to a held
+    where the fraction of molecules that CHILL+ calls ice-like, in 1 A slices parallel to the face (moved in
+    0.25 A steps), first drops below one half. Slices holding fewer than a quarter of the molecules of an
+    average 1 A slice of the box are skipped: they lie between two crystal layers (Ih basal bilayers are
+    3.7 A apart and 0.9 A thick), and a fraction of one or two molecules would put the plane a layer deep
+    inside the crystal. (The faces of the held slab are not used: the molecular layer next to a held
     crystal freezes onto it while the rest melts, and near the melting point a face may advance or retreat.)
     """
     lz = f.cell[2, 2]
@@ -87,15 +94,16 @@ def slab_depth(f, info: dict, chill: np.ndarray) -> np.ndarray:
     centre = np.median(z[np.isin(f.atom_ids, info["ice_ids"])] % lz)
     dz = (z - centre + 0.5 * lz) % lz - 0.5 * lz
     depth = np.empty(len(z))
-    window, step = 1.0, 0.25  # 1 A slices (empty ones, between two Ih layers, are skipped)
+    window, step = 1.0, 0.25  # 1 A slices
     start = 0.25 * (info["slab"]["hi"] - info["slab"]["lo"])  # well inside the slab
+    sparse = 0.25 * len(z) / lz * window  # fewer molecules than this: a slice between two crystal layers
     for side in (1.0, -1.0):
         s = side * dz
         mine = s >= 0
         plane = 0.5 * lz
         for a in np.arange(start, 0.5 * lz - window, step):
             slice_ = mine & (s >= a) & (s < a + window)
-            if slice_.any() and chill[slice_].mean() < 0.5:
+            if slice_.sum() >= sparse and chill[slice_].mean() < 0.5:
                 plane = a + 0.5 * window
                 break
         depth[mine] = plane - s[mine]
@@ -113,15 +121,26 @@ def coexistence_info(md: Path) -> dict | None:
             "ice_ids": co["ice_oxygen_ids"], "slab": {"lo": lo, "hi": hi, "lz0": co.get("lz0", None)}}
 
 
+def supercooled_info(md: Path) -> dict | None:
+    """The deeply supercooled TIP4P/Ice liquid of make_md_snapshots.py (liquid_220K, 0.81 Tm), if it was run."""
+    path = md / "liquid_220K.json"
+    if not path.is_file():
+        return None
+    meta = json.loads(path.read_text())
+    return {"name": "tip4p_ice_liquid_220K", "kind": "liquid", "temperature": meta["temperature_K"],
+            "trajectory": str(md / "liquid_220K.lammpstrj")}
+
+
 def report_slab(info: dict, frames: list, labels: list, code_of: dict) -> None:
     right = code_of[EXPECTED[info["lattice"]]]
-    rows = {"ours": [], "ours, right phase": [], "previous": [], "CHILL+": []}
+    rows = {"ours": [], "ours, right phase": [], "route a": [], "previous": [], "CHILL+": []}
     depth_all, lab = [], {k: [] for k in rows}
     for f, lb in zip(frames, labels):
         depth = slab_depth(f, info, lb["chill"])
         depth_all.append(depth)
         lab["ours"].append(lb["ours"] > LIQUID)
         lab["ours, right phase"].append(lb["ours"] == right)
+        lab["route a"].append(lb["route a"] > LIQUID)
         lab["previous"].append(lb["previous"] > LIQUID)
         lab["CHILL+"].append(lb["chill"])
     depth = np.concatenate(depth_all)
@@ -143,7 +162,7 @@ def report_seed(info: dict, frames: list, labels: list) -> None:
     print(f"\n{info['name']} (R = {info['radius']:.0f} A, {info['seed_molecules']} seed molecules, "
           f"{info['temperature']:.0f} K): per frame")
     print(f"  {'':10s} {'seed ice%':>9s} {'outside/seed':>12s} {'largest cluster':>15s}")
-    for name, key in (("ours", "ours"), ("previous", "previous"), ("CHILL+", "chill")):
+    for name, key in (("ours", "ours"), ("route a", "route a"), ("previous", "previous"), ("CHILL+", "chill")):
         cells = []
         for f, lb in zip(frames, labels):
             seed = np.isin(f.atom_ids, info["seed_ids"])
@@ -156,7 +175,7 @@ def report_seed(info: dict, frames: list, labels: list) -> None:
 
 def report_liquid(info: dict, frames: list, labels: list) -> None:
     print(f"\n{info['name']} ({info['temperature']:.0f} K, {len(frames)} frames x {frames[0].n_atoms} molecules)")
-    for name, key in (("ours", "ours"), ("previous", "previous"), ("CHILL+", "chill")):
+    for name, key in (("ours", "ours"), ("route a", "route a"), ("previous", "previous"), ("CHILL+", "chill")):
         frac, largest = [], 0
         for f, lb in zip(frames, labels):
             ice = lb[key] > LIQUID if key != "chill" else lb[key]
@@ -175,17 +194,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--min-ordered-bonds", type=int)
     ap.add_argument("--min-ice-neighbours", type=int)
+    ap.add_argument("--min-ordered-ice-bonds", type=int)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
     labeller = Labeller(args.model, rounds=args.rounds, min_ordered_bonds=args.min_ordered_bonds,
-                        min_ice_neighbours=args.min_ice_neighbours)
+                        min_ice_neighbours=args.min_ice_neighbours, min_ordered_ice_bonds=args.min_ordered_ice_bonds)
     code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
     print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
     infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]
-    coex = coexistence_info(args.md)
-    if coex is not None:
-        infos.append(coex)
+    infos += [info for info in (coexistence_info(args.md), supercooled_info(args.md)) if info is not None]
     for info in infos:
         if args.only and info["name"] not in args.only:
             continue

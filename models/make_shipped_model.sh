@@ -32,8 +32,10 @@ done
 for metric in euclidean cosine; do
     icephase calibrate --model "$model" "${ice[@]}" --liquid runs/md/liquid_300K.lammpstrj --metric "$metric" \
         --plot "models/icephase-7phase/threshold_denoised_$metric.png" --write-model "$model"
+    # SOAP alone cannot separate ice from liquid (docs/validation.md): calibrate refuses to store an
+    # overlapping threshold unless told to; the raw thresholds only serve --no-denoise / iterations 0
     icephase calibrate --model "$model" "${ice[@]}" --liquid runs/md/liquid_300K.lammpstrj --metric "$metric" \
-        --no-denoise --plot "models/icephase-7phase/threshold_raw_$metric.png" --write-model "$model"
+        --no-denoise --force --plot "models/icephase-7phase/threshold_raw_$metric.png" --write-model "$model"
 done
 mkdir -p models/icephase-7phase
 [ -f runs/shipped/config.json ] && cp runs/shipped/config.json runs/shipped/loss.csv runs/shipped/loss.png models/icephase-7phase/

@@ -8,7 +8,7 @@ Writes into OUT (default runs/md/, which git ignores), for each system NAME:
   NAME.log        the LAMMPS log;  NAME.data  the starting structure (icephase.lammps_data)
 
 Systems: ice_ih_250K, coexistence_250K (ice Ih slab with its basal planes facing z, half melted),
-liquid_300K, and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
+liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
 ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa), ice_vii_250K (3 GPa).
 The LAMMPS inputs are examples/lammps_inputs/tip4p/in.*; each LAMMPS run is one serial process.
 
@@ -82,6 +82,10 @@ def systems(quick: bool) -> list[System]:
         System("liquid_300K", "in.liquid_300K", "Ih", (4, 4, 3), 300.0,
                {"nmelt": 5000, "nequil": 10000, "nprod": 5000, "ndump": 250, "nthermo": 500},
                ["melt", "equilibrate", "production"]),
+        # deeply supercooled: 0.81 of TIP4P/Ice's melting point (270 K), for false-ice rates (never calibrated on)
+        System("liquid_220K", "in.liquid_300K", "Ih", (4, 4, 3), 220.0,
+               {"nmelt": 5000, "nequil": 10000, "nprod": 5000, "ndump": 500, "nthermo": 500},
+               ["melt", "equilibrate", "production"], seed=1),
         System("ice_ic_250K", "in.ice_ih_250K", "Ic", (4, 4, 4), 250.0, bulk, ["equilibrate", "production"]),
         System("sI_250K", "in.ice_ih_250K", "sI", (2, 2, 2), 250.0, bulk, ["equilibrate", "production"]),
         *high_pressure_ices((4, 4, 4), bulk),

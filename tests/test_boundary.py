@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import ice_next_to_disorder, liquid_like
 
-from icephase_lmp.boundary import BoundarySettings, Shells, extend_ice, grow_once, ordered_shells
+from icephase_lmp.boundary import BoundarySettings, Shells, ShellOrder, extend_ice, grow_once, ordered_shells
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.phases import LIQUID
 from icephase_lmp.references import builtin_reference, supercell
@@ -32,6 +32,9 @@ def test_dense_ices_are_not_tetrahedral(name):
     pos, cell = crystal(name)
     shells = Shells.build(pos, cell, (True,) * 3, SETTINGS.shell)
     assert not ordered_shells(shells, len(pos), SETTINGS).any()
+    # nor by route (b): half of the crystal labelled ice, the other half stays as labelled
+    half = np.where(pos[:, 0] % cell[0, 0] < 0.5 * cell[0, 0], 5, LIQUID).astype(np.int32)
+    assert np.array_equal(extend_ice(half, pos, cell, (True,) * 3, BoundarySettings(rounds=2)), half)
 
 
 def test_random_liquid_is_mostly_disordered(rng):
@@ -62,19 +65,76 @@ def test_grow_once_takes_the_nearest_ice_neighbours_phase():
     pos = np.column_stack([x, np.zeros(5), np.zeros(5)])
     shells = Shells.build(pos, None, (False,) * 3, SETTINGS.shell)
     codes = np.array([LIQUID, 1, LIQUID, 2, LIQUID])
-    ordered = np.array([False, True, True, True, True])
-    assert grow_once(codes, ordered, shells).tolist() == [LIQUID, 1, 2, 2, LIQUID]
+    no_bonds = np.zeros(len(shells.i), dtype=bool)
+    neighbours = np.bincount(shells.i, minlength=5)
+    order = ShellOrder(np.array([False, True, True, True, True]), no_bonds, neighbours)
+    assert grow_once(codes, order, shells).tolist() == [LIQUID, 1, 2, 2, LIQUID]
     # only the centres are decided; the others (ghosts) are read only
-    assert grow_once(codes, ordered[:3], shells).tolist() == [LIQUID, 1, 2]
+    first3 = ShellOrder(order.ordered[:3], no_bonds, neighbours[:3])
+    assert grow_once(codes, first3, shells).tolist() == [LIQUID, 1, 2]
     # two ice neighbours required: atom 2 has them (1 and 3), atom 0 does not need checking
-    assert grow_once(codes, ordered, shells, min_ice_neighbours=2).tolist() == [LIQUID, 1, 2, 2, LIQUID]
+    two = BoundarySettings(min_ice_neighbours=2)
+    assert grow_once(codes, order, shells, two).tolist() == [LIQUID, 1, 2, 2, LIQUID]
     codes[3] = LIQUID
-    assert grow_once(codes, ordered, shells, min_ice_neighbours=2).tolist() == [LIQUID, 1, LIQUID, LIQUID, LIQUID]
+    assert grow_once(codes, order, shells, two).tolist() == [LIQUID, 1, LIQUID, LIQUID, LIQUID]
+
+
+def test_grow_once_route_b_needs_enough_ordered_bonds_to_ice():
+    """A molecule whose shell fails the test joins when enough of its bonds *to ice* are ordered."""
+    # centre 0 with four neighbours on a tetrahedron (2.76 A); 1 and 2 are ice, 3 and 4 liquid
+    tetra = 2.76 / np.sqrt(3.0) * np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float)
+    pos = np.vstack([np.zeros(3), tetra])
+    shells = Shells.build(pos, None, (False,) * 3, SETTINGS.shell)
+    codes = np.array([LIQUID, 2, 2, LIQUID, LIQUID])
+    centre = shells.i == 0
+    to = {int(j): k for k, j in zip(np.flatnonzero(centre), shells.j[centre])}
+    neighbours = np.bincount(shells.i, minlength=5)[:1]
+    not_ordered = np.array([False])
+
+    def order_with(ordered_to: list[int], n_neighbours: int = 4) -> ShellOrder:
+        bonds = np.zeros(len(shells.i), dtype=bool)
+        bonds[[to[j] for j in ordered_to]] = True
+        return ShellOrder(not_ordered, bonds, np.array([n_neighbours]))
+
+    assert neighbours[0] == 4
+    assert grow_once(codes, order_with([1, 2]), shells).tolist() == [2]  # two ordered bonds to ice
+    assert grow_once(codes, order_with([1, 3, 4]), shells).tolist() == [LIQUID]  # one to ice, two to liquid
+    assert grow_once(codes, order_with([1, 2], n_neighbours=3), shells).tolist() == [LIQUID]
+    assert grow_once(codes, order_with([1, 2], n_neighbours=5), shells).tolist() == [2]
+    assert grow_once(codes, order_with([1, 2], n_neighbours=6), shells).tolist() == [LIQUID]
+    assert grow_once(codes, order_with([1, 2]), shells, BoundarySettings(min_ordered_ice_bonds=0)).tolist() == [LIQUID]
+    assert grow_once(codes, order_with([1, 2]), shells, BoundarySettings(min_ordered_ice_bonds=3)).tolist() == [LIQUID]
+
+
+def test_route_b_adds_the_first_layer_of_a_face_whose_other_side_is_disordered(rng):
+    """Ice Ic labelled ice below z = 12 A, shaken by up to 0.9 A above 13.5 A: the (001) layer between has two
+    bonds into the crystal and two into the disorder, so many of its shells fail the test as a whole; route
+    (b) adds them. (Where the shaking leaves fewer than four neighbours within 3.5 A, neither route does.)"""
+    pos, cell = crystal("Ic", 22.0)
+    z = pos[:, 2] % cell[2, 2]
+    pos[z > 13.5] += rng.uniform(-0.9, 0.9, ((z > 13.5).sum(), 3))
+    codes = np.where(z < 12.0, 2, LIQUID).astype(np.int32)
+    layer = (z > 12.0) & (z < 13.5)
+    pbc = (True,) * 3
+    without = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=1, min_ordered_ice_bonds=0))
+    with_b = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=1))
+    assert layer.sum() > 20
+    assert (without[layer] > LIQUID).mean() < 0.6 and (with_b[layer] > LIQUID).mean() > 0.7
+    assert (with_b[layer] > LIQUID).sum() >= (without[layer] > LIQUID).sum() + 5
+    assert np.all(with_b[with_b != codes] == 2)
+
+
+def test_model_files_from_before_route_b_keep_it_off():
+    old = {k: v for k, v in BoundarySettings().to_dict().items() if k != "min_ordered_ice_bonds"}
+    assert BoundarySettings.from_dict(old).min_ordered_ice_bonds == 0
+    assert BoundarySettings.from_dict(BoundarySettings().to_dict()) == BoundarySettings()
+    assert BoundarySettings().min_ordered_ice_bonds == 2
 
 
 def test_extend_ice_grows_a_layer_per_round_and_stops_at_disorder(rng):
     """Ice Ih labelled only where x < 6 A: each round adds the next ordered layer; a shuffled (disordered)
-    region beyond x = 14 A is never reached."""
+    region beyond x = 14 A is not entered: at most a few of its molecules next to the crystal (across the
+    periodic boundary at x = 23.5 A) join, none of its middle."""
     pos, cell = crystal("Ih", 22.0)
     x = pos[:, 0] % cell[0, 0]
     disordered = x > 14.0
@@ -86,8 +146,8 @@ def test_extend_ice_grows_a_layer_per_round_and_stops_at_disorder(rng):
     sizes = [np.count_nonzero(g) for g in grown]
     assert sizes[0] < sizes[1] < sizes[2] < sizes[3]
     assert set(np.unique(grown[3])) <= {LIQUID, 1}
-    shells = Shells.build(pos, cell, (True,) * 3, SETTINGS.shell)
-    assert not np.any(grown[3][disordered & ~ordered_shells(shells, len(pos), SETTINGS)])
+    assert (grown[3][disordered] > LIQUID).mean() < 0.1
+    assert not np.any(grown[3][(x > 14.0 + SETTINGS.shell) & (x < cell[0, 0] - SETTINGS.shell)])
     assert np.array_equal(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=0)), codes)
 
 

@@ -110,12 +110,17 @@ def test_lammps_bridge_classifies_local_atoms_of_an_open_cloud(small_model_file,
     centre = atoms.cell.array.sum(axis=0) / 2
     order = np.argsort(np.linalg.norm(atoms.positions - centre, axis=1))
     cloud = atoms.positions[order]  # the 10 innermost atoms are the "local" ones, the rest their ghosts
-    codes, dist, ordered = lammps_bridge.classify(str(path), cloud, 10, "euclidean", 11.0)
-    assert codes.dtype == np.int32 and codes.shape == (10,) and dist.shape == (10,) and ordered.shape == (10,)
+    codes, dist = lammps_bridge.classify(str(path), cloud, 10, "euclidean", 11.0)
+    assert codes.dtype == np.int32 and codes.shape == (10,) and dist.shape == (10,)
     assert np.all(codes == 6) and np.all(dist < 1e-3)
-    assert not ordered.any()  # ice VII: eight first neighbours, no tetrahedron (no boundary step)
     # one boundary round changes nothing in a crystal that is ice everywhere
-    grown = lammps_bridge.grow(str(path), cloud, 10, np.full(len(cloud), 6), ordered)
+    grown = lammps_bridge.grow(str(path), cloud, 10, np.full(len(cloud), 6))
     assert grown.dtype == np.int32 and np.all(grown == 6)
+    # ice VII has eight first neighbours, no tetrahedron: liquid-labelled atoms next to it stay liquid
+    codes = np.full(len(cloud), 6)
+    codes[:10] = 0
+    assert np.all(lammps_bridge.grow(str(path), cloud, 10, codes) == 0)
+    with pytest.raises(ValueError, match="codes"):
+        lammps_bridge.grow(str(path), cloud, 10, codes[:-1])
     with pytest.raises(ValueError, match="n_local"):
         lammps_bridge.classify(str(path), cloud, len(cloud) + 1, "euclidean", 11.0)

@@ -395,8 +395,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     for key, value in sorted(meta["thresholds"].items()):
         print(f"threshold        {key} = {value:.6g}")
     b = clf.boundary
-    print(f"boundary step    {b.rounds} rounds: liquid-labelled O with an ordered first shell ({b.shell} A; "
-          f">= {b.min_ordered_bonds} of 4 bonds staggered/eclipsed) next to ice takes its phase")
+    route_b = (f"; or >= {b.min_ordered_ice_bonds} such bonds to ice (4-{b.route_b_max_neighbours} neighbours)"
+               if b.min_ordered_ice_bonds > 0 else "")
+    print(f"boundary step    {b.rounds} rounds: liquid-labelled O next to ice takes its phase if its first shell "
+          f"({b.shell} A) is ordered (>= {b.min_ordered_bonds} of 4 bonds staggered/eclipsed){route_b}")
     print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"]))
     steps = meta.get("training", {}).get("steps_done")
     if steps is not None:

@@ -4,7 +4,8 @@ The plugin denoises with libtorch itself, then hands each rank's atoms to :func:
 cloud: the rank's local oxygens first (the centres), then its ghost oxygens (their surroundings). No
 periodic box is involved: the ghost atoms already sit at their image positions. The boundary step
 (``boundary``) runs in rounds: between two rounds the plugin sends every atom's code to its ghost copies
-(a forward communication) and calls :func:`grow` with the codes of the whole cloud. Any exception raised
+(a forward communication) and calls :func:`grow` with the codes of the whole cloud; the first-shell test is
+made there, on the same cloud, so that nothing but codes travels between the rounds. Any exception raised
 here is turned into a LAMMPS error by the plugin, on every rank.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boundary import BoundarySettings, Shells, grow_once, ordered_shells
+from .boundary import BoundarySettings, Shells, grow_once, shell_order
 from .classifier import Classifier
 from .model_file import read_classifier, read_metadata
 from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE, denoising_limits
@@ -52,32 +53,26 @@ def _cloud(positions: np.ndarray, n_local: int) -> np.ndarray:
 
 def classify(
     model_path: str, positions: np.ndarray, n_local: int, metric: str, threshold: float, denoised: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Phase codes (int32), distances (float64) and ordered-shell flags (int32, see ``boundary``; all 0 for
-    raw positions) of the first ``n_local`` atoms of ``positions``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Phase codes (int32) and distances (float64) of the first ``n_local`` atoms of ``positions``.
 
     ``denoised``: the positions come from the denoiser (compare with every reference environment), or are
     raw (iterations 0: the ideal reference environments only, as ``icephase classify --no-denoise``)."""
     clf = _classifier(model_path)
     positions = _cloud(positions, n_local)
     result = clf.classify(positions, cell=None, centers=np.arange(n_local), metric=metric, threshold=threshold, denoised=denoised)
-    # the boundary step runs on denoised positions only (the compute switches it off with iterations 0)
-    ordered = np.zeros(n_local, dtype=bool)
-    if denoised:
-        shells = Shells.build(positions, None, (False, False, False), clf.boundary.shell)
-        ordered = ordered_shells(shells, len(positions), clf.boundary, centres=n_local)
-    return result.codes.astype(np.int32), result.distances.astype(np.float64), ordered.astype(np.int32)
+    return result.codes.astype(np.int32), result.distances.astype(np.float64)
 
 
-def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
     """One round of the boundary step for the first ``n_local`` atoms: ``codes`` holds the current code of
-    every atom of the cloud (ghosts: their owner's, by forward communication), ``ordered`` the flags that
-    :func:`classify` returned. Returns the new codes of the local atoms (int32)."""
+    every atom of the cloud (ghosts: their owner's, by forward communication). Returns the new codes of the
+    local atoms (int32). The compute calls it on denoised positions only (iterations 0 switch it off)."""
     clf = _classifier(model_path)
     positions = _cloud(positions, n_local)
     codes = np.asarray(codes, dtype=np.int32).ravel()
-    ordered = np.asarray(ordered).ravel().astype(bool)
-    if len(codes) != len(positions) or len(ordered) != n_local:
-        raise ValueError(f"grow: {len(codes)} codes and {len(ordered)} flags for {len(positions)} atoms, {n_local} local")
+    if len(codes) != len(positions):
+        raise ValueError(f"grow: {len(codes)} codes for {len(positions)} atoms")
     shells = Shells.build(positions, None, (False, False, False), clf.boundary.shell)
-    return grow_once(codes, ordered, shells, clf.boundary.min_ice_neighbours).astype(np.int32)
+    order = shell_order(shells, len(positions), clf.boundary, centres=n_local)
+    return grow_once(codes, order, shells, clf.boundary).astype(np.int32)

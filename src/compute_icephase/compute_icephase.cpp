@@ -553,8 +553,8 @@ void ComputeIcephase::log_settings()
   mesg += fmt::format("  classifier: metric {}, threshold {}; SOAP environment: {}\n", metric,
                       threshold, soap_reach_note);
   if (boundary_rounds > 0)
-    mesg += fmt::format("  boundary step: {} round(s): a liquid-labelled oxygen with an ordered "
-                        "first shell ({} A) next to ice takes its neighbour's phase\n",
+    mesg += fmt::format("  boundary step: {} round(s): a liquid-labelled oxygen next to ice that "
+                        "continues its crystal (first shell {} A) takes its neighbour's phase\n",
                         boundary_rounds, boundary_shell);
   else
     mesg += "  boundary step: off\n";
@@ -1273,19 +1273,16 @@ void ComputeIcephase::classify()
   const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   soap.codes.assign(nlocal, 0);
   soap.distances.assign(nlocal, 0.0);
-  soap.ordered.assign(nlocal, 0);
   std::string err;
   double t0 = MPI_Wtime();
   if (nlocal > 0 &&
       !IcephasePython::classify(model_path, soap.positions, nsoap, nlocal, metric, threshold,
-                                iterations > 0, soap.codes.data(), soap.distances.data(),
-                                soap.ordered.data(), err))
+                                iterations > 0, soap.codes.data(), soap.distances.data(), err))
     err = "Compute icephase: the classifier failed: " + err;
   if (err.empty() && soap.ndiverged > 0 && !lone_known) {
     const double origin[3] = {0.0, 0.0, 0.0};
-    int lone_ordered = 0;
     if (IcephasePython::classify(model_path, origin, 1, 1, metric, threshold, iterations > 0,
-                                 &lone_code, &lone_distance, &lone_ordered, err))
+                                 &lone_code, &lone_distance, err))
       lone_known = true;
     else
       err = "Compute icephase: the classifier failed: " + err;
@@ -1307,8 +1304,9 @@ void ComputeIcephase::classify()
 /* ----------------------------------------------------------------------
    boundary step (icephase_lmp.boundary): in each round, every analysed
    atom's code goes to its ghost copies (forward communication), then the
-   Python side gives each liquid-labelled local centre with an ordered first
-   shell the phase of its nearest ice-labelled first-shell neighbour. All
+   Python side gives each liquid-labelled local centre that continues the
+   crystal (an ordered first shell, or ordered bonds to its ice-labelled
+   neighbours) the phase of its nearest ice-labelled first-shell neighbour. All
    centres decide on the previous round's codes, so the result does not
    depend on how the atoms are spread over the ranks. The cloud reaches the
    SOAP reach (> two first shells) beyond the centres, which the ordered-shell
@@ -1333,7 +1331,7 @@ void ComputeIcephase::extend_ice()
     for (int s = 0; s < nsoap; s++) soap.cloud_codes[s] = (int) label[cloud.atoms[soap.index[s]]];
     if (nlocal > 0 &&
         !IcephasePython::grow(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
-                              soap.ordered.data(), soap.grown.data(), err))
+                              soap.grown.data(), err))
       err = "Compute icephase: the boundary step failed: " + err;
     all_or_error(err);
     for (int s = 0; s < nlocal; s++) {
@@ -1555,7 +1553,7 @@ double ComputeIcephase::memory_usage()
   double bytes = (double) nmax * (5 + NCOLS) * sizeof(double);    // disp, close_flag, label
   for (const auto *v : {&cloud.atoms, &cloud.owner, &too_close.excluded, &graph.neighbour,
                         &graph.first_neighbour, &graph.hop, &graph.queue, &graph.nodes,
-                        &graph.index, &soap.index, &soap.codes, &soap.ordered, &soap.cloud_codes,
+                        &graph.index, &soap.index, &soap.codes, &soap.cloud_codes,
                         &soap.grown})
     bytes += (double) v->capacity() * sizeof(int);
   for (const auto *v : {&cloud.image, &cloud.x, &soap.x, &soap.centres_x, &soap.distances,

@@ -163,7 +163,6 @@ class ComputeIcephase : public Compute {
     tagint first_diverged = 0;            // their smallest atom ID
     std::vector<int> codes;               // per centre
     std::vector<double> distances;        // per centre
-    std::vector<int> ordered;      // per centre: first shell tetrahedrally ordered (boundary step)
     std::vector<int> cloud_codes;  // per classifier atom: code in the current boundary round
     std::vector<int> grown;        // per centre: code after the current boundary round
   } soap;

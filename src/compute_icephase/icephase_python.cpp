@@ -153,8 +153,7 @@ bool IcephasePython::soap_reach(const std::string &model_path, double &reach, st
 
 bool IcephasePython::classify(const std::string &model_path, const double *positions, int n,
                               int nlocal, const std::string &metric, double threshold,
-                              bool denoised, int *codes, double *distances, int *ordered,
-                              std::string &err)
+                              bool denoised, int *codes, double *distances, std::string &err)
 {
   return call_python(err, [&]() {
     // copy: the caller's buffer is reused for the next invocation
@@ -162,43 +161,38 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
     if (n > 0) std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
 
     py::tuple result = bridge().attr("classify")(model_path, pos, nlocal, metric, threshold, denoised);
-    if (result.size() != 3) {
-      err = "icephase_lmp.lammps_bridge.classify() did not return (codes, distances, ordered)";
+    if (result.size() != 2) {
+      err = "icephase_lmp.lammps_bridge.classify() did not return (codes, distances)";
       return false;
     }
     auto c = result[0].cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
     auto d = result[1].cast<py::array_t<double, py::array::c_style | py::array::forcecast>>();
-    auto o = result[2].cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
-    if (c.size() != nlocal || d.size() != nlocal || o.size() != nlocal) {
+    if (c.size() != nlocal || d.size() != nlocal) {
       err = "icephase_lmp.lammps_bridge.classify() returned " + std::to_string(c.size()) +
-          " codes, " + std::to_string(d.size()) + " distances and " + std::to_string(o.size()) +
-          " flags for " + std::to_string(nlocal) + " atoms";
+          " codes and " + std::to_string(d.size()) + " distances for " + std::to_string(nlocal) +
+          " atoms";
       return false;
     }
     if (nlocal > 0) {
       std::memcpy(codes, c.data(), sizeof(int) * nlocal);
       std::memcpy(distances, d.data(), sizeof(double) * nlocal);
-      std::memcpy(ordered, o.data(), sizeof(int) * nlocal);
     }
     return true;
   });
 }
 
 bool IcephasePython::grow(const std::string &model_path, const double *positions, int n,
-                          int nlocal, const int *cloud_codes, const int *ordered, int *grown,
-                          std::string &err)
+                          int nlocal, const int *cloud_codes, int *grown, std::string &err)
 {
   return call_python(err, [&]() {
     py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
     py::array_t<int> codes(static_cast<py::ssize_t>(n));
-    py::array_t<int> flags(static_cast<py::ssize_t>(nlocal));
     if (n > 0) {
       std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
       std::memcpy(codes.mutable_data(), cloud_codes, sizeof(int) * n);
     }
-    if (nlocal > 0) std::memcpy(flags.mutable_data(), ordered, sizeof(int) * nlocal);
     auto result = bridge()
-                      .attr("grow")(model_path, pos, nlocal, codes, flags)
+                      .attr("grow")(model_path, pos, nlocal, codes)
                       .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
     if (result.size() != nlocal) {
       err = "icephase_lmp.lammps_bridge.grow() returned " + std::to_string(result.size()) +

@@ -40,19 +40,17 @@ bool model_metadata_json(const std::string &model_path, std::string &json, std::
 bool soap_reach(const std::string &model_path, double &reach, std::string &err);
 
 // Classify the first nlocal of n atoms (positions: n x 3, row-major,
-// Angstrom; an open cloud, no box). codes, distances and ordered (1: the first
-// shell is tetrahedrally ordered, for the boundary step) receive nlocal values.
+// Angstrom; an open cloud, no box). codes and distances receive nlocal values.
 // denoised: the positions come from the denoiser (compare with every reference
 // environment) or are raw (iterations 0: compare with the ideal ones only).
 bool classify(const std::string &model_path, const double *positions, int n, int nlocal,
               const std::string &metric, double threshold, bool denoised, int *codes,
-              double *distances, int *ordered, std::string &err);
+              double *distances, std::string &err);
 
 // One round of the boundary step for the first nlocal of n atoms: cloud_codes
-// holds the current code of all n atoms, ordered the flags from classify();
-// grown receives the nlocal new codes.
+// holds the current code of all n atoms; grown receives the nlocal new codes.
 bool grow(const std::string &model_path, const double *positions, int n, int nlocal,
-          const int *cloud_codes, const int *ordered, int *grown, std::string &err);
+          const int *cloud_codes, int *grown, std::string &err);
 
 }    // namespace IcephasePython
 
