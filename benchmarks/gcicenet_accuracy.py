@@ -7,7 +7,8 @@ Prints, for both pipelines and both metrics, with the model's stored thresholds:
 - what the unseen phase T is labelled;
 - the ice/liquid margin: worst ice distance vs best liquid distance, and the gap relative to the threshold;
 - the full default pipeline (denoised, the model's metric and threshold, then the boundary step that extends
-  ice over its first layers next to liquid): all eight classes and T;
+  ice over its first layers next to liquid, then "other crystal" for liquid-labelled molecules that repeat
+  their environment): all eight classes and T (which should be other crystal);
 - the classifier's cost per atom (SOAP, reduction + distances, denoiser per iteration) on a ~4000-O frame.
 
 Usage: python benchmarks/gcicenet_accuracy.py [--model M] [--frames 0:11] [--data DIR] [--iterations N]
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from icephase_lmp.boundary import extend_ice
+from icephase_lmp.other_crystal import find_other_crystal
 from icephase_lmp.calibrate import calibrate_threshold
 from icephase_lmp.classifier import METRICS, nearest_reference
 from icephase_lmp.denoise import denoise
@@ -72,20 +74,22 @@ def evaluate_full_pipeline(model, feats) -> None:
     if threshold is None:
         threshold, src = valley_threshold(model, feats, clf.metric), "NOT IN MODEL: valley of this data"
     print(f"\n== full default pipeline: denoised/{clf.metric}, threshold {threshold:.4g} from {src}, "
-          f"boundary step {clf.boundary.rounds} rounds ==")
+          f"boundary step {clf.boundary.rounds} rounds, other crystal ==")
     right = total = 0
     for tag, name in SYSTEMS.items():
         n_seen = 0
         codes = []
         for pos, cell, pbc in feats[tag][2]:
-            step = clf.classify_reduced(feats[tag][1][n_seen:n_seen + len(pos)], clf.metric, threshold).codes
-            codes.append(extend_ice(step, pos, cell, pbc, clf.boundary))
+            reduced = feats[tag][1][n_seen:n_seen + len(pos)]
+            step = clf.classify_reduced(reduced, clf.metric, threshold).codes
+            grown = extend_ice(step, pos, cell, pbc, clf.boundary)
+            codes.append(find_other_crystal(grown, reduced, pos, cell, pbc, clf.metric, threshold))
             n_seen += len(pos)
         codes = np.concatenate(codes)
         if name is None:
             vals, counts = np.unique(codes, return_counts=True)
             print("T (not a reference) labelled: " + ", ".join(
-                f"{clf.code_names[int(v)]} {100 * c / len(codes):.1f}%" for v, c in zip(vals, counts)))
+                f"{clf.code_names[int(v)]} {100 * c / len(codes):.2f}%" for v, c in zip(vals, counts)))
             continue
         ok = codes == code_of[name]
         right += ok.sum()

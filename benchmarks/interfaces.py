@@ -5,7 +5,8 @@ and deeply supercooled liquid of scripts/make_md_snapshots.py (runs/md/coexisten
 molecules held crystalline while the rest melted (slabs), the seed molecules (nuclei), nothing (liquids).
 
 For every frame the positions are denoised once; then
-  ours      the model's full pipeline (classifier + boundary step, `BoundarySettings` of the model),
+  ours      the model's full pipeline (classifier + boundary step, `BoundarySettings` of the model, then
+            "other crystal"; its far-liquid column counts only molecules labelled liquid),
   route a   the boundary step without its route (b) (min_ordered_ice_bonds 0: the release before it),
   previous  the classifier alone (the boundary step off: what the model gave before it existed),
   CHILL+    OVITO's ChillPlusModifier (cutoff 3.5 A) on the raw positions; every class but "other" counts
@@ -33,10 +34,11 @@ import numpy as np
 import torch
 
 from icephase_lmp.boundary import extend_ice
+from icephase_lmp.other_crystal import find_other_crystal
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
-from icephase_lmp.phases import LIQUID
+from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 from icephase_lmp.trajectory import read_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,8 +73,10 @@ class Labeller:
     def frame(self, f) -> dict:
         d = denoise(self.model.denoiser, f.positions, f.cell, f.pbc, self.model.r_max, self.model.iterations)
         clf = self.model.classifier
-        previous = clf.classify(d.positions, f.cell, f.pbc, threshold=self.threshold).codes
+        reduced = clf.reduce(clf.soap_features(d.positions, f.cell, f.pbc))
+        previous = clf.classify_reduced(reduced, clf.metric, self.threshold).codes
         ours = extend_ice(previous, d.positions, f.cell, f.pbc, self.boundary)
+        ours = find_other_crystal(ours, reduced, d.positions, f.cell, f.pbc, clf.metric, self.threshold)
         route_a = extend_ice(previous, d.positions, f.cell, f.pbc, replace(self.boundary, min_ordered_ice_bonds=0))
         return {"ours": ours, "route a": route_a, "previous": previous, "chill": chill_plus(f.positions, f.cell),
                 "denoised": d.positions}
@@ -133,16 +137,21 @@ def supercooled_info(md: Path) -> dict | None:
 
 def report_slab(info: dict, frames: list, labels: list, code_of: dict) -> None:
     right = code_of[EXPECTED[info["lattice"]]]
-    rows = {"ours": [], "ours, right phase": [], "route a": [], "previous": [], "CHILL+": []}
-    depth_all, lab = [], {k: [] for k in rows}
+    rows = {"ours": [], "ours, right phase": [], "ours, other crystal": [], "route a": [], "previous": [], "CHILL+": []}
+    depth_all, lab, liq = [], {k: [] for k in rows}, {k: [] for k in rows}
     for f, lb in zip(frames, labels):
         depth = slab_depth(f, info, lb["chill"])
         depth_all.append(depth)
-        lab["ours"].append(lb["ours"] > LIQUID)
+        for name, key in (("ours", "ours"), ("route a", "route a"), ("previous", "previous")):
+            lab[name].append(lb[key] > LIQUID)
+            liq[name].append(lb[key] == LIQUID)
         lab["ours, right phase"].append(lb["ours"] == right)
-        lab["route a"].append(lb["route a"] > LIQUID)
-        lab["previous"].append(lb["previous"] > LIQUID)
+        liq["ours, right phase"].append(lb["ours"] == LIQUID)
+        # this row: the share labelled "other crystal" (its last column: of the far liquid)
+        lab["ours, other crystal"].append(lb["ours"] == OTHER_CRYSTAL)
+        liq["ours, other crystal"].append(lb["ours"] != OTHER_CRYSTAL)
         lab["CHILL+"].append(lb["chill"])
+        liq["CHILL+"].append(~lb["chill"])
     depth = np.concatenate(depth_all)
     inside = depth > 0
     far_liquid = depth < -LIQUID_BEYOND
@@ -150,10 +159,15 @@ def report_slab(info: dict, frames: list, labels: list, code_of: dict) -> None:
     print(f"  {'':18s} " + " ".join(f"{a:.0f}-{a + 1:.0f}A".rjust(6) for a in BINS[:-1])
           + f" {'0-2A':>6s} {'all ice':>7s} {'liq>4A':>7s}")
     for name in rows:
-        ice = np.concatenate(lab[name])
+        ice, liquid_label = np.concatenate(lab[name]), np.concatenate(liq[name])
         prof = [ice[inside & (depth >= a) & (depth < a + 1)].mean() for a in BINS[:-1]]
         first2 = ice[inside & (depth < 2)].mean()
-        liquid = "" if name == "ours, right phase" else f"{100 * (~ice[far_liquid]).mean():7.2f}"
+        if name == "ours, right phase":
+            liquid = ""
+        elif name == "ours, other crystal":
+            liquid = f"{100 * (~liquid_label[far_liquid]).mean():7.2f}"
+        else:
+            liquid = f"{100 * liquid_label[far_liquid].mean():7.2f}"
         print(f"  {name:18s} " + " ".join(f"{100 * p:6.1f}" for p in prof) + f" {100 * first2:6.1f} "
               f"{100 * ice[inside].mean():7.2f} {liquid}")
 
@@ -162,6 +176,8 @@ def report_seed(info: dict, frames: list, labels: list) -> None:
     print(f"\n{info['name']} (R = {info['radius']:.0f} A, {info['seed_molecules']} seed molecules, "
           f"{info['temperature']:.0f} K): per frame")
     print(f"  {'':10s} {'seed ice%':>9s} {'outside/seed':>12s} {'largest cluster':>15s}")
+    other = [int((lb["ours"] == OTHER_CRYSTAL).sum()) for lb in labels]
+    print(f"  ours: molecules labelled other crystal per frame: {other}")
     for name, key in (("ours", "ours"), ("route a", "route a"), ("previous", "previous"), ("CHILL+", "chill")):
         cells = []
         for f, lb in zip(frames, labels):
@@ -180,9 +196,10 @@ def report_liquid(info: dict, frames: list, labels: list) -> None:
         for f, lb in zip(frames, labels):
             ice = lb[key] > LIQUID if key != "chill" else lb[key]
             pos = lb["denoised"] if key != "chill" else f.positions
-            frac.append(ice.mean())
+            frac.append(ice.mean() if key == "chill" else (lb[key] != LIQUID).mean())
             largest = max(largest, ice_clusters(ice.astype(np.int32), pos, f.cell, f.pbc, 3.5).largest)
-        print(f"  {name:10s} liquid {100 * (1 - np.mean(frac)):8.3f}%   largest false-ice cluster {largest}")
+        other = "" if key == "chill" else f"   other crystal {100 * np.mean([(lb[key] == OTHER_CRYSTAL).mean() for lb in labels]):.3f}%"
+        print(f"  {name:10s} liquid {100 * (1 - np.mean(frac)):8.3f}%   largest false-ice cluster {largest}{other}")
 
 
 def main() -> None:

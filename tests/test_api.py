@@ -123,8 +123,10 @@ def test_lammps_bridge_classifies_without_torch_or_dscribes_descriptor_package()
     code = ("import sys, numpy as np\nfrom icephase_lmp import lammps_bridge\n"
             "from icephase_lmp.model_file import SHIPPED_MODEL\n"
             "pos = np.random.default_rng(0).uniform(0, 12, (60, 3))\n"
-            "codes, dist = lammps_bridge.classify(str(SHIPPED_MODEL), pos, 20, 'euclidean', 7.7)\n"
-            "assert len(codes) == 20 and np.isfinite(dist).all()\n"
+            "codes, dist, red = lammps_bridge.classify(str(SHIPPED_MODEL), pos, 20, 'euclidean', 7.7)\n"
+            "assert len(codes) == 20 and np.isfinite(dist).all() and red.shape[0] == 20\n"
+            "cloud = np.vstack([red, np.full((40, red.shape[1]), np.nan)])\n"
+            "assert len(lammps_bridge.other_crystal(str(SHIPPED_MODEL), pos, 20, codes, cloud, 'euclidean', 7.7)) == 20\n"
             "print(sorted(m for m in ('torch', 'dscribe.descriptors', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

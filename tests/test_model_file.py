@@ -11,6 +11,7 @@ from icephase_lmp.cli import main
 from icephase_lmp.denoiser_network import DenoiserConfig, build_denoiser, script_denoiser
 from icephase_lmp.errors import ModelFileError
 from icephase_lmp.model_file import build_metadata, load_model, read_metadata, save_model
+from icephase_lmp.phases import OTHER_CRYSTAL
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +111,9 @@ def test_lammps_bridge_classifies_local_atoms_of_an_open_cloud(small_model_file,
     centre = atoms.cell.array.sum(axis=0) / 2
     order = np.argsort(np.linalg.norm(atoms.positions - centre, axis=1))
     cloud = atoms.positions[order]  # the 10 innermost atoms are the "local" ones, the rest their ghosts
-    codes, dist = lammps_bridge.classify(str(path), cloud, 10, "euclidean", 11.0)
+    codes, dist, reduced = lammps_bridge.classify(str(path), cloud, 10, "euclidean", 11.0)
     assert codes.dtype == np.int32 and codes.shape == (10,) and dist.shape == (10,)
+    assert reduced.shape == (10, json.loads(lammps_bridge.model_metadata_json(str(path)))["policy"]["reduced_features"])
     assert np.all(codes == 6) and np.all(dist < 1e-3)
     # one boundary round changes nothing in a crystal that is ice everywhere
     grown = lammps_bridge.grow(str(path), cloud, 10, np.full(len(cloud), 6))
@@ -122,5 +124,13 @@ def test_lammps_bridge_classifies_local_atoms_of_an_open_cloud(small_model_file,
     assert np.all(lammps_bridge.grow(str(path), cloud, 10, codes) == 0)
     with pytest.raises(ValueError, match="codes"):
         lammps_bridge.grow(str(path), cloud, 10, codes[:-1])
+    # other crystal: the crystal's local atoms, labelled liquid, repeat their environment (ghosts' vectors
+    # by forward communication: here their own); NaN vectors (none computed) never count
+    _, _, every = lammps_bridge.classify(str(path), cloud, len(cloud), "euclidean", 11.0)
+    liquid = np.zeros(10, dtype=np.int32)
+    assert np.all(lammps_bridge.other_crystal(str(path), cloud, 10, liquid, every, "euclidean", 11.0) == OTHER_CRYSTAL)
+    assert np.all(lammps_bridge.other_crystal(str(path), cloud, 10, np.full(10, 6), every, "euclidean", 11.0) == 6)
+    unknown = np.full_like(every, np.nan)
+    assert np.all(lammps_bridge.other_crystal(str(path), cloud, 10, liquid, unknown, "euclidean", 11.0) == 0)
     with pytest.raises(ValueError, match="n_local"):
         lammps_bridge.classify(str(path), cloud, len(cloud) + 1, "euclidean", 11.0)

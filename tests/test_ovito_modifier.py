@@ -36,12 +36,13 @@ def computed(path, **options):
 
 
 def check_types(data, codes):
-    from icephase_lmp.phases import BUILTIN_PHASES, LIQUID_COLOR, NOT_ANALYSED_COLOR
+    from icephase_lmp.phases import BUILTIN_PHASES, LIQUID_COLOR, NOT_ANALYSED_COLOR, OTHER_CRYSTAL_COLOR
 
     stype = data.particles["Structure Type"]
     np.testing.assert_array_equal(np.asarray(stype), codes)
     types = {t.id: (t.name, tuple(t.color)) for t in stype.types}
-    expected = {-1: ("not analysed", NOT_ANALYSED_COLOR), 0: ("liquid", LIQUID_COLOR)}
+    expected = {-2: ("other crystal", OTHER_CRYSTAL_COLOR), -1: ("not analysed", NOT_ANALYSED_COLOR),
+                0: ("liquid", LIQUID_COLOR)}
     expected.update({p.code: (p.name, p.color) for p in BUILTIN_PHASES})
     assert types.keys() == expected.keys()
     for code, (name, color) in expected.items():
@@ -54,7 +55,7 @@ def check_types(data, codes):
 @pytest.mark.parametrize("column, option", [("code", {}), ("c_phase[1]", {}), ("c_ice[1]", {"code_property": "c_ice[1]"})])
 def test_names_and_colours_from_the_code_column(tmp_path, column, option):
     rng = np.random.default_rng(0)
-    codes = rng.integers(-1, 8, 40)
+    codes = rng.integers(-2, 8, 40)  # -2: other crystal
     positions = rng.uniform(0, 12, (40, 3))
     path = tmp_path / "labels.lammpstrj"
     write_dump(path, positions, np.eye(3) * 12, [1] * 40, codes, column)

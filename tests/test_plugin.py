@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from icephase_lmp.phases import OTHER_CRYSTAL
+
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "build" / "icephaseplugin.so"
 VENV_BIN = Path(sys.executable).parent
@@ -428,7 +430,9 @@ def test_groups_types_and_two_computes(model, offline_model, tmp_path):
     assert_same_labels(rows[:n_o, 1], rows[:n_o, 2], codes, dist, model.threshold, "O with H present")
     two = read_dump(tmp_path / "two.dump")
     assert np.all(two[n_o // 2:, 1] == -1)
-    assert np.all(two[: n_o // 2, 1] >= 0)
+    # analysed: a phase, liquid or other crystal (-2: at this half-slab's cut faces, crystal molecules whose
+    # environment no reference matches but repeats among their neighbours)
+    assert np.all((two[: n_o // 2, 1] >= 0) | (two[: n_o // 2, 1] == -2))
     counts = thermo_row(run.log, ["Step", "c_ice[1]", "c_ice[2]", "c_two[1]", "c_two[2]"])
     assert counts[3] + counts[4] <= n_o // 2
 
@@ -526,13 +530,19 @@ def test_unload_reload_and_repeated_runs(ih, model, tmp_path):
 
 # ---- errors: non-zero exit, the message in the log, no hang -------------------------------------------
 def corrupt_classifier(model_path: Path, out: Path) -> Path:
-    """A copy of the model whose classifier.npz is garbage: metadata and denoiser load, the Python
-    classifier raises at the first classification."""
+    """A copy of the model whose classifier asks for a SOAP basis that cannot be built (n_max 40 within
+    r_cut 5 A): metadata, denoiser and classifier file load (the compute reads the classifier's size at
+    init), the Python classifier raises at the first classification."""
+    from dataclasses import replace
+
+    from icephase_lmp.classifier import Classifier
+
     with zipfile.ZipFile(model_path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
         for item in src.infolist():
             data = src.read(item.filename)
             if item.filename.endswith("extra/classifier.npz"):
-                data = b"not an npz" * 10
+                clf = Classifier.from_bytes(data)
+                data = replace(clf, soap=replace(clf.soap, n_max=40)).to_bytes()
             dst.writestr(item, data)
     return out
 
@@ -611,7 +621,7 @@ def test_python_exception_on_one_rank_only_does_not_hang(model, tmp_path):
     run = run_lammps(tmp_path, script, nprocs=2)
     text = run.log + run.output
     assert run.returncode != 0, text[-3000:]
-    assert "Compute icephase: the classifier failed: ClassifierError" in text, text[-3000:]
+    assert "Compute icephase: the classifier failed: ValueError: the GTO radial basis" in text, text[-3000:]
 
 
 def test_example_in_ice_oxygen(model, tmp_path):
@@ -862,3 +872,40 @@ def test_denoising_steps_are_bounded_and_runaway_output_stops(ih, model, tmp_pat
     text = run.log + run.output
     assert run.returncode != 0, text[-3000:]
     assert "Compute icephase: the denoiser returned a step of 1000 A (the limit is 10 A" in text, text[-3000:]
+
+
+# ---- issue 14: other crystal ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("nprocs", [1, 3])
+def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_model, tmp_path, nprocs):
+    """Ice V (GenIce2 lattice 5), which has no reference: the compute labels it other crystal (-2) as the
+    offline pipeline does, on 1 and 3 ranks (reduced SOAP vectors forwarded to the ghosts), counts it in the
+    last entry of the global vector, and `other no` turns it back into liquid."""
+    from icephase_lmp.references import genice_cell, supercell
+
+    atoms = supercell(genice_cell("5"), 20.0)
+    pos = atoms.positions + np.random.default_rng(11).normal(0.0, 0.1, atoms.positions.shape)
+    cell, pos = lammps_frame(atoms.cell.array, pos)
+    system = System(pos, cell, np.ones(len(pos), dtype=int))
+    data = write_data(tmp_path / "ice_v.data", system)
+    codes, dist, _ = offline(offline_model, model, system)
+    n_other = int(np.count_nonzero(codes == OTHER_CRYSTAL))
+    assert n_other >= 0.5 * len(codes), "the test system should exercise the other-crystal step"
+    k = max(p["code"] for p in model.metadata["phases"]) + 2  # liquid, K phases, other crystal
+    script = header(data, model.metadata["ghost_cutoff"]) + "\n".join([
+        compute_and_dump(model),
+        f"compute off all icephase {model.path} {model.keywords} other no",
+        "dump d2 all custom 1 off.dump id c_off[1]",
+        "dump_modify d2 sort id",
+        f"thermo_style custom step c_ice[1] c_ice[{k}] c_off[1] c_off[{k}]",
+        "run 0",
+    ])
+    run = run_lammps(tmp_path, script, nprocs=nprocs)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "other crystal: a liquid-labelled oxygen whose environment repeats" in run.log
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"other crystal, {nprocs} ranks")
+    counts = thermo_row(run.log, ["Step", "c_ice[1]", f"c_ice[{k}]", "c_off[1]", f"c_off[{k}]"])
+    assert counts[2] == n_other and counts[4] == 0
+    assert counts[3] == counts[1] + counts[2]  # with the step off, those molecules are liquid
+    off = read_dump(tmp_path / "off.dump")
+    assert not np.any(off[:, 1] == OTHER_CRYSTAL)

@@ -15,7 +15,8 @@ from icephase_lmp.references import (
 
 def test_code_table_matches_the_documented_codes():
     # the codes every part of the project (C++, docs, dumps) relies on, written out independently here
-    expected = {-1: "not analysed", 0: "liquid", 1: "Ih", 2: "Ic", 3: "II", 4: "III", 5: "VI", 6: "VII", 7: "sI"}
+    expected = {-2: "other crystal", -1: "not analysed", 0: "liquid", 1: "Ih", 2: "Ic", 3: "II", 4: "III", 5: "VI",
+                6: "VII", 7: "sI"}
     assert code_table([p.name for p in BUILTIN_PHASES]) == expected
     assert (NOT_ANALYSED, LIQUID) == (-1, 0)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .phases import NOT_ANALYSED
+from .phases import NOT_ANALYSED, output_codes
 
 if TYPE_CHECKING:
     from .model_file import IcephaseModel
@@ -61,7 +61,7 @@ def pipeline_for(model: Any = None, *, denoise: bool = True, device: str = "cpu"
         ``"cpu"`` or ``"cuda"``.
     **options
         The other ``Pipeline`` settings: ``iterations``, ``tolerance``, ``metric``, ``threshold``,
-        ``boundary_rounds`` (each defaults to the model's).
+        ``boundary_rounds`` (each defaults to the model's), ``other_crystal`` (default True).
     """
     from .model_file import IcephaseModel
     from .pipeline import Pipeline
@@ -106,8 +106,7 @@ class PhaseLabels:
     def fractions(self) -> dict[str, float]:
         """Fraction of the oxygens in each phase of the model (liquid first), zeros included."""
         n = max(len(self.codes), 1)
-        return {name: np.count_nonzero(self.codes == code) / n
-                for code, name in sorted(self.code_names.items()) if code >= 0}
+        return {self.code_names[code]: np.count_nonzero(self.codes == code) / n for code in output_codes(self.code_names)}
 
     @classmethod
     def from_result(cls, result: FrameResult, indices: np.ndarray, code_names: dict[int, str]) -> PhaseLabels:

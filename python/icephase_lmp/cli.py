@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CalibrationError, ClassifierError, IcephaseError, TrajectoryError
-from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
+from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE, output_codes
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -87,6 +87,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boundary", type=int, metavar="ROUNDS",
                    help="rounds of the boundary step that extends ice labels over its first layers next to "
                         "liquid (default: the model's; 0: off; always off with --no-denoise)")
+    p.add_argument("--no-other-crystal", action="store_true",
+                   help="label liquid the molecules whose environment repeats among their neighbours but matches no "
+                        "reference (default: 'other crystal', code -2; always liquid with --no-denoise)")
     p.add_argument("--write-denoised", metavar="FILE", help="also write the denoised frames (with labels) to FILE")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -111,6 +114,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     pipeline = Pipeline.from_path(
         args.model, device=args.device, use_denoiser=not args.no_denoise, iterations=args.iterations,
         tolerance=args.tolerance, metric=args.metric, threshold=args.threshold, boundary_rounds=args.boundary,
+        other_crystal=not args.no_other_crystal,
     )
     names = pipeline.classifier.code_names
     n_frames = count_frames(args.trajectory, args.top)
@@ -118,13 +122,14 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     if total == 0:
         what = f"--frames {args.frames} selects none of its {n_frames} frames" if n_frames else "it is empty"
         raise TrajectoryError(f"no frame to classify in {args.trajectory}: {what}; nothing was written")
-    columns = [c for c in sorted(names) if c >= 0]
+    columns = output_codes(names)
     if not args.quiet:
         mode = "SOAP only (no denoising)" if args.no_denoise else f"denoise x{pipeline.iterations} + SOAP"
         boundary = f", boundary step {pipeline.boundary.rounds} round(s)" if pipeline.boundary.rounds else ""
         print(f"# {mode}{boundary}, metric {pipeline.metric}, threshold {pipeline.threshold:.4g}; molecules per "
               f"phase and the largest ice cluster ({pipeline.boundary.shell:g} A) per frame:")
-        print("frame  " + " ".join(f"{names[c]:>7s}" for c in columns) + "  largest")
+        # one word per column ("other crystal" -> "other"), so the table splits on whitespace
+        print("frame  " + " ".join(f"{names[c].split()[0]:>7s}" for c in columns) + "  largest")
     with ExitStack() as stack:
         # both outputs go to <file>.partial until the last frame is done (label_writers.open_label_writer)
         writers = [stack.enter_context(open_label_writer(args.out, names))]

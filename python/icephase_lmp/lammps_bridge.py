@@ -5,7 +5,8 @@ cloud: the rank's local oxygens first (the centres), then its ghost oxygens (the
 periodic box is involved: the ghost atoms already sit at their image positions. The boundary step
 (``boundary``) runs in rounds: between two rounds the plugin sends every atom's code to its ghost copies
 (a forward communication) and calls :func:`grow` with the codes of the whole cloud; the first-shell test is
-made there, on the same cloud, so that nothing but codes travels between the rounds. Any exception raised
+made there, on the same cloud, so that nothing but codes travels between the rounds. Last, the plugin sends
+every atom's reduced SOAP vector (from :func:`classify`) to its ghost copies and calls :func:`other_crystal`. Any exception raised
 here is turned into a LAMMPS error by the plugin, on every rank.
 """
 
@@ -14,9 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from .boundary import BoundarySettings, Shells, grow_once, shell_order
+from .geometry import neighbor_edges
 from .classifier import Classifier
 from .model_file import read_classifier, read_metadata
-from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE, denoising_limits
+from .other_crystal import mark_other_crystal, repeat_counts, RADIUS as OTHER_CRYSTAL_RADIUS
+from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 
 _CLASSIFIERS: dict[str, Classifier] = {}
 
@@ -33,6 +36,8 @@ def model_metadata_json(model_path: str) -> str:
     # model files exported before the boundary step existed get its defaults, as their classifier does
     meta.setdefault("boundary", BoundarySettings().to_dict())
     meta["policy"] = {"min_oxygen_distance": MIN_OXYGEN_DISTANCE, "too_close_distance": TOO_CLOSE_DISTANCE,
+                      "other_crystal_code": OTHER_CRYSTAL,
+                      "reduced_features": int(_classifier(model_path).pca_components.shape[0]),
                       **denoising_limits()}
     return json.dumps(meta)
 
@@ -53,15 +58,17 @@ def _cloud(positions: np.ndarray, n_local: int) -> np.ndarray:
 
 def classify(
     model_path: str, positions: np.ndarray, n_local: int, metric: str, threshold: float, denoised: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Phase codes (int32) and distances (float64) of the first ``n_local`` atoms of ``positions``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phase codes (int32), distances (float64) and reduced SOAP vectors (float64, (n_local, k)) of the first
+    ``n_local`` atoms of ``positions``.
 
     ``denoised``: the positions come from the denoiser (compare with every reference environment), or are
     raw (iterations 0: the ideal reference environments only, as ``icephase classify --no-denoise``)."""
     clf = _classifier(model_path)
     positions = _cloud(positions, n_local)
-    result = clf.classify(positions, cell=None, centers=np.arange(n_local), metric=metric, threshold=threshold, denoised=denoised)
-    return result.codes.astype(np.int32), result.distances.astype(np.float64)
+    reduced = clf.reduce(clf.soap_features(positions, cell=None, centers=np.arange(n_local)))
+    result = clf.classify_reduced(reduced, metric, threshold, denoised=denoised)
+    return result.codes.astype(np.int32), result.distances.astype(np.float64), np.ascontiguousarray(reduced, dtype=np.float64)
 
 
 def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
@@ -76,3 +83,22 @@ def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray
     shells = Shells.build(positions, None, (False, False, False), clf.boundary.shell)
     order = shell_order(shells, len(positions), clf.boundary, centres=n_local)
     return grow_once(codes, order, shells, clf.boundary).astype(np.int32)
+
+
+def other_crystal(
+    model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, reduced: np.ndarray, metric: str,
+    threshold: float,
+) -> np.ndarray:
+    """The "other crystal" step (``other_crystal.py``) for the first ``n_local`` atoms: ``codes`` their codes
+    after the boundary step, ``reduced`` the reduced SOAP vector of every atom of the cloud (ghosts: their
+    owner's, by forward communication; NaN where none was computed, which never counts as a repeat).
+    Returns the new codes of the local atoms (int32)."""
+    positions = _cloud(positions, n_local)
+    codes = np.asarray(codes, dtype=np.int32).ravel()
+    reduced = np.asarray(reduced, dtype=np.float64)
+    if len(codes) != n_local or reduced.ndim != 2 or len(reduced) != len(positions):
+        raise ValueError(f"other_crystal: {len(codes)} codes and {reduced.shape} vectors for {len(positions)} atoms, "
+                         f"{n_local} local")
+    edges, _ = neighbor_edges(positions, None, (False, False, False), OTHER_CRYSTAL_RADIUS)
+    counts = repeat_counts(reduced, edges, metric, threshold, n_local)
+    return mark_other_crystal(codes, counts).astype(np.int32)

@@ -24,6 +24,7 @@ from MDAnalysis.analysis.base import AnalysisBase
 from MDAnalysis.analysis.results import ResultsGroup
 
 from .errors import TrajectoryError
+from .phases import OTHER_CRYSTAL, OTHER_CRYSTAL_NAME, output_codes
 
 
 class IcePhase(AnalysisBase):
@@ -55,14 +56,14 @@ class IcePhase(AnalysisBase):
     results.clusters : ndarray, (n_frames, n_atoms) int32
         Ice cluster id per atom: 1 the largest cluster of the frame, 0 not ice.
     results.fractions : ndarray, (n_frames, n_phases) float64
-        Fraction of the atoms in each phase; column ``k`` is phase code ``k`` (0 liquid), named by
-        ``results.phases[k]``.
+        Fraction of the atoms in each phase; column ``k`` is phase code ``k`` (0 liquid, 1..K the model's
+        phases), the last column "other crystal" (code -2); named by ``results.phases``.
     results.largest_cluster : ndarray, (n_frames,) int64
         Molecules in the largest ice cluster of each frame.
     results.phases : list of str
-        Column names of ``results.fractions``: ``["liquid", "Ih", "Ic", ...]``.
+        Column names of ``results.fractions``: ``["liquid", "Ih", "Ic", ..., "other crystal"]``.
     results.code_names : dict
-        Code -> phase name, with -1 "not analysed".
+        Code -> phase name, with -1 "not analysed" and -2 "other crystal".
     """
 
     _analysis_algorithm_is_parallelizable = True
@@ -106,7 +107,8 @@ class IcePhase(AnalysisBase):
         set_threads(self._threads)
         if self._pipeline is None:
             self._pipeline = pipeline_for(self._model, denoise=self._denoise, **self._options)
-        self._n_phases = max(self._pipeline.classifier.code_names) + 1
+        self._codes = output_codes(self._pipeline.classifier.code_names)
+        self._n_phases = len(self._codes)
         shape = (self.n_frames, len(self._ag))
         self.results.codes = np.zeros(shape, dtype=np.int32)
         self.results.distances = np.zeros(shape, dtype=np.float64)
@@ -123,7 +125,7 @@ class IcePhase(AnalysisBase):
         self.results.codes[i] = out.codes
         self.results.distances[i] = out.distances
         self.results.clusters[i] = out.clusters.ids
-        self.results.fractions[i] = np.bincount(out.codes, minlength=self._n_phases)[: self._n_phases] / len(out.codes)
+        self.results.fractions[i] = [np.count_nonzero(out.codes == c) / len(out.codes) for c in self._codes]
         self.results.largest_cluster[i] = out.clusters.largest
 
     def _get_aggregator(self) -> ResultsGroup:
@@ -143,4 +145,5 @@ class IcePhase(AnalysisBase):
             meta = read_metadata(self._model or SHIPPED_MODEL)
             names = {int(p["code"]): p["name"] for p in meta["phases"]}
         self.results.code_names = names
-        self.results.phases = [names[c] for c in range(max(names) + 1)]
+        names.setdefault(OTHER_CRYSTAL, OTHER_CRYSTAL_NAME)  # model files list the model's codes only
+        self.results.phases = [names[c] for c in output_codes(names)]

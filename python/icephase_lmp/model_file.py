@@ -25,7 +25,7 @@ from .errors import ModelFileError
 
 if TYPE_CHECKING:  # torch takes seconds to import; reading metadata and classifiers does not need it
     import torch
-from .phases import code_table
+from .phases import OTHER_CRYSTAL, code_table
 
 MODEL_FORMAT = "icephase-model"
 MODEL_FORMAT_VERSION = 1
@@ -100,7 +100,8 @@ def build_metadata(
         "metric": classifier.metric,
         "thresholds": classifier.thresholds,
         "boundary": classifier.boundary.to_dict(),
-        "phases": [{"code": c, "name": n} for c, n in code_table(classifier.names).items()],
+        # the model's own codes; "other crystal" is the package's (the compute reads it from lammps_bridge)
+        "phases": [{"code": c, "name": n} for c, n in code_table(classifier.names).items() if c != OTHER_CRYSTAL],
         "denoiser": config.to_dict(),
         "training": training,
     }

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 NOT_ANALYSED = -1
 #: No reference matched closely enough (distance above the threshold): liquid / disordered.
 LIQUID = 0
+#: Ordered but none of the model's phases: no reference matched, yet the molecule's environment repeats
+#: among its neighbours (other_crystal.py). Negative, like NOT_ANALYSED, so that "code > LIQUID" keeps
+#: meaning "one of the model's phases" and the code is the same for every model.
+OTHER_CRYSTAL = -2
 
 #: the element every model and classifier works on (atomic number of oxygen)
 OXYGEN_NUMBER = 8
@@ -50,6 +54,7 @@ def denoising_limits() -> dict[str, float]:
 
 NOT_ANALYSED_NAME = "not analysed"
 LIQUID_NAME = "liquid"
+OTHER_CRYSTAL_NAME = "other crystal"
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ BUILTIN_PHASES: tuple[Phase, ...] = (
 
 LIQUID_COLOR = (0.78, 0.78, 0.78)
 NOT_ANALYSED_COLOR = (0.35, 0.35, 0.35)
+OTHER_CRYSTAL_COLOR = (1.0, 0.85, 0.0)
 
 #: Colours for user-built reference sets beyond the built-in ones (cycled).
 EXTRA_COLORS: tuple[tuple[float, float, float], ...] = (
@@ -101,15 +107,25 @@ def builtin_phase(name_or_lattice: str) -> Phase | None:
 
 def code_table(names: list[str]) -> dict[int, str]:
     """The full code -> name table of a reference set whose phases are ``names`` in code order 1..K."""
-    table = {NOT_ANALYSED: NOT_ANALYSED_NAME, LIQUID: LIQUID_NAME}
+    table = {OTHER_CRYSTAL: OTHER_CRYSTAL_NAME, NOT_ANALYSED: NOT_ANALYSED_NAME, LIQUID: LIQUID_NAME}
     table.update({i + 1: n for i, n in enumerate(names)})
     return table
+
+
+def output_codes(code_names: dict[int, str]) -> list[int]:
+    """The codes a result can hold, in the order of every count table (the compute's global vector, the
+    per-frame counts of ``icephase classify``, MDAnalysis fractions): liquid, the model's phases 1..K, then
+    other crystal; not analysed left out."""
+    phases = sorted(c for c in code_names if c > LIQUID)
+    return [LIQUID, *phases, OTHER_CRYSTAL]
 
 
 def color_for(code: int, names: list[str]) -> tuple[float, float, float]:
     """The colour of ``code`` in a reference set ``names``: built-in phases keep their colour everywhere."""
     if code == NOT_ANALYSED:
         return NOT_ANALYSED_COLOR
+    if code == OTHER_CRYSTAL:
+        return OTHER_CRYSTAL_COLOR
     if code == LIQUID:
         return LIQUID_COLOR
     phase = builtin_phase(names[code - 1])

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .boundary import extend_ice
+from .other_crystal import find_other_crystal
 from .classifier import Classifier
 from .clusters import Clusters, ice_clusters
 from .denoise import DenoiseResult, denoise
@@ -66,6 +67,10 @@ class Pipeline:
         Torch device of the denoiser (``"cpu"`` or ``"cuda"``); the model must have been loaded on it.
     boundary_rounds : int, optional
         Rounds of the boundary step (0: off); default: the model's. Always 0 without the denoiser.
+    other_crystal : bool, optional
+        Label ``OTHER_CRYSTAL`` the liquid-labelled molecules whose environment repeats among their
+        neighbours (``other_crystal.py``); default True. Always off without the denoiser, on whose output
+        it was measured.
 
     Raises
     ------
@@ -83,6 +88,7 @@ class Pipeline:
         threshold: float | None = None,
         device: str = "cpu",
         boundary_rounds: int | None = None,
+        other_crystal: bool = True,
     ):
         self.model = model
         self.use_denoiser = use_denoiser
@@ -98,6 +104,7 @@ class Pipeline:
         if rounds < 0:
             raise ClassifierError(f"boundary rounds must be >= 0 (0: off), got {rounds}")
         self.boundary = replace(model.classifier.boundary, rounds=rounds if use_denoiser else 0)
+        self.other_crystal = bool(other_crystal and use_denoiser)
 
     @classmethod
     def from_path(cls, path: str | Path | None = None, device: str = "cpu", **kwargs) -> "Pipeline":
@@ -113,7 +120,8 @@ class Pipeline:
     def run(self, positions: np.ndarray, cell: np.ndarray | None, pbc) -> FrameResult:
         """Labels of every oxygen of one configuration.
 
-        Denoise (unless switched off), classify, extend the ice across its boundary, find ice clusters.
+        Denoise (unless switched off), classify, extend the ice across its boundary, label the crystals
+        without a reference, find ice clusters.
         Oxygens closer than ``MIN_OXYGEN_DISTANCE`` to another one are not water: they are labelled liquid
         with distance ``TOO_CLOSE_DISTANCE`` and left out of the others' denoising and SOAP.
 
@@ -163,11 +171,14 @@ class Pipeline:
             )
             # the denoiser moves atoms continuously, across the cell's faces too: back into the cell
             clean[kept] = wrap_positions(result.positions, cell, pbc)
-        out = self.classifier.classify(
-            clean[kept], cell, pbc, metric=self.metric, threshold=self.threshold, denoised=self.use_denoiser
-        )
+        clf = self.classifier
+        reduced = clf.reduce(clf.soap_features(clean[kept], cell, pbc))
+        out = clf.classify_reduced(reduced, self.metric, self.threshold, denoised=self.use_denoiser)
         # the too-close oxygens are in nobody's first shell either: the boundary step sees the others only
-        codes[kept] = extend_ice(out.codes, clean[kept], cell, pbc, self.boundary)
+        grown = extend_ice(out.codes, clean[kept], cell, pbc, self.boundary)
+        if self.other_crystal:
+            grown = find_other_crystal(grown, reduced, clean[kept], cell, pbc, self.metric, self.threshold)
+        codes[kept] = grown
         distances[kept] = out.distances
         # on the input positions, as LAMMPS's compute cluster/atom sees them (docs/nucleation.md)
         clusters = ice_clusters(codes, pos, cell, pbc, self.boundary.shell)

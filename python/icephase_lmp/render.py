@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .phases import code_table, color_for, phase_styles
+from .phases import NOT_ANALYSED, code_table, color_for, phase_styles
 
 
 def _phase_viewport(size: tuple[int, int]) -> Any:
@@ -87,7 +87,7 @@ def plot_phase_fractions(
 
     names = list(names)
     table = code_table(names)
-    present = sorted({int(c) for codes in codes_per_frame for c in np.unique(codes) if c >= 0})
+    present = sorted({int(c) for codes in codes_per_frame for c in np.unique(codes) if c != NOT_ANALYSED})
     if largest is None:
         fig, ax = plt.subplots(figsize=(7, 4))
     else:
@@ -98,7 +98,8 @@ def plot_phase_fractions(
         ax_cluster.set_ylim(bottom=0)
         ax_cluster.grid(alpha=0.3)
     for code in present:
-        frac = [np.count_nonzero(codes == code) / max(np.count_nonzero(codes >= 0), 1) for codes in codes_per_frame]
+        frac = [np.count_nonzero(codes == code) / max(np.count_nonzero(codes != NOT_ANALYSED), 1)
+                for codes in codes_per_frame]
         ax.plot(times, frac, marker="o", ms=3, color=color_for(code, names), label=table[code])
     if largest is None:
         ax.set_xlabel(xlabel)

@@ -68,6 +68,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <limits>
 #include <unordered_map>
 
 #if defined(__GLIBC__)
@@ -83,10 +84,11 @@ constexpr int NCOLS = 5;    // code, distance, dx, dy, dz
 constexpr int COMM_DISP = 0;     // forward communication of the displacements (3 values)
 constexpr int COMM_CLOSE = 1;    // forward communication of the too-close flags (1 value)
 constexpr int COMM_LABEL = 2;    // forward communication of the phase codes (boundary step)
+constexpr int COMM_REDUCED = 3;    // forward communication of the reduced SOAP vectors (other crystal)
 
 const std::set<std::string> KEYWORDS = {"iterations", "tolerance", "device",
                                         "types",      "metric",    "threshold",
-                                        "threads",    "timing",    "boundary"};
+                                        "threads",    "timing",    "boundary", "other"};
 
 bool is_keyword(const char *arg)
 {
@@ -121,10 +123,11 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     min_oxygen_distance(0.0), too_close_distance(-1.0), max_step(0.0), runaway_step(0.0),
     max_neighbours(0), close_warned(false),
     config_valid(false), config_step(-1), iterations(-1), tolerance(-1.0), nthreads(1),
-    timing(false), boundary_rounds(-1), r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0),
-    num_layers(0), max_code(0), default_iterations(0), default_tolerance(0.0),
+    timing(false), boundary_rounds(-1), other_crystal(true), r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0),
+    num_layers(0), max_code(0), other_code(-2), nreduced(0), default_iterations(0), default_tolerance(0.0),
     default_boundary_rounds(0), boundary_shell(0.0), logged(false), graph_logged(false), nmax(0),
-    disp(nullptr), label(nullptr), close_flag(nullptr), comm_mode(COMM_DISP), counts(nullptr)
+    disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
+    counts(nullptr)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "compute icephase", error);
   model_path = arg[3];
@@ -141,9 +144,9 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
   peratom_flag = 1;
   size_peratom_cols = NCOLS;
   vector_flag = 1;
-  size_vector = max_code + 1;
+  size_vector = max_code + 2;    // liquid, the model's phases, then other crystal
   extvector = 1;    // atom counts grow with the system
-  comm_forward = 3;
+  comm_forward = std::max(3, nreduced);
   dynamic_group_allow = 0;
 
   memory->create(counts, size_vector, "icephase:counts");
@@ -158,6 +161,7 @@ ComputeIcephase::~ComputeIcephase()
   memory->destroy(disp);
   memory->destroy(label);
   memory->destroy(close_flag);
+  memory->destroy(reduced);
   memory->destroy(array_atom);
   memory->destroy(counts);
 }
@@ -205,6 +209,8 @@ void ComputeIcephase::parse_keywords(int narg, char **arg, bool &threshold_set)
         error->all(FLERR, "Compute icephase threads must be >= 1, got {}", nthreads);
     } else if (kw == "timing") {
       timing = utils::logical(FLERR, val, false, lmp) == 1;
+    } else if (kw == "other") {
+      other_crystal = utils::logical(FLERR, val, false, lmp) == 1;
     } else if (kw == "boundary") {
       boundary_rounds = utils::inumeric(FLERR, val, false, lmp);
       if (boundary_rounds < 0)
@@ -213,7 +219,7 @@ void ComputeIcephase::parse_keywords(int narg, char **arg, bool &threshold_set)
     } else {
       error->all(FLERR,
                  "Unknown compute icephase keyword: {} (known: iterations, tolerance, device, "
-                 "types, metric, threshold, threads, timing, boundary)",
+                 "types, metric, threshold, threads, timing, boundary, other)",
                  kw);
     }
     iarg += 2;
@@ -334,6 +340,11 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   max_step = policy.at("max_step").get<double>();
   runaway_step = policy.at("runaway_step").get<double>();
   max_neighbours = policy.at("max_neighbours").get<int>();
+  other_code = policy.at("other_crystal_code").get<int>();
+  nreduced = policy.at("reduced_features").get<int>();
+  if (other_code >= -1 || nreduced < 1)
+    throw std::runtime_error("the other-crystal code and the reduced SOAP size of icephase_lmp are "
+                             "not usable");
   if (!(min_oxygen_distance > 0.0) || !(max_step > 0.0) || !(runaway_step >= max_step) ||
       max_neighbours < 1)
     throw std::runtime_error("the policy limits of icephase_lmp are not usable");
@@ -349,8 +360,10 @@ void ComputeIcephase::complete_settings(bool threshold_set)
   if (iterations < 0) iterations = default_iterations;
   if (tolerance < 0.0) tolerance = default_tolerance;
   if (boundary_rounds < 0) boundary_rounds = default_boundary_rounds;
-  // the boundary step was tuned on denoised positions (as offline: off without the denoiser)
+  // the boundary step was tuned on denoised positions (as offline: off without the denoiser), and
+  // the other-crystal step measured on them
   if (iterations == 0) boundary_rounds = 0;
+  if (iterations == 0) other_crystal = false;
   if (threshold_set) return;
 
   // iterations 0 classifies the raw positions: that pipeline has its own calibrated threshold
@@ -543,6 +556,8 @@ void ComputeIcephase::log_settings()
     if (code >= 0)
       columns += fmt::format("{}[{}] = {}", code == 0 ? "" : ", ", code + 1, phase_names[code + 1]);
   }
+  table += fmt::format(", {} = other crystal", other_code);
+  columns += fmt::format(", [{}] = other crystal", max_code + 2);
   std::string mesg = fmt::format("Compute icephase {}: model {}\n", id, model_path);
   mesg += fmt::format("  phase codes (per-atom column 1): {}\n", table);
   mesg += fmt::format("  global vector (atom counts): {}\n", columns);
@@ -558,6 +573,9 @@ void ComputeIcephase::log_settings()
                         boundary_rounds, boundary_shell);
   else
     mesg += "  boundary step: off\n";
+  mesg += other_crystal ? fmt::format("  other crystal: a liquid-labelled oxygen whose environment "
+                                      "repeats among its neighbours is labelled {}\n", other_code)
+                        : "  other crystal: off\n";
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);
   mesg += fmt::format("  embedded Python: {}\n", IcephasePython::executable());
@@ -598,8 +616,10 @@ void ComputeIcephase::grow_arrays()
   memory->destroy(disp);
   memory->destroy(label);
   memory->destroy(close_flag);
+  memory->destroy(reduced);
   memory->destroy(array_atom);
   memory->create(disp, nmax, 3, "icephase:disp");
+  memory->create(reduced, nmax, nreduced, "icephase:reduced");
   memory->create(label, nmax, "icephase:label");
   memory->create(close_flag, nmax, "icephase:close_flag");
   memory->create(array_atom, nmax, NCOLS, "icephase:array_atom");
@@ -698,6 +718,14 @@ void ComputeIcephase::compute_peratom()
     t0 = MPI_Wtime();
     extend_ice();
     timer.boundary += MPI_Wtime() - t0;
+  }
+
+  // crystals without a reference: "other crystal" instead of liquid
+
+  if (other_crystal) {
+    t0 = MPI_Wtime();
+    find_other_crystal();
+    timer.classify += MPI_Wtime() - t0;
   }
 
   // per-atom output and phase counts; the first invocation that meets
@@ -1273,16 +1301,20 @@ void ComputeIcephase::classify()
   const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   soap.codes.assign(nlocal, 0);
   soap.distances.assign(nlocal, 0.0);
+  soap.reduced.assign((size_t) nlocal * nreduced, 0.0);
   std::string err;
   double t0 = MPI_Wtime();
   if (nlocal > 0 &&
       !IcephasePython::classify(model_path, soap.positions, nsoap, nlocal, metric, threshold,
-                                iterations > 0, soap.codes.data(), soap.distances.data(), err))
+                                iterations > 0, soap.codes.data(), soap.distances.data(),
+                                soap.reduced.data(), nreduced, err))
     err = "Compute icephase: the classifier failed: " + err;
   if (err.empty() && soap.ndiverged > 0 && !lone_known) {
     const double origin[3] = {0.0, 0.0, 0.0};
+    std::vector<double> lone_reduced(nreduced);
     if (IcephasePython::classify(model_path, origin, 1, 1, metric, threshold, iterations > 0,
-                                 &lone_code, &lone_distance, err))
+                                 &lone_code, &lone_distance, lone_reduced.data(), nreduced,
+                                 err))
       lone_known = true;
     else
       err = "Compute icephase: the classifier failed: " + err;
@@ -1342,6 +1374,62 @@ void ComputeIcephase::extend_ice()
 }
 
 /* ----------------------------------------------------------------------
+   "other crystal" (icephase_lmp.other_crystal): every analysed atom's
+   reduced SOAP vector goes to its ghost copies (forward communication;
+   NaN where none was computed, which never counts as a repeat), then the
+   Python side labels each liquid-labelled local centre with at least three
+   neighbours within 6 A of the same environment. The cloud reaches the
+   SOAP reach (~9 A) beyond the centres, which covers the 6 A.
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::find_other_crystal()
+{
+  const int nall = atom->nlocal + atom->nghost;
+  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int i = 0; i < nall; i++)
+    for (int f = 0; f < nreduced; f++) reduced[i][f] = nan;
+  for (int s = 0; s < nlocal; s++)
+    for (int f = 0; f < nreduced; f++)
+      reduced[cloud.atoms[soap.index[s]]][f] = soap.reduced[(size_t) s * nreduced + f];
+
+  double t0 = MPI_Wtime();
+  comm_mode = COMM_REDUCED;
+  comm->forward_comm(this);
+  comm_mode = COMM_DISP;
+  timer.comm += MPI_Wtime() - t0;
+
+  soap.cloud_reduced.resize((size_t) nsoap * nreduced);
+  for (int s = 0; s < nsoap; s++)
+    for (int f = 0; f < nreduced; f++)
+      soap.cloud_reduced[(size_t) s * nreduced + f] = reduced[cloud.atoms[soap.index[s]]][f];
+  soap.grown.resize(nlocal);
+
+  std::string err;
+  if (nlocal > 0 &&
+      !IcephasePython::other_crystal(model_path, soap.positions, nsoap, nlocal, soap.codes.data(),
+                                     soap.cloud_reduced.data(), nreduced, metric, threshold,
+                                     soap.grown.data(), err))
+    err = "Compute icephase: the other-crystal step failed: " + err;
+  for (int s = 0; s < nlocal && err.empty(); s++)
+    if (soap.grown[s] != other_code && (soap.grown[s] < 0 || soap.grown[s] > max_code))
+      err = fmt::format("Compute icephase: the other-crystal step returned phase code {}",
+                        soap.grown[s]);
+  all_or_error(err);
+  for (int s = 0; s < nlocal; s++) soap.codes[s] = soap.grown[s];
+}
+
+/* ----------------------------------------------------------------------
+   the global vector's entry of a phase code: liquid and the model's
+   phases by code, other crystal last
+------------------------------------------------------------------------- */
+
+int ComputeIcephase::count_slot(int code) const
+{
+  return code == other_code ? max_code + 1 : code;
+}
+
+/* ----------------------------------------------------------------------
    per-atom output and phase counts: not analysed -1; diverged oxygens the
    lone oxygen's class; too close to another oxygen: liquid, with the
    marker distance, not moved. Returns the number of diverged oxygens on
@@ -1367,9 +1455,9 @@ double ComputeIcephase::store_results()
     const int i = cloud.atoms[soap.index[s]];
     array_atom[i][0] = soap.codes[s];
     array_atom[i][1] = soap.distances[s];
-    mine[soap.codes[s]] += 1.0;
+    mine[count_slot(soap.codes[s])] += 1.0;
   }
-  if (soap.ndiverged > 0) mine[lone_code] += (double) soap.ndiverged;
+  if (soap.ndiverged > 0) mine[count_slot(lone_code)] += (double) soap.ndiverged;
   for (int i : too_close.excluded) {
     array_atom[i][0] = 0.0;
     array_atom[i][1] = too_close_distance;
@@ -1515,6 +1603,11 @@ int ComputeIcephase::pack_forward_comm(int n, int *list, double *buf, int /*pbc_
     for (int k = 0; k < n; k++) buf[m++] = label[list[k]];
     return m;
   }
+  if (comm_mode == COMM_REDUCED) {
+    for (int k = 0; k < n; k++)
+      for (int f = 0; f < nreduced; f++) buf[m++] = reduced[list[k]][f];
+    return m;
+  }
   // displacements are the same for every periodic image: no pbc shift
   for (int k = 0; k < n; k++) {
     const int j = list[k];
@@ -1539,6 +1632,11 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
     for (int i = first; i < last; i++) label[i] = buf[m++];
     return;
   }
+  if (comm_mode == COMM_REDUCED) {
+    for (int i = first; i < last; i++)
+      for (int f = 0; f < nreduced; f++) reduced[i][f] = buf[m++];
+    return;
+  }
   for (int i = first; i < last; i++) {
     disp[i][0] = buf[m++];
     disp[i][1] = buf[m++];
@@ -1550,13 +1648,14 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
 
 double ComputeIcephase::memory_usage()
 {
-  double bytes = (double) nmax * (5 + NCOLS) * sizeof(double);    // disp, close_flag, label
+  // disp, close_flag, label, array_atom, reduced
+  double bytes = (double) nmax * (5 + NCOLS + nreduced) * sizeof(double);
   for (const auto *v : {&cloud.atoms, &cloud.owner, &too_close.excluded, &graph.neighbour,
                         &graph.first_neighbour, &graph.hop, &graph.queue, &graph.nodes,
                         &graph.index, &soap.index, &soap.codes, &soap.cloud_codes,
                         &soap.grown})
     bytes += (double) v->capacity() * sizeof(int);
-  for (const auto *v : {&cloud.image, &cloud.x, &soap.x, &soap.centres_x, &soap.distances,
+  for (const auto *v : {&cloud.image, &cloud.x, &soap.x, &soap.centres_x, &soap.distances, &soap.reduced, &soap.cloud_reduced,
                         &config_box, &config_atoms})
     bytes += (double) v->capacity() * sizeof(double);
   bytes += (double) (graph.x32.capacity() + graph.shift32.capacity()) * sizeof(float);

@@ -78,6 +78,7 @@ class ComputeIcephase : public Compute {
   int nthreads;
   bool timing;                    // timing yes: log the cost of every invocation
   int boundary_rounds;            // boundary step: rounds of growth of the ice (0: off)
+  bool other_crystal;             // other yes: liquid-labelled oxygens that repeat their environment
   std::vector<int> user_types;    // from the types keyword (empty: automatic)
 
   // from the model's metadata
@@ -86,6 +87,8 @@ class ComputeIcephase : public Compute {
   double receptive_field;    // num_layers * r_max (A)
   int num_layers;            // message-passing layers of the denoiser (0: unknown, no pruning)
   int max_code;              // phase codes run 0..max_code
+  int other_code;            // the "other crystal" code (negative; icephase_lmp.phases.OTHER_CRYSTAL)
+  int nreduced;              // length of the classifier's reduced SOAP vector (forward communication)
   std::vector<std::string> phase_names;    // index = code + 1 (code -1 = not analysed)
   std::string default_metric;
   int default_iterations;
@@ -106,6 +109,7 @@ class ComputeIcephase : public Compute {
   double **disp;     // per atom (local + ghost): denoised minus original position
   double *label;        // per atom (local + ghost): phase code during the boundary step
   double *close_flag;    // per atom (local + ghost): 1 if too close to another oxygen
+  double **reduced;      // per atom (local + ghost): reduced SOAP vector (NaN where none)
   int comm_mode;         // what forward communication carries: COMM_DISP, COMM_CLOSE or COMM_LABEL
   double *counts;    // global vector
 
@@ -165,6 +169,8 @@ class ComputeIcephase : public Compute {
     std::vector<double> distances;        // per centre
     std::vector<int> cloud_codes;  // per classifier atom: code in the current boundary round
     std::vector<int> grown;        // per centre: code after the current boundary round
+    std::vector<double> reduced;   // per centre [nreduced]: reduced SOAP vector
+    std::vector<double> cloud_reduced;    // per classifier atom [nreduced] (other crystal step)
   } soap;
 
   // timing yes: the split of one invocation (s)
@@ -204,6 +210,8 @@ class ComputeIcephase : public Compute {
   void select_environment();
   void classify();
   void extend_ice();
+  void find_other_crystal();
+  int count_slot(int code) const;
   double store_results();
   void warn_once(double ndiverged_all);
   void remember_configuration();

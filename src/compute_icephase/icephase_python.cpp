@@ -153,7 +153,8 @@ bool IcephasePython::soap_reach(const std::string &model_path, double &reach, st
 
 bool IcephasePython::classify(const std::string &model_path, const double *positions, int n,
                               int nlocal, const std::string &metric, double threshold,
-                              bool denoised, int *codes, double *distances, std::string &err)
+                              bool denoised, int *codes, double *distances, double *reduced,
+                              int nreduced, std::string &err)
 {
   return call_python(err, [&]() {
     // copy: the caller's buffer is reused for the next invocation
@@ -161,21 +162,24 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
     if (n > 0) std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
 
     py::tuple result = bridge().attr("classify")(model_path, pos, nlocal, metric, threshold, denoised);
-    if (result.size() != 2) {
-      err = "icephase_lmp.lammps_bridge.classify() did not return (codes, distances)";
+    if (result.size() != 3) {
+      err = "icephase_lmp.lammps_bridge.classify() did not return (codes, distances, reduced)";
       return false;
     }
     auto c = result[0].cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
     auto d = result[1].cast<py::array_t<double, py::array::c_style | py::array::forcecast>>();
-    if (c.size() != nlocal || d.size() != nlocal) {
+    auto r = result[2].cast<py::array_t<double, py::array::c_style | py::array::forcecast>>();
+    if (c.size() != nlocal || d.size() != nlocal || r.size() != (py::ssize_t) nlocal * nreduced) {
       err = "icephase_lmp.lammps_bridge.classify() returned " + std::to_string(c.size()) +
-          " codes and " + std::to_string(d.size()) + " distances for " + std::to_string(nlocal) +
-          " atoms";
+          " codes, " + std::to_string(d.size()) + " distances and " + std::to_string(r.size()) +
+          " reduced SOAP values for " + std::to_string(nlocal) + " atoms (" +
+          std::to_string(nreduced) + " values each)";
       return false;
     }
     if (nlocal > 0) {
       std::memcpy(codes, c.data(), sizeof(int) * nlocal);
       std::memcpy(distances, d.data(), sizeof(double) * nlocal);
+      std::memcpy(reduced, r.data(), sizeof(double) * nlocal * nreduced);
     }
     return true;
   });
@@ -200,6 +204,34 @@ bool IcephasePython::grow(const std::string &model_path, const double *positions
       return false;
     }
     if (nlocal > 0) std::memcpy(grown, result.data(), sizeof(int) * nlocal);
+    return true;
+  });
+}
+
+bool IcephasePython::other_crystal(const std::string &model_path, const double *positions, int n,
+                                   int nlocal, const int *codes, const double *reduced,
+                                   int nreduced, const std::string &metric, double threshold,
+                                   int *out, std::string &err)
+{
+  return call_python(err, [&]() {
+    py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
+    py::array_t<int> local_codes(static_cast<py::ssize_t>(nlocal));
+    py::array_t<double> vectors({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(nreduced)});
+    if (n > 0) {
+      std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
+      std::memcpy(vectors.mutable_data(), reduced, sizeof(double) * n * nreduced);
+    }
+    if (nlocal > 0) std::memcpy(local_codes.mutable_data(), codes, sizeof(int) * nlocal);
+    auto result = bridge()
+                      .attr("other_crystal")(model_path, pos, nlocal, local_codes, vectors, metric,
+                                             threshold)
+                      .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
+    if (result.size() != nlocal) {
+      err = "icephase_lmp.lammps_bridge.other_crystal() returned " +
+          std::to_string(result.size()) + " codes for " + std::to_string(nlocal) + " atoms";
+      return false;
+    }
+    if (nlocal > 0) std::memcpy(out, result.data(), sizeof(int) * nlocal);
     return true;
   });
 }

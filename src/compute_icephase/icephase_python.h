@@ -40,17 +40,25 @@ bool model_metadata_json(const std::string &model_path, std::string &json, std::
 bool soap_reach(const std::string &model_path, double &reach, std::string &err);
 
 // Classify the first nlocal of n atoms (positions: n x 3, row-major,
-// Angstrom; an open cloud, no box). codes and distances receive nlocal values.
+// Angstrom; an open cloud, no box). codes and distances receive nlocal values,
+// reduced nlocal x nreduced (the classifier's reduced SOAP vectors).
 // denoised: the positions come from the denoiser (compare with every reference
 // environment) or are raw (iterations 0: compare with the ideal ones only).
 bool classify(const std::string &model_path, const double *positions, int n, int nlocal,
               const std::string &metric, double threshold, bool denoised, int *codes,
-              double *distances, std::string &err);
+              double *distances, double *reduced, int nreduced, std::string &err);
 
 // One round of the boundary step for the first nlocal of n atoms: cloud_codes
 // holds the current code of all n atoms; grown receives the nlocal new codes.
 bool grow(const std::string &model_path, const double *positions, int n, int nlocal,
           const int *cloud_codes, int *grown, std::string &err);
+
+// The "other crystal" step for the first nlocal of n atoms: codes (nlocal) after
+// the boundary step, reduced (n x nreduced) every atom's reduced SOAP vector
+// (NaN where unknown); out receives the nlocal new codes.
+bool other_crystal(const std::string &model_path, const double *positions, int n, int nlocal,
+                   const int *codes, const double *reduced, int nreduced, const std::string &metric,
+                   double threshold, int *out, std::string &err);
 
 }    // namespace IcephasePython
 

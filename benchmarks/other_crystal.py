@@ -1,0 +1,64 @@
+"""Crystals without a reference: what the default pipeline calls them ("other crystal", code -2, or liquid).
+
+Ideal GenIce2 supercells (>= 20 A) of crystals that the shipped model has no reference for (ice V, XII, IV,
+the sII and sH clathrate frameworks), with i.i.d. Gaussian noise of 0.1 and 0.2 A on every oxygen (our ice Ih
+MD at 250 K distorts first-shell O-O distances as much as 0.08 A of such noise: models/README.md), and two
+phases it has references for (Ih, VI) as controls. This is not MD of these phases (which would be the real
+test, issue 14); the GCIceNet phase T, which is MD, is in benchmarks/gcicenet_accuracy.py (last block).
+
+Printed per crystal and noise level: molecules labelled other crystal, liquid, and each phase (%), with
+the step on and, beside it, the classifier + boundary step alone (what the model gave before the step).
+
+Usage: python benchmarks/other_crystal.py [--model M] [--width 20] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+import torch
+
+from icephase_lmp.model_file import load_model
+from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
+from icephase_lmp.pipeline import Pipeline
+from icephase_lmp.references import genice_cell, supercell
+
+#: GenIce2 lattice -> name; the first five have no reference in the shipped model
+CRYSTALS = {"5": "V", "12": "XII", "4": "IV", "CS2": "sII", "HS3": "sH", "1h": "Ih (reference)", "6": "VI (reference)"}
+SIGMAS = (0.1, 0.2)
+
+
+def shares(codes: np.ndarray, names: dict[int, str]) -> str:
+    parts = [f"other {100 * np.mean(codes == OTHER_CRYSTAL):5.1f}", f"liquid {100 * np.mean(codes == LIQUID):5.1f}"]
+    for code in sorted(c for c in np.unique(codes) if c > LIQUID):
+        parts.append(f"{names[int(code)]} {100 * np.mean(codes == code):5.1f}")
+    return ", ".join(parts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model")
+    ap.add_argument("--width", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    model = load_model(args.model)
+    on, off = Pipeline(model), Pipeline(model, other_crystal=False)
+    names = model.classifier.code_names
+    rng = np.random.default_rng(args.seed)
+    print(f"model {model.path}; metric {on.metric}, threshold {on.threshold:.4g}; % of the molecules")
+    for lattice, name in CRYSTALS.items():
+        atoms = supercell(genice_cell(lattice), args.width)
+        for sigma in SIGMAS:
+            pos = atoms.positions + rng.normal(0.0, sigma, atoms.positions.shape)
+            with_step = on.run(pos, atoms.cell.array, (True, True, True)).codes
+            without = off.run(pos, atoms.cell.array, (True, True, True)).codes
+            print(f"{name:16s} {len(pos):5d} O, noise {sigma} A: {shares(with_step, names)}   "
+                  f"| without the step: {shares(without, names)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

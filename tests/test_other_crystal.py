@@ -1,0 +1,78 @@
+"""The "other crystal" label: a crystal without a reference is not called liquid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import liquid_like
+
+from icephase_lmp.classifier import pairwise_distance
+from icephase_lmp.errors import ClassifierError
+from icephase_lmp.geometry import neighbor_edges
+from icephase_lmp.other_crystal import MIN_REPEATS, RADIUS, mark_other_crystal, repeat_counts, row_distance
+from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
+from icephase_lmp.references import builtin_reference, genice_cell, supercell
+
+
+@pytest.fixture(scope="module")
+def pipeline(shipped_model):
+    from icephase_lmp.pipeline import Pipeline
+
+    return Pipeline(shipped_model)
+
+
+def noisy(atoms, sigma: float, seed: int = 0) -> np.ndarray:
+    return atoms.positions + np.random.default_rng(seed).normal(0.0, sigma, atoms.positions.shape)
+
+
+def test_a_crystal_without_a_reference_is_other_crystal(pipeline):
+    """Ice V (GenIce2 lattice 5; no reference in the shipped model) with 0.1 A of noise: the classifier alone
+    calls it liquid; with the step it is other crystal (measured: 99.5%), not liquid."""
+    atoms = supercell(genice_cell("5"), 20.0)
+    codes = pipeline.run(noisy(atoms, 0.1), atoms.cell.array, (True,) * 3).codes
+    assert (codes == OTHER_CRYSTAL).mean() >= 0.95 and (codes == LIQUID).mean() < 0.01
+
+
+def test_known_ice_and_liquid_are_not_other_crystal(pipeline, rng):
+    atoms = supercell(builtin_reference("Ih").atoms, 16.0)
+    assert np.all(pipeline.run(noisy(atoms, 0.1), atoms.cell.array, (True,) * 3).codes == 1)
+    pos, cell = liquid_like(400, 1.0, rng)
+    codes = pipeline.run(pos, cell, (True,) * 3).codes
+    assert not np.any(codes == OTHER_CRYSTAL) and np.all(codes == LIQUID)
+
+
+def test_the_step_can_be_switched_off(shipped_model):
+    from icephase_lmp.pipeline import Pipeline
+
+    atoms = supercell(genice_cell("5"), 20.0)
+    pos = noisy(atoms, 0.1)
+    off = Pipeline(shipped_model, other_crystal=False).run(pos, atoms.cell.array, (True,) * 3).codes
+    assert not np.any(off == OTHER_CRYSTAL) and (off == LIQUID).mean() > 0.95
+    # without the denoiser it is off (measured on denoised positions only)
+    assert not Pipeline(shipped_model, use_denoiser=False).other_crystal
+
+
+def test_repeat_counts_and_marking():
+    # centre 0 with four neighbours within RADIUS: two share its vector, one is close, one is far
+    pos = np.array([[0.0, 0, 0], [2.8, 0, 0], [0, 2.8, 0], [0, 0, 2.8], [-2.8, 0, 0], [50.0, 0, 0]])
+    vec = np.array([[1.0, 0], [1.0, 0], [1.0, 0], [1.5, 0], [9.0, 0], [1.0, 0]])
+    edges, _ = neighbor_edges(pos, None, (False,) * 3, RADIUS)
+    counts = repeat_counts(vec, edges, "euclidean", 0.6, 1)
+    assert counts.tolist() == [3]  # atoms 1, 2 (0.0) and 3 (0.5); not 4 (8.0) nor 5 (beyond RADIUS)
+    assert repeat_counts(vec, edges, "euclidean", 0.4, 1).tolist() == [2]
+    codes = np.array([LIQUID, 1, LIQUID])
+    marked = mark_other_crystal(codes, np.array([MIN_REPEATS, 9, MIN_REPEATS - 1]))
+    assert marked.tolist() == [OTHER_CRYSTAL, 1, LIQUID]  # an ice label is never replaced
+    # NaN vectors (the compute's atoms without one) never count as repeats
+    vec[1:4] = np.nan
+    assert repeat_counts(vec, edges, "euclidean", 0.6, 1).tolist() == [0]
+
+
+def test_row_distance_matches_the_classifiers_metrics():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    for metric in ("euclidean", "cosine"):
+        np.testing.assert_allclose(row_distance(a, b, metric), np.diagonal(pairwise_distance(a, b, metric)),
+                                   atol=1e-12)
+    with pytest.raises(ClassifierError, match="metric"):
+        row_distance(a, b, "manhattan")
