@@ -3,19 +3,22 @@
 Ideal GenIce2 supercells (>= 20 A) of crystals that the shipped model has no reference for (ice V, XII, IV,
 the sII and sH clathrate frameworks), with i.i.d. Gaussian noise of 0.1 and 0.2 A on every oxygen (our ice Ih
 MD at 250 K distorts first-shell O-O distances as much as 0.08 A of such noise: models/README.md), and two
-phases it has references for (Ih, VI) as controls. This is not MD of these phases (which would be the real
-test, issue 14); the GCIceNet phase T, which is MD, is in benchmarks/gcicenet_accuracy.py (last block).
+phases it has references for (Ih, VI) as controls. Then, where they exist, our TIP4P/Ice MD of the same
+crystals (scripts/make_md_snapshots.py --only ice_v_250K ice_xii_250K sII_250K sH_250K: V and XII at 250 K and
+0.5 GPa, empty sII and sH at 250 K and 1 atm; every 4th frame): the real test. The GCIceNet phase T, also MD,
+is in benchmarks/gcicenet_accuracy.py (last block).
 
 Printed per crystal and noise level: molecules labelled other crystal, liquid, and each phase (%), with
 the step on and, beside it, the classifier + boundary step alone (what the model gave before the step).
 
-Usage: python benchmarks/other_crystal.py [--model M] [--width 20] [--seed 0]
+Usage: python benchmarks/other_crystal.py [--model M] [--width 20] [--seed 0] [--md runs/md]
 """
 
 from __future__ import annotations
 
 import argparse
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +27,11 @@ from icephase_lmp.model_file import load_model
 from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 from icephase_lmp.pipeline import Pipeline
 from icephase_lmp.references import genice_cell, supercell
+from icephase_lmp.trajectory import read_frames
+
+REPO = Path(__file__).resolve().parents[1]
+#: our MD of crystals without a reference (make_md_snapshots.py)
+MD_RUNS = {"ice_v_250K": "V", "ice_xii_250K": "XII", "sII_250K": "sII", "sH_250K": "sH"}
 
 #: GenIce2 lattice -> name; the first five have no reference in the shipped model
 CRYSTALS = {"5": "V", "12": "XII", "4": "IV", "CS2": "sII", "HS3": "sH", "1h": "Ih (reference)", "6": "VI (reference)"}
@@ -42,6 +50,7 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--width", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--md", type=Path, default=REPO / "runs" / "md")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -58,6 +67,18 @@ def main() -> None:
             without = off.run(pos, atoms.cell.array, (True, True, True)).codes
             print(f"{name:16s} {len(pos):5d} O, noise {sigma} A: {shares(with_step, names)}   "
                   f"| without the step: {shares(without, names)}", flush=True)
+    for run, name in MD_RUNS.items():
+        path = args.md / f"{run}.lammpstrj"
+        if not path.is_file():
+            print(f"{name:16s} MD: {path} not found (make_md_snapshots.py --only {run})")
+            continue
+        with_step, without = [], []
+        for frame in list(read_frames(path))[::4]:
+            with_step.append(on.run(frame.positions, frame.cell, frame.pbc).codes)
+            without.append(off.run(frame.positions, frame.cell, frame.pbc).codes)
+        n = len(with_step[0])
+        print(f"{name:16s} MD {run}, {len(with_step)} frames x {n} O: {shares(np.concatenate(with_step), names)}   "
+              f"| without the step: {shares(np.concatenate(without), names)}", flush=True)
 
 
 if __name__ == "__main__":

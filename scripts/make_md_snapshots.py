@@ -8,7 +8,9 @@ Writes into OUT (default runs/md/, which git ignores), for each system NAME:
   NAME.log        the LAMMPS log;  NAME.data  the starting structure (icephase.lammps_data)
 
 Systems: ice_ih_250K, coexistence_250K (ice Ih slab with its basal planes facing z, half melted),
-liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
+liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), ice_v_250K,
+ice_xii_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
+for; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
 ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa), ice_vii_250K (3 GPa).
 The LAMMPS inputs are examples/lammps_inputs/tip4p/in.*; each LAMMPS run is one serial process.
 
@@ -89,6 +91,21 @@ def systems(quick: bool) -> list[System]:
         System("ice_ic_250K", "in.ice_ih_250K", "Ic", (4, 4, 4), 250.0, bulk, ["equilibrate", "production"]),
         System("sI_250K", "in.ice_ih_250K", "sI", (2, 2, 2), 250.0, bulk, ["equilibrate", "production"]),
         *high_pressure_ices((4, 4, 4), bulk),
+        *ices_without_reference(bulk),
+    ]
+
+
+def ices_without_reference(steps: dict[str, int]) -> list[System]:
+    """Crystals the shipped model has no reference for (issue 14), at 250 K: ices V and XII at 0.5 GPa
+    (both metastable there in TIP4P/Ice's phase diagram; a short run keeps them on their lattice), and the
+    empty sII and sH clathrate frameworks at 1 atm. Benchmarks of "other crystal"; never calibrated on."""
+    stages = ["equilibrate", "production"]
+    return [
+        System("ice_v_250K", "in.ice_ih_250K", "5", (3, 4, 3), 250.0, steps, stages, pressure=4935.0,
+               extra_vars={"baro": "tri"}),
+        System("ice_xii_250K", "in.ice_ih_250K", "12", (3, 3, 4), 250.0, steps, stages, pressure=4935.0),
+        System("sII_250K", "in.ice_ih_250K", "CS2", (2, 2, 2), 250.0, steps, stages),
+        System("sH_250K", "in.ice_ih_250K", "HS3", (2, 2, 2), 250.0, steps, stages, extra_vars={"baro": "tri"}),
     ]
 
 

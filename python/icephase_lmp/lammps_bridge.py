@@ -19,7 +19,7 @@ from .geometry import neighbor_edges
 from .classifier import Classifier
 from .model_file import read_classifier, read_metadata
 from .other_crystal import mark_other_crystal, repeat_counts, RADIUS as OTHER_CRYSTAL_RADIUS
-from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
+from .phases import LIQUID, MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 
 _CLASSIFIERS: dict[str, Classifier] = {}
 
@@ -99,6 +99,11 @@ def other_crystal(
     if len(codes) != n_local or reduced.ndim != 2 or len(reduced) != len(positions):
         raise ValueError(f"other_crystal: {len(codes)} codes and {reduced.shape} vectors for {len(positions)} atoms, "
                          f"{n_local} local")
+    liquid = codes == LIQUID
+    if not liquid.any():  # nothing to decide: skip the neighbour search
+        return codes
     edges, _ = neighbor_edges(positions, None, (False, False, False), OTHER_CRYSTAL_RADIUS)
-    counts = repeat_counts(reduced, edges, metric, threshold, n_local)
+    keep = edges[0] < n_local
+    keep[keep] = liquid[edges[0][keep]]  # only liquid-labelled local centres can change
+    counts = repeat_counts(reduced, (edges[0][keep], edges[1][keep]), metric, threshold, n_local)
     return mark_other_crystal(codes, counts).astype(np.int32)

@@ -100,6 +100,13 @@ def find_other_crystal(
     numpy.ndarray of int32, shape (N,)
         ``codes`` with liquid molecules that repeat their environment labelled ``OTHER_CRYSTAL``.
     """
+    codes = np.asarray(codes, dtype=np.int32)
+    liquid = codes == LIQUID
+    if not liquid.any():  # nothing to decide (a crystal the classifier knows): skip the neighbour search
+        return codes.copy()
     edges, _ = neighbor_edges(np.asarray(positions, dtype=np.float64), cell, pbc, RADIUS)
-    counts = repeat_counts(np.asarray(reduced, dtype=np.float64), edges, metric, threshold, len(codes))
+    # only liquid-labelled centres can change: the others' pairs are not measured
+    keep = liquid[edges[0]]
+    counts = repeat_counts(np.asarray(reduced, dtype=np.float64), (edges[0][keep], edges[1][keep]), metric,
+                           threshold, len(codes))
     return mark_other_crystal(codes, counts)
