@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CalibrationError, ClassifierError, IcephaseError, TrajectoryError
-from .phases import MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE, output_codes
+from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, OTHER_CRYSTAL_NAME, TOO_CLOSE_DISTANCE, output_codes
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -404,7 +404,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                if b.min_ordered_ice_bonds > 0 else "")
     print(f"boundary step    {b.rounds} rounds: liquid-labelled O next to ice takes its phase if its first shell "
           f"({b.shell} A) is ordered (>= {b.min_ordered_bonds} of 4 bonds staggered/eclipsed){route_b}")
-    print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"]))
+    from .other_crystal import MIN_REPEATS, RADIUS as OTHER_RADIUS  # here: `inspect` alone needs it
+
+    print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"])
+          + f"; {OTHER_CRYSTAL} {OTHER_CRYSTAL_NAME} (a liquid-labelled molecule whose environment repeats "
+          f"among {MIN_REPEATS}+ neighbours within {OTHER_RADIUS:g} A; any model)")
     steps = meta.get("training", {}).get("steps_done")
     if steps is not None:
         print(f"training         {steps} steps")
