@@ -4,7 +4,7 @@ neighbours with the same environment?
 A crystal repeats itself: after denoising, a molecule of a crystal that has no reference (GCIceNet's phase T)
 still finds molecules with its own environment among its neighbours, while in a liquid every environment
 differs. For every molecule the default pipeline labels liquid, this prints the k-th smallest PCA-space
-distance (k = 1, 2, 3) between its environment and those of the molecules within 6 A of it (denoised
+distance (k = 1, 2, 3) between its environment and those of the molecules within RADIUS (8 A) of it (denoised
 positions, the shipped model's SOAP/PCA), as percentiles, and the share of them below the model's own
 ice/liquid threshold (denoised/euclidean).
 
@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from icephase_lmp.geometry import neighbor_edges
+from icephase_lmp.other_crystal import RADIUS
 from icephase_lmp.phases import LIQUID
 from icephase_lmp.pipeline import Pipeline
 from icephase_lmp.trajectory import Selection, parse_frames, read_frames
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gcicenet"
-SHELL = 6.0  # A: the first two shells of water
+SHELL = RADIUS  # A: the radius of the other-crystal step (other_crystal.py), one place for it
 KS = (1, 2, 3)
 
 

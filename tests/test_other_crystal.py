@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import liquid_like
+from conftest import GCICENET
 
 from icephase_lmp.classifier import pairwise_distance
 from icephase_lmp.errors import ClassifierError
@@ -33,12 +33,17 @@ def test_a_crystal_without_a_reference_is_other_crystal(pipeline):
     assert (codes == OTHER_CRYSTAL).mean() >= 0.95 and (codes == LIQUID).mean() < 0.01
 
 
-def test_known_ice_and_liquid_are_not_other_crystal(pipeline, rng):
+def test_known_ice_and_liquid_are_not_other_crystal(pipeline):
+    """Ice Ih with noise stays Ih; a frame of real liquid water (the GCIceNet TIP4P/Ice liquid, 1,024
+    molecules) has no other-crystal molecule. (A random packing of points is not used here: after denoising,
+    1 of 400 of its points had three repeats in two of three packings we tried; docs/validation.md.)"""
+    from icephase_lmp.trajectory import Selection, read_frames
+
     atoms = supercell(builtin_reference("Ih").atoms, 16.0)
     assert np.all(pipeline.run(noisy(atoms, 0.1), atoms.cell.array, (True,) * 3).codes == 1)
-    pos, cell = liquid_like(400, 1.0, rng)
-    codes = pipeline.run(pos, cell, (True,) * 3).codes
-    assert not np.any(codes == OTHER_CRYSTAL) and np.all(codes == LIQUID)
+    frame = next(read_frames(GCICENET / "md_w_10frame.xtc", GCICENET / "md_w.tpr", Selection(name="OW"), slice(0, 1)))
+    codes = pipeline.run(frame.positions, frame.cell, frame.pbc).codes
+    assert len(codes) == 1024 and np.all(codes == LIQUID)
 
 
 def test_the_step_can_be_switched_off(shipped_model):

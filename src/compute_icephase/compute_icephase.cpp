@@ -1378,8 +1378,8 @@ void ComputeIcephase::extend_ice()
    reduced SOAP vector goes to its ghost copies (forward communication;
    NaN where none was computed, which never counts as a repeat), then the
    Python side labels each liquid-labelled local centre with at least three
-   neighbours within 6 A of the same environment. The cloud reaches the
-   SOAP reach (~9 A) beyond the centres, which covers the 6 A.
+   neighbours within 8 A of the same environment. The cloud reaches the
+   SOAP reach (~9 A) beyond the centres, which covers the 8 A.
 ------------------------------------------------------------------------- */
 
 void ComputeIcephase::find_other_crystal()
