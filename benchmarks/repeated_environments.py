@@ -56,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
-    pipe = Pipeline.from_path(None)
+    pipe = Pipeline.from_path(None, other_crystal=False)  # what the classifier and boundary step leave liquid
     clf = pipe.classifier
     threshold = clf.thresholds["denoised/euclidean"]
     sources = [(tag, args.data / f"md_{tag}_10frame.xtc", args.data / f"md_{tag}.tpr", Selection(name="OW"),
