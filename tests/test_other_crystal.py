@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import GCICENET
 
-from icephase_lmp.classifier import pairwise_distance
+from icephase_lmp.classifier import pairwise_distance, row_distance
 from icephase_lmp.errors import ClassifierError
 from icephase_lmp.geometry import neighbor_edges
-from icephase_lmp.other_crystal import MIN_REPEATS, RADIUS, mark_other_crystal, repeat_counts, row_distance
+from icephase_lmp.other_crystal import MIN_REPEATS, RADIUS, mark_other_crystal, repeat_counts
 from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 from icephase_lmp.references import builtin_reference, genice_cell, supercell
 

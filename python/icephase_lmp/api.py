@@ -106,7 +106,8 @@ class PhaseLabels:
     def fractions(self) -> dict[str, float]:
         """Fraction of the oxygens in each phase of the model (liquid first), zeros included."""
         n = max(len(self.codes), 1)
-        return {self.code_names[code]: np.count_nonzero(self.codes == code) / n for code in output_codes(self.code_names)}
+        return {self.code_names[code]: np.count_nonzero(self.codes == code) / n
+                for code in output_codes(self.code_names)}
 
     @classmethod
     def from_result(cls, result: FrameResult, indices: np.ndarray, code_names: dict[int, str]) -> PhaseLabels:

@@ -180,7 +180,8 @@ def grow_once(
     if settings.min_ordered_ice_bonds > 0:
         ordered_to_ice = np.bincount(i[to_ice], weights=order.ordered_bond[mine][to_ice], minlength=n_centres)
         n = order.neighbours[i]
-        route_b = (ordered_to_ice[i] >= settings.min_ordered_ice_bonds) & (n >= 4) & (n <= settings.route_b_max_neighbours)
+        route_b = ((ordered_to_ice[i] >= settings.min_ordered_ice_bonds) & (n >= 4)
+                   & (n <= settings.route_b_max_neighbours))
     take = to_ice & (route_a | route_b)
     if not np.any(take):
         return new

@@ -411,6 +411,17 @@ def pairwise_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     raise ClassifierError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
 
 
+def row_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+    """(n, k) x (n, k) -> (n,): the distance between ``a[r]`` and ``b[r]`` for each row ``r``, as
+    :func:`pairwise_distance` gives it, without forming the (n, n) block."""
+    if metric == "euclidean":
+        return np.linalg.norm(a - b, axis=1)
+    if metric == "cosine":
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        return 1.0 - (a * b).sum(1) / np.maximum(norms, 1e-12)
+    raise ClassifierError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+
+
 def _unique_rows(x: np.ndarray, rel_tol: float = 1e-6) -> np.ndarray:
     """Symmetry-equivalent sites have identical SOAP vectors; keep one of each."""
     scale = np.abs(x).max() or 1.0

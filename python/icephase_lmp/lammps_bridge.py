@@ -6,8 +6,8 @@ periodic box is involved: the ghost atoms already sit at their image positions. 
 (``boundary``) runs in rounds: between two rounds the plugin sends every atom's code to its ghost copies
 (a forward communication) and calls :func:`grow` with the codes of the whole cloud; the first-shell test is
 made there, on the same cloud, so that nothing but codes travels between the rounds. Last, the plugin sends
-every atom's reduced SOAP vector (from :func:`classify`) to its ghost copies and calls :func:`other_crystal`. Any exception raised
-here is turned into a LAMMPS error by the plugin, on every rank.
+every atom's reduced SOAP vector (from :func:`classify`) to its ghost copies and calls
+:func:`other_crystal`. Any exception raised here is turned into a LAMMPS error by the plugin, on every rank.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from .boundary import BoundarySettings, Shells, grow_once, shell_order
-from .geometry import neighbor_edges
 from .classifier import Classifier
 from .model_file import read_classifier, read_metadata
-from .other_crystal import mark_other_crystal, repeat_counts, RADIUS as OTHER_CRYSTAL_RADIUS
-from .phases import LIQUID, MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
+from .other_crystal import find_other_crystal
+from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 
 _CLASSIFIERS: dict[str, Classifier] = {}
 
@@ -68,7 +67,8 @@ def classify(
     positions = _cloud(positions, n_local)
     reduced = clf.reduce(clf.soap_features(positions, cell=None, centers=np.arange(n_local)))
     result = clf.classify_reduced(reduced, metric, threshold, denoised=denoised)
-    return result.codes.astype(np.int32), result.distances.astype(np.float64), np.ascontiguousarray(reduced, dtype=np.float64)
+    return (result.codes.astype(np.int32), result.distances.astype(np.float64),
+            np.ascontiguousarray(reduced, dtype=np.float64))
 
 
 def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
@@ -99,11 +99,4 @@ def other_crystal(
     if len(codes) != n_local or reduced.ndim != 2 or len(reduced) != len(positions):
         raise ValueError(f"other_crystal: {len(codes)} codes and {reduced.shape} vectors for {len(positions)} atoms, "
                          f"{n_local} local")
-    liquid = codes == LIQUID
-    if not liquid.any():  # nothing to decide: skip the neighbour search
-        return codes
-    edges, _ = neighbor_edges(positions, None, (False, False, False), OTHER_CRYSTAL_RADIUS)
-    keep = edges[0] < n_local
-    keep[keep] = liquid[edges[0][keep]]  # only liquid-labelled local centres can change
-    counts = repeat_counts(reduced, (edges[0][keep], edges[1][keep]), metric, threshold, n_local)
-    return mark_other_crystal(codes, counts).astype(np.int32)
+    return find_other_crystal(codes, reduced, positions, None, (False, False, False), metric, threshold)

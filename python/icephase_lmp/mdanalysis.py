@@ -24,7 +24,7 @@ from MDAnalysis.analysis.base import AnalysisBase
 from MDAnalysis.analysis.results import ResultsGroup
 
 from .errors import TrajectoryError
-from .phases import OTHER_CRYSTAL, OTHER_CRYSTAL_NAME, output_codes
+from .phases import code_table, output_codes
 
 
 class IcePhase(AnalysisBase):
@@ -143,7 +143,8 @@ class IcePhase(AnalysisBase):
             names = dict(self._pipeline.classifier.code_names)
         else:
             meta = read_metadata(self._model or SHIPPED_MODEL)
-            names = {int(p["code"]): p["name"] for p in meta["phases"]}
+            # the model's phases in code order 1..K; code_table adds the package's codes (-2, -1, 0)
+            phases = sorted((p for p in meta["phases"] if p["code"] > 0), key=lambda p: p["code"])
+            names = code_table([p["name"] for p in phases])
         self.results.code_names = names
-        names.setdefault(OTHER_CRYSTAL, OTHER_CRYSTAL_NAME)  # model files list the model's codes only
         self.results.phases = [names[c] for c in output_codes(names)]

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classifier import METRICS
-from .errors import ClassifierError
+from .classifier import row_distance
 from .geometry import neighbor_edges
 from .phases import LIQUID, OTHER_CRYSTAL
 
@@ -38,16 +37,6 @@ MIN_REPEATS = 3
 
 
 _CHUNK = 65536  # pairs per block: memory stays bounded on large systems
-
-
-def row_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """Distance between the rows ``a[k]`` and ``b[k]`` in the classifier's ``metric`` (as ``pairwise_distance``)."""
-    if metric == "euclidean":
-        return np.linalg.norm(a - b, axis=1)
-    if metric == "cosine":
-        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        return 1.0 - (a * b).sum(1) / np.maximum(norms, 1e-12)
-    raise ClassifierError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
 
 
 def repeat_counts(
@@ -83,16 +72,18 @@ def find_other_crystal(
     metric: str,
     threshold: float,
 ) -> np.ndarray:
-    """The "other crystal" step on a whole (periodic) configuration.
+    """The "other crystal" step for the first ``n`` = ``len(codes)`` molecules of a configuration: a whole
+    (periodic) frame offline, or the LAMMPS compute's open cloud of local atoms and their ghosts.
 
     Parameters
     ----------
-    codes : array_like of int, shape (N,)
-        Phase codes after the boundary step (0: liquid).
+    codes : array_like of int, shape (n,)
+        Phase codes of the centres after the boundary step (0: liquid).
     reduced : array_like, shape (N, k)
-        The classifier's reduced SOAP vectors of the same molecules (``Classifier.reduce``).
+        The classifier's reduced SOAP vectors of every molecule (``Classifier.reduce``); NaN rows (none
+        computed) never count as a repeat.
     positions : array_like, shape (N, 3)
-        The classified (denoised) positions, Angstrom.
+        The classified (denoised) positions, Angstrom, the centres first.
     cell, pbc
         Cell vectors as rows (``None``: no box) and periodicity.
     metric, threshold
@@ -100,16 +91,16 @@ def find_other_crystal(
 
     Returns
     -------
-    numpy.ndarray of int32, shape (N,)
+    numpy.ndarray of int32, shape (n,)
         ``codes`` with liquid molecules that repeat their environment labelled ``OTHER_CRYSTAL``.
     """
     codes = np.asarray(codes, dtype=np.int32)
     liquid = codes == LIQUID
     if not liquid.any():  # nothing to decide (a crystal the classifier knows): skip the neighbour search
         return codes.copy()
-    edges, _ = neighbor_edges(np.asarray(positions, dtype=np.float64), cell, pbc, RADIUS)
+    i, j = neighbor_edges(np.asarray(positions, dtype=np.float64), cell, pbc, RADIUS)[0]
     # only liquid-labelled centres can change: the others' pairs are not measured
-    keep = liquid[edges[0]]
-    counts = repeat_counts(np.asarray(reduced, dtype=np.float64), (edges[0][keep], edges[1][keep]), metric,
-                           threshold, len(codes))
+    keep = i < len(codes)
+    keep[keep] = liquid[i[keep]]
+    counts = repeat_counts(np.asarray(reduced, dtype=np.float64), (i[keep], j[keep]), metric, threshold, len(codes))
     return mark_other_crystal(codes, counts)

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from .boundary import extend_ice
-from .other_crystal import find_other_crystal
 from .classifier import Classifier
 from .clusters import Clusters, ice_clusters
 from .denoise import DenoiseResult, denoise
 from .errors import ClassifierError, DenoiseError
 from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
+from .other_crystal import find_other_crystal
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
 

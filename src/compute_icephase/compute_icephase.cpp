@@ -123,8 +123,9 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     min_oxygen_distance(0.0), too_close_distance(-1.0), max_step(0.0), runaway_step(0.0),
     max_neighbours(0), close_warned(false),
     config_valid(false), config_step(-1), iterations(-1), tolerance(-1.0), nthreads(1),
-    timing(false), boundary_rounds(-1), other_crystal(true), r_max(0.0), ghost_cutoff(0.0), receptive_field(0.0),
-    num_layers(0), max_code(0), other_code(-2), nreduced(0), default_iterations(0), default_tolerance(0.0),
+    timing(false), boundary_rounds(-1), other_crystal(true), r_max(0.0), ghost_cutoff(0.0),
+    receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0),
+    default_iterations(0), default_tolerance(0.0),
     default_boundary_rounds(0), boundary_shell(0.0), logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
     counts(nullptr)
@@ -1655,8 +1656,8 @@ double ComputeIcephase::memory_usage()
                         &graph.index, &soap.index, &soap.codes, &soap.cloud_codes,
                         &soap.grown})
     bytes += (double) v->capacity() * sizeof(int);
-  for (const auto *v : {&cloud.image, &cloud.x, &soap.x, &soap.centres_x, &soap.distances, &soap.reduced, &soap.cloud_reduced,
-                        &config_box, &config_atoms})
+  for (const auto *v : {&cloud.image, &cloud.x, &soap.x, &soap.centres_x, &soap.distances,
+                        &soap.reduced, &soap.cloud_reduced, &config_box, &config_atoms})
     bytes += (double) v->capacity() * sizeof(double);
   bytes += (double) (graph.x32.capacity() + graph.shift32.capacity()) * sizeof(float);
   bytes += (double) graph.edges.capacity() * sizeof(int64_t);
