@@ -11,8 +11,10 @@ oxygen (issue 10).
 Both models run through this checkout's code, so the ratio is what the model file changes (iterations,
 SOAP size); code changes show in the figures of either model against older runs. The previous shipped
 model is in git history:  git show e402065:models/icephase-7phase.pth > /tmp/previous.pth
+`--baseline-soap dscribe` computes the baseline's SOAP with DScribe's extension (the code before our
+kernel) instead: with no --baseline the same model, so the ratio is what the kernel changes.
 
-Usage: python benchmarks/speed.py [--model M] [--baseline B] [--repeats 3] [--data DIR]
+Usage: python benchmarks/speed.py [--model M] [--baseline B] [--baseline-soap dscribe] [--repeats 3] [--data DIR]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icephase_lmp import soap as soap_module
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
 from icephase_lmp.other_crystal import find_other_crystal
@@ -75,16 +78,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="the model to measure (default: the shipped one)")
     ap.add_argument("--baseline", help="the model to compare with (e.g. the previous shipped model)")
+    ap.add_argument("--baseline-soap", choices=("icephase", "dscribe"),
+                    help="SOAP code for the baseline (default: this process's; dscribe = before our kernel)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
     models = {"model": load_model(args.model)}
-    if args.baseline:
-        models["baseline"] = load_model(args.baseline)
+    if args.baseline or args.baseline_soap:
+        models["baseline"] = load_model(args.baseline or args.model)
+    backends = {"model": soap_module.BACKEND, "baseline": args.baseline_soap or soap_module.BACKEND}
     for key, model in models.items():
-        print(f"{key:8s} {describe(model)}")
+        print(f"{key:8s} {describe(model)}; SOAP by {backends[key]}")
 
     frames = {tag: next(read_frames(args.data / f"md_{tag}_10frame.xtc", args.data / f"md_{tag}.tpr",
                                     Selection(name="OW"), slice(0, 1))) for tag in TAGS}
@@ -98,6 +104,7 @@ def main() -> None:
         n_all += n
         row = f"{tag:3s} {n:5d}"
         for key, model in models.items():
+            soap_module.BACKEND = backends[key]  # descriptors are cached per backend
             c = costs(model, frame, args.repeats)
             sums[key] += (c["total"], c["denoise"], c["soap"], c["other"])
             us = {k: 1e6 * v / n for k, v in c.items()}

@@ -1,4 +1,9 @@
-"""Our SOAP calculator (DScribe's compiled extension, called directly) against DScribe's public SOAP class."""
+"""Our SOAP calculator against DScribe's public SOAP class.
+
+Two backends: our compiled kernel (a spline table of DScribe's radial functions; the default where it was
+built) must agree with DScribe to rounding-level precision, and the fallback (DScribe's own extension,
+called directly) must give DScribe's numbers exactly.
+"""
 
 import numpy as np
 import pytest
@@ -6,11 +11,14 @@ from ase import Atoms
 from dscribe.descriptors import SOAP
 
 from conftest import liquid_like
+from icephase_lmp import soap as soap_module
 from icephase_lmp.classifier import SoapSettings
 from icephase_lmp.soap import GtoSoap, gto_basis
 from icephase_lmp.references import builtin_reference, supercell
 
-SETTINGS = [SoapSettings(), SoapSettings(r_cut=6.0, n_max=8, l_max=6, sigma=0.5)]
+SETTINGS = [SoapSettings(), SoapSettings(r_cut=6.0, n_max=8, l_max=6, sigma=0.5),
+            SoapSettings(r_cut=4.0, n_max=5, l_max=3, sigma=0.7)]
+BACKENDS = ["icephase", "dscribe"]
 
 
 def dscribe_soap(settings: SoapSettings, periodic: bool) -> SOAP:
@@ -18,8 +26,28 @@ def dscribe_soap(settings: SoapSettings, periodic: bool) -> SOAP:
                 sigma=settings.sigma, periodic=periodic)
 
 
-def ours(settings: SoapSettings, periodic: bool) -> GtoSoap:
-    return GtoSoap(settings.r_cut, settings.n_max, settings.l_max, settings.sigma, periodic)
+def ours(settings: SoapSettings, periodic: bool, backend: str) -> GtoSoap:
+    calc = GtoSoap(settings.r_cut, settings.n_max, settings.l_max, settings.sigma, periodic, backend=backend)
+    assert calc.backend == backend
+    return calc
+
+
+def assert_matches(got: np.ndarray, expected: np.ndarray, backend: str) -> None:
+    assert got.shape == expected.shape
+    if backend == "dscribe":
+        np.testing.assert_array_equal(got, expected)
+    else:
+        # each feature to 1e-8 of its largest magnitude (seen: ~1e-10); a wrong convention (a factor, the
+        # self term, a missing image) is off by far more
+        scale = np.abs(expected).max(axis=0) + 1e-300
+        assert np.abs(got - expected).max(axis=0).max() / scale.max() < 1e-8
+        assert (np.abs(got - expected) / scale).max() < 1e-6
+
+
+def test_the_kernel_is_built_in_this_install():
+    # the test environment installs with a C++ compiler: a silently failed build would make everything
+    # five times slower without a single other test noticing
+    assert soap_module.BACKEND == "icephase"
 
 
 @pytest.mark.parametrize("settings", SETTINGS)
@@ -30,8 +58,9 @@ def test_radial_basis_is_dscribes(settings):
     np.testing.assert_array_equal(betas, ref._betas)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("settings", SETTINGS)
-def test_periodic_boxes_give_dscribes_numbers_exactly(settings, rng):
+def test_periodic_boxes_give_dscribes_numbers(settings, backend, rng):
     ice = supercell(builtin_reference("Ih").atoms, 12.0)
     ice.positions += 0.2 * rng.standard_normal(ice.positions.shape)
     # a sheared (triclinic) box of liquid-like points, and a slab periodic in x and y only
@@ -42,18 +71,47 @@ def test_periodic_boxes_give_dscribes_numbers_exactly(settings, rng):
     for positions, box, pbc in cases:
         expected = dscribe_soap(settings, True).create(Atoms(numbers=np.full(len(positions), 8), positions=positions,
                                                               cell=box, pbc=pbc))
-        got = ours(settings, True).create(positions, box, pbc)
-        assert got.shape == expected.shape
-        np.testing.assert_array_equal(got, expected)
+        assert_matches(ours(settings, True, backend).create(positions, box, pbc), expected, backend)
 
 
-def test_open_cloud_with_centre_subset_gives_dscribes_numbers_exactly(rng):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_small_box_counts_periodic_images_of_the_centre(backend, rng):
+    # a box narrower than the reach (8.7 A): every atom sees several images of itself and of the others
+    settings = SoapSettings()
+    pos, cell = liquid_like(20, 1.0, rng)
+    assert cell[0, 0] < settings.reach
+    expected = dscribe_soap(settings, True).create(Atoms(numbers=np.full(20, 8), positions=pos, cell=cell, pbc=True))
+    assert_matches(ours(settings, True, backend).create(pos, cell, (True,) * 3), expected, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_periodic_centre_subset(backend, rng):
+    settings = SoapSettings()
+    pos, cell = liquid_like(150, 1.0, rng)
+    centres = np.array([149, 3, 77, 3])  # any order, repeats allowed: rows follow the request
+    expected = dscribe_soap(settings, True).create(Atoms(numbers=np.full(150, 8), positions=pos, cell=cell, pbc=True),
+                                                   centers=centres.tolist())
+    assert_matches(ours(settings, True, backend).create(pos, cell, (True,) * 3, centres), expected, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_open_cloud_with_centre_subset_gives_dscribes_numbers(backend, rng):
     # as the plugin calls it: local atoms first (the centres), ghosts after, no box
     settings = SoapSettings()
     pos, _ = liquid_like(300, 1.0, rng)
     centres = np.arange(0, 300, 7)
     expected = dscribe_soap(settings, False).create(Atoms(numbers=np.full(300, 8), positions=pos),
                                                      centers=centres.tolist())
-    got = ours(settings, False).create(pos, None, (False,) * 3, centres)
-    np.testing.assert_array_equal(got, expected)
-    assert ours(settings, False).create(pos, None, (False,) * 3, np.zeros(0, int)).shape == (0, expected.shape[1])
+    calc = ours(settings, False, backend)
+    assert_matches(calc.create(pos, None, (False,) * 3, centres), expected, backend)
+    assert calc.create(pos, None, (False,) * 3, np.zeros(0, int)).shape == (0, expected.shape[1])
+
+
+def test_an_isolated_atom_has_only_its_own_gaussian():
+    # no neighbour within the reach: only the centre's own l = 0 term, as in DScribe
+    settings = SoapSettings()
+    pos = np.array([[0.0, 0.0, 0.0], [50.0, 0.0, 0.0]])
+    expected = dscribe_soap(settings, False).create(Atoms(numbers=[8, 8], positions=pos))
+    got = ours(settings, False, "icephase").create(pos, None, (False,) * 3)
+    assert_matches(got, expected, "icephase")
+    assert np.count_nonzero(got[0]) == settings.n_max * (settings.n_max + 1) // 2  # l = 0 block only

@@ -31,6 +31,7 @@ import numpy as np
 from .boundary import BoundarySettings
 from .errors import ClassifierError
 from .phases import LIQUID, code_table
+from . import soap as soap_module
 from .references import Reference, supercell
 from .soap import GtoSoap, cutoff_padding
 
@@ -58,13 +59,14 @@ class SoapSettings:
 
     def descriptor(self, periodic: bool) -> GtoSoap:
         """The SOAP calculator for these settings (made once per settings and periodicity)."""
-        return _soap_descriptor(self, periodic)
+        return _soap_descriptor(self, periodic, soap_module.BACKEND)
 
 
 @functools.lru_cache(maxsize=8)
-def _soap_descriptor(settings: SoapSettings, periodic: bool) -> GtoSoap:
-    """The SOAP calculator for these settings, made once (its set-up solves for the radial basis)."""
-    return GtoSoap(settings.r_cut, settings.n_max, settings.l_max, settings.sigma, periodic)
+def _soap_descriptor(settings: SoapSettings, periodic: bool, backend: str) -> GtoSoap:
+    """The SOAP calculator for these settings, made once (its set-up solves for the radial basis and, for our
+    kernel, tabulates it)."""
+    return GtoSoap(settings.r_cut, settings.n_max, settings.l_max, settings.sigma, periodic, backend)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,21 @@
-"""The SOAP power spectrum of O in O, from DScribe's compiled GTO extension.
+"""The SOAP power spectrum of O in O: DScribe's GTO descriptor, computed by our compiled kernel.
+
+The features are DScribe 2.1's (GTO radial basis, no weighting, no averaging, no compression, one species),
+so models fitted with DScribe keep working and ``tests/test_soap.py`` checks them against DScribe's public
+class. Two ways to compute them:
+
+- ``icephase_lmp._soap_kernel`` (built with the package from ``_soap_kernel.cpp``): the radial functions are
+  tabulated once per descriptor (cubic Hermite pieces every 0.01 A; their error, ~1e-11 of a feature, is
+  below the rounding of the sums) and each centre's expansion is summed in registers. About five times
+  cheaper than DScribe's extension, which evaluates n_max (l_max + 1) exponentials per neighbour pair
+  (benchmarks/speed.py). Agreement with DScribe: ~1e-10 of each feature's largest value.
+- DScribe's own compiled extension, called directly, where the kernel was not built (no C++ compiler at
+  install time): the same numbers, slower. ``BACKEND`` says which one this process uses.
 
 Why not ``dscribe.descriptors.SOAP``: importing ``dscribe.descriptors`` imports every DScribe descriptor and,
-through them, scikit-learn and scipy.stats. That costs 1.6 s per process (``import dscribe.ext`` after the
-pipeline's own imports: 0.07 s; measured side by side, one run), and every ``icephase classify``, every
-LAMMPS run's first call and every dask worker pays it. The numbers come from the same compiled extension
-with the arguments ``dscribe.descriptors.SOAP`` passes it (DScribe 2.1: GTO radial basis, no weighting,
-no averaging, no compression, one species), so ``tests/test_soap.py`` finds them bit-identical to DScribe's
-public class on periodic boxes, open clouds and centre subsets. DScribe is pinned
-(``requirements/constraints.txt``) because this relies on its extension's interface.
+through them, scikit-learn and scipy.stats (1.6 s per process, paid by every ``icephase classify``, every
+LAMMPS run's first call and every dask worker). DScribe is pinned (``requirements/constraints.txt``) because
+the fallback relies on its extension's interface.
 
 The radial basis: for each l, ``n_max`` Gaussian-type orbitals r^l exp(-alpha r^2) that decay to 1e-3 at
 ``n_max`` radii evenly spaced from 1 A to ``r_cut``, Loewdin-orthonormalised (beta = S^-1/2 of their
@@ -18,13 +26,25 @@ overlap matrix S). Atoms are Gaussians of width ``sigma``; neighbours count out 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from .phases import OXYGEN_NUMBER
 
+try:
+    from . import _soap_kernel
+except ImportError:  # built without a C++ compiler: DScribe's extension gives the same features
+    _soap_kernel = None
+
+#: Which code computes SOAP for descriptors made from now on: "icephase" (our kernel, where built) or
+#: "dscribe" (the fallback; ``ICEPHASE_SOAP_BACKEND=dscribe`` forces it, e.g. to compare the two).
+BACKEND = "icephase" if _soap_kernel is not None and os.environ.get("ICEPHASE_SOAP_BACKEND") != "dscribe" else "dscribe"
 #: Value to which the radial orbitals decay at their radius, and atom Gaussians at the cutoff padding.
 DECAY = 1e-3
+#: Grid step (A) of the kernel's radial spline table: its error scales as step^4 and is ~1e-11 of a feature
+#: at 0.01 A (0.02 A: ~3e-10), below the rounding of the sums.
+TABLE_SPACING = 0.01
 
 
 def cutoff_padding(sigma: float) -> float:
@@ -62,6 +82,44 @@ def gto_basis(r_cut: float, n_max: int, l_max: int) -> tuple[np.ndarray, np.ndar
     return alphas, betas
 
 
+def radial_table(r_cut: float, n_max: int, l_max: int, sigma: float, spacing: float = TABLE_SPACING
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's tables: cubic pieces of R_ln(r) and the centre's own contribution to c_n00.
+
+    R_ln(r) = pi^1.5 sum_k b_lnk exp(a_lk r^2) is what one neighbour at distance r adds to c_nlm, divided
+    by r^l Y_lm: with eta = 1 / (2 sigma^2), a_lk = -alpha_lk / (1 + alpha_lk / eta) and
+    b_lnk = beta_lnk eta^-1.5 (1 + alpha_lk / eta)^-(l + 1.5) (the Gaussian-times-GTO integral done
+    analytically, as DScribe's extension does it).
+
+    Returns
+    -------
+    table : numpy.ndarray, shape (G, l_max + 1, 4, NP)
+        For the cell [g h, (g + 1) h): R = c0 + t c1 + t^2 c2 + t^3 c3 with t = r / h - g (cubic Hermite
+        from the exact values and slopes at the cell's ends); the functions padded with zeros to NP, a
+        multiple of 4.
+    self_term : numpy.ndarray, shape (n_max,)
+        c_n00 of the centre's own Gaussian (r = 0).
+    """
+    alphas, betas = gto_basis(r_cut, n_max, l_max)
+    eta = 1.0 / (2.0 * sigma**2)
+    shrink = 1.0 / (1.0 + alphas / eta)  # (l, k)
+    a = -alphas * shrink
+    ls = np.arange(l_max + 1)[:, None]
+    b = math.pi**1.5 * eta**-1.5 * betas * (shrink ** (ls + 1.5))[:, None, :]  # (l, n, k)
+    n_cells = int(math.ceil((r_cut + cutoff_padding(sigma)) / spacing)) + 1
+    r = np.arange(n_cells + 1) * spacing
+    gauss = np.exp(a[None] * (r**2)[:, None, None])  # (G + 1, l, k)
+    value = np.einsum("lnk,glk->gln", b, gauss)
+    slope = spacing * np.einsum("lnk,glk->gln", b, gauss * 2.0 * a[None] * r[:, None, None])
+    f0, f1, d0, d1 = value[:-1], value[1:], slope[:-1], slope[1:]
+    pieces = np.stack([f0, d0, 3.0 * (f1 - f0) - 2.0 * d0 - d1, 2.0 * (f0 - f1) + d0 + d1], axis=2)
+    padded = 4 * math.ceil(n_max / 4)
+    table = np.zeros((n_cells, l_max + 1, 4, padded))
+    table[..., :n_max] = pieces
+    self_term = b[0].sum(axis=1) * 0.5 / math.sqrt(math.pi)  # Y_00 = 1 / (2 sqrt(pi))
+    return table, self_term
+
+
 class GtoSoap:
     """SOAP of oxygen centres among oxygens (one species), ``(n_max (n_max + 1) / 2) (l_max + 1)`` features.
 
@@ -73,13 +131,26 @@ class GtoSoap:
         Radial and angular sizes of the expansion.
     periodic : bool
         Whether inputs are periodic boxes (else open clouds: the plugin's local + ghost atoms).
+    backend : str, optional
+        "icephase" (the compiled kernel, default where built) or "dscribe" (DScribe's extension).
     """
 
-    def __init__(self, r_cut: float, n_max: int, l_max: int, sigma: float, periodic: bool):
-        import dscribe.ext
-
+    def __init__(self, r_cut: float, n_max: int, l_max: int, sigma: float, periodic: bool,
+                 backend: str | None = None):
+        backend = backend or BACKEND
+        if backend == "icephase" and (_soap_kernel is None or n_max > _soap_kernel.MAX_N):
+            backend = "dscribe"  # not built, or an n_max beyond what the kernel was compiled for
+        self.backend = backend
         self.n_features = n_max * (n_max + 1) // 2 * (l_max + 1)
         self.periodic = periodic
+        self.n_max = n_max
+        self.reach = r_cut + cutoff_padding(sigma)
+        if backend == "icephase":
+            self._table, self._self_term = radial_table(r_cut, n_max, l_max, sigma)
+            self._prel = np.array([math.pi * math.sqrt(8.0 / (2 * l + 1)) for l in range(l_max + 1)])
+            return
+        import dscribe.ext
+
         alphas, betas = gto_basis(r_cut, n_max, l_max)
         self._ext = dscribe.ext.SOAPGTO(
             r_cut, n_max, l_max, 1.0 / (2.0 * sigma**2),  # eta of exp(-eta r^2)
@@ -110,13 +181,60 @@ class GtoSoap:
         -------
         numpy.ndarray, shape (n, n_features)
         """
+        positions = np.ascontiguousarray(positions, dtype=np.float64)
+        all_atoms = centers is None
+        centers = np.arange(len(positions)) if centers is None else np.asarray(centers, dtype=np.int64)
+        if len(centers) == 0:
+            return np.zeros((0, self.n_features))
+        if self.backend == "dscribe":
+            return self._create_dscribe(positions, cell, pbc, centers)
+        if self.periodic and np.any(pbc) and not all_atoms:
+            # the periodic neighbour list runs over every atom; keep each requested centre once, in order
+            unique, inverse = np.unique(centers, return_inverse=True)
+            return self._kernel(positions, cell, pbc, unique)[inverse]
+        return self._kernel(positions, cell, pbc, None if all_atoms else centers)
+
+    def _kernel(self, positions: np.ndarray, cell, pbc, centers: np.ndarray | None) -> np.ndarray:
+        vectors, offsets = self._neighbour_vectors(positions, cell, pbc, centers)
+        return _soap_kernel.power_spectrum(vectors, offsets, self._table, TABLE_SPACING, self.n_max,
+                                           self._self_term, self._prel)
+
+    def _neighbour_vectors(self, positions: np.ndarray, cell, pbc, centers: np.ndarray | None
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors from each centre to every other atom (and periodic image) within the reach, grouped by
+        centre in centre order, and the offsets of the groups (n + 1)."""
+        n_centres = len(positions) if centers is None else len(centers)
+        if self.periodic and np.any(pbc):
+            from matscipy.neighbours import neighbour_list
+
+            first, vectors = neighbour_list("iD", positions=positions, cell=np.asarray(cell, dtype=np.float64),
+                                            pbc=np.asarray(pbc, dtype=bool), cutoff=self.reach)
+            if centers is not None:  # keep the centres' pairs (centres unique), renumbered in centre order
+                rank = np.full(len(positions), -1)
+                rank[centers] = np.arange(n_centres)
+                first = rank[first]
+                keep = first >= 0
+                first, vectors = first[keep], vectors[keep]
+        else:
+            # an open cloud (the plugin's local + ghost atoms): search around the centres only, as the ghosts
+            # can outnumber them several times
+            from scipy.spatial import cKDTree
+
+            targets = positions if centers is None else positions[centers]
+            found = cKDTree(targets).sparse_distance_matrix(cKDTree(positions), self.reach, output_type="ndarray")
+            first, second = found["i"].astype(np.int64), found["j"].astype(np.int64)
+            own = second == (first if centers is None else centers[first])
+            first, second = first[~own], second[~own]  # the centre itself enters as self_term
+            vectors = positions[second] - targets[first]
+        order = np.argsort(first, kind="stable")
+        offsets = np.zeros(n_centres + 1, dtype=np.int64)
+        np.cumsum(np.bincount(first, minlength=n_centres), out=offsets[1:])
+        return np.ascontiguousarray(vectors[order]), offsets
+
+    def _create_dscribe(self, positions: np.ndarray, cell, pbc, centers: np.ndarray) -> np.ndarray:
         from ase.geometry.cell import complete_cell
 
-        positions = np.ascontiguousarray(positions, dtype=np.float64)
-        centers = np.arange(len(positions)) if centers is None else np.asarray(centers, dtype=np.int64)
         out = np.zeros((len(centers), self.n_features))
-        if len(centers) == 0:
-            return out
         if self.periodic:
             box, periodicity = complete_cell(np.asarray(cell, dtype=np.float64)), np.asarray(pbc, dtype=bool)
         else:
