@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install icephase into .venv/ at the repository root: torch first (pinned CPU wheel), then every other
 # package under requirements/constraints.txt so nothing can pull in a different torch, then icephase itself
-# (editable) and, when a C++ toolchain is present, the LAMMPS plugin into build/.
+# (editable, with its compiled SOAP kernel) and, when a C++ toolchain is present, the LAMMPS plugin into build/.
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,7 +22,12 @@ fi
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 quiet() { "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; return "${PIPESTATUS[0]}"; }
 stamp="$venv/.icephase-installed"
-if [ ! -f "$stamp" ] || [ requirements/constraints.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# (re)install when the pins, the package metadata or the compiled SOAP kernel's source changed, or the kernel
+# was never built (pip builds it in place, next to its source)
+kernel_src=python/icephase_lmp/_soap_kernel.cpp
+if [ ! -f "$stamp" ] || [ requirements/constraints.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+    || [ setup.py -nt "$stamp" ] || [ "$kernel_src" -nt "$stamp" ] \
+    || ! compgen -G "python/icephase_lmp/_soap_kernel*.so" >/dev/null; then
     echo "[install] torch==2.13.0 (CPU wheel) first"
     quiet "${pip[@]}" "torch==2.13.0"
     echo "[install] the rest, constrained by requirements/constraints.txt"
