@@ -5,6 +5,7 @@ from icephase_lmp.errors import ReferenceStructureError
 from icephase_lmp.phases import BUILTIN_PHASES, LIQUID, NOT_ANALYSED, builtin_phase, code_table, color_for
 from icephase_lmp.references import (
     builtin_reference,
+    builtin_references,
     load_references,
     parse_reference,
     scaled_to_density,
@@ -92,3 +93,17 @@ def test_colours_are_fixed_per_phase():
     assert color_for(1, names) == builtin_phase("Ih").color
     assert color_for(2, names) != color_for(1, names)
     assert len({p.color for p in BUILTIN_PHASES}) == len(BUILTIN_PHASES)
+
+
+def test_known_phases_have_their_own_code_colour_and_site_count():
+    from icephase_lmp.phases import KNOWN_PHASES
+    from icephase_lmp.references import genice_cell
+
+    assert [p.code for p in KNOWN_PHASES] == list(range(1, len(KNOWN_PHASES) + 1))
+    assert len({p.color for p in KNOWN_PHASES}) == len(KNOWN_PHASES)
+    for phase in KNOWN_PHASES:
+        assert builtin_phase(phase.name) is phase and builtin_phase(phase.lattice) is phase
+        assert len(genice_cell(phase.lattice)) == phase.sites_per_cell, phase.name
+    # the extended phases name their references, and the default set stays the paper's seven
+    assert parse_reference("sII").name == "sII" and parse_reference("sII").source == "genice2:CS2"
+    assert [r.name for r in builtin_references()] == [p.name for p in BUILTIN_PHASES]

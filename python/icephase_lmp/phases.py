@@ -82,6 +82,18 @@ BUILTIN_PHASES: tuple[Phase, ...] = (
     Phase(7, "sI", "CS1", 46, (0.173, 0.627, 0.173)),
 )
 
+#: Further phases with a name, lattice and colour of their own: the extended model
+#: (models/icephase-11phase.pth) holds them after the seven, in this code order 8..11, and
+#: ``icephase train --reference V`` finds them by name.
+EXTENDED_PHASES: tuple[Phase, ...] = (
+    Phase(8, "V", "5", 28, (0.890, 0.467, 0.761)),
+    Phase(9, "XII", "12", 24, (0.737, 0.741, 0.133)),
+    Phase(10, "sII", "CS2", 136, (0.400, 0.761, 0.647)),
+    Phase(11, "sH", "HS3", 68, (0.700, 0.870, 0.300)),
+)
+#: Every phase known by name: the seven, then the extended ones.
+KNOWN_PHASES: tuple[Phase, ...] = BUILTIN_PHASES + EXTENDED_PHASES
+
 LIQUID_COLOR = (0.78, 0.78, 0.78)
 NOT_ANALYSED_COLOR = (0.35, 0.35, 0.35)
 OTHER_CRYSTAL_COLOR = (1.0, 0.85, 0.0)
@@ -95,12 +107,13 @@ EXTRA_COLORS: tuple[tuple[float, float, float], ...] = (
     (0.988, 0.553, 0.384),
 )
 
-_BY_NAME = {p.name.lower(): p for p in BUILTIN_PHASES}
-_BY_LATTICE = {p.lattice.lower(): p for p in BUILTIN_PHASES}
+_BY_NAME = {p.name.lower(): p for p in KNOWN_PHASES}
+_BY_LATTICE = {p.lattice.lower(): p for p in KNOWN_PHASES}
 
 
 def builtin_phase(name_or_lattice: str) -> Phase | None:
-    """Look a built-in phase up by its name (``Ih``) or GenIce2 lattice name (``1h``), any case."""
+    """Look a known phase (the seven or an extended one) up by its name (``Ih``, ``sII``) or GenIce2 lattice
+    name (``1h``, ``CS2``), any case."""
     key = name_or_lattice.strip().lower()
     return _BY_NAME.get(key) or _BY_LATTICE.get(key)
 

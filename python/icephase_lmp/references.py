@@ -21,7 +21,7 @@ import numpy as np
 from ase import Atoms
 
 from .errors import ReferenceStructureError
-from .phases import BUILTIN_PHASES, builtin_phase
+from .phases import BUILTIN_PHASES, KNOWN_PHASES, builtin_phase
 
 #: Mass of one water molecule in g/mol: a reference's density counts one molecule per oxygen site.
 WATER_MOLAR_MASS = 18.015
@@ -86,11 +86,11 @@ def genice_cell(lattice: str) -> Atoms:
 
 
 def builtin_reference(name: str, density: float | None = None) -> Reference:
-    """One of the seven built-in phases by name (``Ih``) or lattice (``1h``)."""
+    """One of the known phases (the seven and the extended ones) by name (``Ih``) or lattice (``1h``)."""
     phase = builtin_phase(name)
     if phase is None:
-        known = ", ".join(p.name for p in BUILTIN_PHASES)
-        raise ReferenceStructureError(f"unknown phase {name!r}: the built-in phases are {known}")
+        known = ", ".join(p.name for p in KNOWN_PHASES)
+        raise ReferenceStructureError(f"unknown phase {name!r}: the known phases are {known}")
     return genice_reference(phase.lattice, phase.name, density)
 
 
