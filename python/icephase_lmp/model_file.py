@@ -37,6 +37,10 @@ GHOST_MARGIN = 1.0
 #: The shipped model's file name. It is package data (``icephase_lmp/models/``), so every kind of install finds
 #: it: a wheel holds the file itself, a source checkout a symbolic link to the repository's ``models/``.
 SHIPPED_MODEL_NAME = "icephase-7phase.pth"
+#: Every model file that ships with the package: the default (the paper's seven phases) and the extended one
+#: (the seven plus ice V, ice XII, sII and sH; models/README.md says when to use which). Wherever a model
+#: path is taken, these names (with or without ".pth") also work.
+SHIPPED_MODEL_NAMES = (SHIPPED_MODEL_NAME, "icephase-11phase.pth")
 
 
 def shipped_model_path() -> Path:
@@ -278,8 +282,18 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> IcephaseM
     return IcephaseModel(denoiser.eval(), classifier, metadata, path)
 
 
+def shipped_model_named(name: str) -> Path | None:
+    """The shipped model called ``name`` (``icephase-11phase`` or ``icephase-11phase.pth``), else None."""
+    wanted = name if name.endswith(".pth") else f"{name}.pth"
+    if wanted not in SHIPPED_MODEL_NAMES:
+        return None
+    return Path(str(resources.files("icephase_lmp") / "models" / wanted))
+
+
 def _existing(path: str | Path) -> Path:
     path = Path(path)
+    if not path.is_file() and path.parent == Path(".") and shipped_model_named(path.name) is not None:
+        path = shipped_model_named(path.name)
     if not path.is_file():
         hint = (" (the shipped model is missing from this installation: reinstall icephase-lmp, or in a checkout "
                 "restore models/icephase-7phase.pth with git; or pass --model)" if path == SHIPPED_MODEL else "")
