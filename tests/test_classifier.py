@@ -122,3 +122,28 @@ def test_nearest_reference_agrees_with_the_full_distance_matrix(metric, rng):
     full = pairwise_distance(a, b, metric)
     assert np.array_equal(best, full.argmin(axis=1))
     np.testing.assert_allclose(dist, full.min(axis=1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_the_reference_tree_gives_the_exact_nearest_reference(metric, rng):
+    from icephase_lmp.classifier import ReferenceTree, nearest_reference
+
+    # clustered references (like the model's: a few phases, many environments each) and queries near a
+    # cluster (ice: the tree answers) or far from all (liquid: the matrix product answers)
+    centres = 10.0 * rng.standard_normal((6, 30))
+    refs = np.concatenate([c + rng.standard_normal((400, 30)) for c in centres])
+    near = centres[rng.integers(0, 6, 300)] + 1.2 * rng.standard_normal((300, 30))
+    far = 25.0 * rng.standard_normal((300, 30))
+    queries = np.concatenate([near, far])
+    plain_i, plain_d = nearest_reference(queries, refs, metric)
+    brute = np.array([np.argmin(row_d) for row_d in
+                      (np.linalg.norm(refs - q, axis=1) if metric == "euclidean"
+                       else 1.0 - refs @ q / (np.linalg.norm(refs, axis=1) * np.linalg.norm(q)) for q in queries)])
+    np.testing.assert_array_equal(plain_i, brute)
+    tree = ReferenceTree(refs, metric)
+    bound = np.median(plain_d)  # about half the rows within it
+    hit = tree.within(queries, bound)[1]
+    assert 0.2 < hit.mean() < 0.8
+    tree_i, tree_d = nearest_reference(queries, refs, metric, tree=tree, bound=bound)
+    np.testing.assert_array_equal(tree_i, plain_i)
+    np.testing.assert_allclose(tree_d, plain_d, rtol=0, atol=1e-12)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -150,6 +151,8 @@ class Classifier:
     metric: str = "euclidean"
     #: the boundary step that follows classification of denoised positions (see ``boundary``)
     boundary: BoundarySettings = field(default_factory=BoundarySettings)
+    #: k-d trees over the reference environments, made on first use (``ReferenceTree``); not part of the model
+    _trees: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.ref_codes = np.asarray(self.ref_codes, dtype=np.int32)
@@ -172,6 +175,7 @@ class Classifier:
     def add_references(self, reduced: np.ndarray, codes: np.ndarray, denoised: bool) -> None:
         """Append reference environments: ``reduced`` (m, k) in PCA space, ``codes`` (m,) in 1..len(names);
         ``denoised`` marks them as made by the denoiser (compared with denoised input only)."""
+        self._trees.clear()
         reduced = np.asarray(reduced, dtype=np.float64).reshape(-1, self.ref_features.shape[1])
         codes = np.asarray(codes, dtype=np.int32).ravel()
         if len(codes) != len(reduced):
@@ -243,7 +247,10 @@ class Classifier:
     ) -> ClassificationResult:
         """:meth:`classify` of features already reduced by :meth:`reduce`, shape (n, k)."""
         ref_features, ref_codes = self.references(denoised)  # nearest_reference checks the metric
-        best, distances = nearest_reference(reduced, ref_features, metric)
+        key = (denoised, metric)
+        if metric in METRICS and key not in self._trees:
+            self._trees[key] = ReferenceTree(ref_features, metric)
+        best, distances = nearest_reference(reduced, ref_features, metric, tree=self._trees.get(key), bound=threshold)
         nearest = ref_codes[best].astype(np.int32)
         codes = np.where(distances > threshold, LIQUID, nearest).astype(np.int32)
         return ClassificationResult(codes, distances, nearest)
@@ -364,41 +371,79 @@ class Classifier:
         return cls.from_bytes(path.read_bytes(), origin=str(path))
 
 
+class ReferenceTree:
+    """A k-d tree over reference environments, for the rows that have one within a bound (ice rows).
+
+    A liquid row's nearest reference is far, and a tree search for it visits most of the tree (slower than
+    the matrix product); an ice row's is close and the tree finds it in microseconds. So
+    :func:`nearest_reference` asks the tree only for references within the liquid threshold (an exact
+    nearest wherever one lies within it) and computes the rest with the matrix product. For the cosine
+    metric the tree holds unit vectors: the smallest 1 - cos is the smallest |u - v| (|u - v|^2 =
+    2 (1 - cos)).
+    """
+
+    def __init__(self, references: np.ndarray, metric: str):
+        from scipy.spatial import cKDTree
+
+        b = np.asarray(references, dtype=np.float64)
+        self.metric = metric
+        self.tree = cKDTree(_unit_rows(b) if metric == "cosine" else b)
+
+    def within(self, rows: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
+        """(index, hit): the nearest reference of each row with one closer than ``bound`` (metric units)."""
+        if self.metric == "cosine":
+            query, radius = _unit_rows(rows), math.sqrt(max(2.0 * bound, 0.0))
+        else:
+            query, radius = rows, bound
+        d, i = self.tree.query(query, k=1, distance_upper_bound=radius)
+        hit = np.isfinite(d)
+        return np.where(hit, i, 0), hit
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def nearest_reference(
-    reduced: np.ndarray, references: np.ndarray, metric: str, chunk: int = 1024
+    reduced: np.ndarray, references: np.ndarray, metric: str, chunk: int = 1024,
+    tree: ReferenceTree | None = None, bound: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index of, and distance to, the nearest reference of each row.
 
-    Only what the argmin needs is formed for the whole (rows x references) block: ||b||^2 - 2 a.b for the
-    Euclidean metric (||a||^2 and the square root are the same along a row), a.b / ||b|| for the cosine
-    one; the distance itself is then computed for the winner only. Rows go in chunks so the block stays
-    small (~50 MB for 6000 references). ``benchmarks/nearest_reference.py`` times it against scikit-learn's
-    ``pairwise_distances_argmin_min`` (same argmins; this one is faster on the model's references)."""
+    With ``tree`` (made from the same ``references`` and ``metric``) and ``bound``, rows with a reference
+    within ``bound`` are answered by the tree; the others, and every row without a tree, by the matrix
+    product. Both give the exact nearest reference, and each winner's distance is computed from the two
+    vectors (the product's shortcut for the argmin is never reported).
+
+    In the product only what the argmin needs is formed for the whole (rows x references) block:
+    ||b||^2 - 2 a.b for the Euclidean metric (||a||^2 and the square root are the same along a row), a.b /
+    ||b|| for the cosine one. Rows go in chunks so the block stays small (~50 MB for 6000 references).
+    ``benchmarks/nearest_reference.py`` times it against scikit-learn's ``pairwise_distances_argmin_min``."""
     if metric not in METRICS:
         raise ClassifierError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     a = np.asarray(reduced, dtype=np.float64)
     b = np.asarray(references, dtype=np.float64)
     best = np.zeros(len(a), dtype=np.int64)
-    dist = np.zeros(len(a), dtype=np.float64)
+    if tree is not None and bound is not None and len(a) and len(b):
+        found, hit = tree.within(a, bound)
+        best[hit] = found[hit]
+        rest = np.flatnonzero(~hit)
+        if len(rest):
+            best[rest] = nearest_reference(a[rest], b, metric, chunk)[0]
+        return best, row_distance(a, b[best], metric)
     if metric == "euclidean":
         bb, minus_2b = (b * b).sum(1), -2.0 * b
     else:
-        b_unit = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        b_unit = _unit_rows(b)
     for start in range(0, len(a), chunk):
         part = a[start : start + chunk]
-        rows = np.arange(len(part))
         if metric == "euclidean":
             score = part @ minus_2b.T
             score += bb
-            i = np.argmin(score, axis=1)
-            d = np.sqrt(np.maximum((part * part).sum(1) + score[rows, i], 0.0))
+            best[start : start + chunk] = np.argmin(score, axis=1)
         else:
-            sim = part @ b_unit.T
-            i = np.argmax(sim, axis=1)
-            d = 1.0 - sim[rows, i] / np.maximum(np.linalg.norm(part, axis=1), 1e-12)
-        best[start : start + chunk] = i
-        dist[start : start + chunk] = d
-    return best, dist
+            best[start : start + chunk] = np.argmax(part @ b_unit.T, axis=1)
+    return best, (row_distance(a, b[best], metric) if len(b) else np.zeros(len(a)))
 
 
 def pairwise_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
