@@ -14,7 +14,8 @@ Module map (lengths are in Angstrom throughout):
 - ``references``: the ideal reference structures (GenIce2 lattices or structure files);
 - ``configs``: the denoiser's and training's settings (no torch);
 - ``denoiser_network``: the denoiser network (NequIP); ``train``: its training; ``denoise``: the iterative denoising;
-- ``soap``: the SOAP power spectrum (DScribe's extension); ``classifier``: the SOAP classifier;
+- ``soap``: the SOAP power spectrum (our compiled kernel ``_soap_kernel``; DScribe's extension as the
+  fallback); ``classifier``: the SOAP classifier;
   ``denoised_references``: references as the denoiser leaves them;
 - ``boundary``: the boundary step that extends ice labels next to liquid; ``clusters``: ice clusters;
 - ``pipeline``: denoise, classify, boundary step and clusters of one frame;
