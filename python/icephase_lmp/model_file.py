@@ -37,10 +37,9 @@ GHOST_MARGIN = 1.0
 #: The shipped model's file name. It is package data (``icephase_lmp/models/``), so every kind of install finds
 #: it: a wheel holds the file itself, a source checkout a symbolic link to the repository's ``models/``.
 SHIPPED_MODEL_NAME = "icephase-7phase.pth"
-#: Every model file that ships with the package: the default (the paper's seven phases) and the extended one
-#: (the seven plus ice V, ice XII, sII and sH; models/README.md says when to use which). Wherever a model
-#: path is taken, these names (with or without ".pth") also work.
-SHIPPED_MODEL_NAMES = (SHIPPED_MODEL_NAME, "icephase-11phase.pth")
+#: Every model file that ships with the package (one today: an eleven-phase model was measured and not
+#: shipped, docs/validation.md). Wherever a model path is taken, these names (with or without ".pth") work.
+SHIPPED_MODEL_NAMES = (SHIPPED_MODEL_NAME,)
 
 
 def shipped_model_path() -> Path:
@@ -283,7 +282,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> IcephaseM
 
 
 def shipped_model_named(name: str) -> Path | None:
-    """The shipped model called ``name`` (``icephase-11phase`` or ``icephase-11phase.pth``), else None."""
+    """The shipped model called ``name`` (``icephase-7phase`` or ``icephase-7phase.pth``), else None."""
     wanted = name if name.endswith(".pth") else f"{name}.pth"
     if wanted not in SHIPPED_MODEL_NAMES:
         return None

@@ -82,9 +82,9 @@ BUILTIN_PHASES: tuple[Phase, ...] = (
     Phase(7, "sI", "CS1", 46, (0.173, 0.627, 0.173)),
 )
 
-#: Further phases with a name, lattice and colour of their own: the extended model
-#: (models/icephase-11phase.pth) holds them after the seven, in this code order 8..11, and
-#: ``icephase train --reference V`` finds them by name.
+#: Further phases with a name, lattice and colour of their own: ``icephase train --reference V`` finds them
+#: by name, and the eleven-phase model of models/make_extended_model.sh holds them after the seven, in this
+#: code order 8..11 (measured, not shipped: docs/validation.md).
 EXTENDED_PHASES: tuple[Phase, ...] = (
     Phase(8, "V", "5", 28, (0.890, 0.467, 0.761)),
     Phase(9, "XII", "12", 24, (0.737, 0.741, 0.133)),
