@@ -134,3 +134,13 @@ def test_lammps_bridge_classifies_local_atoms_of_an_open_cloud(small_model_file,
     assert np.all(lammps_bridge.other_crystal(str(path), cloud, 10, liquid, unknown, "euclidean", 11.0) == 0)
     with pytest.raises(ValueError, match="n_local"):
         lammps_bridge.classify(str(path), cloud, len(cloud) + 1, "euclidean", 11.0)
+
+
+def test_a_shipped_model_can_be_named_without_its_path(tmp_path, monkeypatch):
+    from icephase_lmp.model_file import SHIPPED_MODEL, read_metadata
+
+    monkeypatch.chdir(tmp_path)  # no such file here: the name must resolve to the package's copy
+    for name in ("icephase-7phase", "icephase-7phase.pth"):
+        assert read_metadata(name) == read_metadata(SHIPPED_MODEL)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        read_metadata("icephase-99phase")
