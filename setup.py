@@ -1,7 +1,7 @@
 """Build of the one compiled Python module, icephase_lmp._soap_kernel (everything else is in pyproject.toml).
 
 The module is optional: without a C++ compiler the install goes on and icephase_lmp.soap computes the same
-features with DScribe's extension, about five times more slowly (docs/validation.md, "Speed").
+features with DScribe's extension, 3.5-3.8x more slowly (docs/validation.md, "Cheaper per call").
 """
 
 from pybind11.setup_helpers import Pybind11Extension

@@ -443,7 +443,7 @@ def nearest_reference(
             best[start : start + chunk] = np.argmin(score, axis=1)
         else:
             best[start : start + chunk] = np.argmax(part @ b_unit.T, axis=1)
-    return best, (row_distance(a, b[best], metric) if len(b) else np.zeros(len(a)))
+    return best, row_distance(a, b[best], metric)
 
 
 def pairwise_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:

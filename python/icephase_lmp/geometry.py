@@ -29,6 +29,41 @@ def neighbor_edges(
     return np.stack([i, j]).astype(np.int64), s.astype(np.float64) @ cell
 
 
+def neighbor_vectors(
+    positions: np.ndarray, cell: np.ndarray | None, pbc, cutoff: float, centers: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors from each centre to every other atom (and periodic image) closer than ``cutoff``.
+
+    Returns ``first`` ([P] int64, the centre's index in ``centers``, or the atom index when ``centers`` is
+    None) and ``vectors`` ([P, 3]), in no particular order; a centre's pair with itself is left out.
+    Periodic boxes go through matscipy's ``"iD"`` list (the vectors come with it, cheaper than building
+    them from :func:`neighbor_edges`' shifts) and ``centers`` must then be unique; an open cloud (the
+    LAMMPS compute's local + ghost atoms) is searched around the centres only, as the ghosts can outnumber
+    them several times.
+    """
+    pos = np.ascontiguousarray(positions, dtype=np.float64)
+    pbc_arr = np.asarray(pbc, dtype=bool)
+    if cell is not None and pbc_arr.any():
+        first, vectors = neighbour_list("iD", positions=pos, cell=np.asarray(cell, dtype=np.float64), pbc=pbc_arr,
+                                        cutoff=cutoff)
+        first = first.astype(np.int64)
+        if centers is not None:  # keep the centres' pairs, renumbered in centre order
+            rank = np.full(len(pos), -1, dtype=np.int64)
+            rank[centers] = np.arange(len(centers))
+            first = rank[first]
+            keep = first >= 0
+            first, vectors = first[keep], vectors[keep]
+        return first, vectors
+    from scipy.spatial import cKDTree
+
+    targets = pos if centers is None else pos[centers]
+    found = cKDTree(targets).sparse_distance_matrix(cKDTree(pos), cutoff, output_type="ndarray")
+    first, second = found["i"].astype(np.int64), found["j"].astype(np.int64)
+    mine = second == (first if centers is None else centers[first])
+    first, second = first[~mine], second[~mine]
+    return first, pos[second] - targets[first]
+
+
 def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
     """Distances between opposite faces of the box (the quantity a cutoff must fit in)."""
     cell = np.asarray(cell, dtype=np.float64)

@@ -291,8 +291,8 @@ def shipped_model_named(name: str) -> Path | None:
 
 def _existing(path: str | Path) -> Path:
     path = Path(path)
-    if not path.is_file() and path.parent == Path(".") and shipped_model_named(path.name) is not None:
-        path = shipped_model_named(path.name)
+    named = shipped_model_named(path.name) if path.parent == Path(".") and not path.is_file() else None
+    path = named or path
     if not path.is_file():
         hint = (" (the shipped model is missing from this installation: reinstall icephase-lmp, or in a checkout "
                 "restore models/icephase-7phase.pth with git; or pass --model)" if path == SHIPPED_MODEL else "")

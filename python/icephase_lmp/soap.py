@@ -6,9 +6,10 @@ class. Two ways to compute them:
 
 - ``icephase_lmp._soap_kernel`` (built with the package from ``_soap_kernel.cpp``): the radial functions are
   tabulated once per descriptor (cubic Hermite pieces every 0.01 A; their error, ~1e-11 of a feature, is
-  below the rounding of the sums) and each centre's expansion is summed in registers. About five times
+  below the rounding of the sums) and each centre's expansion is summed in registers. 3.5-3.8x
   cheaper than DScribe's extension, which evaluates n_max (l_max + 1) exponentials per neighbour pair
-  (benchmarks/speed.py). Agreement with DScribe: ~1e-10 of each feature's largest value.
+  (benchmarks/soap_backends.py, speed.py --baseline-soap dscribe). Agreement with DScribe: ~1e-10 of
+  each feature's largest value.
 - DScribe's own compiled extension, called directly, where the kernel was not built (no C++ compiler at
   install time): the same numbers, slower. ``BACKEND`` says which one this process uses.
 
@@ -30,6 +31,7 @@ import os
 
 import numpy as np
 
+from .geometry import neighbor_vectors
 from .phases import OXYGEN_NUMBER
 
 try:
@@ -202,30 +204,12 @@ class GtoSoap:
     def _neighbour_vectors(self, positions: np.ndarray, cell, pbc, centers: np.ndarray | None
                            ) -> tuple[np.ndarray, np.ndarray]:
         """Vectors from each centre to every other atom (and periodic image) within the reach, grouped by
-        centre in centre order, and the offsets of the groups (n + 1)."""
+        centre in centre order, and the offsets of the groups (n + 1). The centre itself enters as the
+        kernel's self_term."""
         n_centres = len(positions) if centers is None else len(centers)
-        if self.periodic and np.any(pbc):
-            from matscipy.neighbours import neighbour_list
-
-            first, vectors = neighbour_list("iD", positions=positions, cell=np.asarray(cell, dtype=np.float64),
-                                            pbc=np.asarray(pbc, dtype=bool), cutoff=self.reach)
-            if centers is not None:  # keep the centres' pairs (centres unique), renumbered in centre order
-                rank = np.full(len(positions), -1)
-                rank[centers] = np.arange(n_centres)
-                first = rank[first]
-                keep = first >= 0
-                first, vectors = first[keep], vectors[keep]
-        else:
-            # an open cloud (the plugin's local + ghost atoms): search around the centres only, as the ghosts
-            # can outnumber them several times
-            from scipy.spatial import cKDTree
-
-            targets = positions if centers is None else positions[centers]
-            found = cKDTree(targets).sparse_distance_matrix(cKDTree(positions), self.reach, output_type="ndarray")
-            first, second = found["i"].astype(np.int64), found["j"].astype(np.int64)
-            own = second == (first if centers is None else centers[first])
-            first, second = first[~own], second[~own]  # the centre itself enters as self_term
-            vectors = positions[second] - targets[first]
+        periodic = self.periodic and np.any(pbc)
+        first, vectors = neighbor_vectors(positions, cell if periodic else None, pbc if periodic else (False,) * 3,
+                                          self.reach, centers)
         order = np.argsort(first, kind="stable")
         offsets = np.zeros(n_centres + 1, dtype=np.int64)
         np.cumsum(np.bincount(first, minlength=n_centres), out=offsets[1:])
