@@ -46,8 +46,8 @@ BACKEND = "icephase" if _soap_kernel is not None and os.environ.get("ICEPHASE_SO
 DECAY = 1e-3
 #: Grid step (A) of the kernel's radial spline table. Largest difference from DScribe over four GCIceNet
 #: frames, relative to the largest feature: 0.6-1.0e-10 at 0.01 A, as with exact exponentials
-#: (0.9-1.5e-10), against 2.4-2.7e-10 at 0.02 A and 1.1e-8 at 0.05 A (two frames): the table's error (step^4) is below
-#: the rounding of the sums at 0.01 A.
+#: (0.9-1.5e-10), against 2.4-2.7e-10 at 0.02 A and 1.1e-8 at 0.05 A (two frames): the table's error
+#: (step^4) is below the rounding of the sums at 0.01 A.
 TABLE_SPACING = 0.01
 
 
