@@ -112,7 +112,10 @@ def test_unrolled_loss_of_one_step_is_the_papers_loss_and_chains_the_steps(refer
         second = model(torch.tensor(moved, dtype=torch.float32), torch.tensor(ei2), torch.tensor(sh2, dtype=torch.float32))
         left = (first + second - torch.tensor(target, dtype=torch.float32)).square().sum(1).mean()
         two = unrolled_loss(model, pos, ei, sh, target, samples, 2, cfg.model.r_max, device)
+        last = unrolled_loss(model, pos, ei, sh, target, samples, 2, cfg.model.r_max, device, last_only=True)
     assert float(two) == pytest.approx((float(one) + float(left)) / 2, rel=1e-4)
+    # --unroll-loss last: only the noise the second step left
+    assert float(last) == pytest.approx(float(left), rel=1e-4)
 
 
 def test_fine_tuning_starts_from_the_model_files_weights():

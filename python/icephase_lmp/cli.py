@@ -37,6 +37,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unroll", type=int, default=d.unroll,
                    help="denoising steps chained in each sample's loss (default %(default)s: the paper's loss); "
                    "more teaches the denoiser to converge in that many iterations")
+    p.add_argument("--unroll-loss", default=d.unroll_loss, choices=["mean", "last"],
+                   help="with --unroll: average the noise left after every step (default) or count only the "
+                   "last step's (what inference with that many iterations keeps)")
     p.add_argument("--init-from", default="", metavar="MODEL",
                    help="fine-tune the denoiser of this model file or training run folder (its architecture is used)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -57,7 +60,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # fine-tuning keeps the source's architecture, whatever the size options say
         model = source_architecture(args.init_from) or model
     config = TrainConfig(
-        references=args.reference, model=model, unroll=args.unroll, init_from=args.init_from,
+        references=args.reference, model=model, unroll=args.unroll, unroll_loss=args.unroll_loss,
+        init_from=args.init_from,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_final_fraction=args.lr_final_fraction,
         sigma_max=args.sigma_max, scale_jitter=args.scale_jitter, seed=args.seed, device=args.device,
         threads=args.threads,

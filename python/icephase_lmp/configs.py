@@ -63,6 +63,10 @@ class TrainConfig:
     #: them, so the network learns to land on the lattice in that many steps (1: the paper's one-step
     #: loss; the LAMMPS compute then pays fewer iterations per call).
     unroll: int = 1
+    #: which steps of an unrolled sample the loss counts: "mean" (every step alike) or "last" (only the
+    #: noise left after the last one, i.e. only what inference with ``unroll`` iterations keeps; the
+    #: first step, whose loss is the largest, then no longer dominates the gradient)
+    unroll_loss: str = "mean"
     #: start from the denoiser of this model file or training run folder (fine-tuning; its architecture
     #: replaces ``model``)
     init_from: str = ""

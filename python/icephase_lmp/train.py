@@ -72,8 +72,10 @@ def batch_edges(positions: np.ndarray, samples: list[tuple[np.ndarray, int]], r_
 
 
 def unrolled_loss(model: torch.nn.Module, pos: np.ndarray, ei: np.ndarray, sh: np.ndarray, target: np.ndarray,
-                  samples: list[tuple[np.ndarray, int]], steps: int, r_max: float, device: torch.device) -> torch.Tensor:
-    """Mean over ``steps`` chained denoising steps of the squared noise left after each step (A^2 per atom).
+                  samples: list[tuple[np.ndarray, int]], steps: int, r_max: float, device: torch.device,
+                  last_only: bool = False) -> torch.Tensor:
+    """Mean over ``steps`` chained denoising steps of the squared noise left after each step (A^2 per atom),
+    or, with ``last_only``, the noise left after the last step alone.
 
     With one step this is the paper's loss ||delta - eps(r + delta)||^2. Later steps see the positions the
     earlier ones left (gradients flow through them); their edges are rebuilt, as at inference."""
@@ -87,8 +89,9 @@ def unrolled_loss(model: torch.nn.Module, pos: np.ndarray, ei: np.ndarray, sh: n
         pred = model(x, torch.tensor(ei, device=device), torch.tensor(sh, dtype=torch.float32, device=device))
         moved = moved + pred
         x = x - pred
-        loss = loss + (moved - target_t).square().sum(dim=1).mean()
-    return loss / steps
+        if not last_only or k == steps - 1:
+            loss = loss + (moved - target_t).square().sum(dim=1).mean()
+    return loss if last_only else loss / steps
 
 
 def _lr_at(step: int, config: TrainConfig) -> float:
@@ -106,6 +109,9 @@ def train(
     ``stop_after`` ends this session after that many steps with a checkpoint (for time-boxed sessions;
     continue with ``resume=True``); it returns None then, as the model is not finished.
     """
+    if config.unroll < 1 or config.unroll_loss not in ("mean", "last"):
+        raise TrainingError(f"unroll must be >= 1 and unroll_loss 'mean' or 'last', got {config.unroll} and "
+                            f"{config.unroll_loss!r}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
@@ -161,7 +167,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             pos, ei, sh, target, samples = noisy_batch(cells, config, rng)
-            loss = unrolled_loss(model, pos, ei, sh, target, samples, config.unroll, config.model.r_max, device)
+            loss = unrolled_loss(model, pos, ei, sh, target, samples, config.unroll, config.model.r_max, device,
+                                 last_only=config.unroll_loss == "last")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
