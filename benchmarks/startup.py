@@ -6,8 +6,10 @@ seconds long), with the alternatives measured side by side in the same run, each
    `icephase_lmp.soap.GtoSoap` (DScribe's extension, now) against `dscribe.descriptors.SOAP` (before).
 3. The denoiser's first three calls and its steady state with TorchScript's optimising executor (torch's
    default) and with the plain interpreter (what `denoise.py` and the LAMMPS compute use on CPU).
+4. With --baseline-model OLD.pth: loading the model file (after torch's import) and classify on one frame,
+   the shipped model (its denoiser stored frozen) against OLD (e.g. a file with a scripted denoiser).
 
-Usage: python benchmarks/startup.py [--data DIR] [--repeats 3]
+Usage: python benchmarks/startup.py [--data DIR] [--repeats 3] [--baseline-model OLD.pth]
 """
 
 from __future__ import annotations
@@ -51,6 +53,15 @@ print(len(frame.positions), *times[0], *times[1])
 """
 
 
+LOAD_COST = """
+import time, torch
+from icephase_lmp.model_file import load_model
+t = time.perf_counter()
+load_model({path!r})
+print(time.perf_counter() - t)
+"""
+
+
 def wall(cmd: list[str], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -69,6 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--baseline-model", type=Path, help="a model file to compare loading with (section 4)")
     args = ap.parse_args()
     xtc, tpr = str(args.data / "md_1h_10frame.xtc"), str(args.data / "md_1h.tpr")
     icephase = [sys.executable, "-m", "icephase_lmp.cli"]
@@ -99,6 +111,17 @@ def main() -> None:
         steady = min(min(c[3:]) for c in calls)
         print(f"  {label:36s} {first[0]:6.3f} {first[1]:6.3f} {first[2]:6.3f}  steady {steady:6.3f}"
               f"  ({steady / n * 1e6:.1f} us per oxygen, {n} oxygens)")
+
+    if args.baseline_model:
+        from icephase_lmp.model_file import SHIPPED_MODEL
+
+        print(f"\n4. the shipped model against {args.baseline_model} (s), alternated: load_model after torch's "
+              "import; classify one frame")
+        for label, path in (("shipped", SHIPPED_MODEL), ("baseline", args.baseline_model)):
+            load = min(python_output(LOAD_COST.format(path=str(path)))[0] for _ in range(args.repeats))
+            frame = wall(one + ["--model", str(path)], args.repeats)
+            out.unlink(missing_ok=True)
+            print(f"  {label:10s} load_model {load:6.2f}   classify, one frame {frame:6.2f}")
 
 if __name__ == "__main__":
     main()

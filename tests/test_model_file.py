@@ -43,6 +43,28 @@ def test_round_trip_keeps_denoiser_classifier_and_metadata(small_model_file, cla
         assert torch.equal(m.denoiser(pos, ei, sh), net(pos, ei, sh))
 
 
+def test_the_denoiser_is_stored_frozen_with_its_weights_beside_it(small_model_file, tmp_path):
+    """A frozen graph (fast to load) computes what the network computes; the weights, kept in an npz,
+    survive a re-save of the loaded model and rebuild the trainable network exactly."""
+    path, net = small_model_file
+    m = load_model(path)
+    assert not list(m.denoiser.parameters())  # frozen: the weights are constants of the graph
+    state = net.state_dict()
+    assert set(state) <= set(m.weights) and all(np.array_equal(m.weights[k], state[k].numpy()) for k in state)
+    again = tmp_path / "again.pth"
+    save_model(again, m.denoiser, m.classifier, m.metadata, m.weights)
+    m2 = load_model(again)
+    rebuilt = build_denoiser(DenoiserConfig(num_layers=2, num_features=8))
+    rebuilt.load_state_dict({k: torch.from_numpy(v) for k, v in m2.weights.items()}, strict=False)
+    pos = torch.randn(30, 3, dtype=torch.float32) * 3
+    ei = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]])
+    sh = torch.zeros(4, 3)
+    with torch.no_grad():
+        expected = net(pos, ei, sh)
+        assert torch.equal(m2.denoiser(pos, ei, sh), expected)
+        assert torch.equal(rebuilt(pos, ei, sh), expected)
+
+
 def test_inspect_prints_the_metadata(small_model_file, capsys):
     path, _ = small_model_file
     assert main(["inspect", str(path)]) == 0

@@ -31,15 +31,19 @@ def training_references(source: str | Path) -> list[str] | None:
     return read_run_config(source).get("references") or None
 
 
-def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, DenoiserConfig, dict]:
+def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, DenoiserConfig, dict, dict | None]:
+    """The denoiser of a model file or a run folder: module, architecture, training record, and the weights
+    of a module that is already frozen (None: the module holds them)."""
     if source.is_file():
         model = load_model(source)
-        return model.denoiser, DenoiserConfig(**model.metadata["denoiser"]), model.metadata.get("training", {})
+        return (model.denoiser, DenoiserConfig(**model.metadata["denoiser"]), model.metadata.get("training", {}),
+                model.weights)
     if not (source / "checkpoint.pt").is_file():
         raise ModelFileError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")
     eager, config = load_trained(source)
     state = read_checkpoint(source / "checkpoint.pt")
-    return script_denoiser(eager), config.model, {"config": asdict(config), "steps_done": int(state["step"])}
+    return (script_denoiser(eager), config.model, {"config": asdict(config), "steps_done": int(state["step"])},
+            None)
 
 
 def export_run(
@@ -55,12 +59,12 @@ def export_run(
     """Write ``out``. With ``denoised_references`` (the default), the classifier also gets the reference
     environments as this denoiser leaves them (see icephase_lmp.denoised_references); None: ideal only.
     ``thresholds`` (e.g. {"denoised/euclidean": 7.7}) are set last, for this exact reference set."""
-    scripted, config, training = _denoiser(Path(source))
+    scripted, config, training, weights = _denoiser(Path(source))
     metadata = build_metadata(config, classifier, iterations, tolerance, training)
-    model = IcephaseModel(scripted, classifier, metadata, Path(out))
+    model = IcephaseModel(scripted, classifier, metadata, Path(out), weights)
     if denoised_references is not None:
         n = add_denoised_references(model, references, denoised_references, progress=True)
         print(f"added {n} denoised reference environments (sigma up to the training's sigma_max)")
     classifier.thresholds.update(thresholds or {})
     metadata["thresholds"] = classifier.thresholds
-    return save_model(out, scripted, classifier, metadata)
+    return save_model(out, scripted, classifier, metadata, weights)

@@ -205,9 +205,12 @@ def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
         return load_trained(model_file)[0]
     source = load_model(model_file)
     model = build_denoiser(config.model)
-    # the TorchScript copy also stores constants that eager modules hold as plain attributes (normalisation
-    # constants): every trainable weight must be found, extra entries are those constants
-    missing = model.load_state_dict(source.denoiser.state_dict(), strict=False).missing_keys
+    # the stored weights (or, in a file from before denoisers were frozen, the scripted copy's state) also
+    # hold constants that eager modules keep as plain attributes (normalisation constants): every
+    # trainable weight must be found, extra entries are those constants
+    state = ({k: torch.from_numpy(v) for k, v in source.weights.items()} if source.weights is not None
+             else source.denoiser.state_dict())
+    missing = model.load_state_dict(state, strict=False).missing_keys
     if missing:
         raise TrainingError(f"{model_file}: its denoiser lacks weights {missing[:3]}...; it is not this architecture")
     return model
