@@ -46,6 +46,17 @@ def test_classify_gcicenet_frame_to_csv(tmp_path, capsys):
     assert row["VII"] == "1024" and row["largest"] == "1024" and row["liquid"] == "0"
 
 
+@pytest.mark.parametrize("system, phase", [("3", "III"), ("w", "liquid")])
+def test_the_fast_model_by_name_labels_gcicenet(tmp_path, system, phase):
+    """The second shipped model (4 iterations) names ice III, the phase that needs denoising most, and the
+    liquid; it is found by its bare name."""
+    out = tmp_path / "labels.csv"
+    assert main(["classify", str(GCICENET / f"md_{system}_10frame.xtc"), "--top", str(GCICENET / f"md_{system}.tpr"),
+                 "--frames", "0", "--model", "icephase-7phase-fast", "--quiet", "--out", str(out)]) == 0
+    phases = [r["phase"] for r in csv.DictReader(out.open())]
+    assert phases.count(phase) / len(phases) > 0.99
+
+
 def test_classify_writes_denoised_frames(tmp_path):
     out, den = tmp_path / "l.extxyz", tmp_path / "d.extxyz"
     assert main(["classify", str(GCICENET / "md_1h_10frame.xtc"), "--top", str(GCICENET / "md_1h.tpr"),
@@ -130,7 +141,11 @@ def test_calibrate_write_model_keeps_a_trainable_denoiser(tmp_path):
     liquid = f"{GCICENET / 'md_w_10frame.xtc'},{GCICENET / 'md_w.tpr'}"
     assert main(["calibrate", "--noisy-references", "0.1", "--liquid", liquid, "--select", "name OW",
                  "--frames", "0:1", "--plot", str(tmp_path / "h.png"), "--write-model", str(out)]) == 0
-    written = dict(load_model(out).denoiser.named_parameters())
-    shipped = dict(load_model(SHIPPED_MODEL).denoiser.named_parameters())
-    assert written and written.keys() == shipped.keys()
-    assert all(torch.equal(written[k], shipped[k]) for k in shipped)
+
+    written, shipped = load_model(out), load_model(SHIPPED_MODEL)
+    assert written.weights and written.weights.keys() == shipped.weights.keys()
+    assert all(np.array_equal(written.weights[k], shipped.weights[k]) for k in shipped.weights)
+    pos = torch.randn(40, 3) * 3
+    ei, sh = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]]), torch.zeros(4, 3)
+    with torch.no_grad():
+        assert torch.equal(written.denoiser(pos, ei, sh), shipped.denoiser(pos, ei, sh))
