@@ -34,13 +34,14 @@ def main() -> None:
     cell = np.diag(atoms.cell.array)
     pos = atoms.positions + rng.normal(0.0, args.sigma, atoms.positions.shape)
     slab = atoms.positions[:, 2] > 0.6 * cell[2]  # the top 40% along z: strongly disordered
-    pos[slab] += rng.normal(0.0, args.melt_sigma, (slab.sum(), 3))
     pos %= cell
     # Random displacements put some oxygens closer together than water ever has them, and the compute
-    # labels such oxygens apart (docs/compute_icephase.md): draw a slab oxygen's displacement again until
-    # it is at least --min-distance from every other oxygen (one at a time, so each later draw respects
-    # the earlier ones; the box is orthogonal, so rounding gives the nearest image).
+    # labels such oxygens apart (docs/compute_icephase.md): displace the slab oxygens one at a time, each
+    # drawn again until it is at least --min-distance from every other oxygen. The ones not yet displaced
+    # wait on their lattice sites, so that a draw only has to avoid the oxygens already placed and lattice
+    # sites (2.75 A apart); the box is orthogonal, so rounding gives the nearest image.
     for k in np.flatnonzero(slab):
+        pos[k] = (atoms.positions[k] + rng.normal(0.0, args.melt_sigma, 3)) % cell
         for _ in range(1000):
             d = pos - pos[k]
             d -= cell * np.round(d / cell)
