@@ -201,7 +201,7 @@ def check_integrity(path: str | Path) -> None:
     """Every member of the archive must match the CRC-32 checksum stored with it.
 
     libtorch does not check them: a model whose weights were damaged on disk or in a copy loads without
-    complaint and makes the denoiser throw atoms anywhere. Reading the ~3 MB archive once costs ~20 ms."""
+    complaint and makes the denoiser throw atoms anywhere. Reading the ~4-5 MB archive once costs ~20-30 ms."""
     path = _existing(path)
     try:
         with zipfile.ZipFile(path) as zf:
