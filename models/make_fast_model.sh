@@ -19,18 +19,8 @@ run=runs/shipped-fast
 #    iterations and 15% with 3 (the seven-phase model with 8: 22%); see docs/validation.md
 icephase export "$run" --out "$model" --iterations 4 --r-cut 5
 
-# 3. thresholds exactly as for the shipped model (make_shipped_model.sh step 3)
-[ -f runs/md/ice_vii_250K.lammpstrj ] || python scripts/make_md_snapshots.py --out runs/md
-ice=(--noisy-references 0.15)
-for name in ice_ih_250K ice_ic_250K sI_250K ice_ii_250K ice_iii_250K ice_vi_250K ice_vii_250K; do
-    ice+=(--ice "runs/md/$name.lammpstrj")
-done
-figs=models/icephase-7phase-fast; mkdir -p "$figs"
-for metric in euclidean cosine; do
-    icephase calibrate --model "$model" "${ice[@]}" --liquid runs/md/liquid_300K.lammpstrj --metric "$metric" \
-        --plot "$figs/threshold_denoised_$metric.png" --write-model "$model"
-    icephase calibrate --model "$model" "${ice[@]}" --liquid runs/md/liquid_300K.lammpstrj --metric "$metric" \
-        --no-denoise --force --plot "$figs/threshold_raw_$metric.png" --write-model "$model"
-done
+# 3. thresholds exactly as for the shipped model
+figs=models/icephase-7phase-fast
+bash models/calibrate_7phase.sh "$model" "$figs"
 cp "$run/config.json" "$run/loss.csv" "$run/loss.png" "$figs/"
 icephase inspect "$model"

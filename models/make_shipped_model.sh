@@ -20,23 +20,7 @@ src=runs/shipped
 [ -f runs/shipped/checkpoint.pt ] || { cp "$model" runs/shipped-denoiser.pth; src=runs/shipped-denoiser.pth; }
 icephase export "$src" --out "$model" --iterations "${ITERATIONS:-8}" --r-cut "${R_CUT:-5}"
 
-# 3. thresholds from OUR OWN TIP4P/Ice MD (not the GCIceNet test data): all seven phases at 250 K, Ih, Ic, sI
-#    at 1 atm, II and III at 0.3 GPa, VI at 1 GPa, VII at 3 GPa; plus the seven references with i.i.d.
-#    Gaussian noise of 0.15 A (in our Ih at 250 K the first-shell O-O distance fluctuates by 0.115 A, what
-#    i.i.d. noise of 0.08 A gives; 0.15 A is a 2x margin); liquid at 300 K.
-[ -f runs/md/ice_vii_250K.lammpstrj ] || python scripts/make_md_snapshots.py --out runs/md
-ice=(--noisy-references 0.15)
-for name in ice_ih_250K ice_ic_250K sI_250K ice_ii_250K ice_iii_250K ice_vi_250K ice_vii_250K; do
-    ice+=(--ice "runs/md/$name.lammpstrj")
-done
-for metric in euclidean cosine; do
-    icephase calibrate --model "$model" "${ice[@]}" --liquid runs/md/liquid_300K.lammpstrj --metric "$metric" \
-        --plot "models/icephase-7phase/threshold_denoised_$metric.png" --write-model "$model"
-    # SOAP alone cannot separate ice from liquid (docs/validation.md): calibrate refuses to store an
-    # overlapping threshold unless told to; the raw thresholds only serve --no-denoise / iterations 0
-    icephase calibrate --model "$model" "${ice[@]}" --liquid runs/md/liquid_300K.lammpstrj --metric "$metric" \
-        --no-denoise --force --plot "models/icephase-7phase/threshold_raw_$metric.png" --write-model "$model"
-done
-mkdir -p models/icephase-7phase
+# 3. thresholds from our own TIP4P/Ice MD (models/calibrate_7phase.sh says which)
+bash models/calibrate_7phase.sh "$model" models/icephase-7phase
 [ -f runs/shipped/config.json ] && cp runs/shipped/config.json runs/shipped/loss.csv runs/shipped/loss.png models/icephase-7phase/
 icephase inspect "$model"

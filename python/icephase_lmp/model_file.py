@@ -179,12 +179,15 @@ def save_model(
     return path
 
 
-def _archive_member(path: Path, name: str) -> bytes:
-    """Read one extra file straight from the zip archive (no TorchScript load needed)."""
+def _archive_member(path: Path, name: str, optional: bool = False) -> bytes | None:
+    """Read one extra file straight from the zip archive (no TorchScript load needed); an ``optional``
+    member that is absent gives None."""
     try:
         with zipfile.ZipFile(path) as zf:
             members = [m for m in zf.namelist() if m.endswith(f"/extra/{name}")]
             if not members:
+                if optional:
+                    return None
                 raise ModelFileError(
                     f"{path} is a TorchScript archive but not an icephase model (no {name}); "
                     "make one with `icephase export`"
@@ -265,11 +268,11 @@ def read_weights(path: str | Path) -> "dict[str, np.ndarray] | None":
     """The denoiser's trainable weights stored beside a frozen denoiser (None: a file from before, whose
     scripted denoiser holds them)."""
     path = _existing(path)
-    with zipfile.ZipFile(path) as zf:
-        if not any(m.endswith(f"/extra/{WEIGHTS_FILE}") for m in zf.namelist()):
-            return None
+    stored = _archive_member(path, WEIGHTS_FILE, optional=True)
+    if stored is None:
+        return None
     try:
-        with np.load(io.BytesIO(_archive_member(path, WEIGHTS_FILE)), allow_pickle=False) as data:
+        with np.load(io.BytesIO(stored), allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except ValueError as exc:
         raise ModelFileError(f"{path}: {WEIGHTS_FILE} is corrupt ({exc}); re-export the model") from exc
