@@ -150,3 +150,39 @@ def test_fine_tuning_from_a_run_folder(tmp_path):
     eager, _ = load_trained(run)
     start = initial_denoiser(run, TrainConfig.from_dict(saved))
     assert all(torch.equal(a, b) for a, b in zip(eager.state_dict().values(), start.state_dict().values()))
+
+
+def test_fine_tuning_to_a_new_cutoff(tmp_path):
+    """--init-from with --new-r-max: every weight is the source's, the cutoff is the new one (edges beyond it
+    are ignored by the new network), and the run's config records the new cutoff. Without --init-from the
+    option is refused."""
+    from icephase_lmp.geometry import neighbor_edges
+    from icephase_lmp.references import builtin_reference, supercell
+
+    run = tmp_path / "base"
+    train(_config(steps=2, checkpoint_every=2), run, progress=False)
+    assert main(["train", str(tmp_path / "ft"), "--init-from", str(run), "--new-r-max", "3.6", "--steps", "2",
+                 "--batch-size", "1", "--reference", "VII", "--threads", "1"]) == 0
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert saved["model"]["r_max"] == 3.6
+    source, _ = load_trained(run)
+    start = initial_denoiser(run, TrainConfig.from_dict(saved)).eval()
+    new, old = start.state_dict(), source.state_dict()
+    assert set(new) == set(old)
+    for key in new:
+        if key.endswith("_rmax_recip"):
+            assert float(new[key]) == pytest.approx(1 / 3.6) and float(old[key]) != pytest.approx(1 / 3.6)
+        else:
+            assert torch.equal(new[key], old[key]), key
+    # the new network only sees edges shorter than its cutoff: adding longer ones changes nothing
+    atoms = supercell(builtin_reference("Ih").atoms, 12.0)
+    pos = atoms.positions + np.random.default_rng(1).normal(0, 0.1, atoms.positions.shape)
+    outs = []
+    for cutoff in (3.6, 4.5):
+        ei, sh = neighbor_edges(pos, atoms.cell.array, (True,) * 3, cutoff)
+        with torch.no_grad():
+            outs.append(start(torch.tensor(pos, dtype=torch.float32), torch.tensor(ei),
+                              torch.tensor(sh, dtype=torch.float32)))
+    assert torch.allclose(outs[0], outs[1], atol=1e-6)
+    with pytest.raises(SystemExit, match="--new-r-max needs --init-from"):
+        main(["train", str(tmp_path / "x"), "--new-r-max", "4.0", "--steps", "1"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "last step's (what inference with that many iterations keeps)")
     p.add_argument("--init-from", default="", metavar="MODEL",
                    help="fine-tune the denoiser of this model file or training run folder (its architecture is used)")
+    p.add_argument("--new-r-max", type=float, metavar="A",
+                   help="with --init-from: give the fine-tuned denoiser this graph cutoff instead of the source's "
+                   "(every weight keeps its shape, so the source is a starting point, not a new training)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint.pt")
@@ -59,6 +63,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.init_from:
         # fine-tuning keeps the source's architecture, whatever the size options say
         model = source_architecture(args.init_from) or model
+        if args.new_r_max is not None:
+            model = dataclasses.replace(model, r_max=args.new_r_max)
+    elif args.new_r_max is not None:
+        raise SystemExit("icephase train: --new-r-max needs --init-from (use --r-max for a new denoiser)")
     config = TrainConfig(
         references=args.reference, model=model, unroll=args.unroll, unroll_loss=args.unroll_loss,
         init_from=args.init_from,

@@ -15,7 +15,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,9 @@ from .configs import DenoiserConfig, TrainConfig
 from .errors import TrainingError
 from .denoiser_network import Denoiser, build_denoiser, check_device, prepare_torch, script_denoiser
 from .references import Reference, load_references, supercell
+
+#: the state entry in which nequip's EdgeLengthNormalizer keeps 1 / r_max (a constant, not a weight)
+_RMAX_CONSTANT = "._rmax_recip"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -198,19 +201,26 @@ def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
     from .model_file import load_model
 
     found = source_architecture(model_file)
-    if found is not None and found != config.model:
+    # a new graph cutoff is the one change that keeps every weight's shape (fine-tuning then adapts the radial
+    # functions); any other difference is a different network
+    if found is not None and replace(found, r_max=config.model.r_max) != config.model:
         raise TrainingError(f"{model_file}: its denoiser is {asdict(found)}, not the configured "
                             f"{asdict(config.model)}; pass the same architecture to fine-tune it")
     if Path(model_file).is_dir():
-        return load_trained(model_file)[0]
-    source = load_model(model_file)
+        source_model = load_trained(model_file)[0]
+        state = source_model.state_dict()
+    else:
+        source = load_model(model_file)
+        # the stored weights (or, in a file from before denoisers were frozen, the scripted copy's state) also
+        # hold constants that eager modules keep as plain attributes (normalisation constants): every
+        # trainable weight must be found, extra entries are those constants
+        state = ({k: torch.from_numpy(v) for k, v in source.weights.items()} if source.weights is not None
+                 else source.denoiser.state_dict())
     model = build_denoiser(config.model)
-    # the stored weights (or, in a file from before denoisers were frozen, the scripted copy's state) also
-    # hold constants that eager modules keep as plain attributes (normalisation constants): every
-    # trainable weight must be found, extra entries are those constants
-    state = ({k: torch.from_numpy(v) for k, v in source.weights.items()} if source.weights is not None
-             else source.denoiser.state_dict())
+    # the cutoff lives in the state as a constant (1 / r_max): the new network keeps its own
+    state = {k: v for k, v in state.items() if not k.endswith(_RMAX_CONSTANT)}
     missing = model.load_state_dict(state, strict=False).missing_keys
+    missing = [k for k in missing if not k.endswith(_RMAX_CONSTANT)]
     if missing:
         raise TrainingError(f"{model_file}: its denoiser lacks weights {missing[:3]}...; it is not this architecture")
     return model
