@@ -77,13 +77,13 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from icephase_lmp.pipeline import Pipeline
 from icephase_lmp.trajectory import Frame, Selection, frame_from_atomgroup, read_frames
+from speed import best_of  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "gcicenet"
@@ -111,15 +111,6 @@ PCA_COMPONENTS = 30  # classify_main.py PCA(n_components=30)
 LIQUID_THRESHOLD = 12.72  # classify_utils.find_bulkliquid_threshold, Euclidean
 #: RMS of each denoising step applied with the untrained network (A): thermal-sized, so the graph stays water's
 STEP_RMS = 0.05
-
-
-def best_of(repeats: int, fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 class AuthorsDenoiser(torch.nn.Module):
