@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .geometry import neighbor_edges
+from .geometry import cloud_pairs, neighbor_edges
 from .phases import LIQUID
 
 
@@ -118,6 +118,26 @@ class Shells:
         edges, shift = neighbor_edges(positions, cell, pbc, shell)
         i, j = edges
         vec = positions[j] - positions[i] + shift
+        return cls(i, j, np.linalg.norm(vec, axis=1), vec)
+
+
+    @classmethod
+    def around_centres(cls, positions: np.ndarray, n_centres: int, shell: float) -> "Shells":
+        """The pairs an open cloud's first ``n_centres`` atoms need for :func:`shell_order`: every pair closer
+        than ``shell`` that starts at an atom within two shells of a centre (a centre's q3 needs its
+        neighbours, whose q3 needs theirs). The LAMMPS compute's cloud reaches the SOAP reach (~8.7 A) beyond
+        its centres, so a full neighbour list would also pay for the pairs of the outer ghosts; the result
+        for the centres is the same."""
+        from scipy.spatial import cKDTree
+
+        pos = np.ascontiguousarray(positions, dtype=np.float64)
+        if n_centres == 0 or len(pos) == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(empty, empty, np.zeros(0), np.zeros((0, 3)))
+        # distance of every atom to its nearest centre (inf beyond two shells)
+        near, _ = cKDTree(pos[:n_centres]).query(pos, k=1, distance_upper_bound=2.0 * shell)
+        i, j = cloud_pairs(pos, np.flatnonzero(np.isfinite(near)), shell)
+        vec = pos[j] - pos[i]
         return cls(i, j, np.linalg.norm(vec, axis=1), vec)
 
 

@@ -29,6 +29,29 @@ def neighbor_edges(
     return np.stack([i, j]).astype(np.int64), s.astype(np.float64) @ cell
 
 
+def cloud_pairs(positions: np.ndarray, centres: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Directed pairs (i, j) of an open cloud with ``i`` one of ``centres`` and ``|x_j - x_i| < cutoff``, j != i.
+
+    The LAMMPS compute's cloud holds a rank's local atoms and every ghost within the SOAP reach of them; in a
+    small box the ghosts outnumber the locals several times, and a full neighbour list of the cloud would
+    pay for all their pairs. Searching around the centres only pays for the pairs that are used. The pairs
+    come sorted by ``i``, then ``j`` (the order :func:`neighbor_edges` gives them)."""
+    from scipy.spatial import cKDTree
+
+    pos = np.ascontiguousarray(positions, dtype=np.float64)
+    centres = np.asarray(centres, dtype=np.int64)
+    if len(centres) == 0 or len(pos) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    found = cKDTree(pos[centres]).sparse_distance_matrix(cKDTree(pos), cutoff, output_type="ndarray")
+    i, j = centres[found["i"].astype(np.int64)], found["j"].astype(np.int64)
+    # sparse_distance_matrix keeps pairs at distance <= cutoff; neighbour lists use < cutoff
+    keep = (i != j) & (found["v"] < cutoff)
+    i, j = i[keep], j[keep]
+    order = np.lexsort((j, i))
+    return i[order], j[order]
+
+
 def neighbor_vectors(
     positions: np.ndarray, cell: np.ndarray | None, pbc, cutoff: float, centers: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -5,16 +5,19 @@ cloud: the rank's local oxygens first (the centres), then its ghost oxygens (the
 periodic box is involved: the ghost atoms already sit at their image positions. The boundary step
 (``boundary``) runs in rounds: between two rounds the plugin sends every atom's code to its ghost copies
 (a forward communication) and calls :func:`grow` with the codes of the whole cloud; the first-shell test is
-made there, on the same cloud, so that nothing but codes travels between the rounds. Last, the plugin sends
+made there, on the same cloud, so that nothing but codes travels between the rounds (it is made once per call
+and kept for the later rounds, and only around the local atoms: the ghosts of a small box outnumber them). Last, the plugin sends
 every atom's reduced SOAP vector (from :func:`classify`) to its ghost copies and calls
 :func:`other_crystal`. Any exception raised here is turned into a LAMMPS error by the plugin, on every rank.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
-from .boundary import BoundarySettings, Shells, grow_once, shell_order
+from .boundary import BoundarySettings, ShellOrder, Shells, grow_once, shell_order
 from .classifier import Classifier
 from .model_file import read_classifier, read_metadata
 from .other_crystal import find_other_crystal
@@ -80,9 +83,24 @@ def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray
     codes = np.asarray(codes, dtype=np.int32).ravel()
     if len(codes) != len(positions):
         raise ValueError(f"grow: {len(codes)} codes for {len(positions)} atoms")
-    shells = Shells.build(positions, None, (False, False, False), clf.boundary.shell)
-    order = shell_order(shells, len(positions), clf.boundary, centres=n_local)
+    shells, order = _first_shells(clf.boundary, positions, n_local)
     return grow_once(codes, order, shells, clf.boundary).astype(np.int32)
+
+
+#: the first-shell test of the last cloud :func:`grow` saw: the rounds of one call of the compute send the same
+#: positions each time (only the codes change), so the neighbour search and q3 are made once per call
+_LAST_SHELLS: dict[bytes, tuple[Shells, ShellOrder]] = {}
+
+
+def _first_shells(settings: BoundarySettings, positions: np.ndarray, n_local: int) -> tuple[Shells, ShellOrder]:
+    key = hashlib.blake2b(positions.tobytes() + repr((n_local, settings)).encode(), digest_size=16).digest()
+    found = _LAST_SHELLS.get(key)
+    if found is None:
+        shells = Shells.around_centres(positions, n_local, settings.shell)
+        found = (shells, shell_order(shells, len(positions), settings, centres=n_local))
+        _LAST_SHELLS.clear()
+        _LAST_SHELLS[key] = found
+    return found
 
 
 def other_crystal(

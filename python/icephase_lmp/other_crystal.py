@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classifier import row_distance
-from .geometry import neighbor_edges
+from .geometry import cloud_pairs, neighbor_edges
 from .phases import LIQUID, OTHER_CRYSTAL
 
 #: A: about one unit cell of the low-symmetry ices. A crystal with several distinct sites (ice V: four,
@@ -98,9 +98,15 @@ def find_other_crystal(
     liquid = codes == LIQUID
     if not liquid.any():  # nothing to decide (a crystal the classifier knows): skip the neighbour search
         return codes.copy()
-    i, j = neighbor_edges(np.asarray(positions, dtype=np.float64), cell, pbc, RADIUS)[0]
+    positions = np.asarray(positions, dtype=np.float64)
     # only liquid-labelled centres can change: the others' pairs are not measured
-    keep = i < len(codes)
-    keep[keep] = liquid[i[keep]]
-    counts = repeat_counts(np.asarray(reduced, dtype=np.float64), (i[keep], j[keep]), metric, threshold, len(codes))
+    if cell is None or not np.any(pbc):
+        # the compute's open cloud: search around those centres only (the ghosts can outnumber them)
+        i, j = cloud_pairs(positions, np.flatnonzero(liquid), RADIUS)
+    else:
+        i, j = neighbor_edges(positions, cell, pbc, RADIUS)[0]
+        keep = i < len(codes)
+        keep[keep] = liquid[i[keep]]
+        i, j = i[keep], j[keep]
+    counts = repeat_counts(np.asarray(reduced, dtype=np.float64), (i, j), metric, threshold, len(codes))
     return mark_other_crystal(codes, counts)
