@@ -15,7 +15,10 @@ For every frame the positions are denoised once; then
 Printed per system: the fraction of the ice labelled ice in 1 A bins of depth below the interface plane and
 in total (ours also "of the right phase"), the liquid more than 4 A beyond the plane labelled liquid; for
 seeds, the seed labelled ice, ice labels outside the seed relative to the seed size, and the largest ice
-cluster (3.5 A); for liquids, the false-ice fraction and the largest false-ice cluster.
+cluster (3.5 A), then how much of the seed is ordered at all (its outer 2 A is interface by construction
+and disorders after release): the seed molecules that pass route (a)'s ordered-shell test on the denoised
+positions, and that CHILL+ calls ice on the denoised positions; for liquids, the false-ice fraction and the
+largest false-ice cluster.
 
 Usage: python benchmarks/interfaces.py [--data runs/interfaces] [--md runs/md] [--model M] [--only NAME ...]
        [--rounds N] [--min-ordered-bonds K] [--min-ice-neighbours M] [--min-ordered-ice-bonds B]
@@ -33,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icephase_lmp.boundary import extend_ice
+from icephase_lmp.boundary import BoundarySettings, Shells, extend_ice, ordered_shells
 from icephase_lmp.other_crystal import find_other_crystal
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.denoise import denoise
@@ -187,6 +190,14 @@ def report_seed(info: dict, frames: list, labels: list) -> None:
             cl = ice_clusters(ice.astype(np.int32), pos, f.cell, f.pbc, 3.5).largest
             cells.append(f"{100 * ice[seed].mean():5.1f}/{(ice & ~seed).sum() / seed.sum():4.2f}/{cl:4d}")
         print(f"  {name:10s} " + "  ".join(cells) + "   (seed ice % / outside per seed / largest cluster)")
+    ordered, chill_denoised = [], []
+    for f, lb in zip(frames, labels):
+        seed = np.isin(f.atom_ids, info["seed_ids"])
+        shells = Shells.build(lb["denoised"], f.cell, f.pbc, BoundarySettings().shell)
+        ordered.append(f"{100 * ordered_shells(shells, len(seed), BoundarySettings())[seed].mean():5.1f}")
+        chill_denoised.append(f"{100 * chill_plus(lb['denoised'], f.cell)[seed].mean():5.1f}")
+    print("  seed ordered at all, % per frame: ordered shell (route a's test) on the denoised positions "
+          + " ".join(ordered) + "; CHILL+ on the denoised positions " + " ".join(chill_denoised))
 
 
 def report_liquid(info: dict, frames: list, labels: list) -> None:
