@@ -1,7 +1,8 @@
 """Ice next to water, side by side with CHILL+: interfaces, seeded nuclei, supercooled liquids.
 
-Data: scripts/make_interface_md.py (mW; runs/interfaces/) and, when present, the TIP4P/Ice coexistence box
-and deeply supercooled liquid of scripts/make_md_snapshots.py (runs/md/coexistence_250K, liquid_220K). Ground truth comes from the construction: the
+Data: scripts/make_interface_md.py (mW; runs/interfaces/) and, when present, the coexistence boxes (TIP4P/Ice
+at 250 K, TIP4P/2005 at 240 K) and the deeply supercooled TIP4P/Ice liquid of scripts/make_md_snapshots.py
+(runs/md/coexistence_*, liquid_220K). Ground truth comes from the construction: the
 molecules held crystalline while the rest melted (slabs), the seed molecules (nuclei), nothing (liquids).
 
 For every frame the positions are denoised once; then
@@ -117,15 +118,19 @@ def slab_depth(f, info: dict, chill: np.ndarray) -> np.ndarray:
     return depth
 
 
-def coexistence_info(md: Path) -> dict | None:
-    """The TIP4P/Ice coexistence box of make_md_snapshots.py in this benchmark's terms, if it was run."""
-    path = md / "coexistence_250K.json"
-    if not path.is_file():
-        return None
-    co = json.loads(path.read_text())["coexistence"]
-    lo, hi = co["interface_z"]
-    return {"name": "tip4p_ice_coexistence_250K", "kind": "slab", "lattice": "Ih", "trajectory": str(md / "coexistence_250K.lammpstrj"),
-            "ice_ids": co["ice_oxygen_ids"], "slab": {"lo": lo, "hi": hi, "lz0": co.get("lz0", None)}}
+def coexistence_infos(md: Path) -> list[dict]:
+    """The coexistence boxes of make_md_snapshots.py that were run (TIP4P/Ice at 250 K; TIP4P/2005 at 240 K),
+    in this benchmark's terms."""
+    found = []
+    for path in sorted(md.glob("coexistence_*.json")):
+        meta = json.loads(path.read_text())
+        co = meta["coexistence"]
+        lo, hi = co["interface_z"]
+        water = meta["model"].split()[0].lower().replace("/", "_")  # "tip4p_ice", "tip4p_2005"
+        found.append({"name": f"{water}_{path.stem}", "kind": "slab", "lattice": "Ih",
+                      "trajectory": str(md / meta["trajectory"]), "ice_ids": co["ice_oxygen_ids"],
+                      "slab": {"lo": lo, "hi": hi, "lz0": co.get("lz0", None)}})
+    return found
 
 
 def supercooled_info(md: Path) -> dict | None:
@@ -231,7 +236,7 @@ def main() -> None:
     code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
     print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
     infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]
-    infos += [info for info in (coexistence_info(args.md), supercooled_info(args.md)) if info is not None]
+    infos += coexistence_infos(args.md) + [info for info in (supercooled_info(args.md),) if info is not None]
     for info in infos:
         if args.only and info["name"] not in args.only:
             continue

@@ -8,6 +8,7 @@ Writes into OUT (default runs/md/, which git ignores), for each system NAME:
   NAME.log        the LAMMPS log;  NAME.data  the starting structure (icephase.lammps_data)
 
 Systems: ice_ih_250K, coexistence_250K (ice Ih slab with its basal planes facing z, half melted),
+coexistence_tip4p2005_240K (the same in TIP4P/2005, 10 K below its melting point; benchmarks only),
 liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), ice_v_250K,
 ice_xii_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
 for; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
@@ -39,7 +40,7 @@ sys.path.insert(0, str(REPO / "python"))
 
 from icephase_lmp.full_atom_ice import basal_interfaces, build_tip4p_ice  # noqa: E402
 from icephase_lmp.lammps_data import write_tip4p_ice_data  # noqa: E402
-from icephase_lmp.tip4p_ice import write_tip4p_ice_settings  # noqa: E402
+from icephase_lmp.tip4p_ice import TIP4P_2005, TIP4P_ICE, write_tip4p_ice_settings  # noqa: E402
 
 TIMESTEP_FS = 2.0
 
@@ -58,6 +59,16 @@ class System:
     extra_vars: dict[str, str] = field(default_factory=dict)
     pressure: float = 1.0
     seed: int = 0
+    #: a key of WATER_MODELS
+    water: str = "tip4p_ice"
+
+    @property
+    def coexistence(self) -> bool:
+        return self.input == "in.coexistence"
+
+
+#: the water models a system can use; each gets its settings file, <key>.settings, in the output folder
+WATER_MODELS = {"tip4p_ice": TIP4P_ICE, "tip4p_2005": TIP4P_2005}
 
 
 def systems(quick: bool) -> list[System]:
@@ -84,6 +95,11 @@ def systems(quick: bool) -> list[System]:
         System("liquid_300K", "in.liquid_300K", "Ih", (4, 4, 3), 300.0,
                {"nmelt": 5000, "nequil": 10000, "nprod": 5000, "ndump": 250, "nthermo": 500},
                ["melt", "equilibrate", "production"]),
+        # a second atomistic water model at an interface (benchmarks/interfaces.py; never calibrated on):
+        # TIP4P/2005 Ih/liquid, 10 K below its melting point (250 K), the slab at GenIce2's density
+        System("coexistence_tip4p2005_240K", "in.coexistence", "Ih", (3, 9, 3), 240.0,
+               {"nmelt": 7500, "nquench": 2500, "nequil": 5000, "nprod": 2500, "ndump": 250, "nthermo": 500},
+               ["melt", "quench", "equilibrate", "production"], axis_order="xzy", water="tip4p_2005"),
         # deeply supercooled: 0.81 of TIP4P/Ice's melting point (270 K), for false-ice rates (never calibrated on)
         System("liquid_220K", "in.liquid_300K", "Ih", (4, 4, 3), 220.0,
                {"nmelt": 5000, "nequil": 10000, "nprod": 5000, "ndump": 500, "nthermo": 500},
@@ -243,15 +259,16 @@ def last_step(log: Path) -> int:
 def run_system(sysd: System, out: Path, quick: bool, ice_density: float | None) -> dict:
     t0 = time.time()
     data = out / f"{sysd.name}.data"
-    density = ice_density if (sysd.name == "coexistence_250K" and ice_density) else None
+    # the TIP4P/Ice slab at the density of the TIP4P/Ice bulk run; another model's at GenIce2's
+    density = ice_density if (sysd.coexistence and sysd.water == "tip4p_ice" and ice_density) else None
     ice = build_tip4p_ice(sysd.lattice, reps=sysd.reps, density=density, seed=sysd.seed, axis_order=sysd.axis_order)
     info = write_tip4p_ice_data(data, ice)
-    variables = {"data": data.name, "settings": "tip4p_ice.settings", "dumpfile": f"{sysd.name}.lammpstrj",
+    variables = {"data": data.name, "settings": f"{sysd.water}.settings", "dumpfile": f"{sysd.name}.lammpstrj",
                  "T": f"{sysd.temperature}", "P": f"{sysd.pressure}"}
     variables.update({k: str(v) for k, v in sysd.steps.items()})
     variables.update(sysd.extra_vars)
     coex: dict = {}
-    if sysd.name == "coexistence_250K":
+    if sysd.coexistence:
         lz = info.lengths[2]
         z1, z2, dz = basal_interfaces(info.oxygen_positions[:, 2], lz)
         variables.update({"zice_lo": f"{z1:.6f}", "zice_hi": f"{z2:.6f}", "dz": f"{dz:.6f}"})
@@ -280,7 +297,8 @@ def run_system(sysd: System, out: Path, quick: bool, ice_density: float | None) 
     result = {
         "name": sysd.name,
         "trajectory": f"{sysd.name}.lammpstrj",
-        "model": "TIP4P/Ice (rigid, SHAKE), LAMMPS lj/cut/tip4p/long 8.5 A + pppm/tip4p 1e-5, tail correction",
+        "model": f"{WATER_MODELS[sysd.water]['name']} (rigid, SHAKE), LAMMPS lj/cut/tip4p/long 8.5 A + pppm/tip4p 1e-5, "
+                 "tail correction",
         "phase": info.phase, "lattice": info.lattice, "reps": list(info.reps), "axis_order": info.axis_order,
         "n_molecules": info.n_molecules, "n_oxygen_per_frame": int(len(frames[0]["ids"])) if frames else 0,
         "temperature_K": sysd.temperature, "pressure_atm": sysd.pressure,
@@ -342,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()  # absolute: LAMMPS runs with its cwd there
     out.mkdir(parents=True, exist_ok=True)
-    write_tip4p_ice_settings(out / "tip4p_ice.settings")
+    for key, model in WATER_MODELS.items():
+        write_tip4p_ice_settings(out / f"{key}.settings", model=model)
     todo = systems(args.quick)
     if args.only:
         unknown = set(args.only) - {s.name for s in todo}
@@ -358,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             old = json.loads(prior.read_text())
             if bool(old.get("quick")) == args.quick:
                 ice_density = old["production_mean_density_g_cm3"]
-        if sysd.name == "coexistence_250K":
+        if sysd.coexistence and sysd.water == "tip4p_ice":
             print(f"[{sysd.name}] ice slab built at {'the bulk Ih run density ' + format(ice_density, '.4f') if ice_density else 'GenIce2 density'}")
         res = run_system(sysd, out, args.quick, ice_density)
         if sysd.name == "ice_ih_250K":

