@@ -1,8 +1,8 @@
 """Ice next to water, side by side with CHILL+: interfaces, seeded nuclei, supercooled liquids.
 
 Data: scripts/make_interface_md.py (mW; runs/interfaces/) and, when present, the coexistence boxes (TIP4P/Ice
-at 250 K, TIP4P/2005 at 240 K) and the deeply supercooled TIP4P/Ice liquid of scripts/make_md_snapshots.py
-(runs/md/coexistence_*, liquid_220K). Ground truth comes from the construction: the
+at 250 K, TIP4P/2005 at 240 K) and the deeply supercooled liquids (TIP4P/Ice at 220 K, TIP4P/2005 at 200 K)
+of scripts/make_md_snapshots.py (runs/md/coexistence_*, liquid_220K, liquid_tip4p2005_200K). Ground truth comes from the construction: the
 molecules held crystalline while the rest melted (slabs), the seed molecules (nuclei), nothing (liquids).
 
 For every frame the positions are denoised once; then
@@ -133,14 +133,18 @@ def coexistence_infos(md: Path) -> list[dict]:
     return found
 
 
-def supercooled_info(md: Path) -> dict | None:
-    """The deeply supercooled TIP4P/Ice liquid of make_md_snapshots.py (liquid_220K, 0.81 Tm), if it was run."""
-    path = md / "liquid_220K.json"
-    if not path.is_file():
-        return None
-    meta = json.loads(path.read_text())
-    return {"name": "tip4p_ice_liquid_220K", "kind": "liquid", "temperature": meta["temperature_K"],
-            "trajectory": str(md / "liquid_220K.lammpstrj")}
+def supercooled_infos(md: Path) -> list[dict]:
+    """The deeply supercooled liquids of make_md_snapshots.py that were run (TIP4P/Ice liquid_220K, 0.81 Tm;
+    TIP4P/2005 liquid_tip4p2005_200K, 0.8 Tm); liquid_300K, the calibration liquid, is not one."""
+    found = []
+    for path in sorted(md.glob("liquid_*.json")):
+        if path.stem == "liquid_300K":
+            continue
+        meta = json.loads(path.read_text())
+        water = meta["model"].split()[0].lower().replace("/", "_")
+        found.append({"name": f"{water}_liquid_{meta['temperature_K']:.0f}K", "kind": "liquid",
+                      "temperature": meta["temperature_K"], "trajectory": str(md / meta["trajectory"])})
+    return found
 
 
 def report_slab(info: dict, frames: list, labels: list, code_of: dict) -> None:
@@ -236,7 +240,7 @@ def main() -> None:
     code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
     print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
     infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]
-    infos += coexistence_infos(args.md) + [info for info in (supercooled_info(args.md),) if info is not None]
+    infos += coexistence_infos(args.md) + supercooled_infos(args.md)
     for info in infos:
         if args.only and info["name"] not in args.only:
             continue

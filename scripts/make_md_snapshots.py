@@ -9,6 +9,7 @@ Writes into OUT (default runs/md/, which git ignores), for each system NAME:
 
 Systems: ice_ih_250K, coexistence_250K (ice Ih slab with its basal planes facing z, half melted),
 coexistence_tip4p2005_240K (the same in TIP4P/2005, 10 K below its melting point; benchmarks only),
+liquid_tip4p2005_200K (TIP4P/2005 at 0.8 of its melting point; benchmarks only),
 liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), ice_v_250K,
 ice_xii_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
 for; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
@@ -100,6 +101,10 @@ def systems(quick: bool) -> list[System]:
         System("coexistence_tip4p2005_240K", "in.coexistence", "Ih", (3, 9, 3), 240.0,
                {"nmelt": 7500, "nquench": 2500, "nequil": 5000, "nprod": 2500, "ndump": 250, "nthermo": 500},
                ["melt", "quench", "equilibrate", "production"], axis_order="xzy", water="tip4p_2005"),
+        # TIP4P/2005 deeply supercooled: 0.8 of its melting point (250 K); false-ice rates of a second model
+        System("liquid_tip4p2005_200K", "in.liquid_300K", "Ih", (4, 4, 3), 200.0,
+               {"nmelt": 5000, "nequil": 10000, "nprod": 5000, "ndump": 500, "nthermo": 500},
+               ["melt", "equilibrate", "production"], seed=1, water="tip4p_2005"),
         # deeply supercooled: 0.81 of TIP4P/Ice's melting point (270 K), for false-ice rates (never calibrated on)
         System("liquid_220K", "in.liquid_300K", "Ih", (4, 4, 3), 220.0,
                {"nmelt": 5000, "nequil": 10000, "nprod": 5000, "ndump": 500, "nthermo": 500},
