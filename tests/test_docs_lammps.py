@@ -12,7 +12,6 @@ tests/test_docs.py runs the docs' `icephase` commands; this file runs the rest o
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import subprocess

@@ -168,6 +168,7 @@ def test_seed_changes_protons_not_oxygens(tmp_path):
     a2 = write_tip4p_ice_data(tmp_path / "a2.data", build_tip4p_ice("Ih", reps=(2, 2, 2), seed=1))
     assert np.allclose(a.oxygen_positions, b.oxygen_positions)
     assert not np.allclose(a.hydrogen_positions, b.hydrogen_positions)
+    assert np.array_equal(a.hydrogen_positions, a2.hydrogen_positions)  # the same seed, the same protons
     assert (tmp_path / "a.data").read_text() == (tmp_path / "a2.data").read_text()
 
 

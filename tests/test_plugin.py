@@ -9,7 +9,6 @@ The plugin is built by scripts/build_plugin.sh (scripts/install.sh runs it); wit
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -416,7 +415,7 @@ def test_groups_types_and_two_computes(model, offline_model, tmp_path):
         f"group firsthalf id 1:{n_o // 2}",
         compute_and_dump(model),
         f"compute two firsthalf icephase {model.path} {model.keywords} types 1 iterations 2",
-        f"dump d2 all custom 1 two.dump id c_two[1] c_two[2] c_two[3] c_two[4] c_two[5]",
+        "dump d2 all custom 1 two.dump id c_two[1] c_two[2] c_two[3] c_two[4] c_two[5]",
         "dump_modify d2 sort id",
         "thermo_style custom step c_ice[1] c_ice[2] c_two[1] c_two[2]",
         "run 0",
@@ -661,7 +660,7 @@ def test_lammps_overhead_benchmark_quick(model):
     pct = r"[+-][0-9.]+%"
     expected = [
         # (a) MD overhead: five runs, the overhead of each interval, the cost of the larger ghost cutoff
-        rf"^\(a\) MD overhead: TIP4P/Ice ice Ih, \d+ molecules \(\d+ atoms\), NVT 250 K, 2 fs, SHAKE, \d+ steps",
+        r"^\(a\) MD overhead: TIP4P/Ice ice Ih, \d+ molecules \(\d+ atoms\), NVT 250 K, 2 fs, SHAKE, \d+ steps",
         rf"^  baseline, LAMMPS default cutoff +{num} A +\d+ +0 +{num} s +{pct}$",
         rf"^  compute every \d+ steps +{num} A +\d+ +[1-9]\d* +{num} s +{pct}$",
         rf"^  noise: the two same-cutoff baselines differ by {num}%",
@@ -670,17 +669,17 @@ def test_lammps_overhead_benchmark_quick(model):
         rf"default-cutoff baseline; the compute's own timers: {num} s = {num}% of the MD",
         rf"^  first \(warm-up\) invocation, outside the timed loop: {num} s",
         # (b) per oxygen per call
-        rf"^\(b\) cost per oxygen per call \(compute every \d+ steps: mean of \d+ calls, \d+ O, \d+ denoising",
+        r"^\(b\) cost per oxygen per call \(compute every \d+ steps: mean of \d+ calls, \d+ O, \d+ denoising",
         rf"^  denoising +{num} us/O +\(graph building {num}, network {num}; {num} us/O per iteration\)",
         rf"^  SOAP/classification +{num} us/O",
         rf"^  communication +{num} us/O",
         rf"^  total +{num} us/O +\({num} s per call\)",
         # (c) memory
-        rf"^\(c\) memory: \d+ O ",
-        rf"^  \d+ calls: \d+ calls in \d+ s after a \d+-call warm-up",
+        r"^\(c\) memory: \d+ O ",
+        r"^  \d+ calls: \d+ calls in \d+ s after a \d+-call warm-up",
         rf"^  VmRSS after \d+ calls: {num} MB; after \d+ calls: {num} MB; growth [+-]{num} MB \([+-]{num} kB per call\)",
         # (d) parallel
-        rf"^\(d\) parallel: \d+ O ",
+        r"^\(d\) parallel: \d+ O ",
         rf"^  1 rank : {num} s per call \(graph {num}, denoise {num}, classify {num}, comm {num} s",
         rf"^  2 ranks: {num} s per call \(graph {num}, denoise {num}, classify {num}, comm {num} s",
         rf"^  speed-up 2 ranks vs 1: {num}x",
@@ -773,7 +772,7 @@ def test_nucleation_recipe(model, tmp_path, nprocs, ice):
     if model.keywords:
         recipe[0] += f" {model.keywords}"
     script = header(data, model.metadata["ghost_cutoff"]) + "\n".join(recipe) + "\n" + "\n".join([
-        f"dump d all custom 100 labels.dump id x y z c_ice[1]", "dump_modify d sort id", "run 0", ""])
+        "dump d all custom 100 labels.dump id x y z c_ice[1]", "dump_modify d sort id", "run 0", ""])
     run = run_lammps(tmp_path, script, nprocs=nprocs)
     assert run.returncode == 0, run.output[-3000:]
     step, liquid, ih, largest = thermo_row(run.log, ["Step", "c_ice[1]", "c_ice[2]", "v_largest"])
