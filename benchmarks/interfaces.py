@@ -1,8 +1,9 @@
 """Ice next to water, side by side with CHILL+: interfaces, seeded nuclei, supercooled liquids.
 
 Data: scripts/make_interface_md.py (mW; runs/interfaces/) and, when present, the coexistence boxes (TIP4P/Ice
-at 250 K, TIP4P/2005 at 240 K) and the deeply supercooled liquids (TIP4P/Ice at 220 K, TIP4P/2005 at 200 K)
-of scripts/make_md_snapshots.py (runs/md/coexistence_*, liquid_220K, liquid_tip4p2005_200K). Ground truth comes from the construction: the
+at 250 K, TIP4P/2005 at 240 K), the atomistic seed (TIP4P/Ice, R = 12 A, 240 K) and the deeply supercooled
+liquids (TIP4P/Ice at 220 K, TIP4P/2005 at 200 K) of scripts/make_md_snapshots.py (runs/md/coexistence_*,
+seed_*, liquid_220K, liquid_tip4p2005_200K). Ground truth comes from the construction: the
 molecules held crystalline while the rest melted (slabs), the seed molecules (nuclei), nothing (liquids).
 
 For every frame the positions are denoised once; then
@@ -133,6 +134,19 @@ def coexistence_infos(md: Path) -> list[dict]:
     return found
 
 
+def seed_infos(md: Path) -> list[dict]:
+    """The atomistic seeded nuclei of make_md_snapshots.py that were run (seed_R12_240K: TIP4P/Ice)."""
+    found = []
+    for path in sorted(md.glob("seed_*.json")):
+        meta = json.loads(path.read_text())
+        water = meta["model"].split()[0].lower().replace("/", "_")
+        ids = meta["seed"]["seed_oxygen_ids"]
+        found.append({"name": f"{water}_{path.stem}", "kind": "seed", "radius": meta["seed"]["radius_A"],
+                      "seed_molecules": len(ids), "seed_ids": ids, "temperature": meta["temperature_K"],
+                      "trajectory": str(md / meta["trajectory"])})
+    return found
+
+
 def supercooled_infos(md: Path) -> list[dict]:
     """The deeply supercooled liquids of make_md_snapshots.py that were run (TIP4P/Ice liquid_220K, 0.81 Tm;
     TIP4P/2005 liquid_tip4p2005_200K, 0.8 Tm); liquid_300K, the calibration liquid, is not one."""
@@ -240,7 +254,7 @@ def main() -> None:
     code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
     print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
     infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]
-    infos += coexistence_infos(args.md) + supercooled_infos(args.md)
+    infos += coexistence_infos(args.md) + seed_infos(args.md) + supercooled_infos(args.md)
     for info in infos:
         if args.only and info["name"] not in args.only:
             continue

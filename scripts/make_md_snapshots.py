@@ -9,7 +9,8 @@ Writes into OUT (default runs/md/, which git ignores), for each system NAME:
 
 Systems: ice_ih_250K, coexistence_250K (ice Ih slab with its basal planes facing z, half melted),
 coexistence_tip4p2005_240K (the same in TIP4P/2005, 10 K below its melting point; benchmarks only),
-liquid_tip4p2005_200K (TIP4P/2005 at 0.8 of its melting point; benchmarks only),
+liquid_tip4p2005_200K (TIP4P/2005 at 0.8 of its melting point; benchmarks only), seed_R12_240K (an Ih seed in
+supercooled TIP4P/Ice; benchmarks only),
 liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), ice_v_250K,
 ice_xii_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
 for; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
@@ -101,6 +102,12 @@ def systems(quick: bool) -> list[System]:
         System("coexistence_tip4p2005_240K", "in.coexistence", "Ih", (3, 9, 3), 240.0,
                {"nmelt": 7500, "nquench": 2500, "nequil": 5000, "nprod": 2500, "ndump": 250, "nthermo": 500},
                ["melt", "quench", "equilibrate", "production"], axis_order="xzy", water="tip4p_2005"),
+        # an atomistic seeded nucleus (benchmarks/interfaces.py): an Ih seed of R = 12 A (whole molecules whose O
+        # is within R of the centre) held while the rest of the box melts and is quenched to 240 K (30 K below
+        # TIP4P/Ice's melting point), then released; frames 2, 3 and 4 ps after the release
+        System("seed_R12_240K", "in.seed", "Ih", (6, 6, 5), 240.0,
+               {"nmelt": 4000, "nquench": 2000, "nequil": 1000, "nprod": 1000, "ndump": 500, "nthermo": 500},
+               ["melt", "quench", "equilibrate", "production"], extra_vars={"R": "12.0"}),
         # TIP4P/2005 deeply supercooled: 0.8 of its melting point (250 K); false-ice rates of a second model
         System("liquid_tip4p2005_200K", "in.liquid_300K", "Ih", (4, 4, 3), 200.0,
                {"nmelt": 5000, "nequil": 10000, "nprod": 5000, "ndump": 500, "nthermo": 500},
@@ -280,6 +287,8 @@ def run_system(sysd: System, out: Path, quick: bool, ice_density: float | None) 
         oz = (info.oxygen_positions[:, 2] + dz) % lz
         ice_mask = (oz >= z1) & (oz < z2)
         coex = {"z1": z1, "z2": z2, "dz": dz, "lz0": lz, "ice_ids": (3 * np.nonzero(ice_mask)[0] + 1).tolist()}
+    if sysd.input == "in.seed":
+        variables["idfile"] = f"{sysd.name}.seed_ids"
     total = sum(v for k, v in sysd.steps.items() if k.startswith("n") and k not in ("ndump", "nthermo"))
     print(f"[{sysd.name}] {info.n_molecules} molecules ({sysd.lattice}, reps {sysd.reps}), "
           f"{total} steps at {TIMESTEP_FS} fs; LAMMPS {sysd.input} ...", flush=True)
@@ -319,6 +328,11 @@ def run_system(sysd: System, out: Path, quick: bool, ice_density: float | None) 
         "wall_time_s": round(wall, 1), "total_time_s": round(time.time() - t0, 1),
         "quick": quick, "lammps_input": str((INPUTS / sysd.input).relative_to(REPO)),
     }
+    if sysd.input == "in.seed":
+        lines = (out / f"{sysd.name}.seed_ids").read_text().splitlines()[9:]
+        result["seed"] = {"radius_A": float(sysd.extra_vars["R"]), "seed_oxygen_ids": [int(x.split()[0]) for x in lines],
+                          "frames_ps_after_release": [sysd.steps["nequil"] * TIMESTEP_FS / 1000.0 + k * sysd.steps["ndump"]
+                                                      * TIMESTEP_FS / 1000.0 for k in range(len(frames))]}
     if coex:
         lz0 = coex["lz0"]
         ice_ids = np.array(coex["ice_ids"])
