@@ -1,7 +1,7 @@
 """Ice next to water, side by side with CHILL+: interfaces, seeded nuclei, supercooled liquids.
 
 Data: scripts/make_interface_md.py (mW; runs/interfaces/) and, when present, the coexistence boxes (TIP4P/Ice
-at 250 K, TIP4P/2005 at 240 K), the atomistic seed (TIP4P/Ice, R = 12 A, 240 K) and the deeply supercooled
+at 250 K, TIP4P/2005 at 240 K), the atomistic seeds (TIP4P/Ice, R = 10 and 12 A, 240 K) and the deeply supercooled
 liquids (TIP4P/Ice at 220 K, TIP4P/2005 at 200 K) of scripts/make_md_snapshots.py (runs/md/coexistence_*,
 seed_*, liquid_220K, liquid_tip4p2005_200K). Ground truth comes from the construction: the
 molecules held crystalline while the rest melted (slabs), the seed molecules (nuclei), nothing (liquids).
@@ -135,7 +135,7 @@ def coexistence_infos(md: Path) -> list[dict]:
 
 
 def seed_infos(md: Path) -> list[dict]:
-    """The atomistic seeded nuclei of make_md_snapshots.py that were run (seed_R12_240K: TIP4P/Ice)."""
+    """The atomistic seeded nuclei of make_md_snapshots.py that were run (seed_R10_240K, seed_R12_240K: TIP4P/Ice)."""
     found = []
     for path in sorted(md.glob("seed_*.json")):
         meta = json.loads(path.read_text())

@@ -9,8 +9,8 @@ Writes into OUT (default runs/md/, which git ignores), for each system NAME:
 
 Systems: ice_ih_250K, coexistence_250K (ice Ih slab with its basal planes facing z, half melted),
 coexistence_tip4p2005_240K (the same in TIP4P/2005, 10 K below its melting point; benchmarks only),
-liquid_tip4p2005_200K (TIP4P/2005 at 0.8 of its melting point; benchmarks only), seed_R12_240K (an Ih seed in
-supercooled TIP4P/Ice; benchmarks only),
+liquid_tip4p2005_200K (TIP4P/2005 at 0.8 of its melting point; benchmarks only), seed_R12_240K and seed_R10_240K (Ih seeds
+in supercooled TIP4P/Ice; benchmarks only),
 liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), ice_v_250K,
 ice_xii_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
 for; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
@@ -108,6 +108,9 @@ def systems(quick: bool) -> list[System]:
         System("seed_R12_240K", "in.seed", "Ih", (6, 6, 5), 240.0,
                {"nmelt": 4000, "nquench": 2000, "nequil": 1000, "nprod": 1000, "ndump": 500, "nthermo": 500},
                ["melt", "quench", "equilibrate", "production"], extra_vars={"R": "12.0"}),
+        System("seed_R10_240K", "in.seed", "Ih", (5, 5, 4), 240.0,
+               {"nmelt": 4000, "nquench": 2000, "nequil": 1000, "nprod": 1000, "ndump": 500, "nthermo": 500},
+               ["melt", "quench", "equilibrate", "production"], extra_vars={"R": "10.0"}),
         # TIP4P/2005 deeply supercooled: 0.8 of its melting point (250 K); false-ice rates of a second model
         System("liquid_tip4p2005_200K", "in.liquid_300K", "Ih", (4, 4, 3), 200.0,
                {"nmelt": 5000, "nequil": 10000, "nprod": 5000, "ndump": 500, "nthermo": 500},
