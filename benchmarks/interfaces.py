@@ -119,6 +119,11 @@ def slab_depth(f, info: dict, chill: np.ndarray) -> np.ndarray:
     return depth
 
 
+def water_key(meta: dict) -> str:
+    """"tip4p_ice" or "tip4p_2005": the water model of a make_md_snapshots.py run, from its JSON's "model"."""
+    return meta["model"].split()[0].lower().replace("/", "_")
+
+
 def coexistence_infos(md: Path) -> list[dict]:
     """The coexistence boxes of make_md_snapshots.py that were run (TIP4P/Ice at 250 K; TIP4P/2005 at 240 K),
     in this benchmark's terms."""
@@ -127,8 +132,7 @@ def coexistence_infos(md: Path) -> list[dict]:
         meta = json.loads(path.read_text())
         co = meta["coexistence"]
         lo, hi = co["interface_z"]
-        water = meta["model"].split()[0].lower().replace("/", "_")  # "tip4p_ice", "tip4p_2005"
-        found.append({"name": f"{water}_{path.stem}", "kind": "slab", "lattice": "Ih",
+        found.append({"name": f"{water_key(meta)}_{path.stem}", "kind": "slab", "lattice": "Ih",
                       "trajectory": str(md / meta["trajectory"]), "ice_ids": co["ice_oxygen_ids"],
                       "slab": {"lo": lo, "hi": hi, "lz0": co.get("lz0", None)}})
     return found
@@ -139,9 +143,8 @@ def seed_infos(md: Path) -> list[dict]:
     found = []
     for path in sorted(md.glob("seed_*.json")):
         meta = json.loads(path.read_text())
-        water = meta["model"].split()[0].lower().replace("/", "_")
         ids = meta["seed"]["seed_oxygen_ids"]
-        found.append({"name": f"{water}_{path.stem}", "kind": "seed", "radius": meta["seed"]["radius_A"],
+        found.append({"name": f"{water_key(meta)}_{path.stem}", "kind": "seed", "radius": meta["seed"]["radius_A"],
                       "seed_molecules": len(ids), "seed_ids": ids, "temperature": meta["temperature_K"],
                       "trajectory": str(md / meta["trajectory"])})
     return found
@@ -155,8 +158,7 @@ def supercooled_infos(md: Path) -> list[dict]:
         if path.stem == "liquid_300K":
             continue
         meta = json.loads(path.read_text())
-        water = meta["model"].split()[0].lower().replace("/", "_")
-        found.append({"name": f"{water}_liquid_{meta['temperature_K']:.0f}K", "kind": "liquid",
+        found.append({"name": f"{water_key(meta)}_liquid_{meta['temperature_K']:.0f}K", "kind": "liquid",
                       "temperature": meta["temperature_K"], "trajectory": str(md / meta["trajectory"])})
     return found
 

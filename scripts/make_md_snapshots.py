@@ -68,6 +68,10 @@ class System:
     def coexistence(self) -> bool:
         return self.input == "in.coexistence"
 
+    @property
+    def seeded(self) -> bool:
+        return self.input == "in.seed"
+
 
 #: the water models a system can use; each gets its settings file, <key>.settings, in the output folder
 WATER_MODELS = {"tip4p_ice": TIP4P_ICE, "tip4p_2005": TIP4P_2005}
@@ -290,7 +294,7 @@ def run_system(sysd: System, out: Path, quick: bool, ice_density: float | None) 
         oz = (info.oxygen_positions[:, 2] + dz) % lz
         ice_mask = (oz >= z1) & (oz < z2)
         coex = {"z1": z1, "z2": z2, "dz": dz, "lz0": lz, "ice_ids": (3 * np.nonzero(ice_mask)[0] + 1).tolist()}
-    if sysd.input == "in.seed":
+    if sysd.seeded:
         variables["idfile"] = f"{sysd.name}.seed_ids"
     total = sum(v for k, v in sysd.steps.items() if k.startswith("n") and k not in ("ndump", "nthermo"))
     print(f"[{sysd.name}] {info.n_molecules} molecules ({sysd.lattice}, reps {sysd.reps}), "
@@ -331,7 +335,7 @@ def run_system(sysd: System, out: Path, quick: bool, ice_density: float | None) 
         "wall_time_s": round(wall, 1), "total_time_s": round(time.time() - t0, 1),
         "quick": quick, "lammps_input": str((INPUTS / sysd.input).relative_to(REPO)),
     }
-    if sysd.input == "in.seed":
+    if sysd.seeded:
         lines = (out / f"{sysd.name}.seed_ids").read_text().splitlines()[9:]
         result["seed"] = {"radius_A": float(sysd.extra_vars["R"]), "seed_oxygen_ids": [int(x.split()[0]) for x in lines],
                           "frames_ps_after_release": [sysd.steps["nequil"] * TIMESTEP_FS / 1000.0 + k * sysd.steps["ndump"]

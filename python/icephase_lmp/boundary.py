@@ -120,7 +120,6 @@ class Shells:
         vec = positions[j] - positions[i] + shift
         return cls(i, j, np.linalg.norm(vec, axis=1), vec)
 
-
     @classmethod
     def around_centres(cls, positions: np.ndarray, n_centres: int, shell: float) -> "Shells":
         """The pairs an open cloud's first ``n_centres`` atoms need for :func:`shell_order`: every pair closer

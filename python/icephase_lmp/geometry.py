@@ -35,7 +35,7 @@ def cloud_pairs(positions: np.ndarray, centres: np.ndarray, cutoff: float) -> tu
     The LAMMPS compute's cloud holds a rank's local atoms and every ghost within the SOAP reach of them; in a
     small box the ghosts outnumber the locals several times, and a full neighbour list of the cloud would
     pay for all their pairs. Searching around the centres only pays for the pairs that are used. The pairs
-    come sorted by ``i``, then ``j`` (the order :func:`neighbor_edges` gives them)."""
+    come sorted by ``i``, then ``j``: a fixed order, whatever order the tree finds them in."""
     from scipy.spatial import cKDTree
 
     pos = np.ascontiguousarray(positions, dtype=np.float64)

@@ -15,6 +15,7 @@ __all__ = ["MASS_H", "MASS_O", "TIP4P_2005", "TIP4P_ICE", "tip4p_ice_settings", 
 #: TIP4P/Ice (Abascal, Sanz, Garcia Fernandez, Vega, J. Chem. Phys. 122, 234511 (2005)), in LAMMPS real units.
 TIP4P_ICE = {
     "name": "TIP4P/Ice",
+    "reference": "Abascal et al., J. Chem. Phys. 122, 234511 (2005)",
     "epsilon_OO": 0.21084,  # kcal/mol
     "sigma_OO": 3.1668,  # Angstrom
     "q_H": 0.5897,  # e
@@ -28,6 +29,7 @@ TIP4P_ICE = {
 #: charges (melting point 250 K against TIP4P/Ice's 270 K); a second atomistic water model for benchmarks
 TIP4P_2005 = {
     "name": "TIP4P/2005",
+    "reference": "Abascal and Vega, J. Chem. Phys. 123, 234505 (2005)",
     "epsilon_OO": 0.18520,  # kcal/mol (93.2 K)
     "sigma_OO": 3.1589,  # Angstrom
     "q_H": 0.5564,  # e
@@ -65,9 +67,7 @@ def tip4p_ice_settings(kspace_accuracy: float = 1e-5, shake_fix_id: str = "rigid
     p = model
     charges = ("" if (p["q_O"], p["q_H"]) == (TIP4P_ICE["q_O"], TIP4P_ICE["q_H"])
                else f"set             type 1 charge {p['q_O']}\nset             type 2 charge {p['q_H']}\n")
-    source = ("Abascal et al., J. Chem. Phys. 122, 234511 (2005)" if p is TIP4P_ICE
-              else "Abascal and Vega, J. Chem. Phys. 123, 234505 (2005)" if p is TIP4P_2005 else "user parameters")
-    return f"""# {p['name']} force field ({source}); written by icephase.
+    return f"""# {p['name']} force field ({p.get('reference', 'user parameters')}); written by icephase.
 # Include after read_data of an icephase lammps-data file (units real, atom_style full,
 # types 1 = O, 2 = H, bond type 1 = O-H, angle type 1 = H-O-H). The M site sits d_OM along the bisector.
 pair_style      lj/cut/tip4p/long 1 2 1 1 {p['d_OM']} {p['cutoff']}

@@ -207,8 +207,7 @@ def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
         raise TrainingError(f"{model_file}: its denoiser is {asdict(found)}, not the configured "
                             f"{asdict(config.model)}; pass the same architecture to fine-tune it")
     if Path(model_file).is_dir():
-        source_model = load_trained(model_file)[0]
-        state = source_model.state_dict()
+        state = load_trained(model_file)[0].state_dict()
     else:
         source = load_model(model_file)
         # the stored weights (or, in a file from before denoisers were frozen, the scripted copy's state) also
