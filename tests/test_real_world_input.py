@@ -132,7 +132,9 @@ def damage(model: Path, out: Path) -> Path:
     """A copy of ``model`` with 64 bytes of its largest weight tensor overwritten (zip CRCs left as they were)."""
     shutil.copy(model, out)
     with zipfile.ZipFile(out) as zf:
-        info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        # a frozen denoiser keeps its weights as graph constants, a scripted one as data
+        info = max((i for i in zf.infolist() if "/data/" in i.filename or "/constants/" in i.filename),
+                   key=lambda i: i.file_size)
     with out.open("r+b") as f:
         f.seek(info.header_offset + 26)
         name_len, extra_len = np.frombuffer(f.read(4), dtype="<u2")

@@ -22,8 +22,13 @@ BACKENDS = ["icephase", "dscribe"]
 
 
 def dscribe_soap(settings: SoapSettings, periodic: bool) -> SOAP:
-    return SOAP(species=["O"], r_cut=settings.r_cut, n_max=settings.n_max, l_max=settings.l_max,
-                sigma=settings.sigma, periodic=periodic)
+    """DScribe's SOAP with its radial basis computed on one BLAS thread, as ours always is
+    (test_the_radial_basis_does_not_depend_on_the_blas_thread_count)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return SOAP(species=["O"], r_cut=settings.r_cut, n_max=settings.n_max, l_max=settings.l_max,
+                    sigma=settings.sigma, periodic=periodic)
 
 
 def ours(settings: SoapSettings, periodic: bool, backend: str) -> GtoSoap:
@@ -52,6 +57,7 @@ def test_the_kernel_is_built_in_this_install():
 
 @pytest.mark.parametrize("settings", SETTINGS)
 def test_radial_basis_is_dscribes(settings):
+    """Bit for bit (DScribe's computed on one BLAS thread, as ours always is)."""
     alphas, betas = gto_basis(settings.r_cut, settings.n_max, settings.l_max)
     ref = dscribe_soap(settings, periodic=True)
     np.testing.assert_array_equal(alphas, ref._alphas)
@@ -115,3 +121,16 @@ def test_an_isolated_atom_has_only_its_own_gaussian():
     got = ours(settings, False, "icephase").create(pos, None, (False,) * 3)
     assert_matches(got, expected, "icephase")
     assert np.count_nonzero(got[0]) == settings.n_max * (settings.n_max + 1) // 2  # l = 0 block only
+
+
+def test_the_radial_basis_does_not_depend_on_the_blas_thread_count():
+    """The basis orthonormalises an ill-conditioned overlap matrix; BLAS on two threads changed it at
+    ~1e-6, which moved a perfect crystal's distance to its reference by its own size. It is computed on one
+    thread whatever the caller's thread pool, so every machine gets the reference features' basis."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        one = gto_basis(5.0, 12, 10)
+    with threadpool_limits(limits=2):
+        two = gto_basis(5.0, 12, 10)
+    assert all(np.array_equal(a, b) for a, b in zip(one, two))

@@ -349,15 +349,24 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ideal-references-only", action="store_true",
                    help="do not add the references as the denoiser leaves them (docs/validation.md says why they "
                    "are there)")
+    p.add_argument("--keep-classifier", action="store_true",
+                   help="from a model file: store its denoiser afresh (the compact, faster form where it has one; "
+                   "the same weights) and keep its classifier, thresholds and settings; the options above "
+                   "are then not used")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .classifier import SoapSettings, fit_classifier
     from .denoised_references import DenoisedReferenceSettings
-    from .export import export_run, training_references
+    from .export import export_run, recompile_denoiser, training_references
     from .references import load_references
 
+    if args.keep_classifier:
+        out = recompile_denoiser(args.run_dir, args.out)
+        print(f"model written to {out} ({out.stat().st_size / 1e6:.1f} MB): denoiser stored afresh, "
+              "classifier and settings kept")
+        return 0
     # the thresholds first: a typo in one should not wait for the classifier fit
     thresholds = {}
     for item in args.threshold:
@@ -399,8 +408,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"model            {path}")
     print(f"format           {meta['format']} v{meta['format_version']} (icephase {meta['icephase_version']})")
     print(f"species          {', '.join(meta['species'])} (lengths in {meta['length_unit']})")
+    # files from before the compact form store the scripted nequip network
+    form = {"compact": "stored in compact form", "nequip": "stored as the nequip network"}[
+        meta.get("denoiser_module", "nequip")] if meta.get("denoiser_module", "nequip") in ("compact", "nequip") else meta["denoiser_module"]
     print(f"denoiser         NequIP, {d['num_layers']} layers, r_max {d['r_max']} A, l_max {d['l_max']}, "
-          f"{d['num_features']} features; receptive field {meta['receptive_field']} A")
+          f"{d['num_features']} features; receptive field {meta['receptive_field']} A; {form}")
     print(f"ghost cutoff     {meta['ghost_cutoff']} A (LAMMPS: comm_modify cutoff >= this)")
     print(f"denoising        {meta['iterations']} iterations, tolerance {meta['tolerance']} A")
     s = meta["soap"]

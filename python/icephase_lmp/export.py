@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .classifier import Classifier
 from .errors import ModelFileError
 from .denoised_references import DenoisedReferenceSettings, add_denoised_references
-from .denoiser_network import DenoiserConfig, script_denoiser
+from .denoiser_network import DenoiserConfig, denoiser_from_weights, inference_module
 from .model_file import IcephaseModel, build_metadata, load_model, read_metadata, save_model, training_reference_specs
 from .references import Reference
 from .train import load_trained, read_checkpoint, read_run_config
@@ -31,19 +32,40 @@ def training_references(source: str | Path) -> list[str] | None:
     return read_run_config(source).get("references") or None
 
 
-def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, DenoiserConfig, dict, dict | None]:
-    """The denoiser of a model file or a run folder: module, architecture, training record, and the weights
-    of a module that is already frozen (None: the module holds them)."""
+def _weights(module: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, str, DenoiserConfig, dict, dict]:
+    """The denoiser of a model file or a run folder as a model file stores it: frozen module, its form
+    (``inference_module``), architecture, training record, and the training network's weights."""
     if source.is_file():
         model = load_model(source)
-        return (model.denoiser, DenoiserConfig(**model.metadata["denoiser"]), model.metadata.get("training", {}),
-                model.weights)
-    if not (source / "checkpoint.pt").is_file():
-        raise ModelFileError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")
-    eager, config = load_trained(source)
-    state = read_checkpoint(source / "checkpoint.pt")
-    return (script_denoiser(eager), config.model, {"config": asdict(config), "steps_done": int(state["step"])},
-            None)
+        config = DenoiserConfig(**model.metadata["denoiser"])
+        # a file from before denoisers were frozen: its scripted denoiser holds the weights itself
+        weights = model.weights if model.weights is not None else _weights(model.denoiser)
+        eager, training = denoiser_from_weights(config, weights), model.metadata.get("training", {})
+    else:
+        if not (source / "checkpoint.pt").is_file():
+            raise ModelFileError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")
+        eager, run_config = load_trained(source)
+        config, weights = run_config.model, _weights(eager)
+        training = {"config": asdict(run_config), "steps_done": int(read_checkpoint(source / "checkpoint.pt")["step"])}
+    module, form = inference_module(eager, config)
+    return module, form, config, training, weights
+
+
+def recompile_denoiser(source: str | Path, out: str | Path) -> Path:
+    """Write ``out``: the model file ``source`` with its denoiser stored afresh by this version (the compact
+    form where there is one), keeping its classifier, thresholds and every other setting. The same weights,
+    so the same eps to float32 rounding (``icephase export --keep-classifier``)."""
+    source = Path(source)
+    if not source.is_file():
+        raise ModelFileError(f"{source}: --keep-classifier takes a model file, not a training run folder")
+    module, form, _, _, weights = _denoiser(source)
+    model = load_model(source)
+    metadata = dict(model.metadata, denoiser_module=form)
+    return save_model(out, module, model.classifier, metadata, weights)
 
 
 def export_run(
@@ -59,12 +81,13 @@ def export_run(
     """Write ``out``. With ``denoised_references`` (the default), the classifier also gets the reference
     environments as this denoiser leaves them (see icephase_lmp.denoised_references); None: ideal only.
     ``thresholds`` (e.g. {"denoised/euclidean": 7.7}) are set last, for this exact reference set."""
-    scripted, config, training, weights = _denoiser(Path(source))
+    module, form, config, training, weights = _denoiser(Path(source))
     metadata = build_metadata(config, classifier, iterations, tolerance, training)
-    model = IcephaseModel(scripted, classifier, metadata, Path(out), weights)
+    metadata["denoiser_module"] = form
+    model = IcephaseModel(module, classifier, metadata, Path(out), weights)
     if denoised_references is not None:
         n = add_denoised_references(model, references, denoised_references, progress=True)
         print(f"added {n} denoised reference environments (sigma up to the training's sigma_max)")
     classifier.thresholds.update(thresholds or {})
     metadata["thresholds"] = classifier.thresholds
-    return save_model(out, scripted, classifier, metadata, weights)
+    return save_model(out, module, classifier, metadata, weights)

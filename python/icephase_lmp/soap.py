@@ -68,6 +68,7 @@ def gto_basis(r_cut: float, n_max: int, l_max: int) -> tuple[np.ndarray, np.ndar
     """
     from scipy.linalg import inv, sqrtm
     from scipy.special import gamma
+    from threadpoolctl import threadpool_limits
 
     radii = np.linspace(1.0, r_cut, n_max)
     alphas = np.zeros((l_max + 1, n_max))
@@ -77,7 +78,11 @@ def gto_basis(r_cut: float, n_max: int, l_max: int) -> tuple[np.ndarray, np.ndar
         pair = alpha[:, None] + alpha[None, :]
         # <r^l e^{-a r^2} | r^l e^{-b r^2}> over r^2 dr
         overlap = 0.5 * gamma(l + 1.5) * pair ** (-l - 1.5)
-        beta = sqrtm(inv(overlap))
+        # S is ill-conditioned: its inverse square root differs at ~1e-6 with the BLAS thread count, which
+        # moves a perfect crystal's distance to its reference (~1e-3) by its own size; one thread, as the
+        # shipped references were computed (OMP_NUM_THREADS=1), makes the features the same on every machine
+        with threadpool_limits(limits=1):
+            beta = sqrtm(inv(overlap))
         if np.iscomplexobj(beta):
             raise ValueError(f"the GTO radial basis (r_cut {r_cut}, n_max {n_max}) cannot be orthonormalised: "
                              "lower n_max or raise r_cut")

@@ -1,0 +1,135 @@
+"""The compact denoiser (compact_denoiser.py) computes what the nequip network it was read off computes."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import liquid_like
+from icephase_lmp.cli import main
+from icephase_lmp.compact_denoiser import from_nequip, supports
+from icephase_lmp.denoiser_network import (
+    DenoiserConfig,
+    build_denoiser,
+    denoiser_from_weights,
+    inference_module,
+    script_denoiser,
+)
+from icephase_lmp.geometry import neighbor_edges
+from icephase_lmp.model_file import build_metadata, load_model, save_model
+from icephase_lmp.references import load_references
+
+
+def _graph(positions: np.ndarray, cell: np.ndarray, r_max: float = 4.5):
+    edge_index, shift = neighbor_edges(positions, cell, (True, True, True), r_max)
+    return (torch.tensor(positions, dtype=torch.float32), torch.tensor(edge_index),
+            torch.tensor(shift, dtype=torch.float32))
+
+
+def _noisy_ice(name: str, rng: np.random.Generator, sigma: float = 0.2):
+    atoms = {r.name: r for r in load_references(None)}[name].atoms
+    return atoms.positions + rng.normal(0.0, sigma, atoms.positions.shape), atoms.cell.array
+
+
+def _trained_like(config: DenoiserConfig, seed: int):
+    """A network whose weights are its initial ones plus noise of their own size: a freshly initialised
+    network's output is tiny (~0.01 A), which would hide a wrong constant; this one moves atoms by ~1 A."""
+    torch.manual_seed(seed)
+    net = build_denoiser(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * p.std())
+    return net.eval()
+
+
+@pytest.mark.parametrize("config", [DenoiserConfig(), DenoiserConfig(num_layers=2, num_features=8, num_bessels=6)])
+def test_compact_form_gives_the_networks_eps(config, rng):
+    """Ice (several phases, with noise) and a liquid-like box, a network with every weight random: the
+    compact module, eager and as the frozen TorchScript a model file stores, gives the same eps to float32
+    rounding. A wrong constant, path or feature order moves eps by its own size."""
+    net = _trained_like(config, seed=3)
+    compact = from_nequip(net, config)
+    frozen, form = inference_module(net, config)
+    assert form == "compact"
+    liquid, box = liquid_like(300, 0.0334, rng)
+    configurations = [_noisy_ice(n, rng) for n in ("Ih", "III", "VII", "sI")] + [(liquid, box)]
+    for positions, cell in configurations:
+        args = _graph(positions, np.asarray(cell))
+        with torch.no_grad():
+            want = net(*args)
+            scale = float(want.abs().max())
+            assert scale > 0.01  # 500x the tolerance below: a wrong constant would show
+            for module in (compact, frozen):
+                got = module(*args)
+                assert got.shape == want.shape
+                assert float((got - want).abs().max()) < 2e-5 * max(scale, 1.0)
+
+
+def test_edge_blocks_do_not_change_eps(rng):
+    """Edges are taken in blocks (for the cache); any block size, with a ragged last block, gives the same eps."""
+    config = DenoiserConfig(num_layers=2, num_features=8)
+    compact = from_nequip(_trained_like(config, seed=4), config)
+    positions, cell = _noisy_ice("Ih", rng)
+    args = _graph(positions, np.asarray(cell))
+    with torch.no_grad():
+        compact.edge_block = 10**9
+        whole = compact(*args)
+        compact.edge_block = 97
+        assert torch.allclose(compact(*args), whole, atol=1e-6)
+
+
+def test_an_oxygen_without_neighbours_gets_a_finite_eps():
+    config = DenoiserConfig(num_layers=2, num_features=8)
+    net = _trained_like(config, seed=5)
+    compact = from_nequip(net, config)
+    pos = torch.tensor([[0.0, 0.0, 0.0], [2.8, 0.0, 0.0], [20.0, 20.0, 20.0]])
+    ei = torch.tensor([[0, 1], [1, 0]])
+    sh = torch.zeros(2, 3)
+    with torch.no_grad():
+        got, want = compact(pos, ei, sh), net(pos, ei, sh)
+    assert torch.isfinite(got).all() and torch.allclose(got, want, atol=1e-5)
+
+
+def test_architectures_without_a_compact_form_stay_nequip():
+    config = DenoiserConfig(num_layers=1, num_features=4, all_parities=True)
+    assert not supports(config)
+    with pytest.raises(ValueError, match="no compact form"):
+        from_nequip(build_denoiser(config), config)
+    assert inference_module(build_denoiser(config), config)[1] == "nequip"
+
+
+def test_shipped_models_store_the_compact_form_of_their_weights(rng):
+    """Both shipped files: the stored denoiser is the compact form, and it is the network their stored
+    weights (the ones fine-tuning starts from) make."""
+    for name in ("icephase-7phase", "icephase-7phase-fast"):
+        model = load_model(name)
+        assert model.metadata["denoiser_module"] == "compact"
+        config = DenoiserConfig(**model.metadata["denoiser"])
+        net = denoiser_from_weights(config, model.weights)
+        positions, cell = _noisy_ice("VI", rng, sigma=0.15)
+        args = _graph(positions, np.asarray(cell))
+        with torch.no_grad():
+            want = net(*args)
+            assert float((model.denoiser(*args) - want).abs().max()) < 2e-5
+
+
+def test_export_keep_classifier_stores_the_compact_form_and_keeps_the_rest(tmp_path, classifier, capsys):
+    """`icephase export OLD.pth --out NEW.pth --keep-classifier` on a file whose denoiser is the scripted
+    nequip network: the new file holds the compact form of the same weights, and the same classifier,
+    thresholds and settings."""
+    config = DenoiserConfig(num_layers=2, num_features=8)
+    net = _trained_like(config, seed=6)
+    classifier.thresholds = {"denoised/euclidean": 9.5}
+    meta = build_metadata(config, classifier, iterations=3, tolerance=0.0, training={"steps_done": 7})
+    old = save_model(tmp_path / "old.pth", script_denoiser(net), classifier, meta)
+    new = tmp_path / "new.pth"
+    assert main(["export", str(old), "--out", str(new), "--keep-classifier"]) == 0
+    assert "classifier and settings kept" in capsys.readouterr().out
+    a, b = load_model(old), load_model(new)
+    assert b.metadata["denoiser_module"] == "compact" and "denoiser_module" not in a.metadata
+    assert {k: v for k, v in b.metadata.items() if k != "denoiser_module"} == a.metadata
+    assert np.array_equal(a.classifier.ref_features, b.classifier.ref_features)
+    assert set(a.weights) == set(b.weights) and all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
+    positions, cell = _noisy_ice("Ic", np.random.default_rng(1))
+    args = _graph(positions, np.asarray(cell))
+    with torch.no_grad():
+        assert float((a.denoiser(*args) - b.denoiser(*args)).abs().max()) < 2e-5
