@@ -15,8 +15,8 @@ Every linear map, path constant and activation scale is read off the nequip modu
 basis inputs (``from_nequip``), never retyped, so the two give the same eps to float32 rounding
 (tests/test_compact_denoiser.py compares them on ice and liquid). The compact module has the same
 ``forward(pos, edge_index, edge_shift) -> eps`` contract (denoiser_network.py's docstring), so the plugin and
-the offline pipeline load it from a model file exactly as before. It is 2-3x cheaper per call on one CPU
-thread (benchmarks/speed.py).
+the offline pipeline load it from a model file exactly as before. Per call on one CPU thread it costs 0.3-0.4x
+of the nequip module (docs/validation.md, "The compact denoiser").
 
 Only the architecture we train is covered (l_max 1, even-parity features, one atom type): ``supports``
 says whether a configuration is; other denoisers stay nequip modules.
