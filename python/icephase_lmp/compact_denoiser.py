@@ -46,38 +46,42 @@ class CompactLayer(torch.nn.Module):
     Node features are one (N, 4F) array ``[s | vx | vy | vz]``: F scalars, then the x, y and z components of
     F vectors, each block contiguous, so that every per-edge product below is between two (E, F) blocks or an
     (E, F) block and one (E, 1) column (broadcasting a vector's components along the feature axis is several
-    times slower on CPU). The node-wise linear maps act on the whole array as one matrix: ``lin_in``
-    (4F, 4F; the first linear map with the neighbour-count normalisation), ``self_map`` (4F, 5F; the
-    self-connection) and ``mix`` (8F, 5F; from the summed messages to the gate's input
-    ``[F scalars | F gates | vx | vy | vz]``). ``radial_out`` (H, 4F) is the radial MLP's last layer, whose
-    columns are already multiplied by every constant of their tensor-product path (paths in the order
-    0x0->0, 1x1->0, 0x1->1, 1x0->1; the first layer, whose input has no vectors, has only 0x0->0 and
-    0x1->1: (H, 2F))."""
+    times slower on CPU). Every node-wise linear map is equivariant, so it is one matrix for the scalars and
+    one for the vectors, applied to the three components at once (rows (3N, F)): ``lin_s`` / ``lin_v`` (the
+    first linear map, with the neighbour-count normalisation), ``self_s`` / ``self_v`` (the self-connection),
+    ``mix_s`` / ``mix_v`` (from the summed messages to the gate's input: 2F scalars, F scalars and F gates,
+    and F vectors). ``radial_out`` (H, 4F) is the radial MLP's last layer, whose columns are already
+    multiplied by every constant of their tensor-product path (paths in the order 0x0->0, 1x1->0, 0x1->1,
+    1x0->1; the first layer, whose input has no vectors, has only 0x0->0 and 0x1->1: (H, 2F))."""
 
     first: bool
     resnet: bool
     features: int
     act_scale: float
 
-    def __init__(self, radial_in: torch.Tensor, radial_out: torch.Tensor, lin_in: torch.Tensor,
-                 self_map: torch.Tensor, self_bias: torch.Tensor, mix: torch.Tensor, act_scale: float, first: bool,
-                 resnet: bool):
+    def __init__(self, radial_in: torch.Tensor, radial_out: torch.Tensor, lin_s: torch.Tensor, lin_v: torch.Tensor,
+                 self_s: torch.Tensor, self_v: torch.Tensor, self_bias: torch.Tensor, mix_s: torch.Tensor,
+                 mix_v: torch.Tensor, act_scale: float, first: bool, resnet: bool):
         super().__init__()
         self.radial_in = torch.nn.Parameter(radial_in, requires_grad=False)  # (B, H)
         self.radial_out = torch.nn.Parameter(radial_out, requires_grad=False)
-        self.lin_in = torch.nn.Parameter(lin_in, requires_grad=False)
-        self.self_map = torch.nn.Parameter(self_map, requires_grad=False)
-        self.self_bias = torch.nn.Parameter(self_bias, requires_grad=False)
-        self.mix = torch.nn.Parameter(mix, requires_grad=False)
+        self.lin_s = torch.nn.Parameter(lin_s, requires_grad=False)  # (F, F); empty in the first layer
+        self.lin_v = torch.nn.Parameter(lin_v, requires_grad=False)  # (F, F); empty in the first layer
+        self.self_s = torch.nn.Parameter(self_s, requires_grad=False)  # (F, 2F); empty in the first layer
+        self.self_v = torch.nn.Parameter(self_v, requires_grad=False)  # (F, F); empty in the first layer
+        self.self_bias = torch.nn.Parameter(self_bias, requires_grad=False)  # (2F,): the first layer's
+        self.mix_s = torch.nn.Parameter(mix_s, requires_grad=False)  # (2F, 2F); (F, 2F) in the first layer
+        self.mix_v = torch.nn.Parameter(mix_v, requires_grad=False)  # (2F, F); (F, F) in the first layer
         self.act_scale = act_scale
         self.first = first
         self.resnet = resnet
-        self.features = mix.shape[1] // 5
+        self.features = mix_v.shape[1]
 
     def messages(self, w: torch.Tensor, h: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
-        """The messages of a block of edges, (E, 4F) in the first layer, else (E, 8F): from their weights w,
-        the neighbours' features h (after the first linear map; unused in the first layer) and the unit
-        edge vectors (E, 3)."""
+        """The messages of a block of edges from their weights w, the neighbours' features h (after the first
+        linear map; unused in the first layer) and the unit edge vectors (E, 3): (E, 8F) laid out
+        ``[0x0->0 | 1x1->0 | x: 0x1->1, 1x0->1 | y: ... | z: ...]``, so that each component's vector
+        messages are one contiguous (E, 2F) block; in the first layer (E, 4F), ``[0x0->0 | x | y | z]``."""
         f = self.features
         e = w.shape[0]
         if self.first:
@@ -96,8 +100,8 @@ class CompactLayer(torch.nn.Module):
         torch.mul(w[:, f:2 * f], dot, out=packed[:, f:2 * f])
         a = w[:, 2 * f:3 * f] * hs
         for i in range(3):
-            torch.mul(a, unit[:, i:i + 1], out=packed[:, (2 + i) * f:(3 + i) * f])
-            torch.mul(w_vv, h[:, (1 + i) * f:(2 + i) * f], out=packed[:, (5 + i) * f:(6 + i) * f])
+            torch.mul(a, unit[:, i:i + 1], out=packed[:, (2 + 2 * i) * f:(3 + 2 * i) * f])
+            torch.mul(w_vv, h[:, (1 + i) * f:(2 + i) * f], out=packed[:, (3 + 2 * i) * f:(4 + 2 * i) * f])
         return packed
 
     def forward(self, x: torch.Tensor, radial: torch.Tensor, unit: torch.Tensor, src: torch.Tensor,
@@ -110,18 +114,28 @@ class CompactLayer(torch.nn.Module):
         f = self.features
         e = radial.shape[0]
         summed = torch.zeros(n, (4 if self.first else 8) * f, dtype=x.dtype, device=x.device)
-        hx = x if self.first else x @ self.lin_in
+        if self.first:
+            hx = x
+        else:
+            s = x[:, :f]
+            v = x[:, f:].reshape(3 * n, f)  # (N, 3F) -> rows (node, component)
+            hx = torch.cat([s @ self.lin_s, (v @ self.lin_v).reshape(n, 3 * f)], dim=1)
         for start in range(0, e, block):
             stop = min(start + block, e)
             w = torch.nn.functional.silu(radial[start:stop] @ self.radial_in) @ self.radial_out
             h = hx if self.first else torch.index_select(hx, 0, src[start:stop])
             summed.index_add_(0, dst[start:stop], self.messages(w, h, unit[start:stop]))
+        width_s = f if self.first else 2 * f
+        gate_s = summed[:, :width_s] @ self.mix_s  # (N, 2F): F scalars, then F gates
+        # the vector messages of each component are as wide as the scalar ones: F, or 2F after the first layer
+        gate_v = summed[:, width_s:].reshape(3 * n, width_s) @ self.mix_v
         if self.first:
-            gate_in = summed @ self.mix + self.self_bias  # the self-connection of the constant embedding
+            gate_s = gate_s + self.self_bias  # the self-connection of the constant embedding
         else:
-            gate_in = summed @ self.mix + x @ self.self_map
-        act = torch.nn.functional.silu(gate_in[:, :2 * f]) * self.act_scale
-        gated = gate_in[:, 2 * f:].reshape(n, 3, f) * act[:, f:].unsqueeze(1)
+            gate_s = gate_s + x[:, :f] @ self.self_s
+            gate_v = gate_v + x[:, f:].reshape(3 * n, f) @ self.self_v
+        act = torch.nn.functional.silu(gate_s) * self.act_scale
+        gated = gate_v.reshape(n, 3, f) * act[:, f:].unsqueeze(1)
         out = torch.cat([act[:, :f], gated.reshape(n, 3 * f)], dim=1)
         if self.resnet:
             out = x + out
@@ -174,15 +188,19 @@ def _matrix(fn, dim: int) -> torch.Tensor:
     return fn(torch.eye(dim))
 
 
-def _ours(n_scalars: int, n_vectors: int) -> torch.Tensor:
-    """For each position of our feature layout [s | vx | vy | vz], its position in e3nn's [s | v (u, xyz)]."""
-    vectors = [n_scalars + 3 * u + i for i in range(3) for u in range(n_vectors)]
-    return torch.tensor(list(range(n_scalars)) + vectors)
-
-
-def _reorder(full: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """An e3nn-layout matrix in our layout (contiguous)."""
-    return full[rows][:, cols].contiguous()
+def _split(full: torch.Tensor, n_s_in: int, n_v_in: int, n_s_out: int, n_v_out: int
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """An equivariant map of e3nn features ``[scalars | vectors (u, xyz)]`` as its scalar block (S_in, S_out)
+    and its vector block (V_in, V_out), checking that it holds nothing else (scalar <-> vector terms, or
+    mixing of x, y and z)."""
+    scalars = full[:n_s_in, :n_s_out]
+    vectors = full[n_s_in::3, n_s_out::3][:n_v_in, :n_v_out]
+    rebuilt = torch.zeros_like(full)
+    rebuilt[:n_s_in, :n_s_out] = scalars
+    rebuilt[n_s_in:, n_s_out:] = torch.kron(vectors, torch.eye(3))
+    if not torch.allclose(rebuilt, full, rtol=0.0, atol=1e-6 * float(full.abs().max())):
+        raise ValueError("a nequip linear map is not the expected scalar + vector map")
+    return scalars.contiguous(), vectors.contiguous()
 
 
 @torch.no_grad()
@@ -202,7 +220,6 @@ def from_nequip(denoiser: torch.nn.Module, config: DenoiserConfig) -> CompactDen
     sh_scale = float(net.sh.sh(torch.tensor([[0.0, 0.0, 1.0]]))[0, 3])  # Y1 = sqrt(3) * unit vector (x, y, z)
     y0 = torch.tensor([[1.0, 0.0, 0.0, 0.0]])  # edge attributes Y0 = 1, Y1 = 0
     y1 = torch.tensor([[0.0, 0.0, 0.0, 1.0]])  # Y0 = 0, Y1 along z (raw, not scaled)
-    conv_out = _ours(2 * f, f)  # the gate's input: F scalars, F gates, F vectors
 
     layers: list[CompactLayer] = []
     for index in range(config.num_layers):
@@ -225,10 +242,13 @@ def from_nequip(denoiser: torch.nn.Module, config: DenoiserConfig) -> CompactDen
             c_ss = tp(h0.unsqueeze(0), y0, ones_w)[0, :f]  # = constant * h0
             c_sv = tp(h0.unsqueeze(0), y1, ones_w)[0, f + 2::3][:f]
             w_layer = torch.cat([w_out[:, :f] * c_ss, w_out[:, f:2 * f] * (c_sv * sh_scale)], dim=1)
-            lin_in = torch.zeros(0, 4 * f)
-            self_map = torch.zeros(0, 5 * f)
-            self_bias = (embedding @ self_full)[0][conv_out]
-            mix = _reorder(_matrix(conv.linear_2, 4 * f), _ours(f, f), conv_out)
+            lin_s = lin_v = self_v = torch.zeros(0, f)
+            self_s = torch.zeros(0, 2 * f)
+            bias = (embedding @ self_full)[0]
+            if bias[2 * f:].abs().max() > 0:
+                raise ValueError("the first layer's self-connection has a vector part")
+            self_bias = bias[:2 * f]
+            mix_s, mix_v = _split(_matrix(conv.linear_2, 4 * f), f, f, 2 * f, f)
         else:
             # instructions (0e x 0e), (0e x 1o), (1o x 0e), (1o x 1o); e3nn sorts their outputs to
             # [0e x 0e | 1o x 1o | 0e x 1o | 1o x 0e]
@@ -242,19 +262,20 @@ def from_nequip(denoiser: torch.nn.Module, config: DenoiserConfig) -> CompactDen
             c_vs = tp(vector, y1, ones_w)[0, f:2 * f]
             w_layer = torch.cat([w_out[:, :f] * c_ss, w_out[:, 3 * f:] * (c_vs * sh_scale),
                                  w_out[:, f:2 * f] * (c_sv * sh_scale), w_out[:, 2 * f:3 * f] * c_vv], dim=1)
-            lin_in = _reorder(lin1, _ours(f, f), _ours(f, f))
-            self_map = _reorder(self_full, _ours(f, f), conv_out)
-            self_bias = torch.zeros(5 * f)
-            # summed messages [ss | vs | (0e x 1o) x, y, z | (1o x 0e) x, y, z] in e3nn's [2F scalars | 2F vectors]
-            mid = list(range(2 * f)) + [2 * f + 3 * (k * f + u) + i for k in range(2) for i in range(3)
-                                        for u in range(f)]
-            mix = _reorder(_matrix(conv.linear_2, 8 * f), torch.tensor(mid), conv_out)
+            lin_s, lin_v = _split(lin1, f, f, f, f)
+            self_s, self_v = _split(self_full, f, f, 2 * f, f)
+            self_bias = torch.zeros(2 * f)
+            # linear_2 takes e3nn's [2F scalars (0e x 0e, 1o x 1o) | 2F vectors (0e x 1o, then 1o x 0e)]: its
+            # vector block's rows are [0x1->1 | 1x0->1], the order of each component's messages
+            mix_s, mix_v = _split(_matrix(conv.linear_2, 8 * f), 2 * f, 2 * f, 2 * f, f)
         # the gate: e3nn scales SiLU to unit second moment; read the scale off the module
         probe = torch.zeros(1, 5 * f)
         probe[0, 0] = 1.0
         act_scale = float(block.equivariant_nonlin(probe)[0, 0] / torch.nn.functional.silu(torch.tensor(1.0)))
-        layers.append(CompactLayer(w_in.contiguous(), w_layer.contiguous(), lin_in, self_map, self_bias.contiguous(),
-                                   mix, act_scale, first, bool(block.resnet)))
-    readout = _matrix(net.out.linear, 4 * f)[_ours(f, f)].contiguous()  # (4F, 3): only the vectors contribute
+        layers.append(CompactLayer(w_in.contiguous(), w_layer.contiguous(), lin_s, lin_v, self_s, self_v,
+                                   self_bias.contiguous(), mix_s, mix_v, act_scale, first, bool(block.resnet)))
+    # (4F, 3) in our layout [s | vx | vy | vz]: only the vectors contribute
+    readout_e3nn = _matrix(net.out.linear, 4 * f)
+    readout = torch.cat([readout_e3nn[:f]] + [readout_e3nn[f + i::3] for i in range(3)]).contiguous()
     return CompactDenoiser(net.radial.bessel_weights.detach().clone(), layers, readout, config.r_max,
                            float(net.radial.cutoff.p), float(denoiser.output_scale))

@@ -6,6 +6,35 @@ import numpy as np
 from matscipy.neighbours import neighbour_list
 
 
+def _orthorhombic_pairs(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(i, j, vectors) of every directed pair closer than ``cutoff``, in no particular order (``vectors[k]``
+    from atom i to the image of j in reach), or None where this search does not apply.
+
+    It applies to a box periodic in all three directions, orthorhombic, and wider than twice the cutoff, as
+    most MD boxes are: then every pair within the cutoff has exactly one periodic image in reach, and
+    scipy's periodic k-d tree finds the pairs faster than matscipy's cell list at long cutoffs (a
+    1,024-molecule liquid box at the SOAP reach, 8.7 A: the tree's search 7-9 ms, matscipy's list 46 ms).
+    At the denoiser's 4.5 A matscipy is as fast and its pairs come sorted by centre, which the denoiser's
+    blocks of edges use, so :func:`neighbor_edges` keeps it."""
+    from scipy.spatial import cKDTree
+
+    lengths = np.diag(cell)
+    if not pbc.all() or np.any(cell != np.diag(lengths)) or not np.all(lengths > 2.0 * cutoff) or len(positions) < 2:
+        return None
+    wrapped = np.mod(positions, lengths)
+    wrapped[wrapped >= lengths] = 0.0  # np.mod can round a tiny negative coordinate up to the length itself
+    pairs = cKDTree(wrapped, boxsize=lengths).query_pairs(cutoff, output_type="ndarray")
+    i, j = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    direct = positions[j] - positions[i]
+    images = -np.round(direct / lengths)  # the image of j nearest to i, in box lengths
+    vectors = direct + images * lengths
+    keep = np.einsum("ij,ij->i", vectors, vectors) < cutoff * cutoff  # the tree keeps pairs at <= cutoff
+    i, j, vectors = i[keep], j[keep], vectors[keep]
+    return np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([vectors, -vectors])
+
+
 def neighbor_edges(
     positions: np.ndarray, cell: np.ndarray | None, pbc: tuple[bool, bool, bool] | np.ndarray, cutoff: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -27,6 +56,21 @@ def neighbor_edges(
     cell = np.asarray(cell, dtype=np.float64)
     i, j, s = neighbour_list("ijS", positions=pos, cell=cell, pbc=pbc_arr, cutoff=cutoff)
     return np.stack([i, j]).astype(np.int64), s.astype(np.float64) @ cell
+
+
+def neighbor_pairs(
+    positions: np.ndarray, cell: np.ndarray, pbc: tuple[bool, bool, bool] | np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """All directed pairs (i, j) of a periodic box closer than ``cutoff``, in no particular order (for
+    counts over pairs; :func:`neighbor_edges` gives them sorted, with their image shifts)."""
+    pos = np.ascontiguousarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    pbc_arr = np.asarray(pbc, dtype=bool)
+    found = _orthorhombic_pairs(pos, cell, pbc_arr, cutoff)
+    if found is not None:
+        return found[0], found[1]
+    i, j = neighbour_list("ij", positions=pos, cell=cell, pbc=pbc_arr, cutoff=cutoff)
+    return i.astype(np.int64), j.astype(np.int64)
 
 
 def cloud_pairs(positions: np.ndarray, centres: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -67,9 +111,13 @@ def neighbor_vectors(
     pos = np.ascontiguousarray(positions, dtype=np.float64)
     pbc_arr = np.asarray(pbc, dtype=bool)
     if cell is not None and pbc_arr.any():
-        first, vectors = neighbour_list("iD", positions=pos, cell=np.asarray(cell, dtype=np.float64), pbc=pbc_arr,
-                                        cutoff=cutoff)
-        first = first.astype(np.int64)
+        cell = np.asarray(cell, dtype=np.float64)
+        found = _orthorhombic_pairs(pos, cell, pbc_arr, cutoff)
+        if found is not None:
+            first, _, vectors = found
+        else:
+            first, vectors = neighbour_list("iD", positions=pos, cell=cell, pbc=pbc_arr, cutoff=cutoff)
+            first = first.astype(np.int64)
         if centers is not None:  # keep the centres' pairs, renumbered in centre order
             rank = np.full(len(pos), -1, dtype=np.int64)
             rank[centers] = np.arange(len(centers))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classifier import row_distance
-from .geometry import cloud_pairs, neighbor_edges
+from .geometry import cloud_pairs, neighbor_pairs
 from .phases import LIQUID, OTHER_CRYSTAL
 
 #: A: about one unit cell of the low-symmetry ices. A crystal with several distinct sites (ice V: four,
@@ -104,7 +104,7 @@ def find_other_crystal(
         # the compute's open cloud: search around those centres only (the ghosts can outnumber them)
         i, j = cloud_pairs(positions, np.flatnonzero(liquid), RADIUS)
     else:
-        i, j = neighbor_edges(positions, cell, pbc, RADIUS)[0]
+        i, j = neighbor_pairs(positions, cell, pbc, RADIUS)
         keep = i < len(codes)
         keep[keep] = liquid[i[keep]]
         i, j = i[keep], j[keep]
