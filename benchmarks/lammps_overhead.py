@@ -12,11 +12,14 @@
     the compute's own timers (keyword `timing yes`) in the every-100-steps run.
 (c) Memory: VmRSS of a LAMMPS process (driven from Python) over many invocations on a small system.
 (d) Parallel speed-up: time per invocation on 1 and 2 MPI ranks for an oxygen-only system of ~8000 O.
+(e) With --baseline B: the cost per invocation of the model and of B side by side (runs alternating), on
+    oxygen-only boxes of ~430 and ~4,100 O; --only-compare runs (e) alone.
 
 The inputs are in benchmarks/lammps/. Timings are wall-clock of single runs; on a shared machine they move
 with whatever else runs. --quick runs a reduced version (small systems, few steps) in under a minute.
 
-Usage: .venv/bin/python benchmarks/lammps_overhead.py [--quick] [--model M] [--workdir DIR]
+Usage: .venv/bin/python benchmarks/lammps_overhead.py [--quick] [--model M] [--baseline B [--only-compare]]
+       [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -66,10 +69,14 @@ class Scale:
     memory_reps: tuple[int, int, int]  # ice Ih unit cells of the oxygen-only system of (c)
     parallel_width: float  # smallest box width (A) of the oxygen-only system of (d)
     parallel_calls: int  # timed invocations per rank count in (d), after one warm-up
+    compare_widths: tuple[float, ...]  # smallest box widths (A) of the oxygen-only systems of (e)
+    compare_calls: int  # timed invocations per run in (e)
+    compare_rounds: int  # runs of each model per size in (e)
 
 
-FULL = Scale((4, 4, 4), 2000, (1000, 100), 1000, 120.0, (2, 2, 2), 60.0, 3)
-QUICK = Scale((3, 3, 2), 200, (100, 10), 60, 15.0, (2, 2, 2), 30.0, 1)
+# (e): ~430 and ~4,100 oxygens, the two box sizes of issue 10
+FULL = Scale((4, 4, 4), 2000, (1000, 100), 1000, 120.0, (2, 2, 2), 60.0, 3, (22.0, 48.0), 3, 2)
+QUICK = Scale((3, 3, 2), 200, (100, 10), 60, 15.0, (2, 2, 2), 30.0, 1, (22.0,), 1, 1)
 
 
 @dataclass
@@ -306,11 +313,53 @@ def parallel_speedup(work: Path, scale: Scale, model: Path, ghost: float, keywor
     print(f"  speed-up 2 ranks vs 1: {median[1] / median[2]:.2f}x (target >= 1.6x; 2 cores, shared with other work)")
 
 
+# ---- (e) -----------------------------------------------------------------------------------------
+def model_comparison(work: Path, scale: Scale, model: Path, baseline: Path) -> None:
+    """Per-call cost of two model files side by side: the same oxygen-only boxes, 1 rank, the runs of the two
+    models alternating (model, baseline, model, baseline) so that a change in the machine's load hits both."""
+    sizes = []
+    for width in scale.compare_widths:
+        data = work / f"compare_{width:g}.data"
+        proc = subprocess.run([sys.executable, str(REPO / "examples" / "lammps_inputs" / "make_ice_oxygen_data.py"),
+                               "--out", str(data), "--width", str(width)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        sizes.append(data)
+    from icephase_lmp.model_file import read_metadata
+
+    ghost = max(float(read_metadata(m)["ghost_cutoff"]) for m in (model, baseline))
+    ghost = float(np.ceil(ghost * 100.0 - 1e-6) / 100.0)
+    print(f"(e) model against baseline per call: oxygen-only ice Ih with a disordered slab, 1 rank, "
+          f"{scale.compare_calls} timed calls per run after a warm-up, runs alternating, best run of "
+          f"{scale.compare_rounds} each")
+    print(f"  model    {model}\n  baseline {baseline}")
+    for data in sizes:
+        best: dict[str, Call] = {}
+        for _ in range(scale.compare_rounds):
+            for key, path in (("model", model), ("baseline", baseline)):
+                log = run_lammps(work, INPUTS / "in.percall",
+                                 {"data": data.name, "ncalls": scale.compare_calls, "ghost": ghost, "model": path,
+                                  "plugin": PLUGIN, "keywords": compute_keywords(path)}, f"compare_{key}.log")
+                calls = parse_calls(log)[1:]  # the first is the warm-up
+                fastest = min(calls, key=lambda c: c.total)
+                if key not in best or fastest.total < best[key].total:
+                    best[key] = fastest
+        m, b = best["model"], best["baseline"]
+        n = m.oxygens
+        print(f"  {n:6d} O: model {1e6 * m.total / n:7.1f} us/O per call (denoise {1e6 * m.denoise / n:.1f}, classify "
+              f"{1e6 * m.classify / n:.1f}; {m.iterations} iterations) | baseline {1e6 * b.total / n:7.1f} (denoise "
+              f"{1e6 * b.denoise / n:.1f}, classify {1e6 * b.classify / n:.1f}; {b.iterations} iterations) | "
+              f"baseline / model {b.total / m.total:.2f}x")
+
+
 # ---- main ----------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
     ap.add_argument("--model", type=Path, default=MODEL)
+    ap.add_argument("--baseline", type=Path,
+                    help="a second model file: (e) compares their cost per call (e.g. the previous shipped model)")
+    ap.add_argument("--only-compare", action="store_true", help="with --baseline: run (e) alone")
     ap.add_argument("--workdir", type=Path, help="keep the inputs, logs and dumps here (default: a temporary folder)")
     ap.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--calls", type=int, default=1000, help=argparse.SUPPRESS)
@@ -338,12 +387,16 @@ def main() -> None:
     print(f"model {model} (compute keywords: {keywords}); ghost cutoff {ghost:g} A; {os.cpu_count()} cores, "
           f"1 thread per rank; wall-clock timings of single runs (a shared machine moves them)")
     print()
-    md_overhead(work, scale, model, ghost, keywords)
-    print()
-    memory_growth(work, scale, model, ghost, keywords)
-    print()
-    parallel_speedup(work, scale, model, ghost, keywords)
-    print()
+    if not (args.only_compare and args.baseline):
+        md_overhead(work, scale, model, ghost, keywords)
+        print()
+        memory_growth(work, scale, model, ghost, keywords)
+        print()
+        parallel_speedup(work, scale, model, ghost, keywords)
+        print()
+    if args.baseline:
+        model_comparison(work, scale, model, args.baseline.resolve())
+        print()
     print(f"benchmark wall time: {time.perf_counter() - t0:.0f} s")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
