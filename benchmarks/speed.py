@@ -10,7 +10,8 @@ oxygen (issue 10).
 
 Both models run through this checkout's code, so the ratio is what the model file changes (iterations,
 SOAP size); code changes show in the figures of either model against older runs. The previous shipped
-model is in git history:  git show e402065:models/icephase-7phase.pth > /tmp/previous.pth
+model is in git history: the last file with the nequip form of the denoiser (docs/validation.md, "The compact
+denoiser") is  git show 8cd74a3:models/icephase-7phase.pth > /tmp/previous.pth
 `--baseline-soap dscribe` computes the baseline's SOAP with DScribe's extension (the code before our
 kernel) instead: with no --baseline the same model, so the ratio is what the kernel changes.
 

@@ -81,3 +81,26 @@ def test_row_distance_matches_the_classifiers_metrics():
                                    atol=1e-12)
     with pytest.raises(ClassifierError, match="metric"):
         row_distance(a, b, "manhattan")
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_repeat_counts_are_the_whole_distances(metric):
+    """The Euclidean count compares the leading components first; pairs close in them and far in the rest,
+    far in them, and exactly at the threshold count as the whole distance says, NaN rows never."""
+    from icephase_lmp.other_crystal import _LEADING
+
+    rng = np.random.default_rng(3)
+    reduced = rng.normal(size=(600, 30)) * 4.0
+    reduced[1::3] = reduced[0] + rng.normal(size=(200, 30)) * 0.4  # a third repeat row 0's environment
+    reduced[2::9, _LEADING:] += 20.0  # close in the leading components only
+    reduced[7] = np.nan
+    i, j = rng.integers(0, 600, 50_000), rng.integers(0, 600, 50_000)
+    threshold = 3.0 if metric == "euclidean" else 0.01
+    d = row_distance(reduced[i], reduced[j], metric)
+    want = np.bincount(i[d < threshold], minlength=600)
+    assert want.sum() > 100 and np.array_equal(repeat_counts(reduced, (i, j), metric, threshold, 600), want)
+    # a pair exactly at the threshold in the leading components alone is not a repeat
+    exact = np.zeros((2, 30))
+    exact[1, 0] = threshold if metric == "euclidean" else 0.0
+    if metric == "euclidean":
+        assert repeat_counts(exact, (np.array([0]), np.array([1])), metric, threshold, 1)[0] == 0

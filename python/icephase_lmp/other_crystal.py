@@ -37,6 +37,11 @@ MIN_REPEATS = 3
 
 
 _CHUNK = 65536  # pairs per block: memory stays bounded on large systems
+#: Leading reduced components compared first with the Euclidean metric: a pair that differs by the threshold
+#: or more in them differs by at least as much in all of them, so only the others need the whole distance
+#: (in the GCIceNet liquid frame 1.2% of the pairs, in the crystal T 51%). Exact, and cheaper than
+#: gathering every component of every pair.
+_LEADING = 8
 
 
 def repeat_counts(
@@ -49,10 +54,15 @@ def repeat_counts(
     i, j = i[mine], j[mine]
     if len(i) == 0:
         return np.zeros(n_centres, dtype=np.int64)
-    d = np.concatenate([
-        row_distance(reduced[i[k : k + _CHUNK]], reduced[j[k : k + _CHUNK]], metric) for k in range(0, len(i), _CHUNK)
-    ])
-    return np.bincount(i[d < threshold], minlength=n_centres)
+    repeats = []
+    for k in range(0, len(i), _CHUNK):
+        a, b = i[k : k + _CHUNK], j[k : k + _CHUNK]
+        if metric == "euclidean":
+            lead = reduced[a, :_LEADING] - reduced[b, :_LEADING]
+            close = np.einsum("ij,ij->i", lead, lead) < threshold * threshold
+            a, b = a[close], b[close]
+        repeats.append(a[row_distance(reduced[a], reduced[b], metric) < threshold])
+    return np.bincount(np.concatenate(repeats), minlength=n_centres)
 
 
 def mark_other_crystal(codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
