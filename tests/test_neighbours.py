@@ -46,3 +46,24 @@ def test_other_boxes_go_to_matscipy(rng):
         i, j = neighbour_list("ij", positions=pos, cell=cell, pbc=pbc, cutoff=cutoff)
         got = neighbor_pairs(pos, cell, pbc, cutoff)
         assert sorted(zip(*got)) == sorted(zip(i.tolist(), j.tolist()))
+
+
+def test_too_close_in_a_wide_orthorhombic_box(rng):
+    """The periodic tree flags exactly the atoms that a brute-force minimum-image search flags: pairs across
+    a face, across a corner, an unwrapped atom, and a pair just beyond the distance."""
+    from icephase_lmp.geometry import too_close
+
+    pos, cubic = liquid_like(300, 0.9, rng, min_dist=2.6)
+    box = cubic[0, 0]
+    pos[0] = [0.1, 5.0, 5.0]
+    pos[1] = [box - 0.5, 5.0, 5.0]  # 0.6 A from atom 0 across the face
+    pos[2] = [0.2, 0.2, 0.2]
+    pos[3] = [box - 0.3, box - 0.3, box - 0.3]  # across the corner
+    pos[4] = pos[10] + [2.0 + 1e-6, 0.0, 0.0]  # just beyond the distance
+    pos[5] = pos[20] + [1.5 + box, 0.0, 0.0]  # unwrapped, 1.5 A from atom 20
+    d = pos[:, None, :] - pos[None, :, :]
+    d -= box * np.round(d / box)
+    dist = np.linalg.norm(d, axis=2) + np.diag(np.full(len(pos), np.inf))
+    want = dist.min(axis=1) < 2.0
+    assert want[[0, 1, 2, 3, 5, 20]].all() and not want[10]  # 10: its nearest is atom 4, just beyond
+    assert np.array_equal(too_close(pos, cubic, (True, True, True), 2.0), want)

@@ -6,6 +6,20 @@ import numpy as np
 from matscipy.neighbours import neighbour_list
 
 
+def _is_wide_orthorhombic(cell: np.ndarray, cutoff: float) -> bool:
+    """An orthorhombic cell wider than twice ``cutoff``: every pair within the cutoff then has exactly one
+    periodic image in reach, which scipy's periodic k-d tree (``boxsize``) finds."""
+    lengths = np.diag(cell)
+    return not np.any(cell != np.diag(lengths)) and bool(np.all(lengths > 2.0 * cutoff))
+
+
+def _wrap_orthorhombic(positions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Positions moved into [0, L) along each axis, as scipy's periodic k-d tree requires."""
+    wrapped = np.mod(positions, lengths)
+    wrapped[wrapped >= lengths] = 0.0  # np.mod can round a tiny negative coordinate up to the length itself
+    return wrapped
+
+
 def _orthorhombic_pairs(
     positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -20,12 +34,10 @@ def _orthorhombic_pairs(
     blocks of edges use, so :func:`neighbor_edges` keeps it."""
     from scipy.spatial import cKDTree
 
-    lengths = np.diag(cell)
-    if not pbc.all() or np.any(cell != np.diag(lengths)) or not np.all(lengths > 2.0 * cutoff) or len(positions) < 2:
+    if not pbc.all() or not _is_wide_orthorhombic(cell, cutoff) or len(positions) < 2:
         return None
-    wrapped = np.mod(positions, lengths)
-    wrapped[wrapped >= lengths] = 0.0  # np.mod can round a tiny negative coordinate up to the length itself
-    pairs = cKDTree(wrapped, boxsize=lengths).query_pairs(cutoff, output_type="ndarray")
+    lengths = np.diag(cell)
+    pairs = cKDTree(_wrap_orthorhombic(positions, lengths), boxsize=lengths).query_pairs(cutoff, output_type="ndarray")
     i, j = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
     direct = positions[j] - positions[i]
     images = -np.round(direct / lengths)  # the image of j nearest to i, in box lengths
@@ -179,9 +191,10 @@ def too_close(
     """(N,) bool: atoms with another atom (or periodic image) closer than ``distance``.
 
     A k-d tree asks each atom for its nearest neighbour only, so the memory stays linear in the number of
-    atoms even when many atoms sit on one spot (a full neighbour list would hold every pair). Periodic
-    directions use the 3^3 neighbouring images of the wrapped atoms, which hold every pair closer than the
-    box's perpendicular width; a box narrower than ``distance`` is not water anyway."""
+    atoms even when many atoms sit on one spot (a full neighbour list would hold every pair). A wide
+    orthorhombic box periodic in x, y and z goes to scipy's periodic tree; other periodic directions use the
+    3^3 neighbouring images of the wrapped atoms, which hold every pair closer than the box's perpendicular
+    width; a box narrower than ``distance`` is not water anyway."""
     from scipy.spatial import cKDTree
 
     pos = np.asarray(positions, dtype=np.float64)
@@ -190,6 +203,12 @@ def too_close(
         return np.zeros(n, dtype=bool)
     pbc_arr = np.asarray(pbc, dtype=bool)
     points = pos
+    if cell is not None and pbc_arr.all() and _is_wide_orthorhombic(np.asarray(cell, dtype=np.float64), distance):
+        # the common MD box: scipy's periodic tree answers directly, without 27 copies of the atoms
+        lengths = np.diag(np.asarray(cell, dtype=np.float64))
+        wrapped = _wrap_orthorhombic(pos, lengths)
+        dist, _ = cKDTree(wrapped, boxsize=lengths).query(wrapped, k=2)
+        return dist[:, 1] < distance
     if cell is not None and pbc_arr.any():
         cell = np.asarray(cell, dtype=np.float64)
         pos = wrap_positions(pos, cell, pbc_arr)
