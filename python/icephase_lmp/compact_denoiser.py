@@ -105,11 +105,13 @@ class CompactLayer(torch.nn.Module):
         return packed
 
     def forward(self, x: torch.Tensor, radial: torch.Tensor, unit: torch.Tensor, src: torch.Tensor,
-                dst: torch.Tensor, block: int) -> torch.Tensor:
+                dst: torch.Tensor, block: int, paired: bool) -> torch.Tensor:
         """New node features from the old ones x (N, 4F) and the edges' radial basis (E, B), unit vectors
         (E, 3), neighbours src and centres dst, taken ``block`` edges at a time: every per-edge array of a
         block then stays in the CPU's cache (all at once, the edge arrays of a 1000-molecule box are tens of
-        MB and each elementwise product waits on memory)."""
+        MB and each elementwise product waits on memory). With ``paired`` every edge also stands for its
+        reverse (centre and neighbour swapped, unit vector negated), whose radial weights are the same: they
+        are computed once for both."""
         n = x.shape[0]
         f = self.features
         e = radial.shape[0]
@@ -125,6 +127,9 @@ class CompactLayer(torch.nn.Module):
             w = torch.nn.functional.silu(radial[start:stop] @ self.radial_in) @ self.radial_out
             h = hx if self.first else torch.index_select(hx, 0, src[start:stop])
             summed.index_add_(0, dst[start:stop], self.messages(w, h, unit[start:stop]))
+            if paired:
+                h = hx if self.first else torch.index_select(hx, 0, dst[start:stop])
+                summed.index_add_(0, src[start:stop], self.messages(w, h, -unit[start:stop]))
         width_s = f if self.first else 2 * f
         gate_s = summed[:, :width_s] @ self.mix_s  # (N, 2F): F scalars, then F gates
         # the vector messages of each component are as wide as the scalar ones: F, or 2F after the first layer
@@ -163,6 +168,17 @@ class CompactDenoiser(torch.nn.Module):
 
     def forward(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
         """eps: pos (N, 3), edge_index (2, E), edge_shift (E, 3), Angstrom -> (N, 3), Angstrom."""
+        return self._eps(pos, edge_index, edge_shift, False)
+
+    @torch.jit.export
+    def forward_pairs(self, pos: torch.Tensor, pair_index: torch.Tensor, pair_shift: torch.Tensor) -> torch.Tensor:
+        """eps from each pair given once: ``pair_index`` (2, P) and ``pair_shift`` (P, 3) hold one direction of
+        every edge (the reverse, j -> i with shift -s, is implied), so each pair's radial weights, about
+        half the cost of a layer, are computed once (denoise.py uses it offline, where the list is ours)."""
+        return self._eps(pos, pair_index, pair_shift, True)
+
+    def _eps(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor, paired: bool
+             ) -> torch.Tensor:
         dst = edge_index[0]  # the centre, which receives the message
         src = edge_index[1]  # the neighbour, which sends it
         vec = torch.index_select(pos, 0, src) - torch.index_select(pos, 0, dst) + edge_shift
@@ -176,7 +192,7 @@ class CompactDenoiser(torch.nn.Module):
         features = torch.zeros(pos.shape[0], 1, dtype=pos.dtype, device=pos.device)
         block = self.edge_block if pos.device.type == "cpu" else max(edge_index.shape[1], 1)
         for layer in self.layers:
-            features = layer(features, radial, unit, src, dst, block)
+            features = layer(features, radial, unit, src, dst, block, paired)
         return (features @ self.readout) * self.output_scale
 
 

@@ -139,11 +139,12 @@ def inference_module(model: Denoiser, config: DenoiserConfig) -> "tuple[torch.ji
 
     if compact_denoiser.supports(config):
         module, form = torch.jit.script(compact_denoiser.from_nequip(model.eval(), config)), "compact"
+        keep = ["forward_pairs"]  # freezing keeps only forward unless told
     else:
-        module, form = script_denoiser(model), "nequip"
+        module, form, keep = script_denoiser(model), "nequip", []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.freeze(module.eval()), form
+        return torch.jit.freeze(module.eval(), preserved_attrs=keep), form
 
 
 def script_denoiser(model: Denoiser) -> torch.jit.ScriptModule:
