@@ -15,8 +15,9 @@ Every linear map, path constant and activation scale is read off the nequip modu
 basis inputs (``from_nequip``), never retyped, so the two give the same eps to float32 rounding
 (tests/test_compact_denoiser.py compares them on ice and liquid). The compact module has the same
 ``forward(pos, edge_index, edge_shift) -> eps`` contract (denoiser_network.py's docstring), so the plugin and
-the offline pipeline load it from a model file exactly as before. Per call on one CPU thread it costs 0.3-0.4x
-of the nequip module (docs/validation.md, "The compact denoiser").
+the offline pipeline load it from a model file exactly as before; offline, ``forward_pairs`` takes each pair
+of the symmetric edge list once. Per call on one CPU thread it costs 0.3-0.4x of the nequip module
+(docs/validation.md, "The compact denoiser").
 
 Only the architecture we train is covered (l_max 1, even-parity features, one atom type): ``supports``
 says whether a configuration is; other denoisers stay nequip modules.
@@ -49,8 +50,8 @@ class CompactLayer(torch.nn.Module):
     times slower on CPU). Every node-wise linear map is equivariant, so it is one matrix for the scalars and
     one for the vectors, applied to the three components at once (rows (3N, F)): ``lin_s`` / ``lin_v`` (the
     first linear map, with the neighbour-count normalisation), ``self_s`` / ``self_v`` (the self-connection),
-    ``mix_s`` / ``mix_v`` (from the summed messages to the gate's input: 2F scalars, F scalars and F gates,
-    and F vectors). ``radial_out`` (H, 4F) is the radial MLP's last layer, whose columns are already
+    ``mix_s`` / ``mix_v`` (from the summed messages, 2F scalars and 2F vectors after the first layer, to the
+    gate's input: F scalars and F gates, and F vectors). ``radial_out`` (H, 4F) is the radial MLP's last layer, whose columns are already
     multiplied by every constant of their tensor-product path (paths in the order 0x0->0, 1x1->0, 0x1->1,
     1x0->1; the first layer, whose input has no vectors, has only 0x0->0 and 0x1->1: (H, 2F))."""
 
