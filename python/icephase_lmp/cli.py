@@ -409,8 +409,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"format           {meta['format']} v{meta['format_version']} (icephase {meta['icephase_version']})")
     print(f"species          {', '.join(meta['species'])} (lengths in {meta['length_unit']})")
     # files from before the compact form store the scripted nequip network
-    form = {"compact": "stored in compact form", "nequip": "stored as the nequip network"}[
-        meta.get("denoiser_module", "nequip")] if meta.get("denoiser_module", "nequip") in ("compact", "nequip") else meta["denoiser_module"]
+    module = meta.get("denoiser_module", "nequip")
+    form = {"compact": "stored in compact form", "nequip": "stored as the nequip network"}.get(module, module)
     print(f"denoiser         NequIP, {d['num_layers']} layers, r_max {d['r_max']} A, l_max {d['l_max']}, "
           f"{d['num_features']} features; receptive field {meta['receptive_field']} A; {form}")
     print(f"ghost cutoff     {meta['ghost_cutoff']} A (LAMMPS: comm_modify cutoff >= this)")

@@ -16,7 +16,9 @@ from .classifier import Classifier
 from .errors import ModelFileError
 from .denoised_references import DenoisedReferenceSettings, add_denoised_references
 from .denoiser_network import DenoiserConfig, denoiser_from_weights, inference_module
-from .model_file import IcephaseModel, build_metadata, load_model, read_metadata, save_model, training_reference_specs
+from .model_file import (
+    IcephaseModel, build_metadata, load_model, read_metadata, save_model, state_arrays, training_reference_specs,
+)
 from .references import Reference
 from .train import load_trained, read_checkpoint, read_run_config
 
@@ -32,27 +34,26 @@ def training_references(source: str | Path) -> list[str] | None:
     return read_run_config(source).get("references") or None
 
 
-def _weights(module: torch.nn.Module) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-
-
-def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, str, DenoiserConfig, dict, dict]:
+def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, str, DenoiserConfig, dict, dict[str, np.ndarray]]:
     """The denoiser of a model file or a run folder as a model file stores it: frozen module, its form
     (``inference_module``), architecture, training record, and the training network's weights."""
     if source.is_file():
-        model = load_model(source)
-        config = DenoiserConfig(**model.metadata["denoiser"])
-        # a file from before denoisers were frozen: its scripted denoiser holds the weights itself
-        weights = model.weights if model.weights is not None else _weights(model.denoiser)
-        eager, training = denoiser_from_weights(config, weights), model.metadata.get("training", {})
-    else:
-        if not (source / "checkpoint.pt").is_file():
-            raise ModelFileError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")
-        eager, run_config = load_trained(source)
-        config, weights = run_config.model, _weights(eager)
-        training = {"config": asdict(run_config), "steps_done": int(read_checkpoint(source / "checkpoint.pt")["step"])}
-    module, form = inference_module(eager, config)
-    return module, form, config, training, weights
+        return _model_denoiser(load_model(source))
+    if not (source / "checkpoint.pt").is_file():
+        raise ModelFileError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")
+    eager, run_config = load_trained(source)
+    training = {"config": asdict(run_config), "steps_done": int(read_checkpoint(source / "checkpoint.pt")["step"])}
+    module, form = inference_module(eager, run_config.model)
+    return module, form, run_config.model, training, state_arrays(eager)
+
+
+def _model_denoiser(model: IcephaseModel) -> tuple[torch.jit.ScriptModule, str, DenoiserConfig, dict,
+                                                   dict[str, np.ndarray]]:
+    """As :func:`_denoiser`, for a loaded model file: its network rebuilt from its weights."""
+    config = DenoiserConfig(**model.metadata["denoiser"])
+    weights = model.network_weights()
+    module, form = inference_module(denoiser_from_weights(config, weights), config)
+    return module, form, config, model.metadata.get("training", {}), weights
 
 
 def recompile_denoiser(source: str | Path, out: str | Path) -> Path:
@@ -62,8 +63,8 @@ def recompile_denoiser(source: str | Path, out: str | Path) -> Path:
     source = Path(source)
     if not source.is_file():
         raise ModelFileError(f"{source}: --keep-classifier takes a model file, not a training run folder")
-    module, form, _, _, weights = _denoiser(source)
     model = load_model(source)
+    module, form, _, _, weights = _model_denoiser(model)
     metadata = dict(model.metadata, denoiser_module=form)
     return save_model(out, module, model.classifier, metadata, weights)
 

@@ -203,14 +203,15 @@ def too_close(
         return np.zeros(n, dtype=bool)
     pbc_arr = np.asarray(pbc, dtype=bool)
     points = pos
-    if cell is not None and pbc_arr.all() and _is_wide_orthorhombic(np.asarray(cell, dtype=np.float64), distance):
+    if cell is not None:
+        cell = np.asarray(cell, dtype=np.float64)
+    if cell is not None and pbc_arr.all() and _is_wide_orthorhombic(cell, distance):
         # the common MD box: scipy's periodic tree answers directly, without 27 copies of the atoms
-        lengths = np.diag(np.asarray(cell, dtype=np.float64))
+        lengths = np.diag(cell)
         wrapped = _wrap_orthorhombic(pos, lengths)
         dist, _ = cKDTree(wrapped, boxsize=lengths).query(wrapped, k=2)
         return dist[:, 1] < distance
     if cell is not None and pbc_arr.any():
-        cell = np.asarray(cell, dtype=np.float64)
         pos = wrap_positions(pos, cell, pbc_arr)
         ranges = [(-1, 0, 1) if p else (0,) for p in pbc_arr]
         shifts = np.array([[i, j, k] for i in ranges[0] for j in ranges[1] for k in ranges[2]], dtype=np.float64)

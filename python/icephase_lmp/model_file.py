@@ -76,6 +76,11 @@ class IcephaseModel:
     #: denoiser); None for a file written before the denoiser was frozen
     weights: "dict[str, np.ndarray] | None" = None
 
+    def network_weights(self) -> "dict[str, np.ndarray]":
+        """The training network's weights: ``weights``, or, in a file from before denoisers were frozen, the
+        scripted denoiser's own state."""
+        return self.weights if self.weights is not None else state_arrays(self.denoiser)
+
     @property
     def r_max(self) -> float:
         """The denoiser's cutoff, Angstrom."""
@@ -126,6 +131,11 @@ def build_metadata(
     }
 
 
+def state_arrays(module: "torch.nn.Module") -> "dict[str, np.ndarray]":
+    """A module's state as numpy arrays by state-dict name (what ``denoiser_weights.npz`` holds)."""
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
 def save_model(
     path: str | Path, denoiser: "torch.jit.ScriptModule", classifier: Classifier, metadata: dict,
     weights: "dict[str, np.ndarray] | None" = None,
@@ -158,7 +168,7 @@ def save_model(
     import torch
 
     if weights is None:  # a scripted denoiser: keep its weights for fine-tuning, then freeze it
-        weights = {k: v.detach().cpu().numpy() for k, v in denoiser.state_dict().items()}
+        weights = state_arrays(denoiser)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             denoiser = torch.jit.freeze(denoiser.eval())

@@ -213,8 +213,7 @@ def initial_denoiser(model_file: str | Path, config: TrainConfig) -> Denoiser:
         # the stored weights (or, in a file from before denoisers were frozen, the scripted copy's state) also
         # hold constants that eager modules keep as plain attributes (normalisation constants): every
         # trainable weight must be found, extra entries are those constants
-        state = ({k: torch.from_numpy(v) for k, v in source.weights.items()} if source.weights is not None
-                 else source.denoiser.state_dict())
+        state = {k: torch.from_numpy(v) for k, v in source.network_weights().items()}
     model = build_denoiser(config.model)
     # the cutoff lives in the state as a constant (1 / r_max): the new network keeps its own
     state = {k: v for k, v in state.items() if not k.endswith(_RMAX_CONSTANT)}
