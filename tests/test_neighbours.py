@@ -1,51 +1,78 @@
-"""The periodic k-d tree search (geometry._orthorhombic_pairs) finds exactly matscipy's pairs and vectors."""
+"""The neighbour searches of a periodic box (geometry.periodic_cloud + cloud_pairs, compiled or k-d tree) find
+exactly matscipy's pairs, in every kind of box, and the compiled search rejects bad input with a clear error."""
 
 import numpy as np
 import pytest
 from matscipy.neighbours import neighbour_list
 
 from conftest import liquid_like
-from icephase_lmp.geometry import _orthorhombic_pairs, neighbor_pairs, neighbor_vectors
+from icephase_lmp import geometry
+from icephase_lmp.geometry import cloud_pairs, periodic_cloud, periodic_pairs
 
 
-def _as_set(i, j, vectors):
-    return {(int(a), int(b), *np.round(v, 9)) for a, b, v in zip(i, j, vectors)}
-
-
-@pytest.mark.parametrize("cutoff", [3.5, 8.7])
-def test_tree_pairs_are_matscipys(cutoff, rng):
-    """A liquid-like orthorhombic box, with atoms outside the cell and one exactly on a face: the same
-    directed pairs with the same vectors, whichever search finds them."""
-    pos, cubic = liquid_like(400, 0.9, rng)
+def _boxes(rng):
+    """(name, positions, cell, pbc, cutoff): orthorhombic with unwrapped atoms and one on a face, tilted,
+    periodic in two directions only, and narrower than twice the cutoff (an atom meets several images of
+    another, and its own)."""
+    pos, cubic = liquid_like(300, 0.9, rng)
     cell = np.diag(np.diag(cubic) * [1.0, 1.1, 0.95])
-    pos = pos * [1.0, 1.1, 0.95]
-    pos[:5] += cell.diagonal() * [1, -1, 2]  # unwrapped atoms
-    pos[5, 0] = 0.0
-    pbc = np.ones(3, dtype=bool)
-    found = _orthorhombic_pairs(pos, cell, pbc, cutoff)
-    assert found is not None
-    i, j, d = neighbour_list("ijD", positions=pos, cell=cell, pbc=pbc, cutoff=cutoff)
-    assert len(found[0]) == len(i) > 0
-    assert _as_set(*found) == _as_set(i, j, d)
-    first, vectors = neighbor_vectors(pos, cell, pbc, cutoff)
-    assert _as_set(first, found[1], vectors) == _as_set(i, j, d)
-    assert set(zip(*neighbor_pairs(pos, cell, pbc, cutoff))) == set(zip(i.tolist(), j.tolist()))
-
-
-def test_other_boxes_go_to_matscipy(rng):
-    """Tilted, partly periodic, or narrower than twice the cutoff (an atom then meets several images of
-    another): the tree does not apply, and the results are still matscipy's."""
-    pos, cubic = liquid_like(200, 0.9, rng)
+    stretched = pos * [1.0, 1.1, 0.95]
+    stretched[:5] += cell.diagonal() * [1, -1, 2]
+    stretched[5, 0] = 0.0
     tilted = cubic.copy()
     tilted[1, 0] = 3.0
-    box = cubic.diagonal()[0]
-    cases = [(tilted, np.ones(3, bool), 6.0), (cubic, np.array([True, True, False]), 6.0),
-             (cubic, np.ones(3, bool), 0.6 * box)]
-    for cell, pbc, cutoff in cases:
-        assert _orthorhombic_pairs(pos, cell, pbc, cutoff) is None
-        i, j = neighbour_list("ij", positions=pos, cell=cell, pbc=pbc, cutoff=cutoff)
-        got = neighbor_pairs(pos, cell, pbc, cutoff)
-        assert sorted(zip(*got)) == sorted(zip(i.tolist(), j.tolist()))
+    box = cubic[0, 0]
+    return [("orthorhombic", stretched, cell, np.ones(3, bool), 8.0),
+            ("tilted", pos, tilted, np.ones(3, bool), 6.0),
+            ("slab", pos, cubic, np.array([True, True, False]), 6.0),
+            ("small", pos[:40] * 0.5, cubic * 0.5, np.ones(3, bool), 0.8 * box)]
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "kd-tree"])
+def test_periodic_pairs_are_matscipys(compiled, rng, monkeypatch):
+    if compiled and geometry._soap_kernel is None:
+        pytest.fail("the compiled search was not built in this install")
+    if not compiled:
+        monkeypatch.setattr(geometry, "_soap_kernel", None)
+    for name, pos, cell, pbc, cutoff in _boxes(rng):
+        centres = np.arange(0, len(pos), 3)
+        i, j = periodic_pairs(pos, cell, pbc, centres, cutoff)
+        ai, aj = neighbour_list("ij", positions=pos, cell=cell, pbc=pbc, cutoff=cutoff)
+        mine = np.isin(ai, centres)
+        want = sorted(zip(ai[mine].tolist(), aj[mine].tolist()))
+        assert len(want) > 0, name
+        assert sorted(zip(i.tolist(), j.tolist())) == want, name  # images counted as often as matscipy has them
+
+
+def test_the_cloud_holds_every_neighbour_vector(rng):
+    """The vectors from each atom to the cloud's points within the cutoff are matscipy's periodic vectors."""
+    for name, pos, cell, pbc, cutoff in _boxes(rng):
+        cloud, owner = periodic_cloud(pos, cell, pbc, cutoff)
+        assert np.array_equal(owner[: len(pos)], np.arange(len(pos)))
+        centres = np.arange(len(pos))
+        i, j = cloud_pairs(cloud, centres, cutoff)
+        got = sorted((a, owner[b], *np.round(cloud[b] - cloud[a], 8)) for a, b in zip(i.tolist(), j.tolist()))
+        ai, aj, d = neighbour_list("ijD", positions=pos, cell=cell, pbc=pbc, cutoff=cutoff)
+        want = sorted((a, b, *np.round(v, 8)) for a, b, v in zip(ai.tolist(), aj.tolist(), d))
+        assert got == want, name
+
+
+def test_the_compiled_search_orders_and_rejects():
+    if geometry._soap_kernel is None:
+        pytest.fail("the compiled search was not built in this install")
+    pairs_within = geometry._soap_kernel.pairs_within
+    pos = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.5, 0.0], [1e6, 0.0, 0.0], [1e6, 0.5, 0.0]])
+    # centres in the order given, neighbours by index; far-apart points do not make the bins explode
+    i, j = pairs_within(pos, np.array([4, 0]), 2.0)
+    assert list(zip(i.tolist(), j.tolist())) == [(4, 3), (0, 1), (0, 2)]
+    bad = pos.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        pairs_within(bad, np.array([0]), 2.0)
+    with pytest.raises(ValueError, match="out of range"):
+        pairs_within(pos, np.array([5]), 2.0)
+    with pytest.raises(ValueError, match="positive"):
+        pairs_within(pos, np.array([0]), 0.0)
 
 
 def test_too_close_in_a_wide_orthorhombic_box(rng):

@@ -12,12 +12,19 @@
 //   p_(l, n, n') = prel_l sum_m c_nlm c_n'lm, n <= n',   features ordered by l, then (n, n') row by row
 // The centre's own Gaussian (r = 0) adds only to l = 0; soap.py passes it as `self_term`.
 //
+// The neighbours are found here too (`CellList`), in an open cloud of points: a periodic box enters as its
+// atoms followed by their images within the reach (geometry.periodic_cloud). Building the neighbour vectors
+// in numpy first cost as much as a third of the kernel itself, and their array (P x 3 doubles, ~90 pairs per
+// oxygen) grew with the system beyond every cache; here each centre's vectors are gathered into a scratch
+// array that is reused. `pairs_within` serves the other-crystal step's 8 A search the same way.
+//
 // SPDX-License-Identifier: GPL-2.0-or-later
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -171,106 +178,235 @@ ICEPHASE_HOT void expand(int L, int K, const double *Y, const double *R, double 
   }
 }
 
-struct Inputs {
-  long n_centres;
-  int L, N, G;
-  double spacing;
-  const double *vectors, *table, *self_term, *prel;
-  const int64_t *offsets;
-  double *out;
+// Points sorted into cubic bins at least `reach` wide, so that every point within `reach` of a point lies
+// in its own bin or one of the 26 around it. The bins span the cloud's bounding box; where that box is
+// sparse (a few atoms far apart) the bins grow so that there are never many more bins than points.
+class CellList {
+ public:
+  CellList(const double *pos, long n_points, double reach) : pos_(pos), reach2_(reach * reach)
+  {
+    double hi[3];
+    for (int d = 0; d < 3; ++d) lo_[d] = hi[d] = n_points ? pos[d] : 0.0;
+    for (long i = 0; i < n_points; ++i)
+      for (int d = 0; d < 3; ++d) {
+        lo_[d] = std::min(lo_[d], pos[3 * i + d]);
+        hi[d] = std::max(hi[d], pos[3 * i + d]);
+      }
+    double width = reach;
+    for (;;) {
+      long total = 1;
+      for (int d = 0; d < 3; ++d) {
+        n_[d] = int(std::min((hi[d] - lo_[d]) / width, 1e6)) + 1;
+        total *= n_[d];
+      }
+      if (total <= 4 * n_points + 64) break;
+      width *= 1.5;
+    }
+    inv_width_ = 1.0 / width;
+    start_.assign((long) n_[0] * n_[1] * n_[2] + 1, 0);
+    std::vector<long> bin_of(n_points);
+    for (long i = 0; i < n_points; ++i) {
+      bin_of[i] = bin(pos + 3 * i);
+      ++start_[bin_of[i] + 1];
+    }
+    for (size_t b = 1; b < start_.size(); ++b) start_[b] += start_[b - 1];
+    members_.resize(n_points);
+    std::vector<long> fill(start_.begin(), start_.end() - 1);
+    for (long i = 0; i < n_points; ++i) members_[fill[bin_of[i]]++] = i;    // ascending within a bin
+  }
+
+  // Calls visit(j, dx, dy, dz) for every point j != i closer than the reach to point i (strictly).
+  template <class Visit> void neighbours(long i, Visit &&visit) const
+  {
+    const double *p = pos_ + 3 * i;
+    int c[3];
+    for (int d = 0; d < 3; ++d) c[d] = coordinate(p[d], d);
+    for (int a = std::max(c[0] - 1, 0); a <= std::min(c[0] + 1, n_[0] - 1); ++a)
+      for (int b = std::max(c[1] - 1, 0); b <= std::min(c[1] + 1, n_[1] - 1); ++b)
+        for (int e = std::max(c[2] - 1, 0); e <= std::min(c[2] + 1, n_[2] - 1); ++e) {
+          const long cell = ((long) a * n_[1] + b) * n_[2] + e;
+          for (long k = start_[cell]; k < start_[cell + 1]; ++k) {
+            const long j = members_[k];
+            const double *q = pos_ + 3 * j;
+            const double dx = q[0] - p[0], dy = q[1] - p[1], dz = q[2] - p[2];
+            if (j != i && dx * dx + dy * dy + dz * dz < reach2_) visit(j, dx, dy, dz);
+          }
+        }
+  }
+
+ private:
+  int coordinate(double x, int d) const { return std::min(std::max(int((x - lo_[d]) * inv_width_), 0), n_[d] - 1); }
+  long bin(const double *p) const
+  {
+    return ((long) coordinate(p[0], 0) * n_[1] + coordinate(p[1], 1)) * n_[2] + coordinate(p[2], 2);
+  }
+
+  const double *pos_;
+  double reach2_, lo_[3], inv_width_;
+  int n_[3];
+  std::vector<long> start_, members_;
 };
 
-template <int NP> void power_spectra(const Inputs &in)
+// o[(l, n, n2)] = prel_l sum_m C[lm][n] C[lm][n2] for n <= n2: whole rows of the (NP x NP) product at a time,
+// which vectorise (a scalar sum per (n, n2) did not)
+template <int NP> ICEPHASE_HOT void contract(int L, int N, const double *C, const double *prel, double *o)
 {
-  const int L = in.L, N = in.N, nlm = L * L;
-  const long n_features = (long) L * N * (N + 1) / 2;
-  const SolidHarmonics harmonics(L - 1);
-  std::vector<double> x, y, z, r, r2, Y, cm, sm, Q, R;
-  std::vector<double> C((long) nlm * NP);
-  const double inv_h = 1.0 / in.spacing;
-  for (long c = 0; c < in.n_centres; ++c) {
-    const int K = int(in.offsets[c + 1] - in.offsets[c]);
-    if ((int) x.size() < K) {
-      x.resize(K), y.resize(K), z.resize(K), r.resize(K), r2.resize(K);
-      Y.resize((long) nlm * K), cm.resize((long) L * K), sm.resize((long) L * K), Q.resize((long) L * L * K);
-      R.resize((long) L * K * NP);
+  for (int l = 0; l < L; ++l) {
+    double P[NP][NP] = {};
+    for (int lm = l * l; lm < (l + 1) * (l + 1); ++lm) {
+      const double *c = C + lm * NP;
+      for (int n = 0; n < N; ++n) {
+        const double cn = c[n];
+        for (int n2 = 0; n2 < NP; ++n2) P[n][n2] += cn * c[n2];
+      }
     }
-    const double *v = in.vectors + 3 * in.offsets[c];
-    for (int p = 0; p < K; ++p) {
-      x[p] = v[3 * p], y[p] = v[3 * p + 1], z[p] = v[3 * p + 2];
-      r2[p] = x[p] * x[p] + y[p] * y[p] + z[p] * z[p];
-      r[p] = std::sqrt(r2[p]);
-    }
-    std::fill(C.begin(), C.end(), 0.0);
-    for (int n = 0; n < N; ++n) C[n] = in.self_term[n];    // l = m = 0
-    if (K > 0) {
-      solid_harmonics(harmonics, K, x.data(), y.data(), z.data(), r2.data(), Y.data(), cm.data(), sm.data(),
-                      Q.data());
-      radial<NP>(L, K, in.G, r.data(), in.table, inv_h, R.data());
-      expand<NP>(L, K, Y.data(), R.data(), C.data());
-    }
-    double *o = in.out + c * n_features;
-    for (int l = 0; l < L; ++l)
-      for (int n = 0; n < N; ++n)
-        for (int n2 = n; n2 < N; ++n2) {
-          double s = 0.0;
-          for (int lm = l * l; lm < (l + 1) * (l + 1); ++lm) s += C[lm * NP + n] * C[lm * NP + n2];
-          *o++ = in.prel[l] * s;
-        }
+    for (int n = 0; n < N; ++n)
+      for (int n2 = n; n2 < N; ++n2) *o++ = prel[l] * P[n][n2];
   }
 }
 
-py::array_t<double> power_spectrum(py::array_t<double, py::array::c_style | py::array::forcecast> vectors,
-                                   py::array_t<int64_t, py::array::c_style | py::array::forcecast> offsets,
-                                   py::array_t<double, py::array::c_style | py::array::forcecast> table,
-                                   double spacing, int n_max,
-                                   py::array_t<double, py::array::c_style | py::array::forcecast> self_term,
-                                   py::array_t<double, py::array::c_style | py::array::forcecast> prel)
+struct Descriptor {
+  int L, N, G;
+  double spacing;
+  const double *table, *self_term, *prel;
+};
+
+// One centre's power spectrum from its neighbour vectors (x, y, z: K each); the scratch arrays are kept
+// between centres.
+template <int NP> class Spectrum {
+ public:
+  explicit Spectrum(const Descriptor &d) : d_(d), harmonics_(d.L - 1), C_((long) d.L * d.L * NP) {}
+
+  std::vector<double> x, y, z;    // the caller fills these with the K neighbour vectors
+
+  void compute(int K, double *o)
+  {
+    const int L = d_.L, N = d_.N, nlm = L * L;
+    if ((int) r_.size() < K) {
+      r_.resize(K), r2_.resize(K);
+      Y_.resize((long) nlm * K), cm_.resize((long) L * K), sm_.resize((long) L * K), Q_.resize((long) L * L * K);
+      R_.resize((long) L * K * NP);
+    }
+    for (int p = 0; p < K; ++p) {
+      r2_[p] = x[p] * x[p] + y[p] * y[p] + z[p] * z[p];
+      r_[p] = std::sqrt(r2_[p]);
+    }
+    std::fill(C_.begin(), C_.end(), 0.0);
+    for (int n = 0; n < N; ++n) C_[n] = d_.self_term[n];    // l = m = 0
+    if (K > 0) {
+      solid_harmonics(harmonics_, K, x.data(), y.data(), z.data(), r2_.data(), Y_.data(), cm_.data(), sm_.data(),
+                      Q_.data());
+      radial<NP>(L, K, d_.G, r_.data(), d_.table, 1.0 / d_.spacing, R_.data());
+      expand<NP>(L, K, Y_.data(), R_.data(), C_.data());
+    }
+    contract<NP>(L, N, C_.data(), d_.prel, o);
+  }
+
+ private:
+  const Descriptor &d_;
+  const SolidHarmonics harmonics_;
+  std::vector<double> C_, r_, r2_, Y_, cm_, sm_, Q_, R_;
+};
+
+template <int NP>
+void power_spectra(const Descriptor &d, const CellList &cells, const int64_t *centres, long n_centres, double *out)
 {
-  if (vectors.ndim() != 2 || vectors.shape(1) != 3) throw std::invalid_argument("vectors must have shape (P, 3)");
-  if (offsets.ndim() != 1 || offsets.shape(0) < 1) throw std::invalid_argument("offsets must have shape (n + 1,)");
+  const long n_features = (long) d.L * d.N * (d.N + 1) / 2;
+  Spectrum<NP> spectrum(d);
+  for (long c = 0; c < n_centres; ++c) {
+    spectrum.x.clear(), spectrum.y.clear(), spectrum.z.clear();
+    cells.neighbours(centres[c], [&](long, double dx, double dy, double dz) {
+      spectrum.x.push_back(dx), spectrum.y.push_back(dy), spectrum.z.push_back(dz);
+    });
+    spectrum.compute(int(spectrum.x.size()), out + c * n_features);
+  }
+}
+
+using Points = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using Indices = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+// The checks every entry point makes: points (M, 3) finite, centres within 0..M-1, a positive reach.
+void check_cloud(const Points &points, const Indices &centres, double reach)
+{
+  if (points.ndim() != 2 || points.shape(1) != 3) throw std::invalid_argument("points must have shape (M, 3)");
+  if (centres.ndim() != 1) throw std::invalid_argument("centres must have shape (n,)");
+  if (!(reach > 0.0) || !std::isfinite(reach)) throw std::invalid_argument("the reach must be a positive distance");
+  const double *p = points.data();
+  for (long k = 0; k < 3 * (long) points.shape(0); ++k)
+    if (!std::isfinite(p[k])) throw std::invalid_argument("points must be finite (a NaN or infinite coordinate)");
+  const int64_t *c = centres.data();
+  for (long k = 0; k < (long) centres.shape(0); ++k)
+    if (c[k] < 0 || c[k] >= points.shape(0)) throw std::invalid_argument("a centre index is out of range");
+}
+
+py::array_t<double> power_spectrum(Points points, Indices centres, double reach, Points table, double spacing,
+                                   int n_max, Points self_term, Points prel)
+{
+  check_cloud(points, centres, reach);
   if (table.ndim() != 4 || table.shape(2) != 4) throw std::invalid_argument("table must have shape (G, L, 4, NP)");
-  Inputs in;
-  in.n_centres = offsets.shape(0) - 1;
-  in.G = int(table.shape(0));
-  in.L = int(table.shape(1));
-  in.N = n_max;
+  Descriptor d;
+  d.G = int(table.shape(0));
+  d.L = int(table.shape(1));
+  d.N = n_max;
   const int NP = int(table.shape(3));
   if (n_max < 1 || n_max > NP || NP % BLOCK != 0 || NP > 4 * BLOCK)
     throw std::invalid_argument("n_max must be 1..16 and the table padded to a multiple of 4 functions");
-  if (self_term.size() < n_max || prel.size() < in.L) throw std::invalid_argument("self_term or prel too short");
-  const int64_t *off = offsets.data();
-  for (long c = 0; c < in.n_centres; ++c)
-    if (off[c + 1] < off[c]) throw std::invalid_argument("offsets must not decrease");
-  if (off[0] != 0 || off[in.n_centres] != vectors.shape(0))
-    throw std::invalid_argument("offsets must run from 0 to the number of vectors");
-  in.spacing = spacing;
-  in.vectors = vectors.data();
-  in.offsets = off;
-  in.table = table.data();
-  in.self_term = self_term.data();
-  in.prel = prel.data();
-  py::array_t<double> out({(py::ssize_t) in.n_centres, (py::ssize_t) (in.L * n_max * (n_max + 1) / 2)});
-  in.out = out.mutable_data();
+  if (self_term.size() < n_max || prel.size() < d.L) throw std::invalid_argument("self_term or prel too short");
+  if ((d.G - 1) * spacing < reach) throw std::invalid_argument("the radial table is shorter than the reach");
+  d.spacing = spacing;
+  d.table = table.data();
+  d.self_term = self_term.data();
+  d.prel = prel.data();
+  const long n_centres = centres.shape(0);
+  py::array_t<double> out({(py::ssize_t) n_centres, (py::ssize_t) (d.L * n_max * (n_max + 1) / 2)});
+  double *o = out.mutable_data();
+  const int64_t *c = centres.data();
   {
     py::gil_scoped_release release;    // dask's threads may run several frames at once
+    const CellList cells(points.data(), points.shape(0), reach);
     switch (NP) {
-      case 4: power_spectra<4>(in); break;
-      case 8: power_spectra<8>(in); break;
-      case 12: power_spectra<12>(in); break;
-      default: power_spectra<16>(in); break;
+      case 4: power_spectra<4>(d, cells, c, n_centres, o); break;
+      case 8: power_spectra<8>(d, cells, c, n_centres, o); break;
+      case 12: power_spectra<12>(d, cells, c, n_centres, o); break;
+      default: power_spectra<16>(d, cells, c, n_centres, o); break;
     }
   }
   return out;
+}
+
+py::tuple pairs_within(Points points, Indices centres, double cutoff)
+{
+  check_cloud(points, centres, cutoff);
+  std::vector<int64_t> first, second;
+  const int64_t *c = centres.data();
+  const long n_centres = centres.shape(0);
+  {
+    py::gil_scoped_release release;
+    const CellList cells(points.data(), points.shape(0), cutoff);
+    std::vector<int64_t> found;
+    for (long k = 0; k < n_centres; ++k) {
+      found.clear();
+      cells.neighbours(c[k], [&](long j, double, double, double) { found.push_back(j); });
+      std::sort(found.begin(), found.end());
+      first.insert(first.end(), found.size(), c[k]);
+      second.insert(second.end(), found.begin(), found.end());
+    }
+  }
+  return py::make_tuple(py::array_t<int64_t>((py::ssize_t) first.size(), first.data()),
+                        py::array_t<int64_t>((py::ssize_t) second.size(), second.data()));
 }
 
 }    // namespace
 
 PYBIND11_MODULE(_soap_kernel, m)
 {
-  m.doc() = "SOAP power spectrum from a spline table of DScribe's GTO radial basis (see soap.py)";
+  m.doc() = "SOAP power spectrum from a spline table of DScribe's GTO radial basis, and the neighbour search it uses "
+            "(see soap.py)";
   m.attr("MAX_N") = 4 * BLOCK;
-  m.def("power_spectrum", &power_spectrum, py::arg("vectors"), py::arg("offsets"), py::arg("table"),
+  m.def("power_spectrum", &power_spectrum, py::arg("points"), py::arg("centres"), py::arg("reach"), py::arg("table"),
         py::arg("spacing"), py::arg("n_max"), py::arg("self_term"), py::arg("prel"),
-        "Power spectra of n centres from their neighbour vectors (rows offsets[c]:offsets[c+1]).");
+        "Power spectra of the points with indices `centres` among all `points` (an open cloud; neighbours "
+        "closer than `reach`).");
+  m.def("pairs_within", &pairs_within, py::arg("points"), py::arg("centres"), py::arg("cutoff"),
+        "(i, j): every point j != i closer than `cutoff` to a centre i, in centre order, then by j.");
 }

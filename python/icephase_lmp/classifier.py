@@ -153,6 +153,8 @@ class Classifier:
     boundary: BoundarySettings = field(default_factory=BoundarySettings)
     #: k-d trees over the reference environments, made on first use (``ReferenceTree``); not part of the model
     _trees: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: the scaler and the PCA folded into one affine map (weights (F, k), offset (k,)), made on first use
+    _projection: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.ref_codes = np.asarray(self.ref_codes, dtype=np.int32)
@@ -228,8 +230,17 @@ class Classifier:
         return self.soap.descriptor(periodic).create(positions, cell, pbc, centers)
 
     def reduce(self, features: np.ndarray) -> np.ndarray:
-        """StandardScaler then PCA: (n, F) -> (n, k)."""
-        return ((features - self.scaler_mean) / self.scaler_scale - self.pca_mean) @ self.pca_components.T
+        """StandardScaler then PCA: (n, F) -> (n, k).
+
+        Both are affine, so they are applied as one product, ``features @ W + c``: scaling and centring the
+        (n, F) array first cost three passes over it, more than the product itself (F ~ 860, k = 30). The
+        result differs from the two steps in turn by rounding only (~1e-15 relative)."""
+        if self._projection is None:
+            weights = (self.pca_components / self.scaler_scale).T  # (F, k)
+            offset = -((self.scaler_mean / self.scaler_scale + self.pca_mean) @ self.pca_components.T)
+            self._projection = (np.ascontiguousarray(weights), offset)
+        weights, offset = self._projection
+        return np.asarray(features, dtype=np.float64) @ weights + offset
 
     # ---- decisions ---------------------------------------------------------------------------
     def threshold(self, metric: str, denoised: bool) -> float:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from matscipy.neighbours import neighbour_list
+
+try:
+    from . import _soap_kernel  # its compiled neighbour search, where the package was built with a compiler
+except ImportError:
+    _soap_kernel = None
 
 
 def _is_wide_orthorhombic(cell: np.ndarray, cutoff: float) -> bool:
@@ -18,33 +25,6 @@ def _wrap_orthorhombic(positions: np.ndarray, lengths: np.ndarray) -> np.ndarray
     wrapped = np.mod(positions, lengths)
     wrapped[wrapped >= lengths] = 0.0  # np.mod can round a tiny negative coordinate up to the length itself
     return wrapped
-
-
-def _orthorhombic_pairs(
-    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(i, j, vectors) of every directed pair closer than ``cutoff``, in no particular order (``vectors[k]``
-    from atom i to the image of j in reach), or None where this search does not apply.
-
-    It applies to a box periodic in all three directions, orthorhombic, and wider than twice the cutoff, as
-    most MD boxes are: then every pair within the cutoff has exactly one periodic image in reach, and
-    scipy's periodic k-d tree finds the pairs faster than matscipy's cell list at long cutoffs (a
-    1,024-molecule liquid box at the SOAP reach, 8.7 A: the tree's search 7-9 ms, matscipy's list 46 ms).
-    At the denoiser's 4.5 A matscipy is as fast and its pairs come sorted by centre, which the denoiser's
-    blocks of edges use, so :func:`neighbor_edges` keeps it."""
-    from scipy.spatial import cKDTree
-
-    if not pbc.all() or not _is_wide_orthorhombic(cell, cutoff) or len(positions) < 2:
-        return None
-    lengths = np.diag(cell)
-    pairs = cKDTree(_wrap_orthorhombic(positions, lengths), boxsize=lengths).query_pairs(cutoff, output_type="ndarray")
-    i, j = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-    direct = positions[j] - positions[i]
-    images = -np.round(direct / lengths)  # the image of j nearest to i, in box lengths
-    vectors = direct + images * lengths
-    keep = np.einsum("ij,ij->i", vectors, vectors) < cutoff * cutoff  # the tree keeps pairs at <= cutoff
-    i, j, vectors = i[keep], j[keep], vectors[keep]
-    return np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([vectors, -vectors])
 
 
 def neighbor_edges(
@@ -70,81 +50,81 @@ def neighbor_edges(
     return np.stack([i, j]).astype(np.int64), s.astype(np.float64) @ cell
 
 
-def neighbor_pairs(
-    positions: np.ndarray, cell: np.ndarray, pbc: tuple[bool, bool, bool] | np.ndarray, cutoff: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """All directed pairs (i, j) of a periodic box closer than ``cutoff``, in no particular order (for
-    counts over pairs; :func:`neighbor_edges` gives them sorted, with their image shifts)."""
-    pos = np.ascontiguousarray(positions, dtype=np.float64)
-    cell = np.asarray(cell, dtype=np.float64)
-    pbc_arr = np.asarray(pbc, dtype=bool)
-    found = _orthorhombic_pairs(pos, cell, pbc_arr, cutoff)
-    if found is not None:
-        return found[0], found[1]
-    i, j = neighbour_list("ij", positions=pos, cell=cell, pbc=pbc_arr, cutoff=cutoff)
-    return i.astype(np.int64), j.astype(np.int64)
-
-
 def cloud_pairs(positions: np.ndarray, centres: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     """Directed pairs (i, j) of an open cloud with ``i`` one of ``centres`` and ``|x_j - x_i| < cutoff``, j != i.
 
     The LAMMPS compute's cloud holds a rank's local atoms and every ghost within the SOAP reach of them; in a
     small box the ghosts outnumber the locals several times, and a full neighbour list of the cloud would
     pay for all their pairs. Searching around the centres only pays for the pairs that are used. The pairs
-    come sorted by ``i``, then ``j``: a fixed order, whatever order the tree finds them in."""
-    from scipy.spatial import cKDTree
-
+    come in centre order (ascending centres: sorted by ``i``), then sorted by ``j``: a fixed order, whatever
+    order the search finds them in. The compiled search (``_soap_kernel.pairs_within``) where it was built,
+    else a k-d tree."""
     pos = np.ascontiguousarray(positions, dtype=np.float64)
     centres = np.asarray(centres, dtype=np.int64)
     if len(centres) == 0 or len(pos) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
+    if _soap_kernel is not None:
+        return _soap_kernel.pairs_within(pos, centres, cutoff)
+    from scipy.spatial import cKDTree
+
     found = cKDTree(pos[centres]).sparse_distance_matrix(cKDTree(pos), cutoff, output_type="ndarray")
-    i, j = centres[found["i"].astype(np.int64)], found["j"].astype(np.int64)
+    i, j, k = centres[found["i"].astype(np.int64)], found["j"].astype(np.int64), found["i"].astype(np.int64)
     # sparse_distance_matrix keeps pairs at distance <= cutoff; neighbour lists use < cutoff
     keep = (i != j) & (found["v"] < cutoff)
-    i, j = i[keep], j[keep]
-    order = np.lexsort((j, i))
+    i, j, k = i[keep], j[keep], k[keep]
+    order = np.lexsort((j, k))
     return i[order], j[order]
 
 
-def neighbor_vectors(
-    positions: np.ndarray, cell: np.ndarray | None, pbc, cutoff: float, centers: np.ndarray | None = None
+def periodic_cloud(
+    positions: np.ndarray, cell: np.ndarray, pbc: tuple[bool, bool, bool] | np.ndarray, reach: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors from each centre to every other atom (and periodic image) closer than ``cutoff``.
+    """A periodic box as an open cloud: its atoms wrapped into the cell (rows 0..N-1, in their order), then
+    every periodic image of them that lies within ``reach`` of the cell, as LAMMPS's ghost atoms do.
 
-    Returns ``first`` ([P] int64, the centre's index in ``centers``, or the atom index when ``centers`` is
-    None) and ``vectors`` ([P, 3]), in no particular order; a centre's pair with itself is left out.
-    Periodic boxes go through matscipy's ``"iD"`` list (the vectors come with it, cheaper than building
-    them from :func:`neighbor_edges`' shifts) and ``centers`` must then be unique; an open cloud (the
-    LAMMPS compute's local + ghost atoms) is searched around the centres only, as the ghosts can outnumber
-    them several times.
+    Every neighbour closer than ``reach`` to an atom, its own images included in a small box, is then a
+    point of the cloud, so an open search around rows 0..N-1 finds exactly the periodic neighbours; any
+    cell shape, any periodic directions. (An image is kept where each of its fractional coordinates along a
+    periodic direction lies within reach / width of the cell: a slight superset, which the search's
+    distance test trims.)
+
+    Returns
+    -------
+    cloud : numpy.ndarray, shape (M, 3)
+    owner : numpy.ndarray of int64, shape (M,)
+        The atom of which each point is a copy (``owner[:N]`` is ``arange(N)``).
     """
-    pos = np.ascontiguousarray(positions, dtype=np.float64)
+    pos = wrap_positions(positions, cell, pbc)
     pbc_arr = np.asarray(pbc, dtype=bool)
-    if cell is not None and pbc_arr.any():
-        cell = np.asarray(cell, dtype=np.float64)
-        found = _orthorhombic_pairs(pos, cell, pbc_arr, cutoff)
-        if found is not None:
-            first, _, vectors = found
-        else:
-            first, vectors = neighbour_list("iD", positions=pos, cell=cell, pbc=pbc_arr, cutoff=cutoff)
-            first = first.astype(np.int64)
-        if centers is not None:  # keep the centres' pairs, renumbered in centre order
-            rank = np.full(len(pos), -1, dtype=np.int64)
-            rank[centers] = np.arange(len(centers))
-            first = rank[first]
-            keep = first >= 0
-            first, vectors = first[keep], vectors[keep]
-        return first, vectors
-    from scipy.spatial import cKDTree
+    owner = np.arange(len(pos), dtype=np.int64)
+    if cell is None or not pbc_arr.any() or len(pos) == 0:
+        return pos, owner
+    cell = np.asarray(cell, dtype=np.float64)
+    frac = np.linalg.solve(cell.T, pos.T).T
+    margin = reach / perpendicular_widths(cell) + 1e-9  # the slack keeps a point at exactly reach in
+    reach_cells = np.where(pbc_arr, np.ceil(margin), 0).astype(int)
+    points, owners = [pos], [owner]
+    for shift in itertools.product(*(range(-k, k + 1) for k in reach_cells)):
+        if not any(shift):
+            continue
+        moved = frac + shift
+        near = np.all(((moved > -margin) & (moved < 1.0 + margin)) | ~pbc_arr, axis=1)
+        kept = np.flatnonzero(near)
+        points.append(pos[kept] + np.asarray(shift, dtype=np.float64) @ cell)
+        owners.append(kept)
+    return np.concatenate(points), np.concatenate(owners)
 
-    targets = pos if centers is None else pos[centers]
-    found = cKDTree(targets).sparse_distance_matrix(cKDTree(pos), cutoff, output_type="ndarray")
-    first, second = found["i"].astype(np.int64), found["j"].astype(np.int64)
-    mine = second == (first if centers is None else centers[first])
-    first, second = first[~mine], second[~mine]
-    return first, pos[second] - targets[first]
+
+def periodic_pairs(
+    positions: np.ndarray, cell: np.ndarray, pbc: tuple[bool, bool, bool] | np.ndarray, centres: np.ndarray,
+    cutoff: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Directed pairs (i, j) of a periodic box with ``i`` one of ``centres`` and an image of atom j closer than
+    ``cutoff`` (j = i where i meets its own image in a small box), as :func:`cloud_pairs` orders them."""
+    cloud, owner = periodic_cloud(positions, cell, pbc, cutoff)
+    i, j = cloud_pairs(cloud, centres, cutoff)
+    return i, owner[j]
 
 
 def perpendicular_widths(cell: np.ndarray) -> np.ndarray:

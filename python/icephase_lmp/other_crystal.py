@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classifier import row_distance
-from .geometry import cloud_pairs, neighbor_pairs
+from .geometry import cloud_pairs, periodic_pairs
 from .phases import LIQUID, OTHER_CRYSTAL
 
 #: A: about one unit cell of the low-symmetry ices. A crystal with several distinct sites (ice V: four,
@@ -114,9 +114,6 @@ def find_other_crystal(
         # the compute's open cloud: search around those centres only (the ghosts can outnumber them)
         i, j = cloud_pairs(positions, np.flatnonzero(liquid), RADIUS)
     else:
-        i, j = neighbor_pairs(positions, cell, pbc, RADIUS)
-        keep = i < len(codes)
-        keep[keep] = liquid[i[keep]]
-        i, j = i[keep], j[keep]
+        i, j = periodic_pairs(positions, cell, pbc, np.flatnonzero(liquid), RADIUS)
     counts = repeat_counts(np.asarray(reduced, dtype=np.float64), (i, j), metric, threshold, len(codes))
     return mark_other_crystal(codes, counts)

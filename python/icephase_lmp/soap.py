@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from .geometry import neighbor_vectors
+from .geometry import periodic_cloud
 from .phases import OXYGEN_NUMBER
 
 try:
@@ -191,36 +191,20 @@ class GtoSoap:
         numpy.ndarray, shape (n, n_features)
         """
         positions = np.ascontiguousarray(positions, dtype=np.float64)
-        all_atoms = centers is None
         centers = np.arange(len(positions)) if centers is None else np.asarray(centers, dtype=np.int64)
         if len(centers) == 0:
             return np.zeros((0, self.n_features))
         if self.backend == "dscribe":
             return self._create_dscribe(positions, cell, pbc, centers)
-        if self.periodic and np.any(pbc) and not all_atoms:
-            # the periodic neighbour list runs over every atom; keep each requested centre once, in order
-            unique, inverse = np.unique(centers, return_inverse=True)
-            return self._kernel(positions, cell, pbc, unique)[inverse]
-        return self._kernel(positions, cell, pbc, None if all_atoms else centers)
+        return self._kernel(positions, cell, pbc, centers)
 
-    def _kernel(self, positions: np.ndarray, cell, pbc, centers: np.ndarray | None) -> np.ndarray:
-        vectors, offsets = self._neighbour_vectors(positions, cell, pbc, centers)
-        return _soap_kernel.power_spectrum(vectors, offsets, self._table, TABLE_SPACING, self.n_max,
+    def _kernel(self, positions: np.ndarray, cell, pbc, centers: np.ndarray) -> np.ndarray:
+        """Our kernel on an open cloud: the positions themselves, or a periodic box's atoms followed by their
+        images within the reach (the first N rows are the atoms, so the centre indices stay valid)."""
+        if self.periodic and np.any(pbc):
+            positions, _ = periodic_cloud(positions, cell, pbc, self.reach)
+        return _soap_kernel.power_spectrum(positions, centers, self.reach, self._table, TABLE_SPACING, self.n_max,
                                            self._self_term, self._prel)
-
-    def _neighbour_vectors(self, positions: np.ndarray, cell, pbc, centers: np.ndarray | None
-                           ) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors from each centre to every other atom (and periodic image) within the reach, grouped by
-        centre in centre order, and the offsets of the groups (n + 1). The centre itself enters as the
-        kernel's self_term."""
-        n_centres = len(positions) if centers is None else len(centers)
-        periodic = self.periodic and np.any(pbc)
-        first, vectors = neighbor_vectors(positions, cell if periodic else None, pbc if periodic else (False,) * 3,
-                                          self.reach, centers)
-        order = np.argsort(first, kind="stable")
-        offsets = np.zeros(n_centres + 1, dtype=np.int64)
-        np.cumsum(np.bincount(first, minlength=n_centres), out=offsets[1:])
-        return np.ascontiguousarray(vectors[order]), offsets
 
     def _create_dscribe(self, positions: np.ndarray, cell, pbc, centers: np.ndarray) -> np.ndarray:
         from ase.geometry.cell import complete_cell
