@@ -165,3 +165,35 @@ def test_pairs_given_once_give_the_eps_of_both_directions():
     # this network moves atoms by ~1 A per step, so float32 rounding grows over the iterations; a missing
     # direction would move them by the size of a message
     assert np.abs(paired - unpaired).max() < 2e-4
+
+
+def test_layer_by_layer_on_split_edge_lists_gives_forwards_eps(rng):
+    """What the LAMMPS compute does on several ranks: each "rank" runs a layer for the edges of its own
+    centres only, and before the next layer every node takes the row its owner computed. Two ranks splitting
+    a noisy ice box (by x), through the frozen module a model file stores: the same eps as forward."""
+    config = DenoiserConfig()
+    frozen, _ = inference_module(_trained_like(config, seed=5), config)
+    positions, cell = _noisy_ice("Ih", rng)
+    pos, edge_index, shift = _graph(positions, np.asarray(cell))
+    owner = torch.from_numpy((positions[:, 0] % cell[0, 0] > 0.5 * cell[0, 0]).astype(np.int64))
+    with torch.no_grad():
+        want = frozen(pos, edge_index, shift)
+        radial, unit = frozen.edge_terms(pos, edge_index, shift)
+        features = frozen.initial_features(len(pos), pos)
+        for k in range(config.num_layers):
+            merged = None
+            for rank in (0, 1):
+                mine = owner[edge_index[0]] == rank  # the edges whose centre this rank owns
+                out = frozen.layer_step(k, features, radial[mine], unit[mine], edge_index[:, mine])
+                merged = out.clone() if merged is None else merged
+                merged[owner == rank] = out[owner == rank]
+            features = merged
+        got = frozen.eps_from_features(features)
+    assert 0.1 < float(want.abs().max())
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+    # and a layer run on only one rank's edges is wrong for the other rank's nodes: the merge matters
+    with torch.no_grad():
+        alone = frozen.layer_step(0, frozen.initial_features(len(pos), pos), radial, unit, edge_index)
+        half = frozen.layer_step(0, frozen.initial_features(len(pos), pos), radial[owner[edge_index[0]] == 0],
+                                 unit[owner[edge_index[0]] == 0], edge_index[:, owner[edge_index[0]] == 0])
+    assert not torch.allclose(alone[owner == 1], half[owner == 1], atol=1e-3)

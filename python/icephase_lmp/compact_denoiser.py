@@ -24,7 +24,7 @@ says whether a configuration is; other denoisers stay nequip modules.
 """
 
 
-from typing import List
+from typing import List, Tuple
 
 import torch
 
@@ -34,6 +34,9 @@ from .configs import DenoiserConfig
 #: Edges per block on CPU (CompactLayer.forward): small enough that a block's arrays (~1 kB per edge) stay
 #: in a core's L2 cache, large enough that the ~15 tensor operations per block cost little.
 EDGE_BLOCK = 1024
+#: The methods besides forward that a model file's compact denoiser offers (and freezing must keep):
+#: forward_pairs for the offline pipeline, the layer-by-layer steps for the LAMMPS compute on several ranks
+EXPORTED_METHODS = ("forward_pairs", "edge_terms", "initial_features", "layer_step", "eps_from_features")
 
 
 def supports(config: DenoiserConfig) -> bool:
@@ -178,23 +181,54 @@ class CompactDenoiser(torch.nn.Module):
         half the cost of a layer, are computed once (denoise.py uses it offline, where the list is ours)."""
         return self._eps(pos, pair_index, pair_shift, True)
 
-    def _eps(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor, paired: bool
-             ) -> torch.Tensor:
-        dst = edge_index[0]  # the centre, which receives the message
-        src = edge_index[1]  # the neighbour, which sends it
-        vec = torch.index_select(pos, 0, src) - torch.index_select(pos, 0, dst) + edge_shift
+    # The network one layer at a time, for the LAMMPS compute on several ranks: each rank runs a layer for
+    # its own oxygens only and receives its ghost oxygens' new features from their owners (a forward
+    # communication) before the next layer, so its graph reaches one cutoff (r_max) beyond its domain
+    # instead of the whole receptive field. forward() is these three steps in turn.
+
+    @torch.jit.export
+    def edge_terms(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor
+                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(radial (E, B), unit (E, 3)): each edge's radial basis and unit vector, which every layer uses."""
+        vec = torch.index_select(pos, 0, edge_index[1]) - torch.index_select(pos, 0, edge_index[0]) + edge_shift
         length = torch.linalg.vector_norm(vec, dim=1, keepdim=True)
         unit = vec / length
         x = length / self.r_max
         p = self.cutoff_power
         envelope = (1.0 - (p + 1.0) * (p + 2.0) / 2.0 * torch.pow(x, p) + p * (p + 2.0) * torch.pow(x, p + 1.0)
                     - p * (p + 1.0) / 2.0 * torch.pow(x, p + 2.0)) * (x < 1.0)
-        radial = torch.sinc(x * self.bessel) * self.bessel * envelope  # (E, B): Bessel basis x cutoff
-        features = torch.zeros(pos.shape[0], 1, dtype=pos.dtype, device=pos.device)
+        return torch.sinc(x * self.bessel) * self.bessel * envelope, unit  # Bessel basis x cutoff
+
+    @torch.jit.export
+    def initial_features(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """The features before the first layer: (n, 1) zeros (the one species' embedding is in the weights)."""
+        return torch.zeros(n, 1, dtype=like.dtype, device=like.device)
+
+    @torch.jit.export
+    def layer_step(self, k: int, features: torch.Tensor, radial: torch.Tensor, unit: torch.Tensor,
+                   edge_index: torch.Tensor) -> torch.Tensor:
+        """Layer ``k`` (0-based) on every node; a node's row is right where all its edges are in the list."""
+        block = self.edge_block if features.device.type == "cpu" else max(edge_index.shape[1], 1)
+        for i, layer in enumerate(self.layers):
+            if i == k:
+                return layer(features, radial, unit, edge_index[1], edge_index[0], block, False)
+        raise RuntimeError("no such layer")
+
+    @torch.jit.export
+    def eps_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """eps (N, 3), Angstrom, from the last layer's features."""
+        return (features @ self.readout) * self.output_scale
+
+    def _eps(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor, paired: bool
+             ) -> torch.Tensor:
+        dst = edge_index[0]  # the centre, which receives the message
+        src = edge_index[1]  # the neighbour, which sends it
+        radial, unit = self.edge_terms(pos, edge_index, edge_shift)
+        features = self.initial_features(pos.shape[0], pos)
         block = self.edge_block if pos.device.type == "cpu" else max(edge_index.shape[1], 1)
         for layer in self.layers:
             features = layer(features, radial, unit, src, dst, block, paired)
-        return (features @ self.readout) * self.output_scale
+        return self.eps_from_features(features)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def inference_module(model: Denoiser, config: DenoiserConfig) -> "tuple[torch.ji
 
     if compact_denoiser.supports(config):
         module, form = torch.jit.script(compact_denoiser.from_nequip(model.eval(), config)), "compact"
-        keep = ["forward_pairs"]  # freezing keeps only forward unless told
+        keep = list(compact_denoiser.EXPORTED_METHODS)  # freezing keeps only forward unless told
     else:
         module, form, keep = script_denoiser(model), "nequip", []
     with warnings.catch_warnings():

@@ -22,6 +22,14 @@
    denoised position = ghost x + displacement of its owner is image-safe.
    Local results are exact when the ghost cutoff covers the network's
    receptive field (num_layers * r_max) and the SOAP reach.
+   Layer by layer (model files whose denoiser offers the layer methods,
+   compact_denoiser.py, and ghost nodes owned by other ranks): the graph
+   then holds only the ghosts within r_max of a local oxygen, each rank
+   runs a layer for its local oxygens only, and a forward communication
+   of the new node features gives every ghost node its owner's before the
+   next layer. A rank then computes no ghost node at all, instead of
+   every ghost within the receptive field, which on a few ranks is most
+   of the box.
 
    The steps of one invocation (compute_peratom), each a function below:
    collect the cloud, check its coordinates, exclude oxygens too close to
@@ -66,6 +74,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 #include <limits>
@@ -85,6 +94,7 @@ constexpr int COMM_DISP = 0;     // forward communication of the displacements (
 constexpr int COMM_CLOSE = 1;    // forward communication of the too-close flags (1 value)
 constexpr int COMM_LABEL = 2;    // forward communication of the phase codes (boundary step)
 constexpr int COMM_REDUCED = 3;    // forward communication of the reduced SOAP vectors (other crystal)
+constexpr int COMM_FEATURES = 4;    // forward communication of node features (denoising layer by layer)
 
 const std::set<std::string> KEYWORDS = {"iterations", "tolerance", "device",
                                         "types",      "metric",    "threshold",
@@ -110,7 +120,17 @@ void gather_positions(const std::vector<double> &src, const std::vector<int> &in
 struct ComputeIcephase::Denoiser {
   torch::jit::Module module;
   torch::Device device{torch::kCPU};
+  bool layerwise = false;    // offers edge_terms, initial_features, layer_step, eps_from_features
+  int width = 0;             // node features per oxygen between layers (floats)
 };
+
+namespace {
+// node features travel as floats, two to each double of the communication buffer
+int doubles_for(int nfloats)
+{
+  return (nfloats + 1) / 2;
+}
+}    // namespace
 
 /* ----------------------------------------------------------------------
    compute ID group icephase model.pth keyword value ...
@@ -147,7 +167,7 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
   vector_flag = 1;
   size_vector = max_code + 2;    // liquid, the model's phases, then other crystal
   extvector = 1;    // atom counts grow with the system
-  comm_forward = std::max(3, nreduced);
+  comm_forward = std::max({3, nreduced, doubles_for(denoiser->width)});
   dynamic_group_allow = 0;
 
   memory->create(counts, size_vector, "icephase:counts");
@@ -426,6 +446,7 @@ void ComputeIcephase::load_denoiser()
     // model files store the denoiser frozen (it loads ~6x faster): a frozen module is an inference
     // graph without the "training" attribute that eval() sets, so only older, scripted files need it
     if (denoiser->module.hasattr("training")) denoiser->module.eval();
+    probe_layers();
   } catch (const c10::Error &e) {
     err = "Compute icephase: libtorch cannot load the denoiser from " + model_path + ": " +
         e.what_without_backtrace();
@@ -589,6 +610,38 @@ void ComputeIcephase::log_settings()
 }
 
 /* ----------------------------------------------------------------------
+   whether the denoiser can run layer by layer, and its feature width:
+   the four methods are there and chain on one oxygen without edges
+   (an older model file has forward only, and runs whole on every rank)
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::probe_layers()
+{
+  auto &m = denoiser->module;
+  if (num_layers <= 0) return;
+  for (const char *name : {"edge_terms", "initial_features", "layer_step", "eps_from_features"})
+    if (!m.find_method(name)) return;
+  c10::InferenceMode guard;
+  const auto dev = denoiser->device;
+  auto pos = torch::zeros({1, 3}, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
+  auto edges = torch::zeros({2, 0}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  auto shift = torch::zeros({0, 3}, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
+  auto terms = m.get_method("edge_terms")({pos, edges, shift}).toTuple();
+  auto features = m.get_method("initial_features")({(int64_t) 1, pos}).toTensor();
+  int width = 0;
+  for (int64_t k = 0; k < num_layers; k++) {
+    features = m.get_method("layer_step")({k, features, terms->elements()[0], terms->elements()[1], edges})
+                   .toTensor();
+    if (features.dim() != 2 || features.size(0) != 1) return;
+    width = std::max(width, (int) features.size(1));
+  }
+  auto eps = m.get_method("eps_from_features")({features}).toTensor();
+  if (eps.dim() != 2 || eps.size(0) != 1 || eps.size(1) != 3) return;
+  denoiser->layerwise = true;
+  denoiser->width = width;
+}
+
+/* ----------------------------------------------------------------------
    collective error: every rank passes its own message (empty = fine);
    if any rank failed, all ranks stop with the first failing rank's message
 ------------------------------------------------------------------------- */
@@ -643,7 +696,7 @@ void ComputeIcephase::setup()
   if (count_nonfinite(first_bad) > 0) return;    // the invocation reports it
   find_owners();    // (cloud.x: the positions before denoising)
   std::string ignored;    // an invocation reports it
-  build_graph(cloud.nremote > 0, ignored);
+  build_graph(cloud.nremote > 0, denoiser->layerwise ? 1 : num_layers, ignored);
   log_graph();
 }
 
@@ -664,6 +717,11 @@ void ComputeIcephase::log_graph()
                  "edges on {} MPI rank(s) (compute {}); {:.0f} ghost oxygens enter as periodic "
                  "images of local ones (edge shifts), {:.0f} are owned by other ranks\n",
                  all[0] + all[1], all[0], all[1], all[2], comm->nprocs, id, all[3], all[4]);
+  if (all[4] > 0)
+    utils::logmesg(lmp, "icephase: the denoiser runs {} on each rank\n",
+                   denoiser->layerwise
+                       ? "layer by layer, ghost features from their owners (ghost nodes within r_max)"
+                       : "whole (ghost nodes within its receptive field; an older model file)");
 }
 
 /* ----------------------------------------------------------------------
@@ -939,16 +997,29 @@ void ComputeIcephase::denoise()
   const int nall = atom->nlocal + atom->nghost;
   for (int i = 0; i < nall; i++) disp[i][0] = disp[i][1] = disp[i][2] = 0.0;
 
+  // layer by layer where other ranks own ghost nodes (with none, the graph has no ghost node anyway)
+  const bool layerwise = denoiser->layerwise && any_remote;
+  if (layerwise) {
+    graph.cloud_of.assign(nall, -1);
+    for (int k = 0; k < (int) cloud.atoms.size(); k++) graph.cloud_of[cloud.atoms[k]] = k;
+    graph.stage.assign(cloud.atoms.size() * (size_t) denoiser->width, 0.0f);
+  }
+
   std::string err;
   for (int iter = 0; iter < iterations; iter++) {
     t0 = MPI_Wtime();
     fill_positions();
     err.clear();
-    const bool graph_ok = build_graph(cloud.nremote > 0, err);
+    const bool graph_ok = build_graph(cloud.nremote > 0, layerwise ? 1 : num_layers, err);
     const double t1 = MPI_Wtime();
     double maxstep = 0.0, maxstep_all = 0.0;
-    if (graph_ok) denoise_step(maxstep, err);
-    const double t2 = MPI_Wtime();
+    timer.layer_comm = 0.0;
+    if (layerwise) {
+      denoise_by_layers(maxstep, err);
+    } else if (graph_ok) {
+      denoise_step(maxstep, err);
+    }
+    const double t2 = MPI_Wtime() - timer.layer_comm;    // the layers' communication counts as comm
     all_or_error(err);
     if (any_remote) comm->forward_comm(this);
     MPI_Allreduce(&maxstep, &maxstep_all, 1, MPI_DOUBLE, MPI_MAX, world);
@@ -992,17 +1063,20 @@ void ComputeIcephase::fold_ghosts(bool any_remote)
    over the cloud; the neighbour is replaced by the node that stands for
    it, with its image offset as the edge shift, so the edge vector
    x(node) + shift - x(centre) is the neighbour's own position.
-   With prune: the edges of ghost nodes num_layers or more graph hops away
+   With prune: the edges of ghost nodes depth or more graph hops away
    from every local oxygen are left out, and so are the ghost nodes more
-   than num_layers hops away. A network of num_layers message-passing
-   layers cannot carry their information to a local oxygen, so the local
-   results do not change; the ghost nodes' own results are discarded
-   anyway (forward communication replaces them).
+   than depth hops away. With depth = num_layers, a network of num_layers
+   message-passing layers cannot carry their information to a local
+   oxygen, so the local results do not change; the ghost nodes' own
+   results are discarded anyway (forward communication replaces them).
+   With depth 1 (layer by layer) only the local oxygens keep their edges,
+   and the ghost nodes are their neighbours, whose features come from
+   their owners before every layer.
    Output: graph.nodes (local oxygens first), graph.x32 [N][3],
    graph.edges [2][E] (centres, then neighbours), graph.shift32 [E][3].
 ------------------------------------------------------------------------- */
 
-bool ComputeIcephase::build_graph(bool prune, std::string &err)
+bool ComputeIcephase::build_graph(bool prune, int depth, std::string &err)
 {
   graph.nodes.clear();
   graph.x32.clear();
@@ -1013,21 +1087,23 @@ bool ComputeIcephase::build_graph(bool prune, std::string &err)
   graph.nedges = 0;
   if (cloud.atoms.empty() || cloud.nlocal == 0) return true;
 
-  if (!find_candidate_edges(err)) return false;
-  const bool bfs = prune && num_layers > 0;
-  measure_hops(bfs);
-  assemble_graph(bfs);
+  const bool bfs = prune && depth > 0;
+  // at depth 1 only the local oxygens keep edges: the ghosts' own neighbours are never used
+  if (!find_candidate_edges(bfs && depth == 1, err)) return false;
+  measure_hops(bfs, depth);
+  assemble_graph(bfs, depth);
   return true;
 }
 
 /* ----------------------------------------------------------------------
-   candidate edges of every node, as cloud indices: centre k's neighbours
+   candidate edges of every node (or of the local ones only), as cloud
+   indices: centre k's neighbours
    are graph.neighbour[graph.first_neighbour[k] .. [k + 1]) (at most
    max_neighbours per atom: more means the denoiser has collapsed atoms
    together, and the graph would grow without bound)
 ------------------------------------------------------------------------- */
 
-bool ComputeIcephase::find_candidate_edges(std::string &err)
+bool ComputeIcephase::find_candidate_edges(bool locals_only, std::string &err)
 {
   const int n = (int) cloud.atoms.size();
   graph.bins.setup(cloud.lo, cloud.hi, r_max, n);
@@ -1048,6 +1124,7 @@ bool ComputeIcephase::find_candidate_edges(std::string &err)
       return false;
     }
     if (cloud.owner[k] != k) continue;    // folded ghost: its owner is the node
+    if (locals_only && k >= cloud.nlocal) continue;
     graph.bins.find_within(&cloud.x[3 * k], [&neighbour, k](int j) {
       if (j != k) neighbour.push_back(j);
       return false;
@@ -1063,7 +1140,7 @@ bool ComputeIcephase::find_candidate_edges(std::string &err)
    messages); without bfs every node takes part with all its edges
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::measure_hops(bool bfs)
+void ComputeIcephase::measure_hops(bool bfs, int depth)
 {
   const int n = (int) cloud.atoms.size();
   std::vector<int> &hop = graph.hop;
@@ -1081,7 +1158,7 @@ void ComputeIcephase::measure_hops(bool bfs)
   }
   for (size_t q = 0; q < queue.size(); q++) {
     const int u = queue[q];
-    if (hop[u] >= num_layers) continue;    // its edges are left out
+    if (hop[u] >= depth) continue;    // its edges are left out
     for (int e = graph.first_neighbour[u]; e < graph.first_neighbour[u + 1]; e++) {
       const int v = cloud.owner[graph.neighbour[e]];
       if (hop[v] < 0) {
@@ -1097,11 +1174,11 @@ void ComputeIcephase::measure_hops(bool bfs)
    keep theirs), edge shifts and float positions, as libtorch takes them
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::assemble_graph(bool bfs)
+void ComputeIcephase::assemble_graph(bool bfs, int depth)
 {
   const int n = (int) cloud.atoms.size();
   const std::vector<int> &hop = graph.hop, &first = graph.first_neighbour;
-  auto keeps_edges = [&](int k) { return hop[k] >= 0 && (!bfs || hop[k] < num_layers); };
+  auto keeps_edges = [&](int k) { return hop[k] >= 0 && (!bfs || hop[k] < depth); };
 
   graph.index.assign(n, -1);
   for (int k = 0; k < n; k++)
@@ -1147,66 +1224,17 @@ bool ComputeIcephase::denoise_step(double &maxstep, std::string &err)
 {
   maxstep = 0.0;
   if (cloud.nlocal == 0) return true;
-  const int64_t ngraph = (int64_t) graph.nodes.size();
-  const int64_t nedge = (int64_t) graph.edges.size() / 2;
   try {
     c10::InferenceMode guard;
     at::set_num_threads(nthreads);
-    const auto dev = denoiser->device;
-    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
-    const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-    auto pos = torch::from_blob(graph.x32.data(), {ngraph, 3}, f32).to(dev);
-    torch::Tensor edge_index, shift;
-    if (nedge > 0) {
-      edge_index = torch::from_blob(graph.edges.data(), {2, nedge}, i64).to(dev);
-      shift = torch::from_blob(graph.shift32.data(), {nedge, 3}, f32).to(dev);
-    } else {    // isolated atoms only
-      edge_index = torch::zeros({2, 0}, i64.device(dev));
-      shift = torch::zeros({0, 3}, f32.device(dev));
-    }
+    torch::Tensor pos, edge_index, shift;
+    graph_tensors(pos, edge_index, shift);
     // on CPU the plain interpreter: TorchScript's optimising executor spends seconds profiling and
     // re-optimising the first two calls and is no faster afterwards (denoise.py has the figures);
     // on CUDA its kernel fusion may pay (not measured). Per thread, restored on return.
-    torch::jit::GraphOptimizerEnabledGuard optimise(dev.is_cuda());
+    torch::jit::GraphOptimizerEnabledGuard optimise(denoiser->device.is_cuda());
     auto eps = denoiser->module.forward({pos, edge_index, shift}).toTensor();
-    eps = eps.to(torch::kCPU, torch::kFloat64).contiguous();
-    if (eps.dim() != 2 || eps.size(0) != ngraph || eps.size(1) != 3) {
-      std::string shape;
-      for (auto s : eps.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(s);
-      err = fmt::format("Compute icephase: the denoiser returned shape [{}] for {} atoms (expected "
-                        "[{}, 3]): this is not an icephase denoiser",
-                        shape, ngraph, ngraph);
-      return false;
-    }
-    // graph nodes 0 .. nlocal - 1 are cloud atoms 0 .. nlocal - 1.
-    // As offline (icephase_lmp.denoise): a step longer than max_step is
-    // shortened to it; a non-finite one, or one beyond runaway_step, stops.
-    const double *e = eps.data_ptr<double>();
-    const char *advice =
-        "the model file is damaged or not an icephase denoiser, or the input is far from water; "
-        "check the model with `icephase inspect` and the input's oxygens";
-    for (int k = 0; k < cloud.nlocal; k++) {
-      const int i = cloud.atoms[k];
-      const double *s = &e[3 * k];
-      const double norm = std::sqrt(s[0] * s[0] + s[1] * s[1] + s[2] * s[2]);
-      if (!std::isfinite(norm)) {
-        err = fmt::format("Compute icephase: the denoiser returned NaN or Inf for atom ID {}: {}",
-                          atom->tag[i], advice);
-        return false;
-      }
-      if (norm > runaway_step) {
-        err = fmt::format("Compute icephase: the denoiser returned a step of {:.4g} A (the limit "
-                          "is {:g} A; thermal motion is a fraction of an Angstrom) for atom ID {}: "
-                          "{}",
-                          norm, runaway_step, atom->tag[i], advice);
-        return false;
-      }
-      const double scale = norm > max_step ? max_step / norm : 1.0;
-      disp[i][0] -= scale * s[0];
-      disp[i][1] -= scale * s[1];
-      disp[i][2] -= scale * s[2];
-      maxstep = std::max(maxstep, scale * norm);
-    }
+    return apply_steps(eps, maxstep, err);
   } catch (const c10::Error &e) {
     err = std::string("Compute icephase: the denoiser failed in libtorch: ") +
         e.what_without_backtrace();
@@ -1214,6 +1242,148 @@ bool ComputeIcephase::denoise_step(double &maxstep, std::string &err)
   } catch (const std::exception &e) {
     err = std::string("Compute icephase: the denoiser failed: ") + e.what();
     return false;
+  }
+}
+
+/* ----------------------------------------------------------------------
+   the same step, one layer at a time: every rank runs each layer for its
+   local oxygens (the graph's only centres), then a forward communication
+   brings every ghost node its owner's new features. Collective: every
+   rank takes part in every communication, also one without local
+   oxygens or one where something failed (it skips its own work from then
+   on), so no rank waits for another that stopped; the caller's
+   all_or_error then stops all of them with the first error.
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
+{
+  maxstep = 0.0;
+  auto &m = denoiser->module;
+  const int width = denoiser->width;
+  const int ngraph = (int) graph.nodes.size();
+  torch::Tensor pos, edge_index, shift, radial, unit, features;
+  // the work of this rank, if it has local oxygens and nothing failed yet; errors go to err
+  auto local_work = [&](const std::function<void()> &work) {
+    if (cloud.nlocal == 0 || !err.empty()) return;
+    try {
+      c10::InferenceMode guard;
+      at::set_num_threads(nthreads);
+      torch::jit::GraphOptimizerEnabledGuard optimise(denoiser->device.is_cuda());
+      work();
+    } catch (const c10::Error &e) {
+      err = std::string("Compute icephase: the denoiser failed in libtorch: ") +
+          e.what_without_backtrace();
+    } catch (const std::exception &e) {
+      err = std::string("Compute icephase: the denoiser failed: ") + e.what();
+    }
+  };
+
+  local_work([&] {
+    graph_tensors(pos, edge_index, shift);
+    auto terms = m.get_method("edge_terms")({pos, edge_index, shift}).toTuple();
+    radial = terms->elements()[0].toTensor();
+    unit = terms->elements()[1].toTensor();
+    features = m.get_method("initial_features")({(int64_t) ngraph, pos}).toTensor();
+  });
+  for (int64_t k = 0; k < num_layers; k++) {
+    // the last layer's features are read for the local oxygens only: no exchange after it
+    const bool exchange = k + 1 < num_layers;
+    local_work([&] {
+      features = m.get_method("layer_step")({k, features, radial, unit, edge_index}).toTensor();
+      if (!exchange) return;
+      features = features.to(torch::kCPU, torch::kFloat32).contiguous();
+      if (features.dim() != 2 || features.size(0) != ngraph || features.size(1) != width)
+        throw std::runtime_error(fmt::format("layer {} gave node features of another shape than "
+                                             "[{}, {}]: the model file is damaged",
+                                             k, ngraph, width));
+      // graph nodes 0 .. nlocal - 1 are cloud atoms 0 .. nlocal - 1
+      std::memcpy(graph.stage.data(), features.data_ptr<float>(),
+                  sizeof(float) * (size_t) cloud.nlocal * width);
+    });
+    if (!exchange) break;
+    const double t0 = MPI_Wtime();
+    comm_mode = COMM_FEATURES;
+    comm->forward_comm(this, doubles_for(width));
+    comm_mode = COMM_DISP;
+    timer.layer_comm += MPI_Wtime() - t0;
+    local_work([&] {
+      float *f = features.data_ptr<float>();
+      for (int g = cloud.nlocal; g < ngraph; g++)
+        std::memcpy(f + (size_t) g * width, &graph.stage[(size_t) graph.nodes[g] * width],
+                    sizeof(float) * width);
+      features = features.to(denoiser->device);
+    });
+  }
+  local_work([&] {
+    apply_steps(m.get_method("eps_from_features")({features}).toTensor(), maxstep, err);
+  });
+}
+
+/* ----------------------------------------------------------------------
+   the graph as libtorch tensors on the denoiser's device
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::graph_tensors(at::Tensor &pos, at::Tensor &edge_index, at::Tensor &shift)
+{
+  const int64_t ngraph = (int64_t) graph.nodes.size();
+  const int64_t nedge = (int64_t) graph.edges.size() / 2;
+  const auto dev = denoiser->device;
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  pos = torch::from_blob(graph.x32.data(), {ngraph, 3}, f32).to(dev);
+  if (nedge > 0) {
+    edge_index = torch::from_blob(graph.edges.data(), {2, nedge}, i64).to(dev);
+    shift = torch::from_blob(graph.shift32.data(), {nedge, 3}, f32).to(dev);
+  } else {    // isolated atoms only
+    edge_index = torch::zeros({2, 0}, i64.device(dev));
+    shift = torch::zeros({0, 3}, f32.device(dev));
+  }
+}
+
+/* ----------------------------------------------------------------------
+   disp of the local cloud atoms -= eps (one row per graph node). As
+   offline (icephase_lmp.denoise): a step longer than max_step is
+   shortened to it; a non-finite one, or one beyond runaway_step, stops.
+------------------------------------------------------------------------- */
+
+bool ComputeIcephase::apply_steps(const at::Tensor &eps_any, double &maxstep, std::string &err)
+{
+  const int64_t ngraph = (int64_t) graph.nodes.size();
+  auto eps = eps_any.to(torch::kCPU, torch::kFloat64).contiguous();
+  if (eps.dim() != 2 || eps.size(0) != ngraph || eps.size(1) != 3) {
+    std::string shape;
+    for (auto s : eps.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(s);
+    err = fmt::format("Compute icephase: the denoiser returned shape [{}] for {} atoms (expected "
+                      "[{}, 3]): this is not an icephase denoiser",
+                      shape, ngraph, ngraph);
+    return false;
+  }
+  // graph nodes 0 .. nlocal - 1 are cloud atoms 0 .. nlocal - 1
+  const double *e = eps.data_ptr<double>();
+  const char *advice =
+      "the model file is damaged or not an icephase denoiser, or the input is far from water; "
+      "check the model with `icephase inspect` and the input's oxygens";
+  for (int k = 0; k < cloud.nlocal; k++) {
+    const int i = cloud.atoms[k];
+    const double *s = &e[3 * k];
+    const double norm = std::sqrt(s[0] * s[0] + s[1] * s[1] + s[2] * s[2]);
+    if (!std::isfinite(norm)) {
+      err = fmt::format("Compute icephase: the denoiser returned NaN or Inf for atom ID {}: {}",
+                        atom->tag[i], advice);
+      return false;
+    }
+    if (norm > runaway_step) {
+      err = fmt::format("Compute icephase: the denoiser returned a step of {:.4g} A (the limit "
+                        "is {:g} A; thermal motion is a fraction of an Angstrom) for atom ID {}: "
+                        "{}",
+                        norm, runaway_step, atom->tag[i], advice);
+      return false;
+    }
+    const double scale = norm > max_step ? max_step / norm : 1.0;
+    disp[i][0] -= scale * s[0];
+    disp[i][1] -= scale * s[1];
+    disp[i][2] -= scale * s[2];
+    maxstep = std::max(maxstep, scale * norm);
   }
   return true;
 }
@@ -1611,6 +1781,22 @@ int ComputeIcephase::pack_forward_comm(int n, int *list, double *buf, int /*pbc_
       for (int f = 0; f < nreduced; f++) buf[m++] = reduced[list[k]][f];
     return m;
   }
+  if (comm_mode == COMM_FEATURES) {
+    // only the analysed oxygens carry features (hydrogens and other groups nothing: a third of the
+    // traffic in a 3-site water model). Type and group travel with every ghost, so the receiving
+    // rank's unpack skips the same atoms. An oxygen left out of the cloud sends zeros no one reads.
+    const int width = denoiser->width, stride = doubles_for(width);
+    for (int k = 0; k < n; k++) {
+      const int j = list[k];
+      if (!carries_features(j)) continue;
+      auto *out = reinterpret_cast<float *>(buf + m);
+      std::memset(out, 0, sizeof(double) * stride);
+      const int c = graph.cloud_of[j];
+      if (c >= 0) std::memcpy(out, &graph.stage[(size_t) c * width], sizeof(float) * width);
+      m += stride;
+    }
+    return m;
+  }
   // displacements are the same for every periodic image: no pbc shift
   for (int k = 0; k < n; k++) {
     const int j = list[k];
@@ -1640,11 +1826,33 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
       for (int f = 0; f < nreduced; f++) reduced[i][f] = buf[m++];
     return;
   }
+  if (comm_mode == COMM_FEATURES) {
+    const int width = denoiser->width, stride = doubles_for(width);
+    for (int i = first; i < last; i++) {
+      if (!carries_features(i)) continue;
+      const int c = graph.cloud_of[i];
+      if (c >= 0)
+        std::memcpy(&graph.stage[(size_t) c * width], reinterpret_cast<const float *>(buf + m),
+                    sizeof(float) * width);
+      m += stride;
+    }
+    return;
+  }
   for (int i = first; i < last; i++) {
     disp[i][0] = buf[m++];
     disp[i][1] = buf[m++];
     disp[i][2] = buf[m++];
   }
+}
+
+/* ----------------------------------------------------------------------
+   whether atom i has a slot in a forward communication of node features:
+   the same answer on the rank that packs and the one that unpacks
+------------------------------------------------------------------------- */
+
+bool ComputeIcephase::carries_features(int i) const
+{
+  return (atom->mask[i] & groupbit) && is_oxygen[atom->type[i]];
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1663,6 +1871,7 @@ double ComputeIcephase::memory_usage()
     bytes += (double) v->capacity() * sizeof(double);
   bytes += (double) (graph.x32.capacity() + graph.shift32.capacity()) * sizeof(float);
   bytes += (double) graph.edges.capacity() * sizeof(int64_t);
+  bytes += (double) graph.cloud_of.capacity() * sizeof(int) + graph.stage.capacity() * sizeof(float);
   bytes += too_close.bins.memory_usage() + graph.bins.memory_usage() + soap.bins.memory_usage();
   return bytes;
 }

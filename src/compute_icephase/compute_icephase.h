@@ -28,6 +28,10 @@ ComputeStyle(icephase,ComputeIcephase);
 #include <string>
 #include <vector>
 
+namespace at {
+class Tensor;    // libtorch's tensor (torch::Tensor), declared only: see struct Denoiser
+}
+
 namespace LAMMPS_NS {
 
 class ComputeIcephase : public Compute {
@@ -152,6 +156,10 @@ class ComputeIcephase : public Compute {
     std::vector<float> shift32;         // [E][3]
     int nlocal = 0, nghost = 0;    // statistics of the last build (this rank)
     bigint nedges = 0;
+    // denoising layer by layer: atom index -> cloud index (-1: none), and each cloud atom's node
+    // features [width] as its owner last computed them (the forward communication's source and target)
+    std::vector<int> cloud_of;
+    std::vector<float> stage;
   } graph;
 
   // select_soap_input, classify, extend_ice: the classifier's input and output
@@ -176,6 +184,7 @@ class ComputeIcephase : public Compute {
   // timing yes: the split of one invocation (s)
   struct Timing {
     double begin = 0.0, graph = 0.0, denoise = 0.0, classify = 0.0, boundary = 0.0, comm = 0.0;
+    double layer_comm = 0.0;    // of the current iteration: the node features' forward communications
     int iterations = 0;    // denoising iterations done
   } timer;
 
@@ -188,6 +197,7 @@ class ComputeIcephase : public Compute {
   void complete_settings(bool threshold_set);
   void tune_malloc();
   void load_denoiser();
+  void probe_layers();
 
   // init steps
   void resolve_types();
@@ -200,11 +210,14 @@ class ComputeIcephase : public Compute {
   void exclude_close();
   void find_owners();
   void denoise();
-  bool build_graph(bool prune, std::string &err);
-  bool find_candidate_edges(std::string &err);
-  void measure_hops(bool bfs);
-  void assemble_graph(bool bfs);
+  bool build_graph(bool prune, int depth, std::string &err);
+  bool find_candidate_edges(bool locals_only, std::string &err);
+  void measure_hops(bool bfs, int depth);
+  void assemble_graph(bool bfs, int depth);
   bool denoise_step(double &maxstep, std::string &err);
+  void denoise_by_layers(double &maxstep, std::string &err);
+  void graph_tensors(at::Tensor &pos, at::Tensor &edge_index, at::Tensor &shift);
+  bool apply_steps(const at::Tensor &eps, double &maxstep, std::string &err);
   void fold_ghosts(bool any_remote);
   void select_soap_input();
   void select_environment();
@@ -224,6 +237,7 @@ class ComputeIcephase : public Compute {
   bool same_configuration();
   void all_or_error(const std::string &local_error);
   void grow_arrays();
+  bool carries_features(int i) const;
 };
 
 }    // namespace LAMMPS_NS
