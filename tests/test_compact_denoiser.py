@@ -197,3 +197,23 @@ def test_layer_by_layer_on_split_edge_lists_gives_forwards_eps(rng):
         half = frozen.layer_step(0, frozen.initial_features(len(pos), pos), radial[owner[edge_index[0]] == 0],
                                  unit[owner[edge_index[0]] == 0], edge_index[:, owner[edge_index[0]] == 0])
     assert not torch.allclose(alone[owner == 1], half[owner == 1], atol=1e-3)
+
+
+def test_blocks_of_nodes_and_edges_give_the_same_eps(rng):
+    """The edge and node blocks only bound the memory a step touches: many small blocks (a box of a few
+    hundred oxygens in blocks of 50 nodes and 100 edges) give the eps of one block each."""
+    config = DenoiserConfig()
+    net = _trained_like(config, seed=7)
+    atoms = {r.name: r for r in load_references(None)}["III"].atoms.repeat((3, 3, 3))
+    positions = atoms.positions + rng.normal(0.0, 0.2, atoms.positions.shape)
+    args = _graph(positions, atoms.cell.array)
+    whole = from_nequip(net, config)
+    whole.edge_block, whole.node_block = 10**9, 10**9
+    small = from_nequip(net, config)
+    small.edge_block, small.node_block = 100, 50
+    assert len(positions) > 4 * small.node_block
+    with torch.no_grad():
+        want = whole(*args)
+        got = small(*args)
+    assert float(want.abs().max()) > 0.1
+    assert torch.allclose(got, want, atol=2e-6, rtol=0)

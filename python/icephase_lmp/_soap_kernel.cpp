@@ -213,6 +213,24 @@ class CellList {
     members_.resize(n_points);
     std::vector<long> fill(start_.begin(), start_.end() - 1);
     for (long i = 0; i < n_points; ++i) members_[fill[bin_of[i]]++] = i;    // ascending within a bin
+    // the coordinates again, in bin order: a search then reads each bin's points from one stretch of
+    // memory instead of from all over the cloud (which no longer fits in cache at ~100,000 atoms)
+    sorted_.resize(3 * (size_t) n_points);
+    for (long k = 0; k < n_points; ++k)
+      for (int d = 0; d < 3; ++d) sorted_[3 * k + d] = pos[3 * members_[k] + d];
+  }
+
+  // The points in bin order (bins in x-major order): visiting centres in this order keeps the bins that
+  // one centre searches in cache for the next.
+  std::vector<long> spatial_order(const int64_t *points, long n) const
+  {
+    std::vector<long> order(n), key(n);
+    for (long k = 0; k < n; ++k) {
+      order[k] = k;
+      key[k] = bin(pos_ + 3 * points[k]);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](long a, long b) { return key[a] < key[b]; });
+    return order;
   }
 
   // Calls visit(j, dx, dy, dz) for every point j != i closer than the reach to point i (strictly).
@@ -227,7 +245,7 @@ class CellList {
           const long cell = ((long) a * n_[1] + b) * n_[2] + e;
           for (long k = start_[cell]; k < start_[cell + 1]; ++k) {
             const long j = members_[k];
-            const double *q = pos_ + 3 * j;
+            const double *q = &sorted_[3 * k];
             const double dx = q[0] - p[0], dy = q[1] - p[1], dz = q[2] - p[2];
             if (j != i && dx * dx + dy * dy + dz * dz < reach2_) visit(j, dx, dy, dz);
           }
@@ -245,6 +263,7 @@ class CellList {
   double reach2_, lo_[3], inv_width_;
   int n_[3];
   std::vector<long> start_, members_;
+  std::vector<double> sorted_;    // [3 * k]: the coordinates of members_[k]
 };
 
 // o[(l, n, n2)] = prel_l sum_m C[lm][n] C[lm][n2] for n <= n2: whole rows of the (NP x NP) product at a time,
@@ -313,7 +332,7 @@ void power_spectra(const Descriptor &d, const CellList &cells, const int64_t *ce
 {
   const long n_features = (long) d.L * d.N * (d.N + 1) / 2;
   Spectrum<NP> spectrum(d);
-  for (long c = 0; c < n_centres; ++c) {
+  for (long c : cells.spatial_order(centres, n_centres)) {
     spectrum.x.clear(), spectrum.y.clear(), spectrum.z.clear();
     cells.neighbours(centres[c], [&](long, double dx, double dy, double dz) {
       spectrum.x.push_back(dx), spectrum.y.push_back(dy), spectrum.z.push_back(dz);

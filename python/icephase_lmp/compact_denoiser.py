@@ -34,6 +34,8 @@ from .configs import DenoiserConfig
 #: Edges per block on CPU (CompactLayer.forward): small enough that a block's arrays (~1 kB per edge) stay
 #: in a core's L2 cache, large enough that the ~15 tensor operations per block cost little.
 EDGE_BLOCK = 1024
+#: Nodes per block of the node-wise maps on CPU (their arrays, 4,096 x 256 floats, stay in cache)
+NODE_BLOCK = 4096
 #: The methods besides forward that a model file's compact denoiser offers (and freezing must keep):
 #: forward_pairs for the offline pipeline, the layer-by-layer steps for the LAMMPS compute on several ranks
 EXPORTED_METHODS = ("forward_pairs", "edge_terms", "initial_features", "layer_step", "eps_from_features")
@@ -109,13 +111,14 @@ class CompactLayer(torch.nn.Module):
         return packed
 
     def forward(self, x: torch.Tensor, radial: torch.Tensor, unit: torch.Tensor, src: torch.Tensor,
-                dst: torch.Tensor, block: int, paired: bool) -> torch.Tensor:
+                dst: torch.Tensor, block: int, node_block: int, paired: bool) -> torch.Tensor:
         """New node features from the old ones x (N, 4F) and the edges' radial basis (E, B), unit vectors
         (E, 3), neighbours src and centres dst, taken ``block`` edges at a time: every per-edge array of a
         block then stays in the CPU's cache (all at once, the edge arrays of a 1000-molecule box are tens of
-        MB and each elementwise product waits on memory). With ``paired`` every edge also stands for its
-        reverse (centre and neighbour swapped, unit vector negated), whose radial weights are the same: they
-        are computed once for both."""
+        MB and each elementwise product waits on memory). The node-wise maps go ``node_block`` nodes at a
+        time for the same reason (at ~100,000 oxygens their (N, 8F) arrays are hundreds of MB). With
+        ``paired`` every edge also stands for its reverse (centre and neighbour swapped, unit vector
+        negated), whose radial weights are the same: they are computed once for both."""
         n = x.shape[0]
         f = self.features
         e = radial.shape[0]
@@ -123,9 +126,14 @@ class CompactLayer(torch.nn.Module):
         if self.first:
             hx = x
         else:
-            s = x[:, :f]
-            v = x[:, f:].reshape(3 * n, f)  # (N, 3F) -> rows (node, component)
-            hx = torch.cat([s @ self.lin_s, (v @ self.lin_v).reshape(n, 3 * f)], dim=1)
+            hx = torch.empty(n, 4 * f, dtype=x.dtype, device=x.device)
+            for a in range(0, n, node_block):
+                b = min(a + node_block, n)
+                m = b - a
+                s = x[a:b, :f]
+                v = x[a:b, f:].reshape(3 * m, f)  # (M, 3F) -> rows (node, component)
+                torch.matmul(s, self.lin_s, out=hx[a:b, :f])
+                hx[a:b, f:] = (v @ self.lin_v).reshape(m, 3 * f)
         for start in range(0, e, block):
             stop = min(start + block, e)
             w = torch.nn.functional.silu(radial[start:stop] @ self.radial_in) @ self.radial_out
@@ -134,8 +142,19 @@ class CompactLayer(torch.nn.Module):
             if paired:
                 h = hx if self.first else torch.index_select(hx, 0, dst[start:stop])
                 summed.index_add_(0, src[start:stop], self.messages(w, h, -unit[start:stop]))
+        out = torch.empty(n, 4 * f, dtype=x.dtype, device=x.device)
+        for a in range(0, n, node_block):
+            b = min(a + node_block, n)
+            out[a:b] = self.update(summed[a:b], x[a:b])
+        return out
+
+    def update(self, summed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The node-wise part for a block of nodes: their summed messages (M, 4F or 8F) and old features
+        (M, 4F; (M, 1) in the first layer) -> new features (M, 4F)."""
+        n = x.shape[0]
+        f = self.features
         width_s = f if self.first else 2 * f
-        gate_s = summed[:, :width_s] @ self.mix_s  # (N, 2F): F scalars, then F gates
+        gate_s = summed[:, :width_s] @ self.mix_s  # (M, 2F): F scalars, then F gates
         # the vector messages of each component are as wide as the scalar ones: F, or 2F after the first layer
         gate_v = summed[:, width_s:].reshape(3 * n, width_s) @ self.mix_v
         if self.first:
@@ -158,9 +177,11 @@ class CompactDenoiser(torch.nn.Module):
     cutoff_power: float
     output_scale: float
     edge_block: int
+    node_block: int
 
     def __init__(self, bessel: torch.Tensor, layers: List[CompactLayer], readout: torch.Tensor, r_max: float,
-                 cutoff_power: float, output_scale: float, edge_block: int = EDGE_BLOCK):
+                 cutoff_power: float, output_scale: float, edge_block: int = EDGE_BLOCK,
+                 node_block: int = NODE_BLOCK):
         super().__init__()
         self.bessel = torch.nn.Parameter(bessel, requires_grad=False)  # (1, B): n pi
         self.layers = torch.nn.ModuleList(layers)
@@ -169,6 +190,7 @@ class CompactDenoiser(torch.nn.Module):
         self.cutoff_power = cutoff_power
         self.output_scale = output_scale
         self.edge_block = edge_block
+        self.node_block = node_block
 
     def forward(self, pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
         """eps: pos (N, 3), edge_index (2, E), edge_shift (E, 3), Angstrom -> (N, 3), Angstrom."""
@@ -208,10 +230,12 @@ class CompactDenoiser(torch.nn.Module):
     def layer_step(self, k: int, features: torch.Tensor, radial: torch.Tensor, unit: torch.Tensor,
                    edge_index: torch.Tensor) -> torch.Tensor:
         """Layer ``k`` (0-based) on every node; a node's row is right where all its edges are in the list."""
-        block = self.edge_block if features.device.type == "cpu" else max(edge_index.shape[1], 1)
+        cpu = features.device.type == "cpu"
+        block = self.edge_block if cpu else max(edge_index.shape[1], 1)
+        node_block = self.node_block if cpu else max(features.shape[0], 1)
         for i, layer in enumerate(self.layers):
             if i == k:
-                return layer(features, radial, unit, edge_index[1], edge_index[0], block, False)
+                return layer(features, radial, unit, edge_index[1], edge_index[0], block, node_block, False)
         raise RuntimeError("no such layer")
 
     @torch.jit.export
@@ -225,9 +249,11 @@ class CompactDenoiser(torch.nn.Module):
         src = edge_index[1]  # the neighbour, which sends it
         radial, unit = self.edge_terms(pos, edge_index, edge_shift)
         features = self.initial_features(pos.shape[0], pos)
-        block = self.edge_block if pos.device.type == "cpu" else max(edge_index.shape[1], 1)
+        cpu = pos.device.type == "cpu"
+        block = self.edge_block if cpu else max(edge_index.shape[1], 1)
+        node_block = self.node_block if cpu else max(pos.shape[0], 1)
         for layer in self.layers:
-            features = layer(features, radial, unit, src, dst, block, paired)
+            features = layer(features, radial, unit, src, dst, block, node_block, paired)
         return self.eps_from_features(features)
 
 
