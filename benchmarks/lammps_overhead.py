@@ -21,7 +21,7 @@ The inputs are in benchmarks/lammps/. Timings are wall-clock of single runs; on 
 with whatever else runs. --quick runs a reduced version (small systems, few steps) in under a minute.
 
 Usage: .venv/bin/python benchmarks/lammps_overhead.py [--quick] [--model M] [--baseline B [--only-compare]]
-       [--workdir DIR]
+       [--parts abcd] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Scale:
 
 # (a): 432 and 4,096 molecules, the two box sizes of issue 10 (the larger one with fewer steps: one call
 # every 1000 steps is then one call); (e): ~430 and ~4,100 oxygens
-FULL = Scale((((3, 3, 3), 2000), ((8, 4, 8), 1000)), (1000, 100), 1000, 120.0, (2, 2, 2), 300, (22.0, 48.0), 3, 2)
+FULL = Scale((((3, 3, 3), 2000), ((8, 4, 8), 1000)), (1000, 100), 1000, 120.0, (2, 2, 2), 500, (22.0, 48.0), 3, 2)
 QUICK = Scale((((3, 3, 2), 200),), (100, 10), 60, 15.0, (2, 2, 2), 200, (22.0,), 1, 1)
 
 
@@ -303,18 +303,19 @@ def memory_growth(work: Path, scale: Scale, model: Path, ghost: float, keywords:
 def parallel_speedup(work: Path, scale: Scale, model: Path, ghost: float, keywords: str) -> None:
     reps = scale.md_systems[-1][0]
     data = md_files(work, reps)
-    per = {}
-    for nprocs in (1, 2):
-        log = run_lammps(work, INPUTS / "in.md_overhead",
-                         {"data": data, "settings": "tip4p_ice.settings", "nsteps": scale.parallel_steps,
-                          "every": 100, "ghost": ghost, "model": model, "plugin": PLUGIN, "keywords": keywords},
-                         f"parallel{nprocs}.log", nprocs)
-        per[nprocs] = [c for c in parse_calls(log) if c.step > 0]  # step 0 is the warm-up
-        if nprocs == 2:
-            mode = re.findall(r"icephase: the denoiser runs (layer by layer|whole)", log)
+    per: dict[int, list[Call]] = {1: [], 2: []}
+    for _ in range(2):  # two rounds, 1 and 2 ranks alternating: a change in the machine's speed hits both
+        for nprocs in (1, 2):
+            log = run_lammps(work, INPUTS / "in.md_overhead",
+                             {"data": data, "settings": "tip4p_ice.settings", "nsteps": scale.parallel_steps,
+                              "every": 100, "ghost": ghost, "model": model, "plugin": PLUGIN, "keywords": keywords},
+                             f"parallel{nprocs}.log", nprocs)
+            per[nprocs] += [c for c in parse_calls(log) if c.step > 0]  # step 0 is the warm-up
+            if nprocs == 2:
+                mode = re.findall(r"icephase: the denoiser runs (layer by layer|whole)", log)
     n_o = per[1][0].oxygens
     print(f"(d) parallel: TIP4P/Ice ice Ih, {n_o} molecules, MD and compute on 1 and on 2 MPI ranks, "
-          f"{len(per[1])} timed calls each (every 100 steps); on 2 ranks the denoiser ran "
+          f"{len(per[1])} timed calls each (every 100 steps, two runs each, alternating); on 2 ranks the denoiser ran "
           f"{mode[0] if mode else '(not logged)'}")
     median = {}
     for nprocs, calls in per.items():
@@ -373,6 +374,7 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path,
                     help="a second model file: (e) compares their cost per call (e.g. the previous shipped model)")
     ap.add_argument("--only-compare", action="store_true", help="with --baseline: run (e) alone")
+    ap.add_argument("--parts", default="abcd", help="which of (a)+(b), (c), (d) to run, e.g. d (default: abcd)")
     ap.add_argument("--workdir", type=Path, help="keep the inputs, logs and dumps here (default: a temporary folder)")
     ap.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--calls", type=int, default=1000, help=argparse.SUPPRESS)
@@ -401,12 +403,15 @@ def main() -> None:
           f"1 thread per rank; wall-clock timings of single runs (a shared machine moves them)")
     print()
     if not (args.only_compare and args.baseline):
-        md_overhead(work, scale, model, ghost, keywords)
-        print()
-        memory_growth(work, scale, model, ghost, keywords)
-        print()
-        parallel_speedup(work, scale, model, ghost, keywords)
-        print()
+        if "a" in args.parts or "b" in args.parts:
+            md_overhead(work, scale, model, ghost, keywords)
+            print()
+        if "c" in args.parts:
+            memory_growth(work, scale, model, ghost, keywords)
+            print()
+        if "d" in args.parts:
+            parallel_speedup(work, scale, model, ghost, keywords)
+            print()
     if args.baseline:
         model_comparison(work, scale, model, args.baseline.resolve())
         print()

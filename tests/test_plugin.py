@@ -725,7 +725,8 @@ def test_lammps_overhead_benchmark_quick(model):
         rf"^  VmRSS after \d+ calls: {num} MB; after \d+ calls: {num} MB; growth [+-]{num} MB \([+-]{num} kB per call\)",
         # (d) parallel
         r"^\(d\) parallel: TIP4P/Ice ice Ih, \d+ molecules, MD and compute on 1 and on 2 MPI ranks, \d+ timed "
-        r"calls each \(every 100 steps\); on 2 ranks the denoiser ran (layer by layer|whole)",
+        r"calls each \(every 100 steps, two runs each, alternating\); on 2 ranks the denoiser ran "
+        r"(layer by layer|whole)",
         rf"^  1 rank : {num} s per call \(graph {num}, denoise {num}, classify {num}, comm {num} s",
         rf"^  2 ranks: {num} s per call \(graph {num}, denoise {num}, classify {num}, comm {num} s",
         rf"^  speed-up 2 ranks vs 1: {num}x",

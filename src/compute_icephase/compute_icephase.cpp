@@ -95,6 +95,7 @@ constexpr int COMM_CLOSE = 1;    // forward communication of the too-close flags
 constexpr int COMM_LABEL = 2;    // forward communication of the phase codes (boundary step)
 constexpr int COMM_REDUCED = 3;    // forward communication of the reduced SOAP vectors (other crystal)
 constexpr int COMM_FEATURES = 4;    // forward communication of node features (denoising layer by layer)
+constexpr int COMM_NEED = 5;    // reverse, then forward communication: which oxygens a ghost node stands for
 
 const std::set<std::string> KEYWORDS = {"iterations", "tolerance", "device",
                                         "types",      "metric",    "threshold",
@@ -167,7 +168,8 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
   vector_flag = 1;
   size_vector = max_code + 2;    // liquid, the model's phases, then other crystal
   extvector = 1;    // atom counts grow with the system
-  comm_forward = std::max({3, nreduced, doubles_for(denoiser->width)});
+  comm_forward = std::max({3, nreduced, 1 + doubles_for(denoiser->width)});
+  comm_reverse = 1;    // COMM_NEED
   dynamic_group_allow = 0;
 
   memory->create(counts, size_vector, "icephase:counts");
@@ -1278,6 +1280,7 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
     }
   };
 
+  mark_needed_features();
   local_work([&] {
     graph_tensors(pos, edge_index, shift);
     auto terms = m.get_method("edge_terms")({pos, edge_index, shift}).toTuple();
@@ -1303,7 +1306,7 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
     if (!exchange) break;
     const double t0 = MPI_Wtime();
     comm_mode = COMM_FEATURES;
-    comm->forward_comm(this, doubles_for(width));
+    comm->forward_comm(this, 1 + doubles_for(width));
     comm_mode = COMM_DISP;
     timer.layer_comm += MPI_Wtime() - t0;
     local_work([&] {
@@ -1317,6 +1320,28 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
   local_work([&] {
     apply_steps(m.get_method("eps_from_features")({features}).toTensor(), maxstep, err);
   });
+}
+
+/* ----------------------------------------------------------------------
+   graph.need: nonzero for every oxygen (and each of its copies) that is a
+   ghost node on some rank. Each rank marks its ghost nodes; a reverse
+   communication sums the marks onto the owners, a forward one gives the
+   owners' sums back to every copy. The node features then travel only
+   for those oxygens: of the ghosts within the communication cutoff (which
+   SOAP needs) only the ones within r_max of another rank's oxygens are
+   graph nodes. Collective.
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::mark_needed_features()
+{
+  const double t0 = MPI_Wtime();
+  graph.need.assign(atom->nlocal + atom->nghost, 0.0);
+  for (size_t g = cloud.nlocal; g < graph.nodes.size(); g++) graph.need[cloud.atoms[graph.nodes[g]]] = 1.0;
+  comm_mode = COMM_NEED;
+  comm->reverse_comm(this);
+  comm->forward_comm(this, 1);
+  comm_mode = COMM_DISP;
+  timer.layer_comm += MPI_Wtime() - t0;
 }
 
 /* ----------------------------------------------------------------------
@@ -1781,14 +1806,22 @@ int ComputeIcephase::pack_forward_comm(int n, int *list, double *buf, int /*pbc_
       for (int f = 0; f < nreduced; f++) buf[m++] = reduced[list[k]][f];
     return m;
   }
+  if (comm_mode == COMM_NEED) {
+    for (int k = 0; k < n; k++) buf[m++] = graph.need[list[k]];
+    return m;
+  }
   if (comm_mode == COMM_FEATURES) {
-    // only the analysed oxygens carry features (hydrogens and other groups nothing: a third of the
-    // traffic in a 3-site water model). Type and group travel with every ghost, so the receiving
-    // rank's unpack skips the same atoms. An oxygen left out of the cloud sends zeros no one reads.
+    // a slot for every analysed oxygen only (hydrogens and other groups have none: type and group travel
+    // with every ghost, so the receiving rank's unpack skips the same atoms): a flag, and the features
+    // where some rank has the oxygen as a ghost node (graph.need). An oxygen left out of the cloud sends
+    // zeros no one reads.
     const int width = denoiser->width, stride = doubles_for(width);
     for (int k = 0; k < n; k++) {
       const int j = list[k];
       if (!carries_features(j)) continue;
+      const bool send = graph.need[j] > 0.0;
+      buf[m++] = send ? 1.0 : 0.0;
+      if (!send) continue;
       auto *out = reinterpret_cast<float *>(buf + m);
       std::memset(out, 0, sizeof(double) * stride);
       const int c = graph.cloud_of[j];
@@ -1826,10 +1859,15 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
       for (int f = 0; f < nreduced; f++) reduced[i][f] = buf[m++];
     return;
   }
+  if (comm_mode == COMM_NEED) {
+    for (int i = first; i < last; i++) graph.need[i] = buf[m++];
+    return;
+  }
   if (comm_mode == COMM_FEATURES) {
     const int width = denoiser->width, stride = doubles_for(width);
     for (int i = first; i < last; i++) {
       if (!carries_features(i)) continue;
+      if (buf[m++] == 0.0) continue;    // no features sent for this one
       const int c = graph.cloud_of[i];
       if (c >= 0)
         std::memcpy(&graph.stage[(size_t) c * width], reinterpret_cast<const float *>(buf + m),
@@ -1843,6 +1881,24 @@ void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
     disp[i][1] = buf[m++];
     disp[i][2] = buf[m++];
   }
+}
+
+/* ----------------------------------------------------------------------
+   COMM_NEED: every ghost's mark goes back to its owner, which sums them
+------------------------------------------------------------------------- */
+
+int ComputeIcephase::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++) buf[m++] = graph.need[i];
+  return m;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void ComputeIcephase::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  for (int k = 0; k < n; k++) graph.need[list[k]] += buf[k];
 }
 
 /* ----------------------------------------------------------------------
@@ -1871,7 +1927,8 @@ double ComputeIcephase::memory_usage()
     bytes += (double) v->capacity() * sizeof(double);
   bytes += (double) (graph.x32.capacity() + graph.shift32.capacity()) * sizeof(float);
   bytes += (double) graph.edges.capacity() * sizeof(int64_t);
-  bytes += (double) graph.cloud_of.capacity() * sizeof(int) + graph.stage.capacity() * sizeof(float);
+  bytes += (double) graph.cloud_of.capacity() * sizeof(int) + graph.stage.capacity() * sizeof(float) +
+      graph.need.capacity() * sizeof(double);
   bytes += too_close.bins.memory_usage() + graph.bins.memory_usage() + soap.bins.memory_usage();
   return bytes;
 }

@@ -44,6 +44,8 @@ class ComputeIcephase : public Compute {
   void compute_vector() override;
   int pack_forward_comm(int, int *, double *, int, int *) override;
   void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
   double memory_usage() override;
 
   // libtorch lives behind this pointer so that this header (also compiled
@@ -160,6 +162,7 @@ class ComputeIcephase : public Compute {
     // features [width] as its owner last computed them (the forward communication's source and target)
     std::vector<int> cloud_of;
     std::vector<float> stage;
+    std::vector<double> need;    // per atom (local + ghost): > 0 where some rank has it as a ghost node
   } graph;
 
   // select_soap_input, classify, extend_ice: the classifier's input and output
@@ -216,6 +219,7 @@ class ComputeIcephase : public Compute {
   void assemble_graph(bool bfs, int depth);
   bool denoise_step(double &maxstep, std::string &err);
   void denoise_by_layers(double &maxstep, std::string &err);
+  void mark_needed_features();
   void graph_tensors(at::Tensor &pos, at::Tensor &edge_index, at::Tensor &shift);
   bool apply_steps(const at::Tensor &eps, double &maxstep, std::string &err);
   void fold_ghosts(bool any_remote);
