@@ -55,6 +55,20 @@ def test_small_box_rejected(shipped_model):
         denoise(shipped_model.denoiser, np.zeros((1, 3)), np.eye(3) * 3.0, (True,) * 3, shipped_model.r_max)
 
 
+@pytest.mark.parametrize("cell", [np.zeros((3, 3)), np.diag([20.0, 20.0, 0.0]), np.full((3, 3), np.nan)],
+                         ids=["zero", "flat", "nan"])
+def test_cell_without_volume_rejected_by_name(shipped_model, cell):
+    """A zero, flat or NaN cell with periodic directions is named as such (it used to surface as numpy's
+    'Singular matrix' from wrapping the atoms), by the denoiser and by the whole pipeline."""
+    from icephase_lmp.pipeline import Pipeline
+
+    pos = np.random.default_rng(0).uniform(0.0, 10.0, (20, 3))
+    for run in (lambda: denoise(shipped_model.denoiser, pos, cell, (True,) * 3, shipped_model.r_max),
+                lambda: Pipeline(shipped_model).run(pos, cell, (True,) * 3)):
+        with pytest.raises(DenoiseError, match="no volume|three finite box vectors"):
+            run()
+
+
 def test_nan_rejected(shipped_model):
     pos = np.full((4, 3), np.nan)
     with pytest.raises(DenoiseError, match="NaN"):

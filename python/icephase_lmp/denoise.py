@@ -39,10 +39,27 @@ class DenoiseResult:
         return len(self.max_steps)
 
 
+def check_cell(cell: np.ndarray | None, pbc) -> None:
+    """A periodic box needs three finite, independent cell vectors (a zero or flat cell has no inside to
+    wrap atoms into, and no periodic images)."""
+    if cell is None or not np.any(pbc):
+        return
+    cell = np.asarray(cell, dtype=np.float64)
+    if cell.shape != (3, 3) or not np.isfinite(cell).all():
+        raise DenoiseError(f"the cell must be three finite box vectors as rows (a 3 x 3 array), got {cell.tolist()}")
+    lengths = np.linalg.norm(cell, axis=1)
+    if abs(np.linalg.det(cell)) <= 1e-9 * max(float(np.prod(lengths)), 1e-300):
+        raise DenoiseError(
+            f"the cell {np.round(cell, 3).tolist()} has no volume (a zero or flat box): give the three box "
+            "vectors as rows, or no cell (None, pbc off) for an open cluster"
+        )
+
+
 def check_box(cell: np.ndarray | None, pbc, cutoff: float) -> None:
     """A periodic box narrower than twice the cutoff would let an atom see its own image as a neighbour."""
     if cell is None or not np.any(pbc):
         return
+    check_cell(cell, pbc)
     widths = perpendicular_widths(cell)[np.asarray(pbc, dtype=bool)]
     if np.any(widths < cutoff):
         raise DenoiseError(

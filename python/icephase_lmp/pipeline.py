@@ -11,7 +11,7 @@ import torch
 from .boundary import extend_ice
 from .classifier import Classifier
 from .clusters import Clusters, ice_clusters
-from .denoise import DenoiseResult, denoise
+from .denoise import DenoiseResult, check_cell, denoise
 from .errors import ClassifierError, DenoiseError
 from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
@@ -143,14 +143,15 @@ class Pipeline:
         Raises
         ------
         DenoiseError
-            When ``positions`` hold NaN or Inf, the cell is narrower than the denoiser's cutoff, or the
-            denoiser runs away.
+            When ``positions`` hold NaN or Inf, the cell has no volume or is narrower than the denoiser's
+            cutoff, or the denoiser runs away.
         ClassifierError
             On input the classifier cannot describe.
         """
         pos = np.asarray(positions, dtype=np.float64)
         if not np.isfinite(pos).all():
             raise DenoiseError("positions contain NaN or Inf: the simulation has blown up or the file is corrupt")
+        check_cell(cell, pbc)
         out_cell = cell
         cell = self._working_cell(cell, pbc)
         # trajectory readers already wrap; positions handed in directly may not be
