@@ -9,7 +9,9 @@ class. Two ways to compute them:
   that of a direct port with exact exponentials: the rounding of the sums) and each centre's expansion is summed in registers. 3.5-3.8x
   cheaper than DScribe's extension, which evaluates n_max (l_max + 1) exponentials per neighbour pair
   (benchmarks/soap_backends.py, speed.py --baseline-soap dscribe). Agreement with DScribe: ~1e-10 of
-  each feature's largest value.
+  each feature's largest value. The kernel also finds the neighbours (a cell list over an open cloud of
+  points); a periodic box is handed to it as its atoms followed by their images within the reach
+  (``geometry.periodic_cloud``), so no array of all neighbour vectors is ever formed.
 - DScribe's own compiled extension, called directly, where the kernel was not built (no C++ compiler at
   install time): the same numbers, slower. ``BACKEND`` says which one this process uses.
 
