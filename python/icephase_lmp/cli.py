@@ -117,7 +117,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
     from .pipeline import Pipeline, set_threads
     from .label_writers import open_label_writer
-    from .readers import count_frames, read_frames
+    from .readers import open_frames
     from .selection import Selection, parse_frames
 
     set_threads(args.threads)
@@ -129,7 +129,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         other_crystal=not args.no_other_crystal,
     )
     names = pipeline.classifier.code_names
-    n_frames = count_frames(args.trajectory, args.top)
+    source, n_frames = open_frames(args.trajectory, args.top, select, frames)
     total = len(range(*frames.indices(n_frames)))
     if total == 0:
         what = f"--frames {args.frames} selects none of its {n_frames} frames" if n_frames else "it is empty"
@@ -148,7 +148,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         if args.write_denoised:
             writers.append(stack.enter_context(open_label_writer(args.write_denoised, names)))
         try:
-            for frame in tqdm(read_frames(args.trajectory, args.top, select, frames), total=total,
+            for frame in tqdm(source, total=total,
                               desc="classify", unit="frame", disable=args.quiet):
                 if frame.n_atoms == 0:
                     raise TrajectoryError(f"frame {frame.index} of {args.trajectory} has no selected atoms")

@@ -19,7 +19,7 @@ from .lammps_dump_reader import count_lammps_dump_frames, read_lammps_dump
 from .mdanalysis_reader import open_universe, read_universe
 from .selection import Selection, resolve_frames
 
-__all__ = ["count_frames", "read_frames"]
+__all__ = ["count_frames", "open_frames", "read_frames"]
 
 
 def read_frames(
@@ -70,6 +70,24 @@ def read_frames(
         universe = open_universe(path, Path(top) if top is not None else None)
         source = read_universe(universe, path, select, frames or slice(None))
     return (wrapped(frame) for frame in source)
+
+
+def open_frames(
+    path: PathLike,
+    top: PathLike | None = None,
+    select: Selection | None = None,
+    frames: slice | None = None,
+) -> tuple[Iterator[Frame], int]:
+    """:func:`read_frames` and :func:`count_frames` together: the frames, and how many the file holds. An
+    MDAnalysis file is opened once for both (opening one reads its whole index: ~0.15 s of every
+    ``icephase classify`` start-up on a GROMACS file, paid twice before)."""
+    path = Path(path)
+    check_exists(path)
+    if input_format(path) in ("lammps", "extxyz"):
+        return read_frames(path, top, select, frames), count_frames(path)
+    universe = open_universe(path, Path(top) if top is not None else None)
+    source = read_universe(universe, path, select or Selection(), frames or slice(None))
+    return (wrapped(frame) for frame in source), len(universe.trajectory)
 
 
 def count_frames(path: PathLike, top: PathLike | None = None) -> int:
