@@ -225,17 +225,3 @@ def test_cli_boundary_option(tmp_path, capsys):
     assert main(["classify", str(path), "--boundary", "-1", "--out", str(tmp_path / "x.csv")]) == 2
     assert "boundary rounds must be >= 0" in capsys.readouterr().err
 
-
-def test_components_are_scipys():
-    """Our connected components (clusters.components) against scipy's, on random graphs from sparse to
-    percolating, with isolated nodes, self-loops and repeated edges: the same labels, numbered the same way."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    from icephase_lmp.clusters import components
-
-    rng = np.random.default_rng(4)
-    for n, m in [(1, 0), (10, 0), (50, 30), (500, 400), (500, 700), (2000, 5000)]:
-        i, j = rng.integers(0, n, m), rng.integers(0, n, m)
-        _, want = connected_components(coo_matrix((np.ones(m), (i, j)), shape=(n, n)), directed=False)
-        assert np.array_equal(components(n, i, j), want), (n, m)

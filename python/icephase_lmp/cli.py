@@ -238,14 +238,14 @@ def _distances(pipeline, specs: list[str], select, frames, option: str) -> np.nd
     have no distance and are left out)."""
     from tqdm import tqdm
 
-    from .readers import count_frames, read_frames
+    from .readers import open_frames
 
     out = []
     for spec in specs:
         traj, _, top = spec.partition(",")
         n_before = len(out)
-        source = read_frames(traj, top or None, select, frames)  # raises for a missing file before counting
-        total = len(range(*(frames or slice(None)).indices(count_frames(traj, top or None))))
+        source, n_frames = open_frames(traj, top or None, select, frames)
+        total = len(range(*(frames or slice(None)).indices(n_frames)))
         for frame in tqdm(source, total=total, desc=Path(traj).name, unit="frame"):
             result = pipeline.run(frame.positions, frame.cell, frame.pbc)
             out.append(result.distances[result.distances >= 0.0])

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .geometry import neighbor_edges
 from .phases import LIQUID
@@ -27,34 +29,6 @@ class Clusters:
     def largest(self) -> int:
         """Molecules in the largest cluster (0 without ice)."""
         return int(self.sizes[0]) if len(self.sizes) else 0
-
-
-def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """(n,) component label of every node of the undirected graph with edges (i, j), numbered 0, 1, ... in
-    the order of each component's lowest node (scipy's ``connected_components`` numbering).
-
-    Min-label propagation with pointer jumping, in numpy: a few rounds over the edges, each followed by path
-    compression. Our own rather than scipy.sparse.csgraph because importing scipy.sparse cost every
-    ``icephase classify`` ~0.25 s of start-up (issue 10 asks under 2 s for a one-frame file)."""
-    parent = np.arange(n)
-    i = np.asarray(i, dtype=np.int64)
-    j = np.asarray(j, dtype=np.int64)
-    while True:
-        ri, rj = parent[i], parent[j]
-        differ = ri != rj
-        if not differ.any():
-            break
-        ri, rj = ri[differ], rj[differ]
-        low = np.minimum(ri, rj)
-        # hook every root onto the lowest root it meets (roots only: a node's parent is never above it)
-        np.minimum.at(parent, np.maximum(ri, rj), low)
-        while True:  # path compression: every node points at its root
-            jumped = parent[parent]
-            if np.array_equal(jumped, parent):
-                break
-            parent = jumped
-    _, label = np.unique(parent, return_inverse=True)
-    return label.reshape(-1)
 
 
 def ice_clusters(codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, cutoff: float) -> Clusters:
@@ -85,7 +59,8 @@ def ice_clusters(codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | No
     if len(ice) == 0:
         return Clusters(ids, np.zeros(0, dtype=np.int64))
     edges, _ = neighbor_edges(np.asarray(positions, dtype=np.float64)[ice], cell, pbc, cutoff)
-    label = components(len(ice), edges[0], edges[1])
+    graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(ice), len(ice)))
+    _, label = connected_components(graph, directed=False)
     sizes = np.bincount(label)
     # renumber by decreasing size; ties by the lowest member index (labels are numbered by first member)
     rank = np.lexsort((np.arange(len(sizes)), -sizes))

@@ -13,20 +13,6 @@ except ImportError:
     _soap_kernel = None
 
 
-def _is_wide_orthorhombic(cell: np.ndarray, cutoff: float) -> bool:
-    """An orthorhombic cell wider than twice ``cutoff``: every pair within the cutoff then has exactly one
-    periodic image in reach, which scipy's periodic k-d tree (``boxsize``) finds."""
-    lengths = np.diag(cell)
-    return not np.any(cell != np.diag(lengths)) and bool(np.all(lengths > 2.0 * cutoff))
-
-
-def _wrap_orthorhombic(positions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Positions moved into [0, L) along each axis, as scipy's periodic k-d tree requires."""
-    wrapped = np.mod(positions, lengths)
-    wrapped[wrapped >= lengths] = 0.0  # np.mod can round a tiny negative coordinate up to the length itself
-    return wrapped
-
-
 def neighbor_edges(
     positions: np.ndarray, cell: np.ndarray | None, pbc: tuple[bool, bool, bool] | np.ndarray, cutoff: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -171,32 +157,14 @@ def too_close(
     """(N,) bool: atoms with another atom (or periodic image) closer than ``distance``.
 
     A k-d tree asks each atom for its nearest neighbour only, so the memory stays linear in the number of
-    atoms even when many atoms sit on one spot (a full neighbour list would hold every pair). A wide
-    orthorhombic box periodic in x, y and z goes to scipy's periodic tree; other periodic directions use the
-    3^3 neighbouring images of the wrapped atoms, which hold every pair closer than the box's perpendicular
-    width; a box narrower than ``distance`` is not water anyway."""
+    atoms even when many atoms sit on one spot (a full neighbour list would hold every pair). A periodic box
+    is searched as its atoms plus their images within ``distance`` (:func:`periodic_cloud`, any cell)."""
     from scipy.spatial import cKDTree
 
-    pos = np.asarray(positions, dtype=np.float64)
-    n = len(pos)
+    n = len(positions)
     if n < 2:
         return np.zeros(n, dtype=bool)
-    pbc_arr = np.asarray(pbc, dtype=bool)
-    points = pos
-    if cell is not None:
-        cell = np.asarray(cell, dtype=np.float64)
-    if cell is not None and pbc_arr.all() and _is_wide_orthorhombic(cell, distance):
-        # the common MD box: scipy's periodic tree answers directly, without 27 copies of the atoms
-        lengths = np.diag(cell)
-        wrapped = _wrap_orthorhombic(pos, lengths)
-        dist, _ = cKDTree(wrapped, boxsize=lengths).query(wrapped, k=2)
-        return dist[:, 1] < distance
-    if cell is not None and pbc_arr.any():
-        pos = wrap_positions(pos, cell, pbc_arr)
-        ranges = [(-1, 0, 1) if p else (0,) for p in pbc_arr]
-        shifts = np.array([[i, j, k] for i in ranges[0] for j in ranges[1] for k in ranges[2]], dtype=np.float64)
-        points = (pos[None, :, :] + (shifts @ cell)[:, None, :]).reshape(-1, 3)
-    tree = cKDTree(points)
-    # the two nearest points of each atom: itself and its nearest other atom (or a duplicate of it)
-    dist, _ = tree.query(pos, k=2)
+    points, _ = periodic_cloud(np.asarray(positions, dtype=np.float64), cell, pbc, distance)
+    # the two nearest points of each atom: itself and its nearest other atom, image or duplicate
+    dist, _ = cKDTree(points).query(points[:n], k=2)
     return dist[:, 1] < distance

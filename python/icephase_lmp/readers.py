@@ -67,8 +67,7 @@ def read_frames(
     elif kind == "extxyz":
         source = read_extxyz(path, select, resolve_frames(frames, lambda: count_frames(path)))
     else:
-        universe = open_universe(path, Path(top) if top is not None else None)
-        source = read_universe(universe, path, select, frames or slice(None))
+        source, _ = _universe_frames(path, top, select, frames)
     return (wrapped(frame) for frame in source)
 
 
@@ -85,9 +84,15 @@ def open_frames(
     check_exists(path)
     if input_format(path) in ("lammps", "extxyz"):
         return read_frames(path, top, select, frames), count_frames(path)
+    source, n_frames = _universe_frames(path, top, select or Selection(), frames)
+    return (wrapped(frame) for frame in source), n_frames
+
+
+def _universe_frames(path: Path, top: PathLike | None, select: Selection, frames: slice | None
+                     ) -> tuple[Iterator[Frame], int]:
+    """The frames of an MDAnalysis file (not yet wrapped) and how many it holds, from one Universe."""
     universe = open_universe(path, Path(top) if top is not None else None)
-    source = read_universe(universe, path, select or Selection(), frames or slice(None))
-    return (wrapped(frame) for frame in source), len(universe.trajectory)
+    return read_universe(universe, path, select, frames or slice(None)), len(universe.trajectory)
 
 
 def count_frames(path: PathLike, top: PathLike | None = None) -> int:
