@@ -16,7 +16,8 @@ basis inputs (``from_nequip``), never retyped, so the two give the same eps to f
 (tests/test_compact_denoiser.py compares them on ice and liquid). The compact module has the same
 ``forward(pos, edge_index, edge_shift) -> eps`` contract (denoiser_network.py's docstring), so the plugin and
 the offline pipeline load it from a model file exactly as before; offline, ``forward_pairs`` takes each pair
-of the symmetric edge list once. Per call on one CPU thread it costs 0.3-0.4x of the nequip module
+of the symmetric edge list once, and the LAMMPS compute on several ranks runs it one layer at a time
+(``edge_terms``, ``initial_features``, ``layer_step``, ``eps_from_features``). Per call on one CPU thread it costs 0.3-0.4x of the nequip module
 (docs/validation.md, "The compact denoiser").
 
 Only the architecture we train is covered (l_max 1, even-parity features, one atom type): ``supports``

@@ -1223,28 +1223,39 @@ void ComputeIcephase::assemble_graph(bool bfs, int depth)
    one denoising step: disp of the local cloud atoms -= eps(graph)
 ------------------------------------------------------------------------- */
 
-bool ComputeIcephase::denoise_step(double &maxstep, std::string &err)
+void ComputeIcephase::denoise_step(double &maxstep, std::string &err)
 {
   maxstep = 0.0;
-  if (cloud.nlocal == 0) return true;
+  if (cloud.nlocal == 0) return;
+  run_denoiser(
+      [&] {
+        torch::Tensor pos, edge_index, shift;
+        graph_tensors(pos, edge_index, shift);
+        apply_steps(denoiser->module.forward({pos, edge_index, shift}).toTensor(), maxstep, err);
+      },
+      err);
+}
+
+/* ----------------------------------------------------------------------
+   libtorch work of this rank: in inference mode, on the compute's
+   threads, and on CPU with the plain interpreter (TorchScript's
+   optimising executor spends seconds profiling and re-optimising the
+   first two calls and is no faster afterwards, denoise.py has the
+   figures; on CUDA its kernel fusion may pay, not measured; per thread,
+   restored on return). An exception becomes err.
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::run_denoiser(const std::function<void()> &work, std::string &err)
+{
   try {
     c10::InferenceMode guard;
     at::set_num_threads(nthreads);
-    torch::Tensor pos, edge_index, shift;
-    graph_tensors(pos, edge_index, shift);
-    // on CPU the plain interpreter: TorchScript's optimising executor spends seconds profiling and
-    // re-optimising the first two calls and is no faster afterwards (denoise.py has the figures);
-    // on CUDA its kernel fusion may pay (not measured). Per thread, restored on return.
     torch::jit::GraphOptimizerEnabledGuard optimise(denoiser->device.is_cuda());
-    auto eps = denoiser->module.forward({pos, edge_index, shift}).toTensor();
-    return apply_steps(eps, maxstep, err);
+    work();
   } catch (const c10::Error &e) {
-    err = std::string("Compute icephase: the denoiser failed in libtorch: ") +
-        e.what_without_backtrace();
-    return false;
+    err = std::string("Compute icephase: the denoiser failed in libtorch: ") + e.what_without_backtrace();
   } catch (const std::exception &e) {
     err = std::string("Compute icephase: the denoiser failed: ") + e.what();
-    return false;
   }
 }
 
@@ -1267,18 +1278,7 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
   torch::Tensor pos, edge_index, shift, radial, unit, features;
   // the work of this rank, if it has local oxygens and nothing failed yet; errors go to err
   auto local_work = [&](const std::function<void()> &work) {
-    if (cloud.nlocal == 0 || !err.empty()) return;
-    try {
-      c10::InferenceMode guard;
-      at::set_num_threads(nthreads);
-      torch::jit::GraphOptimizerEnabledGuard optimise(denoiser->device.is_cuda());
-      work();
-    } catch (const c10::Error &e) {
-      err = std::string("Compute icephase: the denoiser failed in libtorch: ") +
-          e.what_without_backtrace();
-    } catch (const std::exception &e) {
-      err = std::string("Compute icephase: the denoiser failed: ") + e.what();
-    }
+    if (cloud.nlocal > 0 && err.empty()) run_denoiser(work, err);
   };
 
   mark_needed_features();

@@ -23,6 +23,7 @@ ComputeStyle(icephase,ComputeIcephase);
 #include "icephase_bins.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -217,7 +218,8 @@ class ComputeIcephase : public Compute {
   bool find_candidate_edges(bool locals_only, std::string &err);
   void measure_hops(bool bfs, int depth);
   void assemble_graph(bool bfs, int depth);
-  bool denoise_step(double &maxstep, std::string &err);
+  void denoise_step(double &maxstep, std::string &err);
+  void run_denoiser(const std::function<void()> &work, std::string &err);
   void denoise_by_layers(double &maxstep, std::string &err);
   void mark_needed_features();
   void graph_tensors(at::Tensor &pos, at::Tensor &edge_index, at::Tensor &shift);
