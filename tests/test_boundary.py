@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from conftest import ice_next_to_disorder, liquid_like
 
-from icephase_lmp.boundary import BoundarySettings, Shells, ShellOrder, extend_ice, grow_once, ordered_shells
+from icephase_lmp.boundary import (BoundarySettings, Shells, ShellOrder, extend_ice, grow_once, ordered_shells,
+                                   shell_order)
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.phases import LIQUID
 from icephase_lmp.references import builtin_reference, supercell
@@ -149,6 +150,30 @@ def test_extend_ice_grows_a_layer_per_round_and_stops_at_disorder(rng):
     assert (grown[3][disordered] > LIQUID).mean() < 0.1
     assert not np.any(grown[3][(x > 14.0 + SETTINGS.shell) & (x < cell[0, 0] - SETTINGS.shell)])
     assert np.array_equal(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=0)), codes)
+
+
+def test_extend_ice_stopping_early_gives_every_rounds_result(rng):
+    """extend_ice stops when a round changes nothing: with more rounds than the growth needs, the result is
+    still that of applying grow_once round after round (and an all-ice input is returned as it is)."""
+    pos, cell = crystal("Ih", 22.0)
+    x = pos[:, 0] % cell[0, 0]
+    disordered = x > 14.0
+    pos[disordered] += rng.uniform(-1.0, 1.0, (disordered.sum(), 3))
+    codes = np.where(x < 6.0, 1, LIQUID).astype(np.int32)
+    shells = Shells.build(pos, cell, (True,) * 3, SETTINGS.shell)
+    order = shell_order(shells, len(codes), SETTINGS)
+    by_hand = [codes]
+    while len(by_hand) < 40:
+        by_hand.append(grow_once(by_hand[-1], order, shells, SETTINGS).astype(np.int32))
+        if np.array_equal(by_hand[-1], by_hand[-2]):
+            break
+    last = len(by_hand) - 2  # rounds after which nothing changes any more
+    assert 3 < last < 38, "the growth should go on for a few rounds, then stop"
+    for rounds in (1, 3, last, last + 5):
+        assert np.array_equal(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=rounds)),
+                              by_hand[min(rounds, last)])
+    all_ice = np.ones(len(codes), dtype=np.int32)
+    assert np.array_equal(extend_ice(all_ice, pos, cell, (True,) * 3, BoundarySettings(rounds=3)), all_ice)
 
 
 def test_liquid_without_ice_stays_liquid(rng):

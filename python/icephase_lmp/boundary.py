@@ -238,10 +238,13 @@ def extend_ice(
         unchanged when ``settings.rounds`` is 0.
     """
     codes = np.asarray(codes, dtype=np.int32)
-    if settings.rounds <= 0 or len(codes) == 0:
-        return codes
+    if settings.rounds <= 0 or not np.any(codes == LIQUID) or not np.any(codes > LIQUID):
+        return codes  # only a liquid molecule next to ice can change
     shells = Shells.build(np.asarray(positions, dtype=np.float64), cell, pbc, settings.shell)
     order = shell_order(shells, len(codes), settings)
     for _ in range(settings.rounds):
-        codes = grow_once(codes, order, shells, settings).astype(np.int32)
+        grown = grow_once(codes, order, shells, settings).astype(np.int32)
+        if np.array_equal(grown, codes):  # a round that changed nothing would be repeated exactly
+            break
+        codes = grown
     return codes

@@ -665,6 +665,17 @@ void ComputeIcephase::all_or_error(const std::string &local_error)
   error->all(FLERR, mesg);
 }
 
+/* ----------------------------------------------------------------------
+   whether a condition holds on at least one rank. Collective.
+------------------------------------------------------------------------- */
+
+bool ComputeIcephase::on_any_rank(bool mine)
+{
+  int flag = mine ? 1 : 0, any = 0;
+  MPI_Allreduce(&flag, &any, 1, MPI_INT, MPI_MAX, world);
+  return any != 0;
+}
+
 /* ---------------------------------------------------------------------- */
 
 void ComputeIcephase::grow_arrays()
@@ -1554,6 +1565,15 @@ void ComputeIcephase::extend_ice()
   soap.cloud_codes.resize(nsoap);
   soap.grown.resize(nlocal);
 
+  // a round changes a centre only if some centre is liquid and some atom ice, and
+  // a round that changed nothing anywhere would be repeated exactly: skip those
+  // rounds (in an all-ice or all-liquid box, every one), each for one
+  // allreduce instead of a forward communication and a Python call
+  bool liquid = false, ice = false;
+  for (int s = 0; s < nlocal; s++) liquid = liquid || soap.codes[s] == LIQUID;
+  for (int k = 0; k < cloud.nlocal; k++) ice = ice || label[cloud.atoms[k]] > LIQUID;
+  if (!on_any_rank(liquid) || !on_any_rank(ice)) return;
+
   std::string err;
   for (int round = 0; round < boundary_rounds; round++) {
     comm_mode = COMM_LABEL;
@@ -1565,10 +1585,13 @@ void ComputeIcephase::extend_ice()
                               soap.grown.data(), err))
       err = "Compute icephase: the boundary step failed: " + err;
     all_or_error(err);
+    bool changed = false;
     for (int s = 0; s < nlocal; s++) {
+      changed = changed || soap.codes[s] != soap.grown[s];
       soap.codes[s] = soap.grown[s];
       label[cloud.atoms[soap.index[s]]] = soap.grown[s];
     }
+    if (round + 1 < boundary_rounds && !on_any_rank(changed)) break;
   }
 }
 
@@ -1585,6 +1608,12 @@ void ComputeIcephase::find_other_crystal()
 {
   const int nall = atom->nlocal + atom->nghost;
   const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
+  // only liquid-labelled centres can change: with none on any rank, skip the
+  // communication and the Python call (an all-ice box)
+  bool liquid = false;
+  for (int s = 0; s < nlocal; s++) liquid = liquid || soap.codes[s] == LIQUID;
+  if (!on_any_rank(liquid)) return;
+
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (int i = 0; i < nall; i++)
     for (int f = 0; f < nreduced; f++) reduced[i][f] = nan;

@@ -94,6 +94,7 @@ class ComputeIcephase : public Compute {
   double receptive_field;    // num_layers * r_max (A)
   int num_layers;            // message-passing layers of the denoiser (0: unknown, no pruning)
   int max_code;              // phase codes run 0..max_code
+  static constexpr int LIQUID = 0;    // the liquid's code (init checks the phase table)
   int other_code;            // the "other crystal" code (negative; icephase_lmp.phases.OTHER_CRYSTAL)
   int nreduced;              // length of the classifier's reduced SOAP vector (forward communication)
   std::vector<std::string> phase_names;    // index = code + 1 (code -1 = not analysed)
@@ -242,6 +243,7 @@ class ComputeIcephase : public Compute {
   void log_graph();
   bool same_configuration();
   void all_or_error(const std::string &local_error);
+  bool on_any_rank(bool mine);
   void grow_arrays();
   bool carries_features(int i) const;
 };
