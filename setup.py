@@ -1,7 +1,9 @@
-"""Build of the one compiled Python module, icephase_lmp._soap_kernel (everything else is in pyproject.toml).
+"""Build of the compiled Python modules (everything else is in pyproject.toml): icephase_lmp._soap_kernel (SOAP
+and neighbour search) and icephase_lmp._denoiser_kernel (the compact denoiser's message sums on CPU).
 
-The module is optional: without a C++ compiler the install goes on and icephase_lmp.soap computes the same
-features with DScribe's extension, 3.5-3.8x more slowly (docs/validation.md, "Cheaper per call").
+Both are optional: without a C++ compiler the install goes on; icephase_lmp.soap then computes the same
+features with DScribe's extension, 3.5-3.8x more slowly (docs/validation.md, "Cheaper per call"), and the
+denoiser runs as TorchScript alone (docs/validation.md, "sixth session").
 """
 
 from pybind11.setup_helpers import Pybind11Extension
@@ -10,11 +12,12 @@ from setuptools import setup
 setup(
     ext_modules=[
         Pybind11Extension(
-            "icephase_lmp._soap_kernel",
-            ["python/icephase_lmp/_soap_kernel.cpp"],
+            f"icephase_lmp.{name}",
+            [f"python/icephase_lmp/{name}.cpp"],
             cxx_std=17,
             extra_compile_args=["-O3"],
             optional=True,
         )
+        for name in ("_soap_kernel", "_denoiser_kernel")
     ]
 )

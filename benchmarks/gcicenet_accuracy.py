@@ -48,7 +48,7 @@ def reduced_features(model, data: Path, frames: slice, iterations: int):
         raw, den, frames_out = [], [], []
         for frame in read_frames(data / f"md_{tag}_10frame.xtc", data / f"md_{tag}.tpr", Selection(name="OW"), frames):
             raw.append(clf.reduce(clf.soap_features(frame.positions, frame.cell, frame.pbc)))
-            d = denoise(model.denoiser, frame.positions, frame.cell, frame.pbc, model.r_max, iterations)
+            d = denoise(model.offline_denoiser(), frame.positions, frame.cell, frame.pbc, model.r_max, iterations)
             den.append(clf.reduce(clf.soap_features(d.positions, frame.cell, frame.pbc)))
             frames_out.append((d.positions, frame.cell, frame.pbc))
         out[tag] = (np.concatenate(raw), np.concatenate(den), frames_out)
@@ -150,9 +150,9 @@ def timing(model, data: Path) -> None:
     big = np.array([2 * cell[0], 2 * cell[1], cell[2]])
     clf = model.classifier
     n = len(pos)
-    denoise(model.denoiser, pos, big, frame.pbc, model.r_max, 1)  # warm-up (TorchScript optimises on call 1-2)
+    denoise(model.offline_denoiser(), pos, big, frame.pbc, model.r_max, 1)  # warm-up (TorchScript optimises on call 1-2)
     t0 = time.perf_counter()
-    d = denoise(model.denoiser, pos, big, frame.pbc, model.r_max, model.iterations)
+    d = denoise(model.offline_denoiser(), pos, big, frame.pbc, model.r_max, model.iterations)
     t1 = time.perf_counter()
     feats = clf.soap_features(d.positions, big, frame.pbc)
     t2 = time.perf_counter()

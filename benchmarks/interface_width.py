@@ -41,7 +41,7 @@ BIN = 1.0  # A
 def denoised_frames(model, path: Path, frames: slice):
     out = []
     for f in read_frames(path, frames=frames):
-        d = denoise(model.denoiser, f.positions, f.cell, f.pbc, model.r_max, model.iterations)
+        d = denoise(model.offline_denoiser(), f.positions, f.cell, f.pbc, model.r_max, model.iterations)
         out.append((f, d.positions))
     return out
 

@@ -76,7 +76,8 @@ class Labeller:
         self.boundary = replace(clf.boundary, **{k: v for k, v in boundary.items() if v is not None})
 
     def frame(self, f) -> dict:
-        d = denoise(self.model.denoiser, f.positions, f.cell, f.pbc, self.model.r_max, self.model.iterations)
+        # what the offline pipeline runs (the compiled message kernel where the model file allows)
+        d = denoise(self.model.offline_denoiser(), f.positions, f.cell, f.pbc, self.model.r_max, self.model.iterations)
         clf = self.model.classifier
         reduced = clf.reduce(clf.soap_features(d.positions, f.cell, f.pbc))
         previous = clf.classify_reduced(reduced, clf.metric, self.threshold).codes

@@ -64,7 +64,7 @@ def main() -> None:
             break
         for k, (kind, code, _, cell) in enumerate(systems):
             if target > done:
-                positions[k] = denoise(model.denoiser, positions[k], cell, (True,) * 3, model.r_max,
+                positions[k] = denoise(model.offline_denoiser(), positions[k], cell, (True,) * 3, model.r_max,
                                        target - done).positions
         done = target
         ice, liquid, right, total = [], [], 0, 0

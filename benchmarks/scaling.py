@@ -49,7 +49,7 @@ wall, out = best(lambda: pipe.run(positions, cell, (True, True, True)))
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 # the two big parts of that run, timed again on their own: the denoiser, and SOAP of the denoised positions
 model = pipe.model
-den, result = best(lambda: denoise(model.denoiser, positions, cell, (True,) * 3, model.r_max, pipe.iterations))
+den, result = best(lambda: denoise(model.offline_denoiser(), positions, cell, (True,) * 3, model.r_max, pipe.iterations))
 clean = result.positions
 soap, _ = best(lambda: model.classifier.soap_features(clean, cell, (True,) * 3))
 print(json.dumps({{"n": len(positions), "wall": wall, "denoise": den, "soap": soap, "base_mb": base, "peak_mb": peak,

@@ -22,12 +22,16 @@ fi
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 quiet() { "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; return "${PIPESTATUS[0]}"; }
 stamp="$venv/.icephase-installed"
-# (re)install when the pins, the package metadata or the compiled SOAP kernel's source changed, or the kernel
-# was never built (pip builds it in place, next to its source)
-kernel_src=python/icephase_lmp/_soap_kernel.cpp
+# (re)install when the pins, the package metadata or a compiled kernel's source changed, or a kernel was never
+# built (pip builds them in place, next to their sources)
+kernels_changed=0
+for kernel in _soap_kernel _denoiser_kernel; do
+    if [ "python/icephase_lmp/$kernel.cpp" -nt "$stamp" ] || ! compgen -G "python/icephase_lmp/$kernel*.so" >/dev/null; then
+        kernels_changed=1
+    fi
+done
 if [ ! -f "$stamp" ] || [ requirements/constraints.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
-    || [ setup.py -nt "$stamp" ] || [ "$kernel_src" -nt "$stamp" ] \
-    || ! compgen -G "python/icephase_lmp/_soap_kernel*.so" >/dev/null; then
+    || [ setup.py -nt "$stamp" ] || [ "$kernels_changed" = 1 ]; then
     echo "[install] torch==2.13.0 (CPU wheel) first"
     quiet "${pip[@]}" "torch==2.13.0"
     echo "[install] the rest, constrained by requirements/constraints.txt"

@@ -7,6 +7,7 @@ import torch
 from conftest import liquid_like
 from icephase_lmp.cli import main
 from icephase_lmp.compact_denoiser import from_nequip, supports
+from icephase_lmp.denoiser_kernel import KernelDenoiser
 from icephase_lmp.denoiser_network import (
     DenoiserConfig,
     build_denoiser,
@@ -48,8 +49,11 @@ def test_compact_form_gives_the_networks_eps(config, rng):
     rounding. A wrong constant, path or feature order moves eps by its own size."""
     net = _trained_like(config, seed=3)
     compact = from_nequip(net, config)
-    frozen, form = inference_module(net, config)
+    frozen, form, arrays = inference_module(net, config)
     assert form == "compact"
+    # the offline pipeline's form: the compiled message sums over the constants a model file stores
+    # (32 features take the kernel's fixed-size loops, 8 its generic ones)
+    kernel = KernelDenoiser.from_arrays({k: torch.from_numpy(v) for k, v in arrays.items()})
     liquid, box = liquid_like(300, 0.0334, rng)
     configurations = [_noisy_ice(n, rng) for n in ("Ih", "III", "VII", "sI")] + [(liquid, box)]
     for positions, cell in configurations:
@@ -58,7 +62,7 @@ def test_compact_form_gives_the_networks_eps(config, rng):
             want = net(*args)
             scale = float(want.abs().max())
             assert scale > 0.01  # 500x the tolerance below: a wrong constant would show
-            for module in (compact, frozen):
+            for module in (compact, frozen, kernel):
                 got = module(*args)
                 assert got.shape == want.shape
                 assert float((got - want).abs().max()) < 2e-5 * max(scale, 1.0)
@@ -142,7 +146,7 @@ def test_pairs_given_once_give_the_eps_of_both_directions():
 
     config = DenoiserConfig(num_layers=2, num_features=8)
     net = _trained_like(config, seed=7)
-    frozen, _ = inference_module(net, config)
+    frozen, _, _ = inference_module(net, config)
     positions, cell = _noisy_ice("II", np.random.default_rng(11))
     pos, edge_index, shift = _graph(positions, np.asarray(cell))
     one_way = edge_index[0] < edge_index[1]
@@ -172,7 +176,7 @@ def test_layer_by_layer_on_split_edge_lists_gives_forwards_eps(rng):
     centres only, and before the next layer every node takes the row its owner computed. Two ranks splitting
     a noisy ice box (by x), through the frozen module a model file stores: the same eps as forward."""
     config = DenoiserConfig()
-    frozen, _ = inference_module(_trained_like(config, seed=5), config)
+    frozen, _, _ = inference_module(_trained_like(config, seed=5), config)
     positions, cell = _noisy_ice("Ih", rng)
     pos, edge_index, shift = _graph(positions, np.asarray(cell))
     owner = torch.from_numpy((positions[:, 0] % cell[0, 0] > 0.5 * cell[0, 0]).astype(np.int64))

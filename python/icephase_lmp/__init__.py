@@ -14,7 +14,8 @@ Module map (lengths are in Angstrom throughout):
 - ``references``: the ideal reference structures (GenIce2 lattices or structure files);
 - ``configs``: the denoiser's and training's settings (no torch);
 - ``denoiser_network``: the denoiser network (NequIP); ``compact_denoiser``: the trained network rewritten for
-  inference, as model files store it; ``train``: its training; ``denoise``: the iterative denoising;
+  inference, as model files store it; ``denoiser_kernel``: that network offline on CPU with its message sums
+  compiled (``_denoiser_kernel``); ``train``: its training; ``denoise``: the iterative denoising;
 - ``soap``: the SOAP power spectrum (our compiled kernel ``_soap_kernel``; DScribe's extension as the
   fallback); ``classifier``: the SOAP classifier;
   ``denoised_references``: references as the denoiser leaves them;

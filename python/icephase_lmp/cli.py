@@ -322,7 +322,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         model = pipeline.model
         model.classifier.thresholds[key] = cal.threshold
         model.metadata["thresholds"] = model.classifier.thresholds
-        save_model(args.write_model, model.denoiser, model.classifier, model.metadata, model.weights)
+        save_model(args.write_model, model.denoiser, model.classifier, model.metadata, model.weights,
+                   model.compact)
         print(f"model with threshold {key} = {cal.threshold:.6g} written to {args.write_model}")
     return 0
 

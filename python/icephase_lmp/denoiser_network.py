@@ -131,20 +131,26 @@ def denoiser_from_weights(config: DenoiserConfig, weights: "dict[str, np.ndarray
     return model.eval()
 
 
-def inference_module(model: Denoiser, config: DenoiserConfig) -> "tuple[torch.jit.ScriptModule, str]":
-    """What a model file stores for the denoiser ``model`` (eager, trained), frozen, and its form's name:
-    "compact" (compact_denoiser.py: the same eps to float32 rounding, ~3x cheaper per call on CPU) where the
-    architecture has a compact form, else "nequip" (the scripted training network)."""
+def inference_module(
+    model: Denoiser, config: DenoiserConfig
+) -> "tuple[torch.jit.ScriptModule, str, dict[str, np.ndarray] | None]":
+    """What a model file stores for the denoiser ``model`` (eager, trained): the module, frozen; its form's
+    name, "compact" (compact_denoiser.py: the same eps to float32 rounding, ~3x cheaper per call on CPU) where
+    the architecture has a compact form, else "nequip" (the scripted training network); and the compact
+    form's constants as arrays (``compact_denoiser.to_arrays``; None for "nequip"), which the offline pipeline
+    runs with its compiled message kernel (denoiser_kernel.py)."""
     from . import compact_denoiser
 
     if compact_denoiser.supports(config):
-        module, form = torch.jit.script(compact_denoiser.from_nequip(model.eval(), config)), "compact"
+        compact = compact_denoiser.from_nequip(model.eval(), config)
+        arrays = {k: v.cpu().numpy() for k, v in compact_denoiser.to_arrays(compact).items()}
+        module, form = torch.jit.script(compact), "compact"
         keep = list(compact_denoiser.EXPORTED_METHODS)  # freezing keeps only forward unless told
     else:
-        module, form, keep = script_denoiser(model), "nequip", []
+        module, form, keep, arrays = script_denoiser(model), "nequip", [], None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.freeze(module.eval(), preserved_attrs=keep), form
+        return torch.jit.freeze(module.eval(), preserved_attrs=keep), form, arrays
 
 
 def script_denoiser(model: Denoiser) -> torch.jit.ScriptModule:

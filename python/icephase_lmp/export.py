@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,26 +35,35 @@ def training_references(source: str | Path) -> list[str] | None:
     return read_run_config(source).get("references") or None
 
 
-def _denoiser(source: Path) -> tuple[torch.jit.ScriptModule, str, DenoiserConfig, dict, dict[str, np.ndarray]]:
-    """The denoiser of a model file or a run folder as a model file stores it: frozen module, its form
-    (``inference_module``), architecture, training record, and the training network's weights."""
+class StoredDenoiser(NamedTuple):
+    """A denoiser as a model file stores it."""
+
+    module: torch.jit.ScriptModule  # frozen
+    form: str  # "compact" or "nequip" (denoiser_network.inference_module)
+    config: DenoiserConfig
+    training: dict
+    weights: dict[str, np.ndarray]  # the training network's
+    compact: dict[str, np.ndarray] | None  # the compact form's constants (None: "nequip")
+
+
+def _denoiser(source: Path) -> StoredDenoiser:
+    """The denoiser of a model file or a run folder as a model file stores it."""
     if source.is_file():
         return _model_denoiser(load_model(source))
     if not (source / "checkpoint.pt").is_file():
         raise ModelFileError(f"{source} holds no checkpoint.pt: train first with `icephase train {source}`")
     eager, run_config = load_trained(source)
     training = {"config": asdict(run_config), "steps_done": int(read_checkpoint(source / "checkpoint.pt")["step"])}
-    module, form = inference_module(eager, run_config.model)
-    return module, form, run_config.model, training, state_arrays(eager)
+    module, form, compact = inference_module(eager, run_config.model)
+    return StoredDenoiser(module, form, run_config.model, training, state_arrays(eager), compact)
 
 
-def _model_denoiser(model: IcephaseModel) -> tuple[torch.jit.ScriptModule, str, DenoiserConfig, dict,
-                                                   dict[str, np.ndarray]]:
+def _model_denoiser(model: IcephaseModel) -> StoredDenoiser:
     """As :func:`_denoiser`, for a loaded model file: its network rebuilt from its weights."""
     config = DenoiserConfig(**model.metadata["denoiser"])
     weights = model.network_weights()
-    module, form = inference_module(denoiser_from_weights(config, weights), config)
-    return module, form, config, model.metadata.get("training", {}), weights
+    module, form, compact = inference_module(denoiser_from_weights(config, weights), config)
+    return StoredDenoiser(module, form, config, model.metadata.get("training", {}), weights, compact)
 
 
 def recompile_denoiser(source: str | Path, out: str | Path) -> Path:
@@ -64,9 +74,25 @@ def recompile_denoiser(source: str | Path, out: str | Path) -> Path:
     if not source.is_file():
         raise ModelFileError(f"{source}: --keep-classifier takes a model file, not a training run folder")
     model = load_model(source)
-    module, form, _, _, weights = _model_denoiser(model)
-    metadata = dict(model.metadata, denoiser_module=form)
-    return save_model(out, module, model.classifier, metadata, weights)
+    stored = _model_denoiser(model)
+    metadata = dict(model.metadata, denoiser_module=stored.form)
+    return save_model(out, stored.module, model.classifier, metadata, stored.weights, stored.compact)
+
+
+def add_compact_constants(source: str | Path, out: str | Path) -> Path:
+    """Write ``out``: the model file ``source`` as it is (its TorchScript denoiser bit for bit), plus the compact
+    form's constants (``compact_denoiser.npz``) that the offline pipeline's compiled kernel runs. The constants
+    are read off the stored weights again (``inference_module``) and agree with those folded into the
+    TorchScript module to float32 rounding; the TorchScript module is kept so that the LAMMPS compute and
+    every figure measured with it stay exactly as they were. (``recompile_denoiser`` stores the denoiser
+    afresh as well: another CPU may fold its constants ~1e-7 differently.)"""
+    model = load_model(source)
+    if model.metadata.get("denoiser_module") != "compact":
+        raise ModelFileError(f"{source}: its denoiser is not in the compact form; use `icephase export "
+                             "--keep-classifier` to store it afresh")
+    stored = _model_denoiser(model)
+    return save_model(out, model.denoiser, model.classifier, model.metadata, model.network_weights(),
+                      stored.compact)
 
 
 def export_run(
@@ -82,13 +108,14 @@ def export_run(
     """Write ``out``. With ``denoised_references`` (the default), the classifier also gets the reference
     environments as this denoiser leaves them (see icephase_lmp.denoised_references); None: ideal only.
     ``thresholds`` (e.g. {"denoised/euclidean": 7.7}) are set last, for this exact reference set."""
-    module, form, config, training, weights = _denoiser(Path(source))
-    metadata = build_metadata(config, classifier, iterations, tolerance, training)
-    metadata["denoiser_module"] = form
-    model = IcephaseModel(module, classifier, metadata, Path(out), weights)
+    stored = _denoiser(Path(source))
+    module, weights = stored.module, stored.weights
+    metadata = build_metadata(stored.config, classifier, iterations, tolerance, stored.training)
+    metadata["denoiser_module"] = stored.form
+    model = IcephaseModel(module, classifier, metadata, Path(out), weights, stored.compact)
     if denoised_references is not None:
         n = add_denoised_references(model, references, denoised_references, progress=True)
         print(f"added {n} denoised reference environments (sigma up to the training's sigma_max)")
     classifier.thresholds.update(thresholds or {})
     metadata["thresholds"] = classifier.thresholds
-    return save_model(out, module, classifier, metadata, weights)
+    return save_model(out, module, classifier, metadata, weights, stored.compact)

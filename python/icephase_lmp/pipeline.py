@@ -167,8 +167,8 @@ class Pipeline:
                                close)
         if self.use_denoiser:
             result = denoise(
-                self.model.denoiser, pos[kept], cell, pbc, self.model.r_max, self.iterations, self.tolerance,
-                self.device,
+                self.model.offline_denoiser(self.device), pos[kept], cell, pbc, self.model.r_max, self.iterations,
+                self.tolerance, self.device,
             )
             # the denoiser moves atoms continuously, across the cell's faces too: back into the cell
             clean[kept] = wrap_positions(result.positions, cell, pbc)

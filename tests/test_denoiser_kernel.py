@@ -1,0 +1,95 @@
+"""The offline denoiser with compiled message sums (denoiser_kernel.py) against the TorchScript denoiser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import ice_next_to_disorder, liquid_like
+
+from icephase_lmp import compact_denoiser, denoiser_kernel
+from icephase_lmp.geometry import neighbor_edges
+from icephase_lmp.model_file import COMPACT_FILE, load_model, read_weights
+from icephase_lmp.pipeline import Pipeline
+
+
+@pytest.fixture(scope="module")
+def kernel_model(shipped_model):
+    """The shipped model as loaded: its file must carry the compact constants for the kernel."""
+    assert denoiser_kernel.available(), "icephase_lmp._denoiser_kernel was not built by the install"
+    assert shipped_model.compact is not None, f"the shipped model has no {COMPACT_FILE}: re-store it (models/README.md)"
+    return shipped_model
+
+
+def graph(positions, cell, r_max):
+    edges, shift = neighbor_edges(positions, cell, (True,) * 3, r_max)
+    return (torch.tensor(positions, dtype=torch.float32), torch.tensor(edges),
+            torch.tensor(shift, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("kind", ["ice next to disorder", "liquid"])
+def test_kernel_gives_the_torchscript_eps(kernel_model, kind, rng):
+    if kind == "liquid":
+        positions, cell = liquid_like(400, 1.0, rng)
+    else:
+        positions, cell = ice_next_to_disorder()
+    pos, edges, shift = graph(positions, cell, kernel_model.r_max)
+    kernel = kernel_model.offline_denoiser("cpu")
+    assert isinstance(kernel, denoiser_kernel.KernelDenoiser)
+    one_way = edges[0] < edges[1]
+    with torch.no_grad():
+        reference = kernel_model.denoiser(pos, edges, shift)
+        full = kernel(pos, edges, shift)
+        paired = kernel.forward_pairs(pos, edges[:, one_way], shift[one_way])
+    assert reference.abs().max() > 0.05  # the test is not comparing zeros
+    for eps in (full, paired):
+        np.testing.assert_allclose(eps.numpy(), reference.numpy(), atol=2e-5, rtol=0)
+
+
+def test_constants_round_trip_through_arrays(kernel_model):
+    module = compact_denoiser.from_arrays({k: torch.from_numpy(v) for k, v in kernel_model.compact.items()})
+    again = compact_denoiser.to_arrays(module)
+    assert set(again) == set(kernel_model.compact)
+    for name, value in again.items():
+        np.testing.assert_array_equal(value.numpy(), kernel_model.compact[name], err_msg=name)
+
+
+def test_pipeline_labels_with_and_without_the_kernel(kernel_model):
+    positions, cell = ice_next_to_disorder()
+    with_kernel = Pipeline(kernel_model).run(positions, cell, (True,) * 3)
+    plain = load_model(kernel_model.path)
+    plain.compact = None  # as a file without the constants: the TorchScript denoiser runs
+    assert plain.offline_denoiser("cpu") is plain.denoiser
+    without = Pipeline(plain).run(positions, cell, (True,) * 3)
+    assert np.array_equal(with_kernel.codes, without.codes)
+    assert (with_kernel.codes > 0).any() and (with_kernel.codes == 0).any()
+    np.testing.assert_allclose(with_kernel.positions, without.positions, atol=1e-4)
+
+
+def test_saved_model_keeps_the_constants(kernel_model, tmp_path):
+    from icephase_lmp.model_file import save_model
+
+    out = save_model(tmp_path / "copy.pth", kernel_model.denoiser, kernel_model.classifier, kernel_model.metadata,
+                     kernel_model.weights, kernel_model.compact)
+    stored = read_weights(out, COMPACT_FILE)
+    assert stored.keys() == kernel_model.compact.keys()
+    assert isinstance(load_model(out).offline_denoiser("cpu"), denoiser_kernel.KernelDenoiser)
+    bare = save_model(tmp_path / "bare.pth", kernel_model.denoiser, kernel_model.classifier, kernel_model.metadata,
+                      kernel_model.weights)
+    assert read_weights(bare, COMPACT_FILE) is None
+    assert load_model(bare).offline_denoiser("cpu") is not None
+
+
+def test_kernel_rejects_bad_indices():
+    from icephase_lmp import _denoiser_kernel
+
+    f = 2
+    w = np.ones((1, 4 * f), np.float32)
+    hx = np.ones((2, 4 * f), np.float32)
+    unit = np.array([[1.0, 0.0, 0.0]], np.float32)
+    out = _denoiser_kernel.message_sums(w, hx, unit, np.array([1]), np.array([0]), 2, f, False, False)
+    assert out.shape == (2, 8 * f) and out[0].any() and not out[1].any()
+    with pytest.raises(ValueError, match="out of range"):
+        _denoiser_kernel.message_sums(w, hx, unit, np.array([2]), np.array([0]), 2, f, False, False)
+    with pytest.raises(ValueError, match="hx must be"):
+        _denoiser_kernel.message_sums(w, hx[:1], unit, np.array([1]), np.array([0]), 2, f, False, False)
