@@ -130,14 +130,10 @@ class CompactLayer(torch.nn.Module):
             hx = torch.empty(n, 4 * f, dtype=x.dtype, device=x.device)
             for a in range(0, n, node_block):
                 b = min(a + node_block, n)
-                m = b - a
-                s = x[a:b, :f]
-                v = x[a:b, f:].reshape(3 * m, f)  # (M, 3F) -> rows (node, component)
-                torch.matmul(s, self.lin_s, out=hx[a:b, :f])
-                hx[a:b, f:] = (v @ self.lin_v).reshape(m, 3 * f)
+                hx[a:b] = self.neighbour_features(x[a:b])
         for start in range(0, e, block):
             stop = min(start + block, e)
-            w = torch.nn.functional.silu(radial[start:stop] @ self.radial_in) @ self.radial_out
+            w = self.radial_weights(radial[start:stop])
             h = hx if self.first else torch.index_select(hx, 0, src[start:stop])
             summed.index_add_(0, dst[start:stop], self.messages(w, h, unit[start:stop]))
             if paired:
@@ -148,6 +144,17 @@ class CompactLayer(torch.nn.Module):
             b = min(a + node_block, n)
             out[a:b] = self.update(summed[a:b], x[a:b])
         return out
+
+    def neighbour_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The first linear map, (M, 4F) -> (M, 4F): what a node sends its neighbours (not in the first layer)."""
+        m = x.shape[0]
+        f = self.features
+        v = x[:, f:].reshape(3 * m, f)  # (M, 3F) -> rows (node, component)
+        return torch.cat([x[:, :f] @ self.lin_s, (v @ self.lin_v).reshape(m, 3 * f)], dim=1)
+
+    def radial_weights(self, radial: torch.Tensor) -> torch.Tensor:
+        """The radial MLP: each edge's weights of the tensor-product paths, (E, B) -> (E, 2F or 4F)."""
+        return torch.nn.functional.silu(radial @ self.radial_in) @ self.radial_out
 
     def update(self, summed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The node-wise part for a block of nodes: their summed messages (M, 4F or 8F) and old features

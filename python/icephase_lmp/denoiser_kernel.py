@@ -64,14 +64,9 @@ class KernelDenoiser:
 
 def _layer(layer: CompactLayer, x: torch.Tensor, radial: torch.Tensor, unit, src, dst, paired: bool) -> torch.Tensor:
     """CompactLayer.forward with the messages summed by the kernel."""
-    n, f = x.shape[0], layer.features
-    if layer.first:
-        hx = None
-    else:
-        hx = torch.cat([x[:, :f] @ layer.lin_s, (x[:, f:].reshape(3 * n, f) @ layer.lin_v).reshape(n, 3 * f)], dim=1)
-    w = torch.nn.functional.silu(radial @ layer.radial_in) @ layer.radial_out
-    summed = _denoiser_kernel.message_sums(
-        w.contiguous().numpy(), hx.numpy() if hx is not None else w.numpy()[:0], unit, src, dst, n, f, layer.first,
-        paired,
-    )
+    w = layer.radial_weights(radial).contiguous().numpy()
+    # the first layer's messages need no neighbour features (every node holds the same embedding): the kernel
+    # does not read hx there
+    hx = w[:0] if layer.first else layer.neighbour_features(x).numpy()
+    summed = _denoiser_kernel.message_sums(w, hx, unit, src, dst, x.shape[0], layer.features, layer.first, paired)
     return layer.update(torch.from_numpy(summed), x)
