@@ -14,6 +14,7 @@ setup(
         Pybind11Extension(
             f"icephase_lmp.{name}",
             [f"python/icephase_lmp/{name}.cpp"],
+            depends=["python/icephase_lmp/_kernels.h"],
             cxx_std=17,
             extra_compile_args=["-O3"],
             optional=True,

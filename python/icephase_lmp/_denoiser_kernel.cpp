@@ -18,6 +18,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "_kernels.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
@@ -25,12 +27,6 @@
 #include <vector>
 
 namespace py = pybind11;
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ICEPHASE_HOT __attribute__((target_clones("fma", "default")))
-#else
-#define ICEPHASE_HOT
-#endif
 
 namespace {
 

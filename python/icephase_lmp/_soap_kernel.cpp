@@ -23,6 +23,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "_kernels.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -31,14 +33,6 @@
 #include <vector>
 
 namespace py = pybind11;
-
-// The hot loops are compiled twice, plain x86-64 and with AVX+FMA, and the loader picks the one this CPU
-// runs (GCC function multiversioning); on other compilers or CPUs there is one portable version.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ICEPHASE_HOT __attribute__((target_clones("fma", "default")))
-#else
-#define ICEPHASE_HOT
-#endif
 
 namespace {
 
