@@ -77,7 +77,7 @@ def costs(model, frame, repeats: int) -> dict[str, float]:
 
 def describe(model) -> str:
     s = model.classifier.soap
-    runs = "compiled message kernel" if model.offline_denoiser() is not model.denoiser else "TorchScript"
+    runs = "compiled message kernel" if model.runs_kernel() else "TorchScript"
     return (f"{model.path.name}: {model.iterations} iterations ({runs}), SOAP n_max {s.n_max} l_max {s.l_max} "
             f"r_cut {s.r_cut} sigma {s.sigma}")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -38,12 +41,12 @@ def test_kernel_gives_the_torchscript_eps(kernel_model, kind, rng):
     assert isinstance(kernel, denoiser_kernel.KernelDenoiser)
     one_way = edges[0] < edges[1]
     with torch.no_grad():
-        reference = kernel_model.denoiser(pos, edges, shift)
-        full = kernel(pos, edges, shift)
-        paired = kernel.forward_pairs(pos, edges[:, one_way], shift[one_way])
-    assert reference.abs().max() > 0.05  # the test is not comparing zeros
+        reference = kernel_model.denoiser(pos, edges, shift).numpy()
+    full = kernel(pos.numpy(), edges.numpy(), shift.numpy())
+    paired = kernel.forward_pairs(pos.numpy(), edges[:, one_way].numpy(), shift[one_way].numpy())
+    assert np.abs(reference).max() > 0.05  # the test is not comparing zeros
     for eps in (full, paired):
-        np.testing.assert_allclose(eps.numpy(), reference.numpy(), atol=2e-5, rtol=0)
+        np.testing.assert_allclose(eps, reference, atol=2e-5, rtol=0)
 
 
 def test_constants_round_trip_through_arrays(kernel_model):
@@ -52,6 +55,25 @@ def test_constants_round_trip_through_arrays(kernel_model):
     assert set(again) == set(kernel_model.compact)
     for name, value in again.items():
         np.testing.assert_array_equal(value.numpy(), kernel_model.compact[name], err_msg=name)
+
+
+def test_classify_needs_no_torch(tmp_path):
+    """With the kernel and a model file that carries the compact constants, `icephase classify` of a frame
+    denoises without importing torch (it would cost 1-2 s of start-up); the labels are written."""
+    positions, cell = ice_next_to_disorder()
+    frame = tmp_path / "frame.lammpstrj"
+    lines = ["ITEM: TIMESTEP", "0", "ITEM: NUMBER OF ATOMS", str(len(positions)), "ITEM: BOX BOUNDS pp pp pp"]
+    lines += [f"0 {cell[k, k]}" for k in range(3)] + ["ITEM: ATOMS id type x y z"]
+    lines += [f"{i + 1} 1 {x} {y} {z}" for i, (x, y, z) in enumerate(positions)]
+    frame.write_text("\n".join(lines) + "\n")
+    code = ("import sys; from icephase_lmp.cli import main; rc = main(['classify', sys.argv[1], '--out', sys.argv[2]]);"
+            " print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)")
+    run = subprocess.run([sys.executable, "-c", code, str(frame), str(tmp_path / "labels.csv")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "no torch", run.stdout[-2000:]
+    rows = (tmp_path / "labels.csv").read_text().splitlines()
+    assert len(rows) == len(positions) + 1 and ",Ih," in rows[1]
 
 
 def test_pipeline_labels_with_and_without_the_kernel(kernel_model):

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .errors import DenoiseError
 from .geometry import neighbor_edges, perpendicular_widths
 # the limits live with the other distance limits, where the LAMMPS bridge reads them without importing torch
 from .phases import MAX_NEIGHBOURS, MAX_STEP, RUNAWAY_STEP
+
+if TYPE_CHECKING:  # torch takes 1-2 s to import; a numpy denoiser (denoiser_kernel.py) does not need it
+    import torch
+
+    from .denoiser_kernel import KernelDenoiser
+
+#: torch CPU threads for TorchScript denoisers (pipeline.set_threads; 0: torch's default)
+TORCH_THREADS = 0
 
 
 def runaway_message(step: float, where: str) -> str:
@@ -68,16 +77,15 @@ def check_box(cell: np.ndarray | None, pbc, cutoff: float) -> None:
         )
 
 
-@torch.no_grad()
 def denoise(
-    model: torch.nn.Module,
+    model: "torch.nn.Module | KernelDenoiser",
     positions: np.ndarray,
     cell: np.ndarray | None,
     pbc,
     r_max: float,
     iterations: int = 8,
     tolerance: float = 0.0,
-    device: str | torch.device = "cpu",
+    device: "str | torch.device" = "cpu",
 ) -> DenoiseResult:
     """Apply ``iterations`` denoising steps r <- r - eps(r), stopping early once the largest step is below
     ``tolerance``.
@@ -87,9 +95,10 @@ def denoise(
 
     Parameters
     ----------
-    model : torch.nn.Module
+    model : torch.nn.Module or denoiser_kernel.KernelDenoiser
         The denoiser, ``forward(pos [N, 3], edge_index [2, E], edge_shift [E, 3]) -> eps [N, 3]`` (float32,
-        Angstrom; the ``model`` module's docstring gives the contract).
+        Angstrom; the ``model`` module's docstring gives the contract): torch tensors in and out, or numpy
+        arrays for a model with ``takes_numpy`` (``IcephaseModel.offline_denoiser``).
     positions : array_like, shape (N, 3)
         Oxygen positions, Angstrom.
     cell : array_like, shape (3, 3) or None
@@ -124,13 +133,7 @@ def denoise(
         raise DenoiseError(f"iterations must be >= 0, got {iterations}")
     check_box(cell, pbc, r_max)
     result = DenoiseResult(pos)
-    device = torch.device(device)
-    # TorchScript's optimising executor profiles the first call and re-optimises on the second (together
-    # 1.9-2.5 s instead of 0.24-0.27 s for 1024 oxygens on one CPU thread) and is no faster afterwards
-    # (benchmarks/startup.py, both in one process, called in turn); the output is bit-identical (checked
-    # on ice, liquid, sI and coexistence frames). So CPU calls run unoptimised; on CUDA the optimiser's
-    # kernel fusion may pay (not measured: no GPU here). The setting is per thread and restored after each call.
-    optimise = device.type == "cuda"
+    eps_of = _numpy_eps if getattr(model, "takes_numpy", False) else _torch_eps(device)
     # a compact denoiser (compact_denoiser.py) takes every pair of our symmetric list once and computes its
     # radial weights for both directions: the same eps to float32 rounding, ~15% cheaper
     paired = hasattr(model, "forward_pairs")
@@ -149,14 +152,7 @@ def denoise(
         # cannot pass check_box, but if one did, the full list would go)
         pairs = paired and not np.any(edge_index[0] == edge_index[1])
         one_way = edge_index[0] < edge_index[1] if pairs else slice(None)
-        args = (
-            torch.tensor(pos, dtype=torch.float32, device=device),
-            torch.tensor(edge_index[:, one_way], device=device),
-            torch.tensor(shift[one_way], dtype=torch.float32, device=device),
-        )
-        with torch.jit.optimized_execution(optimise):
-            eps = model.forward_pairs(*args) if pairs else model(*args)
-        step = eps.to("cpu", torch.float64).numpy()
+        step = eps_of(model.forward_pairs if pairs else model, pos, edge_index[:, one_way], shift[one_way])
         if step.shape != pos.shape:
             raise DenoiseError(
                 f"the denoiser returned shape {list(step.shape)} for {len(pos)} atoms (expected [{len(pos)}, 3]): "
@@ -178,3 +174,35 @@ def denoise(
             break
     result.positions = pos
     return result
+
+
+def _numpy_eps(call, pos: np.ndarray, edge_index: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """One step of a numpy denoiser (``takes_numpy``), float64."""
+    return np.asarray(call(pos.astype(np.float32), edge_index, shift.astype(np.float32)), dtype=np.float64)
+
+
+def _torch_eps(device):
+    """One step of a TorchScript denoiser on ``device``, float64 numpy: a function like :func:`_numpy_eps`."""
+    import torch
+
+    device = torch.device(device)
+    if TORCH_THREADS > 0:
+        torch.set_num_threads(TORCH_THREADS)
+    # TorchScript's optimising executor profiles the first call and re-optimises on the second (together
+    # 1.9-2.5 s instead of 0.24-0.27 s for 1024 oxygens on one CPU thread) and is no faster afterwards
+    # (benchmarks/startup.py, both in one process, called in turn); the output is bit-identical (checked
+    # on ice, liquid, sI and coexistence frames). So CPU calls run unoptimised; on CUDA the optimiser's
+    # kernel fusion may pay (not measured: no GPU here). The setting is per thread and restored after each call.
+    optimise = device.type == "cuda"
+
+    def eps_of(call, pos: np.ndarray, edge_index: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        args = (
+            torch.tensor(pos, dtype=torch.float32, device=device),
+            torch.tensor(edge_index, device=device),
+            torch.tensor(shift, dtype=torch.float32, device=device),
+        )
+        with torch.no_grad(), torch.jit.optimized_execution(optimise):
+            eps = call(*args)
+        return eps.to("cpu", torch.float64).numpy()
+
+    return eps_of

@@ -72,7 +72,9 @@ SHIPPED_MODEL = shipped_model_path()
 class IcephaseModel:
     """A loaded model file: what :func:`load_model` returns and :class:`~icephase_lmp.pipeline.Pipeline` runs."""
 
-    denoiser: "torch.jit.ScriptModule"
+    #: the TorchScript denoiser (what the LAMMPS compute runs); None while :func:`load_model` has left it in the
+    #: file because the offline pipeline does not need it (``denoiser`` loads it on first use)
+    torchscript: "torch.jit.ScriptModule | None"
     classifier: Classifier
     metadata: dict
     path: Path
@@ -82,23 +84,33 @@ class IcephaseModel:
     #: the compact denoiser's constants (compact_denoiser.to_arrays); None: a nequip denoiser, or a file
     #: written before they were stored
     compact: "dict[str, np.ndarray] | None" = None
+    #: the torch device the TorchScript denoiser is (or will be) loaded on
+    device: str = "cpu"
     _kernel_denoiser: object = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def denoiser(self) -> "torch.jit.ScriptModule":
+        """The TorchScript denoiser, loaded from the file on first use where :func:`load_model` left it there."""
+        if self.torchscript is None:
+            self.torchscript = _load_torchscript(self.path, self.device)
+        return self.torchscript
+
+    def runs_kernel(self, device: str = "cpu") -> bool:
+        """Whether the offline pipeline denoises with the compiled kernel here (see :meth:`offline_denoiser`)."""
+        from . import denoiser_kernel
+
+        return self.compact is not None and str(device) == "cpu" and denoiser_kernel.available()
 
     def offline_denoiser(self, device: str = "cpu"):
         """What the offline pipeline runs: on CPU, where the file has the compact constants and the compiled
-        kernel was built, the compact denoiser with compiled message sums (denoiser_kernel.py, ~1.6x
-        faster, the same eps to ~1e-6 A); otherwise the TorchScript denoiser."""
-        if self.compact is None or str(device) != "cpu":
-            return self.denoiser
-        from . import denoiser_kernel
-
-        if not denoiser_kernel.available():
+        kernel was built, the compact denoiser in numpy with compiled message sums (denoiser_kernel.py: the
+        same eps to ~1e-6 A, cheaper, and no torch needed); otherwise the TorchScript denoiser."""
+        if not self.runs_kernel(device):
             return self.denoiser
         if self._kernel_denoiser is None:
-            import torch
+            from .denoiser_kernel import KernelDenoiser
 
-            self._kernel_denoiser = denoiser_kernel.KernelDenoiser.from_arrays(
-                {k: torch.from_numpy(np.asarray(v)) for k, v in self.compact.items()})
+            self._kernel_denoiser = KernelDenoiser(self.compact)
         return self._kernel_denoiser
 
     def network_weights(self) -> "dict[str, np.ndarray]":
@@ -350,14 +362,23 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> IcephaseM
     DeviceError
         When ``device`` is CUDA and torch has none.
     """
+    path = _existing(path if path is not None else SHIPPED_MODEL)
+    if str(device) != "cpu":
+        from .denoiser_network import check_device  # imports torch
+
+        check_device(device)
+    model = IcephaseModel(None, read_classifier(path), read_metadata(path), path, read_weights(path),
+                          read_weights(path, COMPACT_FILE), str(device))
+    # the TorchScript module is loaded now unless the offline pipeline will not use it: then `model.denoiser`
+    # loads it when asked (export, fine-tuning), and a short `icephase classify` never imports torch
+    if not model.runs_kernel(device):
+        model.torchscript = _load_torchscript(path, device)
+    return model
+
+
+def _load_torchscript(path: Path, device: str) -> "torch.jit.ScriptModule":
     import torch
 
-    from .denoiser_network import check_device
-
-    path = _existing(path if path is not None else SHIPPED_MODEL)
-    check_device(device)
-    metadata = read_metadata(path)
-    classifier = read_classifier(path)
     try:
         with warnings.catch_warnings():
             # torch >= 2.10 flags TorchScript as deprecated; it is still what libtorch in LAMMPS loads.
@@ -367,8 +388,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> IcephaseM
         raise ModelFileError(f"{path}: the TorchScript denoiser cannot be loaded ({exc})") from exc
     # Frozen denoisers (save_model) load ~6x faster; once warmed up, frozen and scripted run equally fast
     # (89.3 vs 89.4 us per oxygen per iteration, docs/validation.md) with bit-identical outputs.
-    return IcephaseModel(denoiser.eval(), classifier, metadata, path, read_weights(path),
-                         read_weights(path, COMPACT_FILE))
+    return denoiser.eval()
 
 
 def shipped_model_named(name: str) -> Path | None:

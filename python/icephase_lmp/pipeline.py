@@ -6,8 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from . import denoise as denoise_module
 from .boundary import extend_ice
 from .classifier import Classifier
 from .clusters import Clusters, ice_clusters
@@ -205,6 +205,17 @@ class Pipeline:
 
 
 def set_threads(n: int) -> None:
-    """Torch CPU threads; 1 is best on small machines (2 threads on 2 cores was 5-20x slower here)."""
-    if n > 0:
-        torch.set_num_threads(n)
+    """CPU threads of the denoiser (0: the libraries' defaults): torch's, for a TorchScript denoiser, and those
+    of numpy's BLAS, for the compiled-kernel path (denoiser_kernel.py). 1 is best on small machines (2 torch
+    threads on 2 cores was 5-20x slower here). Torch is not imported for this: the setting waits until a
+    TorchScript denoiser runs."""
+    if n <= 0:
+        return
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    denoise_module.TORCH_THREADS = n
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
