@@ -103,7 +103,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                    help="label liquid the molecules whose environment repeats among their neighbours but matches no "
                         "reference (default: 'other crystal', code -2; always liquid with --no-denoise)")
     p.add_argument("--write-denoised", metavar="FILE", help="also write the denoised frames (with labels) to FILE")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of the denoiser (numpy's BLAS, or torch's for a TorchScript denoiser; default 1)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--quiet", action="store_true", help="no per-frame table")
     p.add_argument("--out", required=True, help="output: .csv, .lammpstrj/.dump or .extxyz (by extension)")

@@ -40,7 +40,8 @@ class IcePhase(AnalysisBase):
     denoise
         ``False``: classify the raw positions (``icephase classify --no-denoise``).
     threads
-        torch CPU threads per process (default 1: one per worker is what parallel runs want).
+        CPU threads of the denoiser per process (numpy's BLAS, or torch's; default 1: one per worker is what
+        parallel runs want).
     verbose
         MDAnalysis's progress bar (serial runs).
     **options
