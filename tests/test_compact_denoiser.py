@@ -130,6 +130,8 @@ def test_export_keep_classifier_stores_the_compact_form_and_keeps_the_rest(tmp_p
     assert "classifier and settings kept" in capsys.readouterr().out
     a, b = load_model(old), load_model(new)
     assert b.metadata["denoiser_module"] == "compact" and "denoiser_module" not in a.metadata
+    # the export also stores the compact constants that the offline kernel runs (the nequip file has none)
+    assert a.compact is None and b.compact is not None and b.runs_kernel("cpu")
     assert {k: v for k, v in b.metadata.items() if k != "denoiser_module"} == a.metadata
     assert np.array_equal(a.classifier.ref_features, b.classifier.ref_features)
     assert set(a.weights) == set(b.weights) and all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)

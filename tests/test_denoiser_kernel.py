@@ -115,3 +115,18 @@ def test_kernel_rejects_bad_indices():
         _denoiser_kernel.message_sums(w, hx, unit, np.array([2]), np.array([0]), 2, f, False, False)
     with pytest.raises(ValueError, match="hx must be"):
         _denoiser_kernel.message_sums(w, hx[:1], unit, np.array([1]), np.array([0]), 2, f, False, False)
+
+
+def test_without_the_compiled_kernel_the_torchscript_denoiser_runs(kernel_model, monkeypatch):
+    """An installation built without a C++ compiler has no _denoiser_kernel: load_model then loads the
+    TorchScript denoiser at once and the pipeline denoises with it, to the same labels."""
+    positions, cell = ice_next_to_disorder()
+    with_kernel = Pipeline(kernel_model).run(positions, cell, (True,) * 3)
+    lazy = load_model(kernel_model.path)  # with the kernel, the TorchScript module stays in the file until asked
+    assert lazy.torchscript is None and lazy.denoiser is not None and lazy.torchscript is lazy.denoiser
+    monkeypatch.setattr(denoiser_kernel, "_denoiser_kernel", None)
+    model = load_model(kernel_model.path)
+    assert not model.runs_kernel("cpu") and model.torchscript is not None
+    assert model.offline_denoiser("cpu") is model.denoiser
+    plain = Pipeline(model).run(positions, cell, (True,) * 3)
+    assert np.array_equal(plain.codes, with_kernel.codes)
