@@ -5,7 +5,8 @@
 // each product streams megabytes through memory, and these passes were ~3/4 of a layer. Here each edge's
 // messages are added straight into its centre's row, in registers, in one pass. The radial network, the
 // linear maps and the gated update stay torch operations (matrix products, already fast). The result is the
-// same sum in another order: eps agrees with the TorchScript denoiser to ~1e-6 A (tests/test_denoiser_kernel.py).
+// same sum in another order (tests/test_denoiser_kernel.py compares the offline network built on it with the
+// TorchScript denoiser).
 //
 // Message layout (CompactLayer.messages): with w the edge's radial weights, h its neighbour's features after
 // the first linear map (scalars hs, vectors hv), u the unit vector from centre to neighbour:

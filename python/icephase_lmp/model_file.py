@@ -104,7 +104,7 @@ class IcephaseModel:
     def offline_denoiser(self, device: str = "cpu"):
         """What the offline pipeline runs: on CPU, where the file has the compact constants and the compiled
         kernel was built, the compact denoiser in numpy with compiled message sums (denoiser_kernel.py: the
-        same eps to ~1e-6 A, cheaper, and no torch needed); otherwise the TorchScript denoiser."""
+        same eps to ~1e-5 A, cheaper, and no torch needed); otherwise the TorchScript denoiser."""
         if not self.runs_kernel(device):
             return self.denoiser
         if self._kernel_denoiser is None:
