@@ -30,6 +30,7 @@ from typing import List, Tuple
 import torch
 
 from .configs import DenoiserConfig
+from .denoiser_kernel import LAYER_ARRAYS
 
 
 #: Edges per block on CPU (CompactLayer.forward): small enough that a block's arrays (~1 kB per edge) stay
@@ -367,37 +368,21 @@ def from_nequip(denoiser: torch.nn.Module, config: DenoiserConfig) -> CompactDen
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the constants as plain arrays (a model file's compact_denoiser.npz), so that the offline pipeline can run
-# the layers with the compiled message kernel (denoiser_kernel.py) without importing nequip
-
-_LAYER_TENSORS = ("radial_in", "radial_out", "lin_s", "lin_v", "self_s", "self_v", "self_bias", "mix_s", "mix_v")
+# the constants as plain arrays (a model file's compact_denoiser.npz), which the offline pipeline runs in numpy
+# with the compiled message kernel (denoiser_kernel.py, whose LAYER_ARRAYS names each layer's arrays)
 
 
 def to_arrays(module: CompactDenoiser) -> "dict[str, torch.Tensor]":
     """Every constant of an (eager) compact denoiser by name: ``bessel``, ``readout``, the scalars, and per
-    layer ``layer{k}.{tensor}``, ``layer{k}.act_scale``, ``layer{k}.first`` and ``layer{k}.resnet``."""
+    layer ``layer{k}.{name}`` for each name of ``LAYER_ARRAYS``, ``layer{k}.act_scale``, ``layer{k}.first``
+    and ``layer{k}.resnet``."""
     out = {"bessel": module.bessel.detach(), "readout": module.readout.detach(),
            "r_max": torch.tensor(module.r_max), "cutoff_power": torch.tensor(module.cutoff_power),
            "output_scale": torch.tensor(module.output_scale)}
     for k, layer in enumerate(module.layers):
-        for name in _LAYER_TENSORS:
+        for name in LAYER_ARRAYS:
             out[f"layer{k}.{name}"] = getattr(layer, name).detach()
         out[f"layer{k}.act_scale"] = torch.tensor(layer.act_scale)
         out[f"layer{k}.first"] = torch.tensor(layer.first)
         out[f"layer{k}.resnet"] = torch.tensor(layer.resnet)
     return out
-
-
-def from_arrays(arrays: "dict[str, torch.Tensor]") -> CompactDenoiser:
-    """The eager compact denoiser back from :func:`to_arrays`'s output (a KeyError names a missing array)."""
-    layers = []
-    k = 0
-    while f"layer{k}.radial_in" in arrays:
-        layers.append(CompactLayer(*(arrays[f"layer{k}.{name}"].float() for name in _LAYER_TENSORS),
-                                   float(arrays[f"layer{k}.act_scale"]), bool(arrays[f"layer{k}.first"]),
-                                   bool(arrays[f"layer{k}.resnet"])))
-        k += 1
-    if not layers:
-        raise KeyError("layer0.radial_in")
-    return CompactDenoiser(arrays["bessel"].float(), layers, arrays["readout"].float(), float(arrays["r_max"]),
-                           float(arrays["cutoff_power"]), float(arrays["output_scale"])).eval()

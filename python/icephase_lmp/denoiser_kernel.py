@@ -25,7 +25,9 @@ try:
 except ImportError:  # built without a C++ compiler: the TorchScript module runs instead
     _denoiser_kernel = None
 
-_LAYER_ARRAYS = ("radial_in", "radial_out", "lin_s", "lin_v", "self_s", "self_v", "self_bias", "mix_s", "mix_v")
+#: each layer's arrays in a model file's compact_denoiser.npz (``layer{k}.{name}``; compact_denoiser.to_arrays
+#: writes them): CompactLayer's constants of the same names
+LAYER_ARRAYS = ("radial_in", "radial_out", "lin_s", "lin_v", "self_s", "self_v", "self_bias", "mix_s", "mix_v")
 
 
 def available() -> bool:
@@ -56,7 +58,7 @@ class KernelDenoiser:
         self.layers = []
         while f"layer{len(self.layers)}.radial_in" in arrays:
             k = len(self.layers)
-            layer = {name: f32[f"layer{k}.{name}"] for name in _LAYER_ARRAYS}
+            layer = {name: f32[f"layer{k}.{name}"] for name in LAYER_ARRAYS}
             layer.update(act_scale=np.float32(arrays[f"layer{k}.act_scale"]), first=bool(arrays[f"layer{k}.first"]),
                          resnet=bool(arrays[f"layer{k}.resnet"]), features=layer["mix_v"].shape[1])
             self.layers.append(layer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -211,8 +212,6 @@ def set_threads(n: int) -> None:
     TorchScript denoiser runs."""
     if n <= 0:
         return
-    import sys
-
     from threadpoolctl import threadpool_limits
 
     denoise_module.TORCH_THREADS = n

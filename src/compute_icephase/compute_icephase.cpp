@@ -676,6 +676,17 @@ bool ComputeIcephase::on_any_rank(bool mine)
   return any != 0;
 }
 
+/* ----------------------------------------------------------------------
+   whether one of this rank's classified centres is labelled liquid
+------------------------------------------------------------------------- */
+
+bool ComputeIcephase::has_liquid_centre() const
+{
+  for (int s = 0; s < soap.nlocal; s++)
+    if (soap.codes[s] == LIQUID) return true;
+  return false;
+}
+
 /* ---------------------------------------------------------------------- */
 
 void ComputeIcephase::grow_arrays()
@@ -1569,10 +1580,9 @@ void ComputeIcephase::extend_ice()
   // a round that changed nothing anywhere would be repeated exactly: skip those
   // rounds (in an all-ice or all-liquid box, every one), each for one
   // allreduce instead of a forward communication and a Python call
-  bool liquid = false, ice = false;
-  for (int s = 0; s < nlocal; s++) liquid = liquid || soap.codes[s] == LIQUID;
+  bool ice = false;
   for (int k = 0; k < cloud.nlocal; k++) ice = ice || label[cloud.atoms[k]] > LIQUID;
-  if (!on_any_rank(liquid) || !on_any_rank(ice)) return;
+  if (!on_any_rank(has_liquid_centre()) || !on_any_rank(ice)) return;
 
   std::string err;
   for (int round = 0; round < boundary_rounds; round++) {
@@ -1610,9 +1620,7 @@ void ComputeIcephase::find_other_crystal()
   const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   // only liquid-labelled centres can change: with none on any rank, skip the
   // communication and the Python call (an all-ice box)
-  bool liquid = false;
-  for (int s = 0; s < nlocal; s++) liquid = liquid || soap.codes[s] == LIQUID;
-  if (!on_any_rank(liquid)) return;
+  if (!on_any_rank(has_liquid_centre())) return;
 
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (int i = 0; i < nall; i++)

@@ -244,6 +244,7 @@ class ComputeIcephase : public Compute {
   bool same_configuration();
   void all_or_error(const std::string &local_error);
   bool on_any_rank(bool mine);
+  bool has_liquid_centre() const;
   void grow_arrays();
   bool carries_features(int i) const;
 };
