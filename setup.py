@@ -9,12 +9,16 @@ denoiser runs as TorchScript alone (docs/validation.md, "sixth session").
 from pybind11.setup_helpers import Pybind11Extension
 from setuptools import setup
 
+#: the header the two modules share with the LAMMPS plugin (ICEPHASE_HOT and the message sums)
+HEADER = "icephase_message_sums.h"
+
 setup(
     ext_modules=[
         Pybind11Extension(
             f"icephase_lmp.{name}",
             [f"python/icephase_lmp/{name}.cpp"],
-            depends=["python/icephase_lmp/_kernels.h"],
+            depends=[f"src/compute_icephase/{HEADER}"],
+            include_dirs=["src/compute_icephase"],
             cxx_std=17,
             extra_compile_args=["-O3"],
             optional=True,

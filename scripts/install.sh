@@ -26,7 +26,7 @@ stamp="$venv/.icephase-installed"
 # built (pip builds them in place, next to their sources)
 kernels_changed=0
 for kernel in _soap_kernel _denoiser_kernel; do
-    if [ "python/icephase_lmp/$kernel.cpp" -nt "$stamp" ] || [ python/icephase_lmp/_kernels.h -nt "$stamp" ] \
+    if [ "python/icephase_lmp/$kernel.cpp" -nt "$stamp" ] || [ src/compute_icephase/icephase_message_sums.h -nt "$stamp" ] \
         || ! compgen -G "python/icephase_lmp/$kernel*.so" >/dev/null; then
         kernels_changed=1
     fi

@@ -311,6 +311,7 @@ def test_one_rank_graph_is_the_local_oxygens(ih, ih_serial, model):
     _, log, _ = ih_serial
     nodes, local, ghost, edges, ranks = graph_size(log)
     assert (nodes, local, ghost, ranks) == (len(system.positions), len(system.positions), 0, 1)
+    assert "icephase: the denoiser's layers run on CPU with compiled message sums" in log
     assert 4 * nodes < edges < 40 * nodes
 
 
@@ -376,6 +377,12 @@ def test_denoiser_runs_layer_by_layer_on_several_ranks(ih, ih_serial, model, off
         assert run.returncode == 0, run.output[-3000:]
         expected = "layer by layer" if name == "layers" else "whole"
         assert f"icephase: the denoiser runs {expected}" in run.log, run.log[-2000:]
+        # on CPU the layers run with compiled message sums where the file stores the compact constants and
+        # the module has the layer methods; the file without them runs TorchScript, so the comparison below
+        # with the serial run (compiled) also compares the two implementations
+        how = ("on CPU with compiled message sums" if name == "layers"
+               else "as TorchScript on CPU: the denoiser has no layer methods")
+        assert f"icephase: the denoiser's layers run {how}" in run.log, run.log[-2000:]
         _, local, ghosts[name], _, _ = graph_size(run.log)
         assert local == len(system.positions)
         rows = read_dump(tmp_path / "labels.dump")
@@ -384,6 +391,32 @@ def test_denoiser_runs_layer_by_layer_on_several_ranks(ih, ih_serial, model, off
         assert_same_labels(rows[:, 1], rows[:, 2], serial[:, 1], serial[:, 2], model.threshold, name)
     # one cutoff of ghosts instead of three
     assert 0 < ghosts["layers"] < 0.6 * ghosts["whole"]
+
+
+def test_compiled_layers_match_torchscript_on_one_rank(ih, ih_serial, model, offline_model, tmp_path):
+    """On CPU the compute runs the denoiser's layers with compiled message sums, each pair once, from the
+    compact constants the model file stores (icephase_compact_layers.cpp). The same file without those
+    constants runs the TorchScript module's own layers: the same displacements (float32 rounding) and
+    labels."""
+    from icephase_lmp.model_file import save_model
+
+    system, data, _ = ih
+    serial, serial_log, _ = ih_serial
+    assert "icephase: the denoiser's layers run on CPU with compiled message sums" in serial_log
+    shutil.copy(data, tmp_path)
+    plain = tmp_path / "no_constants.pth"
+    save_model(plain, offline_model.denoiser, offline_model.classifier, offline_model.metadata,
+               offline_model.network_weights())
+    setup = ModelSetup(plain, model.metadata, model.metric, model.threshold, model.keywords)
+    run = run_lammps(tmp_path, header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(setup) + "run 0\n")
+    assert run.returncode == 0, run.output[-3000:]
+    assert ("icephase: the denoiser's layers run as TorchScript on CPU: the model file stores no compact "
+            "constants") in run.log, run.log[-2000:]
+    rows = read_dump(tmp_path / "labels.dump")
+    assert np.array_equal(rows[:, 0], serial[:, 0])
+    assert np.abs(serial[:, 3:6]).max() > 0.01
+    np.testing.assert_allclose(rows[:, 3:6], serial[:, 3:6], atol=1e-5)
+    assert_same_labels(rows[:, 1], rows[:, 2], serial[:, 1], serial[:, 2], model.threshold, "TorchScript layers")
 
 
 def test_triclinic_box_on_two_ranks(model, offline_model, tmp_path):

@@ -23,7 +23,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include "_kernels.h"
+#include "icephase_message_sums.h"    // src/compute_icephase: ICEPHASE_HOT
 
 #include <algorithm>
 #include <array>

@@ -19,7 +19,7 @@ import numpy as np
 
 from .boundary import BoundarySettings, ShellOrder, Shells, grow_once, shell_order
 from .classifier import Classifier
-from .model_file import read_classifier, read_metadata
+from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
 from .other_crystal import find_other_crystal
 from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 
@@ -42,6 +42,15 @@ def model_metadata_json(model_path: str) -> str:
                       "reduced_features": int(_classifier(model_path).pca_components.shape[0]),
                       **denoising_limits()}
     return json.dumps(meta)
+
+
+def compact_constants(model_path: str) -> "dict[str, np.ndarray]":
+    """The compact denoiser's constants stored in the model file (``compact_denoiser.npz``, as
+    ``compact_denoiser.to_arrays`` names them), float32; empty for a file without them. The compute runs
+    its layers on CPU from these with compiled message sums (src/compute_icephase/icephase_compact_layers.cpp)
+    instead of the TorchScript module's, which the same file holds frozen, without named weights."""
+    stored = read_weights(model_path, COMPACT_FILE)
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (stored or {}).items()}
 
 
 def _classifier(model_path: str) -> Classifier:

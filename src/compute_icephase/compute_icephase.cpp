@@ -51,6 +51,7 @@
 
 #include "compute_icephase.h"
 
+#include "icephase_compact_layers.h"
 #include "icephase_python.h"
 
 #include "atom.h"
@@ -123,6 +124,11 @@ struct ComputeIcephase::Denoiser {
   torch::Device device{torch::kCPU};
   bool layerwise = false;    // offers edge_terms, initial_features, layer_step, eps_from_features
   int width = 0;             // node features per oxygen between layers (floats)
+  // on CPU, where the model file stores the compact constants: the layers with compiled message sums,
+  // in place of the module's layer_step (icephase_compact_layers.h); else empty
+  IcephaseCompact::Layers compiled;
+  bool use_compiled = false;
+  std::string why_not_compiled;    // for the log, where the module's layers run on CPU
 };
 
 namespace {
@@ -449,6 +455,7 @@ void ComputeIcephase::load_denoiser()
     // graph without the "training" attribute that eval() sets, so only older, scripted files need it
     if (denoiser->module.hasattr("training")) denoiser->module.eval();
     probe_layers();
+    if (!denoiser->device.is_cuda()) load_compiled_layers();
   } catch (const c10::Error &e) {
     err = "Compute icephase: libtorch cannot load the denoiser from " + model_path + ": " +
         e.what_without_backtrace();
@@ -644,6 +651,41 @@ void ComputeIcephase::probe_layers()
 }
 
 /* ----------------------------------------------------------------------
+   on CPU, the layers with compiled message sums from the model file's
+   compact constants (the TorchScript layers cost ~2x more there); a file
+   without them, or a module without the layer methods, keeps TorchScript
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::load_compiled_layers()
+{
+  auto &d = *denoiser;
+  if (!d.layerwise) {
+    d.why_not_compiled = "the denoiser has no layer methods (an older model file)";
+    return;
+  }
+  std::map<std::string, IcephasePython::Array> arrays;
+  std::string err;
+  if (!IcephasePython::compact_constants(model_path, arrays, err)) {
+    d.why_not_compiled = "its compact constants cannot be read: " + err;
+    return;
+  }
+  if (arrays.empty()) {
+    d.why_not_compiled = "the model file stores no compact constants (a file from before 2026-12-02)";
+    return;
+  }
+  if (!d.compiled.load(arrays, err)) {
+    d.why_not_compiled = "its compact constants are not a compact denoiser's: " + err;
+    return;
+  }
+  if (d.compiled.size() != num_layers) {
+    d.why_not_compiled = fmt::format("its compact constants hold {} layers, the metadata {}", d.compiled.size(),
+                                     num_layers);
+    return;
+  }
+  d.use_compiled = true;
+}
+
+/* ----------------------------------------------------------------------
    collective error: every rank passes its own message (empty = fine);
    if any rank failed, all ranks stop with the first failing rank's message
 ------------------------------------------------------------------------- */
@@ -741,6 +783,11 @@ void ComputeIcephase::log_graph()
                  "edges on {} MPI rank(s) (compute {}); {:.0f} ghost oxygens enter as periodic "
                  "images of local ones (edge shifts), {:.0f} are owned by other ranks\n",
                  all[0] + all[1], all[0], all[1], all[2], comm->nprocs, id, all[3], all[4]);
+  if (denoiser->use_compiled)
+    utils::logmesg(lmp, "icephase: the denoiser's layers run on CPU with compiled message sums\n");
+  else if (!denoiser->device.is_cuda())
+    utils::logmesg(lmp, "icephase: the denoiser's layers run as TorchScript on CPU: {}\n",
+                   denoiser->why_not_compiled);
   if (all[4] > 0)
     utils::logmesg(lmp, "icephase: the denoiser runs {} on each rank\n",
                    denoiser->layerwise
@@ -1253,7 +1300,29 @@ void ComputeIcephase::denoise_step(double &maxstep, std::string &err)
       [&] {
         torch::Tensor pos, edge_index, shift;
         graph_tensors(pos, edge_index, shift);
-        apply_steps(denoiser->module.forward({pos, edge_index, shift}).toTensor(), maxstep, err);
+        if (!denoiser->use_compiled) {
+          apply_steps(denoiser->module.forward({pos, edge_index, shift}).toTensor(), maxstep, err);
+          return;
+        }
+        // the module's forward() with the compiled layers in place of its own. Every node here is a
+        // centre with all its edges, and each edge's reverse is in the list too (the graph is symmetric):
+        // as offline, each pair goes in once and stands for both directions, so the radial MLP runs once
+        // per pair. (An oxygen next to its own image, in a box narrower than 2 r_max, has both directions
+        // of that pair with the same centre: the full list then goes, unpaired.)
+        auto &m = denoiser->module;
+        at::Tensor pairs = edge_index, pair_shift = shift;
+        const bool paired = edge_index.size(1) > 0 && !(edge_index[0] == edge_index[1]).any().item<bool>();
+        if (paired) {
+          const auto one_way = (edge_index[0] < edge_index[1]).nonzero().squeeze(1);
+          pairs = edge_index.index_select(1, one_way);
+          pair_shift = shift.index_select(0, one_way);
+        }
+        auto terms = m.get_method("edge_terms")({pos, pairs, pair_shift}).toTuple();
+        const auto &radial = terms->elements()[0].toTensor(), &unit = terms->elements()[1].toTensor();
+        auto features = m.get_method("initial_features")({pos.size(0), pos}).toTensor();
+        for (int k = 0; k < num_layers; k++)
+          features = denoiser->compiled.forward(k, features, radial, unit, pairs, paired);
+        apply_steps(m.get_method("eps_from_features")({features}).toTensor(), maxstep, err);
       },
       err);
 }
@@ -1315,7 +1384,9 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
     // the last layer's features are read for the local oxygens only: no exchange after it
     const bool exchange = k + 1 < num_layers;
     local_work([&] {
-      features = m.get_method("layer_step")({k, features, radial, unit, edge_index}).toTensor();
+      features = denoiser->use_compiled
+          ? denoiser->compiled.forward((int) k, features, radial, unit, edge_index, false)
+          : m.get_method("layer_step")({k, features, radial, unit, edge_index}).toTensor();
       if (!exchange) return;
       features = features.to(torch::kCPU, torch::kFloat32).contiguous();
       if (features.dim() != 2 || features.size(0) != ngraph || features.size(1) != width)

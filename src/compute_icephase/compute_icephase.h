@@ -203,6 +203,7 @@ class ComputeIcephase : public Compute {
   void tune_malloc();
   void load_denoiser();
   void probe_layers();
+  void load_compiled_layers();
 
   // init steps
   void resolve_types();

@@ -151,6 +151,22 @@ bool IcephasePython::soap_reach(const std::string &model_path, double &reach, st
   });
 }
 
+bool IcephasePython::compact_constants(const std::string &model_path,
+                                       std::map<std::string, Array> &arrays, std::string &err)
+{
+  return call_python(err, [&]() {
+    arrays.clear();
+    py::dict stored = bridge().attr("compact_constants")(model_path);
+    for (auto item : stored) {
+      auto values = item.second.cast<py::array_t<float, py::array::c_style | py::array::forcecast>>();
+      Array &a = arrays[item.first.cast<std::string>()];
+      a.shape.assign(values.shape(), values.shape() + values.ndim());
+      a.values.assign(values.data(), values.data() + values.size());
+    }
+    return true;
+  });
+}
+
 bool IcephasePython::classify(const std::string &model_path, const double *positions, int n,
                               int nlocal, const std::string &metric, double threshold,
                               bool denoised, int *codes, double *distances, double *reduced,

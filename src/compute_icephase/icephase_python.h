@@ -17,9 +17,18 @@
 #ifndef ICEPHASE_PYTHON_H
 #define ICEPHASE_PYTHON_H
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace IcephasePython {
+
+// One array of a model file's compact-denoiser constants: its shape and values (float32, row-major).
+struct Array {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
 
 // Start the embedded interpreter unless one is running already (LAMMPS may
 // be driven from Python). Which Python: $ICEPHASE_PYTHON if set, else the
@@ -38,6 +47,11 @@ bool model_metadata_json(const std::string &model_path, std::string &json, std::
 // How far (Angstrom) an atom still changes a centre's SOAP vector for this model's classifier
 // (icephase_lmp.classifier.SoapSettings.reach: r_cut plus DScribe's padding).
 bool soap_reach(const std::string &model_path, double &reach, std::string &err);
+
+// The compact denoiser's constants stored in the model file, by name (compact_denoiser.to_arrays);
+// empty for a file without them.
+bool compact_constants(const std::string &model_path, std::map<std::string, Array> &arrays,
+                       std::string &err);
 
 // Classify the first nlocal of n atoms (positions: n x 3, row-major,
 // Angstrom; an open cloud, no box). codes and distances receive nlocal values,

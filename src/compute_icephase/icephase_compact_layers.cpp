@@ -1,0 +1,144 @@
+/* ----------------------------------------------------------------------
+   icephase: LAMMPS compute style "icephase" (plugin)
+   SPDX-License-Identifier: GPL-2.0-or-later
+
+   The compact denoiser's layers on CPU (see icephase_compact_layers.h).
+   Each step names the method of CompactLayer (python/icephase_lmp/
+   compact_denoiser.py) it mirrors; python/icephase_lmp/denoiser_kernel.py
+   is the same network in numpy for the offline pipeline.
+------------------------------------------------------------------------- */
+
+#include "icephase_compact_layers.h"
+
+#include "icephase_message_sums.h"
+
+#include <ATen/Parallel.h>
+
+#include <cstring>
+#include <string>
+
+using IcephaseCompact::Layers;
+
+namespace {
+// every array of a layer, in the model file as layer{k}.{name} (denoiser_kernel.LAYER_ARRAYS)
+const char *const LAYER_ARRAYS[] = {"radial_in", "radial_out", "lin_s", "lin_v", "self_s",
+                                    "self_v",    "self_bias",  "mix_s", "mix_v"};
+
+at::Tensor to_tensor(const IcephasePython::Array &a)
+{
+  std::vector<int64_t> shape(a.shape);
+  auto t = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+  if (!a.values.empty()) std::memcpy(t.data_ptr<float>(), a.values.data(), sizeof(float) * a.values.size());
+  return t;
+}
+
+bool has_shape(const at::Tensor &t, int64_t rows, int64_t cols)
+{
+  return t.dim() == 2 && t.size(0) == rows && t.size(1) == cols;
+}
+}    // namespace
+
+bool Layers::load(const std::map<std::string, IcephasePython::Array> &arrays, std::string &why)
+{
+  layers.clear();
+  for (int k = 0;; k++) {
+    const std::string prefix = "layer" + std::to_string(k) + ".";
+    if (!arrays.count(prefix + "radial_in")) break;
+    Layer layer;
+    std::map<std::string, at::Tensor> t;
+    for (const char *name : LAYER_ARRAYS) {
+      auto found = arrays.find(prefix + name);
+      if (found == arrays.end()) {
+        why = "no " + prefix + name;
+        return false;
+      }
+      t[name] = to_tensor(found->second);
+    }
+    for (const char *name : {"act_scale", "first", "resnet"}) {
+      auto found = arrays.find(prefix + name);
+      if (found == arrays.end() || found->second.values.size() != 1) {
+        why = "no scalar " + prefix + name;
+        return false;
+      }
+    }
+    layer.act_scale = arrays.at(prefix + "act_scale").values[0];
+    layer.first = arrays.at(prefix + "first").values[0] != 0.0f;
+    layer.resnet = arrays.at(prefix + "resnet").values[0] != 0.0f;
+    layer.radial_in = t["radial_in"];
+    layer.radial_out = t["radial_out"];
+    layer.lin_s = t["lin_s"];
+    layer.lin_v = t["lin_v"];
+    layer.self_s = t["self_s"];
+    layer.self_v = t["self_v"];
+    layer.self_bias = t["self_bias"];
+    layer.mix_s = t["mix_s"];
+    layer.mix_v = t["mix_v"];
+    // the shapes CompactLayer documents: F features, H hidden radial units; the first layer's input has no
+    // vectors (its messages are 2F wide in w, F scalars and F vectors summed)
+    const int64_t f = layer.mix_v.dim() == 2 ? layer.mix_v.size(1) : 0;
+    const int64_t hidden = layer.radial_in.dim() == 2 ? layer.radial_in.size(1) : -1;
+    const int64_t summed = layer.first ? f : 2 * f;
+    bool ok = f > 0 && has_shape(layer.radial_out, hidden, (layer.first ? 2 : 4) * f) &&
+        has_shape(layer.mix_s, summed, 2 * f) && has_shape(layer.mix_v, summed, f) &&
+        layer.self_bias.dim() == 1 && layer.self_bias.size(0) == 2 * f;
+    if (!layer.first)
+      ok = ok && has_shape(layer.lin_s, f, f) && has_shape(layer.lin_v, f, f) && has_shape(layer.self_s, f, 2 * f) &&
+          has_shape(layer.self_v, f, f);
+    if (!ok || (k > 0 && layer.radial_in.size(0) != layers[0].radial_in.size(0))) {
+      why = "the arrays of " + prefix + "* do not have the shapes of a compact layer";
+      return false;
+    }
+    layer.features = (int) f;
+    layers.push_back(layer);
+  }
+  if (layers.empty() || !layers[0].first) {
+    why = layers.empty() ? "no layer0.radial_in" : "layer0 is not a first layer";
+    return false;
+  }
+  return true;
+}
+
+at::Tensor Layers::forward(int k, const at::Tensor &x, const at::Tensor &radial, const at::Tensor &unit,
+                           const at::Tensor &edge_index, bool paired) const
+{
+  const Layer &layer = layers.at(k);
+  const int64_t n = x.size(0);
+  const int f = layer.features;
+
+  // CompactLayer.radial_weights: the radial MLP, each edge's weights of the tensor-product paths
+  const at::Tensor w = at::silu(radial.matmul(layer.radial_in)).matmul(layer.radial_out).contiguous();
+  // CompactLayer.neighbour_features: what a node sends its neighbours (not in the first layer)
+  at::Tensor hx;
+  if (!layer.first)
+    hx = at::cat({x.narrow(1, 0, f).matmul(layer.lin_s),
+                  x.narrow(1, f, 3 * f).reshape({3 * n, f}).matmul(layer.lin_v).reshape({n, 3 * f})},
+                 1)
+             .contiguous();
+
+  // the message sums, centre by centre (rows are independent: split over the compute's threads)
+  const at::Tensor dst = edge_index[0].contiguous(), src = edge_index[1].contiguous(), u = unit.contiguous();
+  const int64_t *s = src.data_ptr<int64_t>(), *d = dst.data_ptr<int64_t>();
+  const auto in = icephase::incoming_edges(s, d, src.size(0), n, paired);
+  const int width_s = layer.first ? f : 2 * f;
+  at::Tensor summed = at::empty({n, 4 * width_s}, x.options());
+  const float *wp = w.data_ptr<float>(), *hp = layer.first ? nullptr : hx.data_ptr<float>(),
+              *up = u.data_ptr<float>();
+  float *out = summed.data_ptr<float>();
+  at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+    icephase::message_sums(wp, hp, up, s, d, in, begin, end, f, layer.first, out);
+  });
+
+  // CompactLayer.update: the gate's input from the summed messages and the self-connection, then the gate
+  at::Tensor gate_s = summed.narrow(1, 0, width_s).matmul(layer.mix_s);
+  at::Tensor gate_v = summed.narrow(1, width_s, 3 * width_s).reshape({3 * n, width_s}).matmul(layer.mix_v);
+  if (layer.first) {
+    gate_s = gate_s + layer.self_bias;
+  } else {
+    gate_s = gate_s + x.narrow(1, 0, f).matmul(layer.self_s);
+    gate_v = gate_v + x.narrow(1, f, 3 * f).reshape({3 * n, f}).matmul(layer.self_v);
+  }
+  const at::Tensor act = at::silu(gate_s) * layer.act_scale;
+  const at::Tensor gated = gate_v.reshape({n, 3, f}) * act.narrow(1, f, f).unsqueeze(1);
+  at::Tensor next = at::cat({act.narrow(1, 0, f), gated.reshape({n, 3 * f})}, 1);
+  return layer.resnet ? x + next : next;
+}

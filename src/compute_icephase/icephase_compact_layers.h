@@ -1,0 +1,53 @@
+/* -*- c++ -*- ----------------------------------------------------------
+   icephase: LAMMPS compute style "icephase" (plugin)
+   SPDX-License-Identifier: GPL-2.0-or-later
+
+   The compact denoiser's layers on CPU with compiled message sums
+   (icephase_message_sums.h), for the compute. The same network as the
+   TorchScript module's layer_step (python/icephase_lmp/compact_denoiser.py,
+   CompactLayer.forward), made from the constants that the model file
+   stores beside it (compact_denoiser.npz): the matrix products are
+   libtorch's, the per-edge messages are summed per centre in one pass
+   instead of TorchScript's (E, 8F) arrays and index_add_. On a GPU, and
+   for files without the constants, the TorchScript module runs instead.
+------------------------------------------------------------------------- */
+
+#ifndef ICEPHASE_COMPACT_LAYERS_H
+#define ICEPHASE_COMPACT_LAYERS_H
+
+#include "icephase_python.h"
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace IcephaseCompact {
+
+class Layers {
+ public:
+  // Takes the layers from a model file's constants (IcephasePython::compact_constants). Returns false,
+  // with why, where one is missing or has an unexpected shape; the caller then keeps TorchScript.
+  bool load(const std::map<std::string, IcephasePython::Array> &arrays, std::string &why);
+  int size() const { return (int) layers.size(); }
+
+  // Layer k (0-based) for nodes x (N, width; (N, 1) before the first layer) from the edges' radial basis
+  // (E, B), unit vectors (E, 3) and edge_index (2, E) rows (centre, neighbour): the new features (N, 4F).
+  // With paired every edge also stands for its reverse. Float32 CPU tensors.
+  at::Tensor forward(int k, const at::Tensor &x, const at::Tensor &radial, const at::Tensor &unit,
+                     const at::Tensor &edge_index, bool paired) const;
+
+ private:
+  struct Layer {
+    at::Tensor radial_in, radial_out, lin_s, lin_v, self_s, self_v, self_bias, mix_s, mix_v;
+    float act_scale = 1.0f;
+    bool first = false, resnet = false;
+    int features = 0;
+  };
+  std::vector<Layer> layers;
+};
+
+}    // namespace IcephaseCompact
+
+#endif

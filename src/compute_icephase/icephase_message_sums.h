@@ -1,0 +1,149 @@
+/* -*- c++ -*- ----------------------------------------------------------
+   icephase: the message sums of one layer of the compact denoiser
+   (python/icephase_lmp/compact_denoiser.py), on CPU.
+   SPDX-License-Identifier: GPL-2.0-or-later
+
+   Plain C++ (no LAMMPS, torch or Python types), compiled into two places:
+   the offline pipeline's numpy denoiser (python/icephase_lmp/
+   _denoiser_kernel.cpp) and the LAMMPS compute's CPU layers
+   (icephase_compact_layers.cpp). One algorithm, one copy.
+
+   Why: in TorchScript a layer builds its messages as (E, 8F) arrays (E
+   edges, F = 32 features), one elementwise product at a time, and
+   index_add_ sums them into the centres; with ~10 edges per oxygen each
+   product streams megabytes through memory, and those passes were ~3/4
+   of a layer. Here each centre's incoming messages are summed in a
+   row-sized buffer that stays in L1, then written once. (Adding each edge
+   straight into its centre's row of the output, in edge order, was
+   memory-bound: rows of 1 kB at random places.)
+
+   Message layout (CompactLayer.messages): with w the edge's radial
+   weights, h its neighbour's features after the first linear map
+   (scalars hs, vectors hv), u the unit vector from centre to neighbour:
+     first layer   [w0 | w1 ux | w1 uy | w1 uz]                w = [w0 | w1], (E, 2F)
+     later layers  [w0 hs | w1 (hv.u) | w2 hs ux, w3 hvx | w2 hs uy, w3 hvy
+                    | w2 hs uz, w3 hvz]                        w = (E, 4F)
+   With `paired`, every edge also stands for its reverse (centre and
+   neighbour swapped, u negated).
+------------------------------------------------------------------------- */
+
+#ifndef ICEPHASE_MESSAGE_SUMS_H
+#define ICEPHASE_MESSAGE_SUMS_H
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+// The hot loops are compiled twice, plain x86-64 and with AVX+FMA, and the loader picks the one this CPU
+// runs (GCC function multiversioning); on other compilers or CPUs there is one portable version. (Also
+// used by python/icephase_lmp/_soap_kernel.cpp.)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ICEPHASE_HOT __attribute__((target_clones("fma", "default")))
+#else
+#define ICEPHASE_HOT
+#endif
+
+namespace icephase {
+
+// Each centre's incoming edges in compressed rows: incoming[start[i] .. start[i + 1]) holds 2 e for an edge
+// e into its dst (i), and 2 e + 1 for its reverse into its src (paired only). A counting sort, in edge order.
+struct IncomingEdges {
+  std::vector<int64_t> start, incoming;
+};
+
+inline IncomingEdges incoming_edges(const int64_t *src, const int64_t *dst, int64_t n_edges, int64_t n_nodes,
+                                    bool paired)
+{
+  IncomingEdges in;
+  in.start.assign(n_nodes + 1, 0);
+  in.incoming.resize(paired ? 2 * n_edges : n_edges);
+  for (int64_t e = 0; e < n_edges; ++e) {
+    ++in.start[dst[e] + 1];
+    if (paired) ++in.start[src[e] + 1];
+  }
+  for (int64_t i = 0; i < n_nodes; ++i) in.start[i + 1] += in.start[i];
+  std::vector<int64_t> next(in.start.begin(), in.start.end() - 1);
+  for (int64_t e = 0; e < n_edges; ++e) {
+    in.incoming[next[dst[e]]++] = 2 * e;
+    if (paired) in.incoming[next[src[e]]++] = 2 * e + 1;
+  }
+  return in;
+}
+
+// "" if every index lies in [0, n_nodes), else what is wrong (the offline kernel's input comes from Python).
+inline std::string check_edges(const int64_t *src, const int64_t *dst, int64_t n_edges, int64_t n_nodes)
+{
+  for (int64_t e = 0; e < n_edges; ++e)
+    if (src[e] < 0 || src[e] >= n_nodes || dst[e] < 0 || dst[e] >= n_nodes) return "an edge index is out of range";
+  return "";
+}
+
+// Adds the messages of one directed edge (centre <- neighbour, unit vector u, radial weights we) into s.
+// F > 0: the feature count known at compile time (the loops then vectorise); F = 0: taken from f_any.
+template <int F>
+inline void add_edge(const float *__restrict__ we, const float *__restrict__ hx, float ux, float uy, float uz,
+                     int64_t neighbour, int f_any, bool first, float *__restrict__ s)
+{
+  const int f = F > 0 ? F : f_any;
+  if (first) {    // every node holds the same embedding, folded into w
+    for (int c = 0; c < f; ++c) {
+      const float b = we[f + c];
+      s[c] += we[c];
+      s[f + c] += b * ux;
+      s[2 * f + c] += b * uy;
+      s[3 * f + c] += b * uz;
+    }
+    return;
+  }
+  const float *__restrict__ h = hx + neighbour * 4 * f;
+  for (int c = 0; c < f; ++c) {
+    const float hs = h[c], hvx = h[f + c], hvy = h[2 * f + c], hvz = h[3 * f + c];
+    const float a = we[2 * f + c] * hs, v = we[3 * f + c];
+    s[c] += we[c] * hs;
+    s[f + c] += we[f + c] * (hvx * ux + hvy * uy + hvz * uz);
+    s[2 * f + c] += a * ux;
+    s[3 * f + c] += v * hvx;
+    s[4 * f + c] += a * uy;
+    s[5 * f + c] += v * hvy;
+    s[6 * f + c] += a * uz;
+    s[7 * f + c] += v * hvz;
+  }
+}
+
+// Rows [begin, end) of the summed messages, out ((n_nodes, 4F) in the first layer, else (n_nodes, 8F)):
+// w (E, 2F|4F) the radial weights, hx (n_nodes, 4F) the neighbour features (unused in the first layer),
+// unit (E, 3). Rows are independent, so disjoint ranges may run on different threads.
+template <int F>
+ICEPHASE_HOT void add_messages(const float *__restrict__ w, const float *__restrict__ hx,
+                               const float *__restrict__ unit, const int64_t *src, const int64_t *dst,
+                               const IncomingEdges &in, int64_t begin, int64_t end, int f, bool first,
+                               float *__restrict__ out)
+{
+  const int w_width = first ? 2 * f : 4 * f, out_width = first ? 4 * f : 8 * f;
+  std::vector<float> row(out_width);
+  for (int64_t i = begin; i < end; ++i) {
+    std::fill(row.begin(), row.end(), 0.0f);
+    for (int64_t k = in.start[i]; k < in.start[i + 1]; ++k) {
+      const int64_t e = in.incoming[k] / 2;
+      const bool reverse = in.incoming[k] % 2;
+      const float sign = reverse ? -1.0f : 1.0f;
+      const float *u = unit + 3 * e;
+      add_edge<F>(w + e * w_width, hx, sign * u[0], sign * u[1], sign * u[2], reverse ? dst[e] : src[e], f, first,
+                  row.data());
+    }
+    std::copy(row.begin(), row.end(), out + i * out_width);
+  }
+}
+
+// add_messages with the feature count as a compile-time constant where it is the shipped denoisers' 32.
+inline void message_sums(const float *w, const float *hx, const float *unit, const int64_t *src, const int64_t *dst,
+                         const IncomingEdges &in, int64_t begin, int64_t end, int f, bool first, float *out)
+{
+  auto run = f == 32 ? add_messages<32> : add_messages<0>;
+  run(w, hx, unit, src, dst, in, begin, end, f, first, out);
+}
+
+}    // namespace icephase
+
+#endif
