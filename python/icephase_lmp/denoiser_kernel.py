@@ -12,8 +12,9 @@ one's edge basis differs from a float64 evaluation by ~2e-6 (tests/test_denoiser
 tests/test_compact_denoiser.py pin the two together).
 
 This is the same network as ``CompactDenoiser`` (compact_denoiser.py), from the constants it stores
-(``compact_denoiser.to_arrays``): each step below names the method it mirrors. The LAMMPS compute keeps the
-TorchScript module (libtorch runs it, on CPU or CUDA).
+(``compact_denoiser.to_arrays``): each step below names the method it mirrors. The message-sum algorithm itself
+is src/compute_icephase/icephase_message_sums.h, which the LAMMPS compute's CPU layers
+(icephase_compact_layers.cpp, the same network with libtorch's matrix products) use too.
 """
 
 from __future__ import annotations

@@ -81,10 +81,10 @@ def recompile_denoiser(source: str | Path, out: str | Path) -> Path:
 
 def add_compact_constants(source: str | Path, out: str | Path) -> Path:
     """Write ``out``: the model file ``source`` as it is (its TorchScript denoiser bit for bit), plus the compact
-    form's constants (``compact_denoiser.npz``) that the offline pipeline's compiled kernel runs. The constants
-    are read off the stored weights again (``inference_module``) and agree with those folded into the
-    TorchScript module to float32 rounding; the TorchScript module is kept so that the LAMMPS compute and
-    every figure measured with it stay exactly as they were. (``recompile_denoiser`` stores the denoiser
+    form's constants (``compact_denoiser.npz``) that the offline pipeline and the LAMMPS compute run on CPU with
+    compiled message sums. The constants are read off the stored weights again (``inference_module``) and
+    agree with those folded into the TorchScript module to float32 rounding; the TorchScript module is kept
+    bit for bit, so that the GPU path and every figure measured with it stay exactly as they were. (``recompile_denoiser`` stores the denoiser
     afresh as well: another CPU may fold its constants ~1e-7 differently.)"""
     model = load_model(source)
     if model.metadata.get("denoiser_module") != "compact":

@@ -10,8 +10,10 @@
   default iterations and tolerance, SOAP settings, metric, thresholds, phase names and codes, training.
 - ``classifier.npz``: the fitted classifier arrays (loaded with ``allow_pickle=False``).
 - ``compact_denoiser.npz`` (files of 2026-12-02 and later with a compact denoiser): the compact form's
-  constants, which the offline pipeline runs with its compiled message kernel on CPU (denoiser_kernel.py);
-  loaded with ``allow_pickle=False``. Without it (or without the kernel) the TorchScript denoiser runs.
+  constants, which the offline pipeline (denoiser_kernel.py) and the LAMMPS compute
+  (src/compute_icephase/icephase_compact_layers.cpp, reading them through lammps_bridge.compact_constants)
+  run with compiled message sums on CPU; loaded with ``allow_pickle=False``. Without it (or without the
+  kernel, or on a GPU) the TorchScript denoiser runs.
 
 libtorch reads the same extra files (``torch::jit::load(path, device, extra_files)``), so the LAMMPS plugin
 and ``icephase classify --model`` take the very same file.
@@ -72,7 +74,7 @@ SHIPPED_MODEL = shipped_model_path()
 class IcephaseModel:
     """A loaded model file: what :func:`load_model` returns and :class:`~icephase_lmp.pipeline.Pipeline` runs."""
 
-    #: the TorchScript denoiser (what the LAMMPS compute runs); None while :func:`load_model` has left it in the
+    #: the TorchScript denoiser (what the LAMMPS compute runs on a GPU, or for a file without compact constants); None while :func:`load_model` has left it in the
     #: file because the offline pipeline does not need it (``denoiser`` loads it on first use)
     torchscript: "torch.jit.ScriptModule | None"
     classifier: Classifier

@@ -1304,19 +1304,10 @@ void ComputeIcephase::denoise_step(double &maxstep, std::string &err)
           apply_steps(denoiser->module.forward({pos, edge_index, shift}).toTensor(), maxstep, err);
           return;
         }
-        // the module's forward() with the compiled layers in place of its own. Every node here is a
-        // centre with all its edges, and each edge's reverse is in the list too (the graph is symmetric):
-        // as offline, each pair goes in once and stands for both directions, so the radial MLP runs once
-        // per pair. (An oxygen next to its own image, in a box narrower than 2 r_max, has both directions
-        // of that pair with the same centre: the full list then goes, unpaired.)
+        // the module's forward() with the compiled layers in place of its own, each pair once
         auto &m = denoiser->module;
-        at::Tensor pairs = edge_index, pair_shift = shift;
-        const bool paired = edge_index.size(1) > 0 && !(edge_index[0] == edge_index[1]).any().item<bool>();
-        if (paired) {
-          const auto one_way = (edge_index[0] < edge_index[1]).nonzero().squeeze(1);
-          pairs = edge_index.index_select(1, one_way);
-          pair_shift = shift.index_select(0, one_way);
-        }
+        at::Tensor pairs, pair_shift;
+        const bool paired = pair_edges(edge_index, shift, pairs, pair_shift);
         auto terms = m.get_method("edge_terms")({pos, pairs, pair_shift}).toTuple();
         const auto &radial = terms->elements()[0].toTensor(), &unit = terms->elements()[1].toTensor();
         auto features = m.get_method("initial_features")({pos.size(0), pos}).toTensor();
@@ -1325,6 +1316,32 @@ void ComputeIcephase::denoise_step(double &maxstep, std::string &err)
         apply_steps(m.get_method("eps_from_features")({features}).toTensor(), maxstep, err);
       },
       err);
+}
+
+/* ----------------------------------------------------------------------
+   the edges for the compiled layers (true: paired). Each edge between two
+   local oxygens is in the list in both directions: one goes, and the
+   kernel adds the other's message as well, so the radial MLP (about half
+   of a layer) runs once per pair, as offline. An edge from a ghost node
+   stays (a ghost keeps no edges of its own, so its reverse is not in the
+   list); the message the kernel also adds to the ghost's row is never
+   read (a ghost's features come from its owner, and only local rows give
+   a step). With an oxygen next to its own image (an edge from a node to
+   itself, in a box narrower than 2 r_max) the full list goes, unpaired.
+------------------------------------------------------------------------- */
+
+bool ComputeIcephase::pair_edges(const at::Tensor &edge_index, const at::Tensor &shift, at::Tensor &pairs,
+                                 at::Tensor &pair_shift) const
+{
+  pairs = edge_index;
+  pair_shift = shift;
+  if (edge_index.size(1) == 0 || (edge_index[0] == edge_index[1]).any().item<bool>()) return false;
+  // graph nodes 0 .. nlocal - 1 are the local oxygens; every centre is one of them
+  const auto keep = (edge_index[0] < edge_index[1]) | (edge_index[1] >= (int64_t) cloud.nlocal);
+  const auto kept = keep.nonzero().squeeze(1);
+  pairs = edge_index.index_select(1, kept);
+  pair_shift = shift.index_select(0, kept);
+  return true;
 }
 
 /* ----------------------------------------------------------------------
@@ -1367,6 +1384,7 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
   const int width = denoiser->width;
   const int ngraph = (int) graph.nodes.size();
   torch::Tensor pos, edge_index, shift, radial, unit, features;
+  bool paired = false;
   // the work of this rank, if it has local oxygens and nothing failed yet; errors go to err
   auto local_work = [&](const std::function<void()> &work) {
     if (cloud.nlocal > 0 && err.empty()) run_denoiser(work, err);
@@ -1375,6 +1393,10 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
   mark_needed_features();
   local_work([&] {
     graph_tensors(pos, edge_index, shift);
+    if (denoiser->use_compiled) {
+      at::Tensor all_edges = edge_index, all_shifts = shift;
+      paired = pair_edges(all_edges, all_shifts, edge_index, shift);
+    }
     auto terms = m.get_method("edge_terms")({pos, edge_index, shift}).toTuple();
     radial = terms->elements()[0].toTensor();
     unit = terms->elements()[1].toTensor();
@@ -1385,7 +1407,7 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
     const bool exchange = k + 1 < num_layers;
     local_work([&] {
       features = denoiser->use_compiled
-          ? denoiser->compiled.forward((int) k, features, radial, unit, edge_index, false)
+          ? denoiser->compiled.forward((int) k, features, radial, unit, edge_index, paired)
           : m.get_method("layer_step")({k, features, radial, unit, edge_index}).toTensor();
       if (!exchange) return;
       features = features.to(torch::kCPU, torch::kFloat32).contiguous();

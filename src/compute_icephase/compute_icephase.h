@@ -225,6 +225,8 @@ class ComputeIcephase : public Compute {
   void denoise_by_layers(double &maxstep, std::string &err);
   void mark_needed_features();
   void graph_tensors(at::Tensor &pos, at::Tensor &edge_index, at::Tensor &shift);
+  bool pair_edges(const at::Tensor &edge_index, const at::Tensor &shift, at::Tensor &pairs,
+                  at::Tensor &pair_shift) const;
   bool apply_steps(const at::Tensor &eps, double &maxstep, std::string &err);
   void fold_ghosts(bool any_remote);
   void select_soap_input();
