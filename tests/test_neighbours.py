@@ -94,3 +94,42 @@ def test_too_close_in_a_wide_orthorhombic_box(rng):
     want = dist.min(axis=1) < 2.0
     assert want[[0, 1, 2, 3, 5, 20]].all() and not want[10]  # 10: its nearest is atom 4, just beyond
     assert np.array_equal(too_close(pos, cubic, (True, True, True), 2.0), want)
+
+
+def test_neighbor_edges_compiled_search_is_matscipys(rng, monkeypatch):
+    """geometry.neighbor_edges (the denoiser's edges): in a fully periodic box that holds 3 cutoffs along each
+    cell vector the compiled search (_soap_kernel.periodic_pairs) gives exactly matscipy's directed pairs and
+    edge vectors, for unwrapped atoms, an atom on a face and a tilted cell; narrower or partly periodic boxes go
+    to matscipy."""
+    real = geometry._soap_kernel
+    if real is None:
+        pytest.fail("the compiled search was not built in this install")
+    calls = []
+
+    class Spy:
+        @staticmethod
+        def periodic_pairs(*args):
+            calls.append(args[2])
+            return real.periodic_pairs(*args)
+
+    monkeypatch.setattr(geometry, "_soap_kernel", Spy)
+    pos, cubic = liquid_like(400, 0.9, rng)
+    tilted = cubic.copy()
+    tilted[1, 0], tilted[2, 1] = 3.0, -2.0
+    unwrapped = pos.copy()
+    unwrapped[:7] += cubic.diagonal() * [1, -1, 2]
+    unwrapped[7, 0] = 0.0
+    box = cubic[0, 0]
+    three = box / 3.0 * (1 - 1e-9)
+    cases = [("orthorhombic", unwrapped, cubic, (True, True, True), 4.5),
+             ("tilted", pos, tilted, (True, True, True), 4.5),
+             ("3 bins exactly", pos, cubic, (True, True, True), three),
+             ("narrow", pos, cubic, (True, True, True), box / 2.5),
+             ("slab", pos, cubic, (True, True, False), 4.5)]
+    for name, p, cell, pbc, cutoff in cases:
+        index, shift = geometry.neighbor_edges(p, cell, pbc, cutoff)
+        got = sorted((a, b, *np.round(p[b] - p[a] + s, 8)) for a, b, s in zip(*index.tolist(), shift))
+        ai, aj, d = neighbour_list("ijD", positions=p, cell=cell, pbc=np.array(pbc), cutoff=cutoff)
+        want = sorted((a, b, *np.round(v, 8)) for a, b, v in zip(ai.tolist(), aj.tolist(), d))
+        assert len(want) > 0 and got == want, name
+    assert calls == [4.5, 4.5, three]  # the narrow box and the slab went to matscipy

@@ -409,6 +409,122 @@ py::tuple pairs_within(Points points, Indices centres, double cutoff)
                         py::array_t<int64_t>((py::ssize_t) second.size(), second.data()));
 }
 
+// Every directed pair (i, j) of a fully periodic box closer than cutoff, with the Cartesian image shift of j
+// (edge vector pos[j] - pos[i] + shift), as geometry.neighbor_edges returns them: (index (2, E), shift (E, 3)),
+// i ascending. pos may lie outside the cell (the denoiser's positions are unwrapped). The atoms are binned by
+// their wrapped fractional coordinates into at least 3 bins along each cell vector, each bin at least cutoff
+// wide between its faces, so that every neighbour of an atom lies in one of the 27 bins around its own and
+// each periodic image in at most one of them. The caller checks that the box holds 3 such bins (else
+// matscipy searches).
+py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_style | py::array::forcecast> cell,
+                         double cutoff)
+{
+  if (positions.ndim() != 2 || positions.shape(1) != 3) throw std::invalid_argument("positions must be (N, 3)");
+  if (cell.ndim() != 2 || cell.shape(0) != 3 || cell.shape(1) != 3) throw std::invalid_argument("cell must be 3 x 3");
+  const long n = positions.shape(0);
+  const double *x = positions.data(), *h = cell.data();
+  // inverse of the cell (rows = box vectors): fractional f = x H^-1
+  const double det = h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6]) +
+      h[2] * (h[3] * h[7] - h[4] * h[6]);
+  if (!(std::abs(det) > 0.0)) throw std::invalid_argument("the cell has no volume");
+  const double inv[9] = {(h[4] * h[8] - h[5] * h[7]) / det, (h[2] * h[7] - h[1] * h[8]) / det,
+                         (h[1] * h[5] - h[2] * h[4]) / det, (h[5] * h[6] - h[3] * h[8]) / det,
+                         (h[0] * h[8] - h[2] * h[6]) / det, (h[2] * h[3] - h[0] * h[5]) / det,
+                         (h[3] * h[7] - h[4] * h[6]) / det, (h[1] * h[6] - h[0] * h[7]) / det,
+                         (h[0] * h[4] - h[1] * h[3]) / det};
+  int bins[3];
+  for (int d = 0; d < 3; ++d) {
+    // perpendicular width along cell vector d: 1 / |column d of H^-1|
+    const double width = 1.0 / std::sqrt(inv[d] * inv[d] + inv[3 + d] * inv[3 + d] + inv[6 + d] * inv[6 + d]);
+    bins[d] = (int) std::floor(width / cutoff);
+    if (bins[d] < 3) throw std::invalid_argument("the box is narrower than 3 cutoffs along a cell vector");
+  }
+  std::vector<int64_t> first, second;
+  std::vector<double> shifts;
+  {
+    py::gil_scoped_release release;
+    std::vector<double> frac(3 * n);       // wrapped fractional coordinates
+    std::vector<double> offset(3 * n);     // the whole cells each atom was wrapped by
+    std::vector<long> bin_of(n);
+    for (long i = 0; i < n; ++i) {
+      long b = 0;
+      for (int d = 0; d < 3; ++d) {
+        const double f = x[3 * i] * inv[d] + x[3 * i + 1] * inv[3 + d] + x[3 * i + 2] * inv[6 + d];
+        const double whole = std::floor(f);
+        double w = f - whole;
+        if (w >= 1.0) w = 0.0;    // f just below an integer rounds up
+        frac[3 * i + d] = w;
+        offset[3 * i + d] = whole;
+        b = b * bins[d] + std::min((long) (w * bins[d]), (long) bins[d] - 1);
+      }
+      bin_of[i] = b;
+    }
+    // atoms by bin (counting sort, atom order within a bin)
+    const long nbins = (long) bins[0] * bins[1] * bins[2];
+    std::vector<long> start(nbins + 1, 0), members(n);
+    for (long i = 0; i < n; ++i) ++start[bin_of[i] + 1];
+    for (long b = 0; b < nbins; ++b) start[b + 1] += start[b];
+    std::vector<long> next(start.begin(), start.end() - 1);
+    for (long i = 0; i < n; ++i) members[next[bin_of[i]]++] = i;
+
+    // wrapped Cartesian positions: a neighbour's vector is then xw[j] + (its bin's image shift) - xw[i]
+    std::vector<double> xw(3 * n);
+    for (long i = 0; i < n; ++i)
+      for (int d = 0; d < 3; ++d)
+        xw[3 * i + d] = frac[3 * i] * h[d] + frac[3 * i + 1] * h[3 + d] + frac[3 * i + 2] * h[6 + d];
+    const double cut2 = cutoff * cutoff;
+    first.reserve(20 * n);
+    second.reserve(20 * n);
+    shifts.reserve(60 * n);
+    for (long i = 0; i < n; ++i) {
+      const long b = bin_of[i];
+      const long bi[3] = {b / (bins[1] * bins[2]), (b / bins[2]) % bins[1], b % bins[2]};
+      const double xi = xw[3 * i], yi = xw[3 * i + 1], zi = xw[3 * i + 2];
+      for (int dx = -1; dx <= 1; ++dx)
+        for (int dy = -1; dy <= 1; ++dy)
+          for (int dz = -1; dz <= 1; ++dz) {
+            const int step[3] = {dx, dy, dz};
+            long nb[3];
+            double wrap[3];    // whole cells added to the neighbour bin's atoms
+            for (int d = 0; d < 3; ++d) {
+              nb[d] = bi[d] + step[d];
+              wrap[d] = 0.0;
+              if (nb[d] < 0) {
+                nb[d] += bins[d];
+                wrap[d] = -1.0;
+              } else if (nb[d] >= bins[d]) {
+                nb[d] -= bins[d];
+                wrap[d] = 1.0;
+              }
+            }
+            const bool home = wrap[0] == 0.0 && wrap[1] == 0.0 && wrap[2] == 0.0;
+            double image[3];
+            for (int d = 0; d < 3; ++d) image[d] = wrap[0] * h[d] + wrap[1] * h[3 + d] + wrap[2] * h[6 + d];
+            const long other = (nb[0] * bins[1] + nb[1]) * bins[2] + nb[2];
+            for (long k = start[other]; k < start[other + 1]; ++k) {
+              const long j = members[k];
+              const double vx = xw[3 * j] + image[0] - xi, vy = xw[3 * j + 1] + image[1] - yi,
+                           vz = xw[3 * j + 2] + image[2] - zi;
+              if (vx * vx + vy * vy + vz * vz >= cut2 || (j == i && home)) continue;
+              first.push_back(i);
+              second.push_back(j);
+              // pos[j] - pos[i] + shift = v: shift = (wrap - offset_j + offset_i) H
+              double s[3];
+              for (int d = 0; d < 3; ++d) s[d] = wrap[d] - offset[3 * j + d] + offset[3 * i + d];
+              for (int d = 0; d < 3; ++d) shifts.push_back(s[0] * h[d] + s[1] * h[3 + d] + s[2] * h[6 + d]);
+            }
+          }
+    }
+  }
+  const py::ssize_t e = (py::ssize_t) first.size();
+  py::array_t<int64_t> index({(py::ssize_t) 2, e});
+  std::copy(first.begin(), first.end(), index.mutable_data());
+  std::copy(second.begin(), second.end(), index.mutable_data() + e);
+  py::array_t<double> shift({e, (py::ssize_t) 3});
+  std::copy(shifts.begin(), shifts.end(), shift.mutable_data());
+  return py::make_tuple(index, shift);
+}
+
 }    // namespace
 
 PYBIND11_MODULE(_soap_kernel, m)
@@ -422,4 +538,7 @@ PYBIND11_MODULE(_soap_kernel, m)
         "closer than `reach`).");
   m.def("pairs_within", &pairs_within, py::arg("points"), py::arg("centres"), py::arg("cutoff"),
         "(i, j): every point j != i closer than `cutoff` to a centre i, in centre order, then by j.");
+  m.def("periodic_pairs", &periodic_pairs, py::arg("positions"), py::arg("cell"), py::arg("cutoff"),
+        "(index (2, E), shift (E, 3)): every directed pair of a fully periodic box closer than `cutoff`, with the "
+        "Cartesian image shift of j; the box must hold 3 bins of `cutoff` along each cell vector.");
 }

@@ -13,6 +13,11 @@ except ImportError:
     _soap_kernel = None
 
 
+#: bins of the cutoff's width that a box must hold along each cell vector for the compiled periodic search
+#: (_soap_kernel.periodic_pairs: then every image of an atom falls in at most one of the 27 bins searched)
+PERIODIC_BINS = 3
+
+
 def neighbor_edges(
     positions: np.ndarray, cell: np.ndarray | None, pbc: tuple[bool, bool, bool] | np.ndarray, cutoff: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +37,10 @@ def neighbor_edges(
         i, j = neighbour_list("ij", positions=pos, cell=box, pbc=np.zeros(3, bool), cutoff=cutoff)
         return np.stack([i, j]).astype(np.int64), np.zeros((len(i), 3))
     cell = np.asarray(cell, dtype=np.float64)
+    if _soap_kernel is not None and pbc_arr.all() and np.all(perpendicular_widths(cell) >= PERIODIC_BINS * cutoff):
+        # the compiled search: 10-20x faster than matscipy's here, which was a fifth of the offline denoising
+        # (8 searches per frame); the same pairs, in another order within each i
+        return _soap_kernel.periodic_pairs(pos, cell, cutoff)
     i, j, s = neighbour_list("ijS", positions=pos, cell=cell, pbc=pbc_arr, cutoff=cutoff)
     return np.stack([i, j]).astype(np.int64), s.astype(np.float64) @ cell
 
