@@ -2,9 +2,11 @@
    icephase: LAMMPS compute style "icephase" (plugin)
    SPDX-License-Identifier: GPL-2.0-or-later
 
-   Per-oxygen ice phase: iterative denoising r <- r - eps(r) with a
-   TorchScript network (libtorch), then a SOAP classifier run in an
-   embedded Python interpreter (icephase_lmp.lammps_bridge).
+   Per-oxygen ice phase: iterative denoising r <- r - eps(r) with the
+   model file's network (libtorch: on CPU its layers with compiled message
+   sums, icephase_compact_layers.h; on a GPU, or for a file without the
+   compact constants, the TorchScript module), then a SOAP classifier run
+   in an embedded Python interpreter (icephase_lmp.lammps_bridge).
 
    Parallel scheme: each rank sees a cloud made of its local oxygens and
    its ghost oxygens (periodic images included). The denoiser graph holds
@@ -34,7 +36,7 @@
    The steps of one invocation (compute_peratom), each a function below:
    collect the cloud, check its coordinates, exclude oxygens too close to
    another one, find the owner of each ghost, denoise (build the graph,
-   one libtorch call, forward communication; repeated), fold the ghosts
+   the network, forward communication; repeated), fold the ghosts
    onto their owners, select the classifier's input, classify (Python),
    the boundary step (Python, forward communication of the codes), store
    the per-atom results and counts, warn once, log the timing. The three
