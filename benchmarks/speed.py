@@ -14,8 +14,11 @@ model is in git history: the last file with the nequip form of the denoiser (doc
 denoiser") is  git show 8cd74a3:models/icephase-7phase.pth > /tmp/previous.pth
 `--baseline-soap dscribe` computes the baseline's SOAP with DScribe's extension (the code before our
 kernel) instead: with no --baseline the same model, so the ratio is what the kernel changes.
+`--baseline-search matscipy` likewise gives the baseline's denoiser matscipy's neighbour search (the code
+before the compiled periodic search, seventh session).
 
-Usage: python benchmarks/speed.py [--model M] [--baseline B] [--baseline-soap dscribe] [--repeats 3] [--data DIR]
+Usage: python benchmarks/speed.py [--model M] [--baseline B] [--baseline-soap dscribe]
+       [--baseline-search matscipy] [--repeats 3] [--data DIR]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icephase_lmp import geometry
 from icephase_lmp import soap as soap_module
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
@@ -88,17 +92,24 @@ def main() -> None:
     ap.add_argument("--baseline", help="the model to compare with (e.g. the previous shipped model)")
     ap.add_argument("--baseline-soap", choices=("icephase", "dscribe"),
                     help="SOAP code for the baseline (default: this process's; dscribe = before our kernel)")
+    ap.add_argument("--baseline-search", choices=("icephase", "matscipy"),
+                    help="neighbour search of the baseline's denoiser (default: this process's; matscipy = before "
+                         "the compiled periodic search)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
     models = {"model": load_model(args.model)}
-    if args.baseline or args.baseline_soap:
+    if args.baseline or args.baseline_soap or args.baseline_search:
         models["baseline"] = load_model(args.baseline or args.model)
     backends = {"model": soap_module.BACKEND, "baseline": args.baseline_soap or soap_module.BACKEND}
+    # geometry.neighbor_edges searches with matscipy where the box holds fewer than PERIODIC_BINS cutoffs
+    bins = {"model": geometry.PERIODIC_BINS,
+            "baseline": np.inf if args.baseline_search == "matscipy" else geometry.PERIODIC_BINS}
     for key, model in models.items():
-        print(f"{key:8s} {describe(model)}; SOAP by {backends[key]}")
+        search = "matscipy" if np.isinf(bins[key]) else "compiled where the box allows"
+        print(f"{key:8s} {describe(model)}; SOAP by {backends[key]}; denoiser neighbour search {search}")
 
     frames = {tag: next(read_frames(args.data / f"md_{tag}_10frame.xtc", args.data / f"md_{tag}.tpr",
                                     Selection(name="OW"), slice(0, 1))) for tag in TAGS}
@@ -113,6 +124,7 @@ def main() -> None:
         row = f"{tag:3s} {n:5d}"
         for key, model in models.items():
             soap_module.BACKEND = backends[key]  # descriptors are cached per backend
+            geometry.PERIODIC_BINS = bins[key]
             c = costs(model, frame, args.repeats)
             sums[key] += (c["total"], c["denoise"], c["soap"], c["other"])
             us = {k: 1e6 * v / n for k, v in c.items()}
