@@ -133,3 +133,21 @@ def test_neighbor_edges_compiled_search_is_matscipys(rng, monkeypatch):
         want = sorted((a, b, *np.round(v, 8)) for a, b, v in zip(ai.tolist(), aj.tolist(), d))
         assert len(want) > 0 and got == want, name
     assert calls == [4.5, 4.5, three]  # the narrow box and the slab went to matscipy
+
+
+def test_the_compiled_periodic_search_rejects_bad_input():
+    if geometry._soap_kernel is None:
+        pytest.fail("the compiled search was not built in this install")
+    periodic_pairs = geometry._soap_kernel.periodic_pairs
+    cell = np.diag([20.0, 20.0, 20.0])
+    pos = np.array([[1.0, 1.0, 1.0], [2.0, 1.0, 1.0]])
+    index, shift = periodic_pairs(pos, cell, 4.5)
+    assert sorted(zip(*index.tolist())) == [(0, 1), (1, 0)] and np.allclose(shift, 0.0)
+    bad = pos.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        periodic_pairs(bad, cell, 4.5)
+    with pytest.raises(ValueError, match="3 cutoffs"):
+        periodic_pairs(pos, cell, 7.0)
+    with pytest.raises(ValueError, match="no volume"):
+        periodic_pairs(pos, np.zeros((3, 3)), 4.5)

@@ -432,6 +432,10 @@ py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_styl
                          (h[0] * h[8] - h[2] * h[6]) / det, (h[2] * h[3] - h[0] * h[5]) / det,
                          (h[3] * h[7] - h[4] * h[6]) / det, (h[1] * h[6] - h[0] * h[7]) / det,
                          (h[0] * h[4] - h[1] * h[3]) / det};
+  for (long k = 0; k < 3 * n; ++k)
+    if (!std::isfinite(x[k])) throw std::invalid_argument("positions must be finite (a NaN or Inf coordinate)");
+  for (int k = 0; k < 9; ++k)
+    if (!std::isfinite(h[k])) throw std::invalid_argument("the cell must be finite");
   int bins[3];
   for (int d = 0; d < 3; ++d) {
     // perpendicular width along cell vector d: 1 / |column d of H^-1|
