@@ -83,11 +83,19 @@ def test_row_distance_matches_the_classifiers_metrics():
         row_distance(a, b, "manhattan")
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_repeat_counts_are_the_whole_distances(metric):
-    """The Euclidean count compares the leading components first; pairs close in them and far in the rest,
-    far in them, and exactly at the threshold count as the whole distance says, NaN rows never."""
+def test_repeat_counts_are_the_whole_distances(metric, compiled, monkeypatch):
+    """Both counts (compiled, _soap_kernel.repeat_counts, and numpy) stop the Euclidean sum early; pairs close
+    in the leading components and far in the rest, far in them, and exactly at the threshold count as the
+    whole distance says, NaN rows never."""
+    from icephase_lmp import other_crystal
     from icephase_lmp.other_crystal import _LEADING
+
+    if compiled and other_crystal._soap_kernel is None:
+        pytest.fail("the compiled module was not built in this install")
+    if not compiled:
+        monkeypatch.setattr(other_crystal, "_soap_kernel", None)
 
     rng = np.random.default_rng(3)
     reduced = rng.normal(size=(600, 30)) * 4.0
@@ -104,3 +112,12 @@ def test_repeat_counts_are_the_whole_distances(metric):
     exact[1, 0] = threshold if metric == "euclidean" else 0.0
     if metric == "euclidean":
         assert repeat_counts(exact, (np.array([0]), np.array([1])), metric, threshold, 1)[0] == 0
+
+
+def test_the_compiled_repeat_count_rejects_bad_pairs():
+    from icephase_lmp import other_crystal
+
+    if other_crystal._soap_kernel is None:
+        pytest.fail("the compiled module was not built in this install")
+    with pytest.raises(ValueError, match="out of range"):
+        other_crystal._soap_kernel.repeat_counts(np.zeros((2, 3)), np.array([0]), np.array([2]), 1.0, 0, 2)

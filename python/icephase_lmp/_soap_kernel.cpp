@@ -529,6 +529,51 @@ py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_styl
   return py::make_tuple(index, shift);
 }
 
+// For each centre c < n_centres, how many of its pairs (i[p] = c, j[p]) have reduced vectors (rows of
+// `reduced`, (N, k)) closer than threshold in the metric (0: euclidean, 1: cosine, as classifier.row_distance):
+// the other-crystal step's repeat counts (other_crystal.py). A row with a NaN never counts. The Euclidean sum
+// stops once it reaches the threshold (most pairs of a liquid differ in their first components).
+py::array_t<int64_t> repeat_counts(py::array_t<double, py::array::c_style | py::array::forcecast> reduced,
+                                   Indices i, Indices j, double threshold, int metric, long n_centres)
+{
+  if (reduced.ndim() != 2) throw std::invalid_argument("reduced must be (N, k)");
+  if (i.ndim() != 1 || j.ndim() != 1 || i.shape(0) != j.shape(0)) throw std::invalid_argument("i and j must be (P,) alike");
+  if (metric != 0 && metric != 1) throw std::invalid_argument("metric must be 0 (euclidean) or 1 (cosine)");
+  const long n = reduced.shape(0), k = reduced.shape(1), pairs = i.shape(0);
+  const int64_t *a = i.data(), *b = j.data();
+  for (long p = 0; p < pairs; ++p)
+    if (a[p] < 0 || a[p] >= n || b[p] < 0 || b[p] >= n) throw std::invalid_argument("a pair index is out of range");
+  if (n_centres < 0) throw std::invalid_argument("n_centres must be >= 0");
+  py::array_t<int64_t> counts(n_centres);
+  int64_t *out = counts.mutable_data();
+  std::fill(out, out + n_centres, 0);
+  const double *x = reduced.data(), t2 = threshold * threshold;
+  {
+    py::gil_scoped_release release;
+    for (long p = 0; p < pairs; ++p) {
+      if (a[p] >= n_centres) continue;
+      const double *u = x + a[p] * k, *v = x + b[p] * k;
+      bool close;
+      if (metric == 0) {
+        double d2 = 0.0;
+        long c = 0;
+        for (; c < k && !(d2 >= t2); ++c) d2 += (u[c] - v[c]) * (u[c] - v[c]);
+        close = std::sqrt(d2) < threshold;
+      } else {
+        double uv = 0.0, uu = 0.0, vv = 0.0;
+        for (long c = 0; c < k; ++c) {
+          uv += u[c] * v[c];
+          uu += u[c] * u[c];
+          vv += v[c] * v[c];
+        }
+        close = 1.0 - uv / std::max(std::sqrt(uu) * std::sqrt(vv), 1e-12) < threshold;
+      }
+      if (close) ++out[a[p]];
+    }
+  }
+  return counts;
+}
+
 }    // namespace
 
 PYBIND11_MODULE(_soap_kernel, m)
@@ -542,6 +587,9 @@ PYBIND11_MODULE(_soap_kernel, m)
         "closer than `reach`).");
   m.def("pairs_within", &pairs_within, py::arg("points"), py::arg("centres"), py::arg("cutoff"),
         "(i, j): every point j != i closer than `cutoff` to a centre i, in centre order, then by j.");
+  m.def("repeat_counts", &repeat_counts, py::arg("reduced"), py::arg("i"), py::arg("j"), py::arg("threshold"),
+        py::arg("metric"), py::arg("n_centres"),
+        "Per centre, its pairs whose reduced vectors are closer than `threshold` (metric 0 euclidean, 1 cosine).");
   m.def("periodic_pairs", &periodic_pairs, py::arg("positions"), py::arg("cell"), py::arg("cutoff"),
         "(index (2, E), shift (E, 3)): every directed pair of a fully periodic box closer than `cutoff`, with the "
         "Cartesian image shift of j; the box must hold 3 bins of `cutoff` along each cell vector.");
