@@ -18,6 +18,10 @@
 // oxygen) grew with the system beyond every cache; here each centre's vectors are gathered into a scratch
 // array that is reused. `pairs_within` serves the other-crystal step's 8 A search the same way.
 //
+// Two more compiled helpers of the offline pipeline live here, beside the searches: `periodic_pairs`, the
+// denoiser's periodic neighbour list (geometry.neighbor_edges), and `repeat_counts`, the other-crystal step's
+// count of repeated environments (other_crystal.py).
+//
 // SPDX-License-Identifier: GPL-2.0-or-later
 
 #include <pybind11/numpy.h>
@@ -423,6 +427,10 @@ py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_styl
   if (cell.ndim() != 2 || cell.shape(0) != 3 || cell.shape(1) != 3) throw std::invalid_argument("cell must be 3 x 3");
   const long n = positions.shape(0);
   const double *x = positions.data(), *h = cell.data();
+  for (long k = 0; k < 3 * n; ++k)
+    if (!std::isfinite(x[k])) throw std::invalid_argument("positions must be finite (a NaN or Inf coordinate)");
+  for (int k = 0; k < 9; ++k)
+    if (!std::isfinite(h[k])) throw std::invalid_argument("the cell must be finite");
   // inverse of the cell (rows = box vectors): fractional f = x H^-1
   const double det = h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6]) +
       h[2] * (h[3] * h[7] - h[4] * h[6]);
@@ -432,10 +440,6 @@ py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_styl
                          (h[0] * h[8] - h[2] * h[6]) / det, (h[2] * h[3] - h[0] * h[5]) / det,
                          (h[3] * h[7] - h[4] * h[6]) / det, (h[1] * h[6] - h[0] * h[7]) / det,
                          (h[0] * h[4] - h[1] * h[3]) / det};
-  for (long k = 0; k < 3 * n; ++k)
-    if (!std::isfinite(x[k])) throw std::invalid_argument("positions must be finite (a NaN or Inf coordinate)");
-  for (int k = 0; k < 9; ++k)
-    if (!std::isfinite(h[k])) throw std::invalid_argument("the cell must be finite");
   int bins[3];
   for (int d = 0; d < 3; ++d) {
     // perpendicular width along cell vector d: 1 / |column d of H^-1|
@@ -578,8 +582,8 @@ py::array_t<int64_t> repeat_counts(py::array_t<double, py::array::c_style | py::
 
 PYBIND11_MODULE(_soap_kernel, m)
 {
-  m.doc() = "SOAP power spectrum from a spline table of DScribe's GTO radial basis, and the neighbour search it uses "
-            "(see soap.py)";
+  m.doc() = "SOAP power spectrum from a spline table of DScribe's GTO radial basis, the neighbour searches it and the "
+            "denoiser use, and the other-crystal step's repeat count (see soap.py)";
   m.attr("MAX_N") = 4 * BLOCK;
   m.def("power_spectrum", &power_spectrum, py::arg("points"), py::arg("centres"), py::arg("reach"), py::arg("table"),
         py::arg("spacing"), py::arg("n_max"), py::arg("self_term"), py::arg("prel"),

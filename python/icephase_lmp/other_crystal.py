@@ -22,13 +22,13 @@ from __future__ import annotations
 import numpy as np
 
 from .classifier import row_distance
+from .geometry import cloud_pairs, periodic_pairs
+from .phases import LIQUID, OTHER_CRYSTAL
 
 try:
     from . import _soap_kernel  # the compiled repeat count, where the package was built with a compiler
 except ImportError:
     _soap_kernel = None
-from .geometry import cloud_pairs, periodic_pairs
-from .phases import LIQUID, OTHER_CRYSTAL
 
 #: A: about one unit cell of the low-symmetry ices. A crystal with several distinct sites (ice V: four,
 #: in a 9.2 x 7.5 x 10.3 A cell) has the symmetry-equivalent copies of a molecule spread over a cell: on our
