@@ -9,15 +9,15 @@ denoiser runs as TorchScript alone (docs/validation.md, "sixth session").
 from pybind11.setup_helpers import Pybind11Extension
 from setuptools import setup
 
-#: the header the two modules share with the LAMMPS plugin (ICEPHASE_HOT and the message sums)
-HEADER = "icephase_message_sums.h"
+#: the headers the modules share with the LAMMPS plugin (ICEPHASE_HOT, the message sums, the radial table)
+HEADERS = ("icephase_message_sums.h", "icephase_radial_table.h")
 
 setup(
     ext_modules=[
         Pybind11Extension(
             f"icephase_lmp.{name}",
             [f"python/icephase_lmp/{name}.cpp"],
-            depends=[f"src/compute_icephase/{HEADER}"],
+            depends=[f"src/compute_icephase/{header}" for header in HEADERS],
             include_dirs=["src/compute_icephase"],
             cxx_std=17,
             extra_compile_args=["-O3"],

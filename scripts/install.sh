@@ -27,6 +27,7 @@ stamp="$venv/.icephase-installed"
 kernels_changed=0
 for kernel in _soap_kernel _denoiser_kernel; do
     if [ "python/icephase_lmp/$kernel.cpp" -nt "$stamp" ] || [ src/compute_icephase/icephase_message_sums.h -nt "$stamp" ] \
+        || [ src/compute_icephase/icephase_radial_table.h -nt "$stamp" ] \
         || ! compgen -G "python/icephase_lmp/$kernel*.so" >/dev/null; then
         kernels_changed=1
     fi

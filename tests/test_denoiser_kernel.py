@@ -121,6 +121,50 @@ def test_kernel_rejects_bad_indices():
         _denoiser_kernel.message_sums(w, hx[:1], unit, np.array([1]), np.array([0]), 2, f, False, False)
 
 
+def exact_radial_weights(arrays, k, lengths):
+    """CompactLayer.radial_weights in float64: the radial MLP on the basis, per edge (what the table replaces)."""
+    basis = denoiser_kernel.radial_basis(lengths, np.asarray(arrays["bessel"], np.float64), float(arrays["r_max"]),
+                                         float(arrays["cutoff_power"]))
+    hidden = basis @ np.asarray(arrays[f"layer{k}.radial_in"], np.float64)
+    return hidden / (1.0 + np.exp(-hidden)) @ np.asarray(arrays[f"layer{k}.radial_out"], np.float64)
+
+
+def test_radial_table_is_as_close_as_float32(kernel_model, rng):
+    """Each layer's tabulated radial weights against the radial MLP evaluated in float64, at lengths from the
+    closest oxygens to the cutoff: within 1e-6 (the MLP in float32 is 5e-6-9e-6 off), where a table of 64
+    points is ~1e-3 off (so the check tells a fine table from a coarse one)."""
+    from icephase_lmp import _denoiser_kernel
+
+    arrays = kernel_model.compact
+    r_max = float(arrays["r_max"])
+    lengths = rng.uniform(2.0, r_max, 20000).astype(np.float32)
+    fine, coarse = denoiser_kernel.radial_tables(arrays), denoiser_kernel.radial_tables(arrays, points=64)
+    assert len(fine) == 3
+    for k in range(len(fine)):
+        exact = exact_radial_weights(arrays, k, lengths.astype(np.float64))
+        assert np.abs(exact).max() > 0.3  # not comparing zeros
+        name = f"layer{k}.radial_table"
+        assert fine[name].shape[0] == denoiser_kernel.RADIAL_TABLE_POINTS
+        assert np.abs(_denoiser_kernel.radial_weights(fine[name], lengths, r_max) - exact).max() < 1e-6
+        assert np.abs(_denoiser_kernel.radial_weights(coarse[name], lengths, r_max) - exact).max() > 1e-4
+
+
+def test_radial_table_ends(kernel_model):
+    """Lengths at and beyond the ends of the table take the end values (the weights at the cutoff are 0, as
+    the cutoff function makes them), NaN the value at 0; a table too short to interpolate is refused."""
+    from icephase_lmp import _denoiser_kernel
+
+    arrays = kernel_model.compact
+    r_max = float(arrays["r_max"])
+    table = denoiser_kernel.radial_tables(arrays)["layer1.radial_table"]
+    w = _denoiser_kernel.radial_weights(table, np.array([r_max, r_max + 3.0, 0.0, -1.0, np.nan], np.float32), r_max)
+    assert np.abs(w[:2]).max() < 1e-6
+    np.testing.assert_allclose(w[2:], np.repeat(table[1:2], 3, axis=0))
+    assert np.abs(table[1]).max() > 0.01  # the weights at 0 are not zero: the comparison above means something
+    with pytest.raises(ValueError, match="points >= 5"):
+        _denoiser_kernel.radial_weights(table[:4], np.array([1.0], np.float32), r_max)
+
+
 def test_without_the_compiled_kernel_the_torchscript_denoiser_runs(kernel_model, monkeypatch):
     """An installation built without a C++ compiler has no _denoiser_kernel: load_model then loads the
     TorchScript denoiser at once and the pipeline denoises with it, to the same labels."""

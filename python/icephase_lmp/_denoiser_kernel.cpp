@@ -1,9 +1,10 @@
 // The message sums of one layer of the compact denoiser (compact_denoiser.py), for the offline pipeline on CPU.
 //
 // The algorithm (and why it exists) is src/compute_icephase/icephase_message_sums.h, shared with the LAMMPS
-// compute's CPU layers; this file hands it numpy arrays. The radial network, the linear maps and the gated
-// update are numpy matrix products (denoiser_kernel.py). The result is the same sum in another order
-// (tests/test_denoiser_kernel.py compares the offline network built on it with the TorchScript denoiser).
+// compute's CPU layers; this file hands it numpy arrays, and likewise the radial weights from a table
+// (icephase_radial_table.h). The linear maps and the gated update are numpy matrix products
+// (denoiser_kernel.py). The sums are the same in another order (tests/test_denoiser_kernel.py compares the
+// offline network built on them with the TorchScript denoiser).
 //
 // SPDX-License-Identifier: GPL-2.0-or-later
 
@@ -11,6 +12,7 @@
 #include <pybind11/pybind11.h>
 
 #include "icephase_message_sums.h"    // src/compute_icephase: the algorithm
+#include "icephase_radial_table.h"    // src/compute_icephase: the radial weights from a table
 
 #include <algorithm>
 #include <cstdint>
@@ -55,6 +57,22 @@ py::array_t<float> message_sums(Floats w, Floats hx, Floats unit, Indices src, I
   return out;
 }
 
+py::array_t<float> radial_weights(Floats table, Floats lengths, float r_max)
+{
+  require(table.ndim() == 2 && table.shape(0) >= icephase::RADIAL_TABLE_MIN_POINTS && table.shape(1) > 0,
+          "the table must be (points >= 5, width)");
+  require(lengths.ndim() == 1, "lengths must be (E,)");
+  require(r_max > 0.0f, "r_max must be positive");
+  const int64_t n_edges = lengths.shape(0), width = table.shape(1);
+  py::array_t<float> out({n_edges, width});
+  {
+    py::gil_scoped_release release;
+    icephase::radial_weights(table.data(), table.shape(0), (int) width, r_max, lengths.data(), n_edges,
+                             out.mutable_data());
+  }
+  return out;
+}
+
 }    // namespace
 
 PYBIND11_MODULE(_denoiser_kernel, m)
@@ -63,4 +81,6 @@ PYBIND11_MODULE(_denoiser_kernel, m)
   m.def("message_sums", &message_sums, py::arg("w"), py::arg("hx"), py::arg("unit"), py::arg("src"), py::arg("dst"),
         py::arg("n_nodes"), py::arg("features"), py::arg("first"), py::arg("paired"),
         "Each centre's summed messages, (n_nodes, 4F) in the first layer, else (n_nodes, 8F).");
+  m.def("radial_weights", &radial_weights, py::arg("table"), py::arg("lengths"), py::arg("r_max"),
+        "Each edge's radial weights (E, width), interpolated in a layer's table (denoiser_kernel.radial_tables).");
 }

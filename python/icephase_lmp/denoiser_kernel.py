@@ -15,6 +15,11 @@ This is the same network as ``CompactDenoiser`` (compact_denoiser.py), from the 
 (``compact_denoiser.to_arrays``): each step below names the method it mirrors. The message-sum algorithm itself
 is src/compute_icephase/icephase_message_sums.h, which the LAMMPS compute's CPU layers
 (icephase_compact_layers.cpp, the same network with libtorch's matrix products) use too.
+
+One step differs in how, not what: each layer's radial weights, a function of the edge's length alone, are
+interpolated in a table of that function (:func:`radial_tables`, src/compute_icephase/icephase_radial_table.h)
+instead of running the radial MLP per edge, the largest part of a layer before (docs/validation.md, "eighth
+session"). The compute's CPU layers read the same tables (lammps_bridge.compact_constants).
 """
 
 from __future__ import annotations
@@ -31,13 +36,53 @@ except ImportError:  # built without a C++ compiler: the TorchScript module runs
 LAYER_ARRAYS = ("radial_in", "radial_out", "lin_s", "lin_v", "self_s", "self_v", "self_bias", "mix_s", "mix_v")
 
 
+#: points of each layer's radial table (:func:`radial_tables`): the cubic between them is within ~3e-7 of the
+#: exact radial network on the shipped denoisers' weights (up to ~2.6), 15-30x closer than the network's own
+#: float32 evaluation (5e-6-9e-6); 256 points would be as close as float32, 128 ten times further. 512 rows of
+#: 4F = 128 floats are 256 kB per layer, which a core's L2 cache holds.
+RADIAL_TABLE_POINTS = 512
+
+
 def available() -> bool:
     """Whether the compiled kernel was built with this installation."""
     return _denoiser_kernel is not None
 
 
 def _silu(z: np.ndarray) -> np.ndarray:
-    return z / (np.float32(1.0) + np.exp(-z))
+    return z / (1.0 + np.exp(-z))  # the dtype of z
+
+
+def radial_basis(lengths: np.ndarray, bessel: np.ndarray, r_max: float, cutoff_power: float) -> np.ndarray:
+    """CompactDenoiser.edge_terms' radial part: each length's Bessel basis times the polynomial cutoff (E, B),
+    in the dtype of ``lengths``."""
+    x = lengths[:, None] / r_max
+    p = cutoff_power
+    envelope = (1.0 - (p + 1.0) * (p + 2.0) / 2.0 * x**p + p * (p + 2.0) * x ** (p + 1.0)
+                - p * (p + 1.0) / 2.0 * x ** (p + 2.0)) * (x < 1.0)
+    return np.sinc(x * bessel) * bessel * envelope
+
+
+def radial_tables(arrays: "dict[str, np.ndarray]", points: int = RADIAL_TABLE_POINTS) -> "dict[str, np.ndarray]":
+    """Each layer's radial weights tabulated against the edge length: ``layer{k}.radial_table`` (points, 2F or
+    4F), float32, from a compact denoiser's constants (``compact_denoiser.to_arrays``).
+
+    Row i holds CompactLayer.radial_weights (the radial MLP on the basis) at length (i - 1) h, h = r_max /
+    (points - 3), evaluated in float64: row 1 is length 0 and row points - 2 is r_max, with one row beyond
+    each end so that the cubic through the four nearest rows (icephase_radial_table.h, which defines the
+    same grid) covers every length in [0, r_max]. Row 0 takes the weights at +h: its only use is between
+    lengths 0 and h, closer than any two oxygens come (phases.MIN_OXYGEN_DISTANCE)."""
+    r_max = float(arrays["r_max"])
+    lengths = np.abs((np.arange(points) - 1.0) * (r_max / (points - 3)))
+    basis = radial_basis(lengths, np.asarray(arrays["bessel"], dtype=np.float64), r_max,
+                         float(arrays["cutoff_power"]))
+    tables = {}
+    k = 0
+    while f"layer{k}.radial_in" in arrays:
+        hidden = basis @ np.asarray(arrays[f"layer{k}.radial_in"], dtype=np.float64)
+        weights = _silu(hidden) @ np.asarray(arrays[f"layer{k}.radial_out"], dtype=np.float64)
+        tables[f"layer{k}.radial_table"] = np.ascontiguousarray(weights, dtype=np.float32)
+        k += 1
+    return tables
 
 
 class KernelDenoiser:
@@ -52,14 +97,13 @@ class KernelDenoiser:
         if _denoiser_kernel is None:
             raise RuntimeError("icephase_lmp._denoiser_kernel was not built (no C++ compiler at install)")
         f32 = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-        self.bessel = f32["bessel"]  # (1, B)
+        f32.update(radial_tables(arrays))
         self.readout = f32["readout"] * np.float32(arrays["output_scale"])  # (4F, 3)
         self.r_max = float(arrays["r_max"])
-        self.cutoff_power = float(arrays["cutoff_power"])
         self.layers = []
         while f"layer{len(self.layers)}.radial_in" in arrays:
             k = len(self.layers)
-            layer = {name: f32[f"layer{k}.{name}"] for name in LAYER_ARRAYS}
+            layer = {name: f32[f"layer{k}.{name}"] for name in LAYER_ARRAYS + ("radial_table",)}
             layer.update(act_scale=np.float32(arrays[f"layer{k}.act_scale"]), first=bool(arrays[f"layer{k}.first"]),
                          resnet=bool(arrays[f"layer{k}.resnet"]), features=layer["mix_v"].shape[1])
             self.layers.append(layer)
@@ -76,28 +120,24 @@ class KernelDenoiser:
         pos = np.asarray(pos, dtype=np.float32)
         dst = np.ascontiguousarray(edge_index[0], dtype=np.int64)  # the centre, which receives the message
         src = np.ascontiguousarray(edge_index[1], dtype=np.int64)  # the neighbour, which sends it
-        radial, unit = self._edge_terms(pos, src, dst, np.asarray(edge_shift, dtype=np.float32))
+        lengths, unit = self._edge_geometry(pos, src, dst, np.asarray(edge_shift, dtype=np.float32))
         x = np.zeros((len(pos), 1), dtype=np.float32)  # CompactDenoiser.initial_features
         for layer in self.layers:
-            x = self._layer(layer, x, radial, unit, src, dst, paired)
+            x = self._layer(layer, x, lengths, unit, src, dst, paired, self.r_max)
         return x @ self.readout  # CompactDenoiser.eps_from_features
 
-    def _edge_terms(self, pos, src, dst, shift) -> tuple[np.ndarray, np.ndarray]:
-        """CompactDenoiser.edge_terms: each edge's Bessel basis times the polynomial cutoff, and unit vector."""
+    @staticmethod
+    def _edge_geometry(pos, src, dst, shift) -> tuple[np.ndarray, np.ndarray]:
+        """CompactDenoiser.edge_terms' geometry: each edge's length (E,) and unit vector (E, 3)."""
         vec = pos[src] - pos[dst] + shift
-        length = np.sqrt(np.einsum("ij,ij->i", vec, vec))[:, None]
-        unit = np.ascontiguousarray(vec / length)
-        x = length / np.float32(self.r_max)
-        p = self.cutoff_power
-        envelope = ((1.0 - (p + 1.0) * (p + 2.0) / 2.0 * x**p + p * (p + 2.0) * x ** (p + 1.0)
-                     - p * (p + 1.0) / 2.0 * x ** (p + 2.0)) * (x < 1.0)).astype(np.float32)
-        return np.sinc(x * self.bessel) * self.bessel * envelope, unit
+        length = np.sqrt(np.einsum("ij,ij->i", vec, vec))
+        return length, np.ascontiguousarray(vec / length[:, None])
 
     @staticmethod
-    def _layer(layer: dict, x: np.ndarray, radial, unit, src, dst, paired: bool) -> np.ndarray:
-        """CompactLayer.forward, with CompactLayer.radial_weights, neighbour_features and update."""
+    def _layer(layer: dict, x: np.ndarray, lengths, unit, src, dst, paired: bool, r_max: float) -> np.ndarray:
+        """CompactLayer.forward, with CompactLayer.radial_weights (from the table), neighbour_features and update."""
         n, f, first = len(x), layer["features"], layer["first"]
-        w = np.ascontiguousarray(_silu(radial @ layer["radial_in"]) @ layer["radial_out"])
+        w = _denoiser_kernel.radial_weights(layer["radial_table"], lengths, r_max)
         if first:  # every node holds the same embedding: the kernel reads no neighbour features
             hx = w[:0]
         else:

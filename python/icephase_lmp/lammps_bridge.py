@@ -19,6 +19,7 @@ import numpy as np
 
 from .boundary import BoundarySettings, ShellOrder, Shells, grow_once, shell_order
 from .classifier import Classifier
+from .denoiser_kernel import radial_tables
 from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
 from .other_crystal import find_other_crystal
 from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
@@ -48,9 +49,15 @@ def compact_constants(model_path: str) -> "dict[str, np.ndarray]":
     """The compact denoiser's constants stored in the model file (``compact_denoiser.npz``, as
     ``compact_denoiser.to_arrays`` names them), float32; empty for a file without them. The compute runs
     its layers on CPU from these with compiled message sums (src/compute_icephase/icephase_compact_layers.cpp)
-    instead of the TorchScript module's, which the same file holds frozen, without named weights."""
+    instead of the TorchScript module's, which the same file holds frozen, without named weights. Besides
+    the stored arrays, ``layer{k}.radial_table`` (denoiser_kernel.radial_tables)."""
     stored = read_weights(model_path, COMPACT_FILE)
-    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (stored or {}).items()}
+    if not stored:
+        return {}
+    # and each layer's radial weights against the edge length (``layer{k}.radial_table``), which the compute
+    # interpolates as the offline kernel does instead of running the radial MLP per edge
+    tables = radial_tables(stored)
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in {**stored, **tables}.items()}
 
 
 def _classifier(model_path: str) -> Classifier:

@@ -1310,11 +1310,11 @@ void ComputeIcephase::denoise_step(double &maxstep, std::string &err)
         auto &m = denoiser->module;
         at::Tensor pairs, pair_shift;
         const bool paired = pair_edges(edge_index, shift, pairs, pair_shift);
-        auto terms = m.get_method("edge_terms")({pos, pairs, pair_shift}).toTuple();
-        const auto &radial = terms->elements()[0].toTensor(), &unit = terms->elements()[1].toTensor();
+        at::Tensor lengths, unit;
+        IcephaseCompact::Layers::edge_geometry(pos, pairs, pair_shift, lengths, unit);
         auto features = m.get_method("initial_features")({pos.size(0), pos}).toTensor();
         for (int k = 0; k < num_layers; k++)
-          features = denoiser->compiled.forward(k, features, radial, unit, pairs, paired);
+          features = denoiser->compiled.forward(k, features, lengths, unit, pairs, paired);
         apply_steps(m.get_method("eps_from_features")({features}).toTensor(), maxstep, err);
       },
       err);
@@ -1385,6 +1385,7 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
   auto &m = denoiser->module;
   const int width = denoiser->width;
   const int ngraph = (int) graph.nodes.size();
+  // radial: the edges' radial basis for the TorchScript layers, their lengths for the compiled ones
   torch::Tensor pos, edge_index, shift, radial, unit, features;
   bool paired = false;
   // the work of this rank, if it has local oxygens and nothing failed yet; errors go to err
@@ -1398,10 +1399,12 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
     if (denoiser->use_compiled) {
       at::Tensor all_edges = edge_index, all_shifts = shift;
       paired = pair_edges(all_edges, all_shifts, edge_index, shift);
+      IcephaseCompact::Layers::edge_geometry(pos, edge_index, shift, radial, unit);
+    } else {
+      auto terms = m.get_method("edge_terms")({pos, edge_index, shift}).toTuple();
+      radial = terms->elements()[0].toTensor();
+      unit = terms->elements()[1].toTensor();
     }
-    auto terms = m.get_method("edge_terms")({pos, edge_index, shift}).toTuple();
-    radial = terms->elements()[0].toTensor();
-    unit = terms->elements()[1].toTensor();
     features = m.get_method("initial_features")({(int64_t) ngraph, pos}).toTensor();
   });
   for (int64_t k = 0; k < num_layers; k++) {

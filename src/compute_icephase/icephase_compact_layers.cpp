@@ -11,6 +11,7 @@
 #include "icephase_compact_layers.h"
 
 #include "icephase_message_sums.h"
+#include "icephase_radial_table.h"
 
 #include <ATen/Parallel.h>
 
@@ -20,9 +21,11 @@
 using IcephaseCompact::Layers;
 
 namespace {
-// every array of a layer, in the model file as layer{k}.{name} (denoiser_kernel.LAYER_ARRAYS)
-const char *const LAYER_ARRAYS[] = {"radial_in", "radial_out", "lin_s", "lin_v", "self_s",
-                                    "self_v",    "self_bias",  "mix_s", "mix_v"};
+// every array of a layer that the compiled layers use: the model file's layer{k}.{name}
+// (denoiser_kernel.LAYER_ARRAYS) but the radial MLP's, whose values the radial table holds (which
+// lammps_bridge.compact_constants adds to them)
+const char *const LAYER_ARRAYS[] = {"radial_table", "lin_s", "lin_v", "self_s",
+                                    "self_v",       "self_bias", "mix_s", "mix_v"};
 
 at::Tensor to_tensor(const IcephasePython::Array &a)
 {
@@ -41,6 +44,12 @@ bool has_shape(const at::Tensor &t, int64_t rows, int64_t cols)
 bool Layers::load(const std::map<std::string, IcephasePython::Array> &arrays, std::string &why)
 {
   layers.clear();
+  auto cutoff = arrays.find("r_max");
+  if (cutoff == arrays.end() || cutoff->second.values.size() != 1 || !(cutoff->second.values[0] > 0.0f)) {
+    why = "no positive scalar r_max";
+    return false;
+  }
+  r_max = cutoff->second.values[0];
   for (int k = 0;; k++) {
     const std::string prefix = "layer" + std::to_string(k) + ".";
     if (!arrays.count(prefix + "radial_in")) break;
@@ -64,8 +73,7 @@ bool Layers::load(const std::map<std::string, IcephasePython::Array> &arrays, st
     layer.act_scale = arrays.at(prefix + "act_scale").values[0];
     layer.first = arrays.at(prefix + "first").values[0] != 0.0f;
     layer.resnet = arrays.at(prefix + "resnet").values[0] != 0.0f;
-    layer.radial_in = t["radial_in"];
-    layer.radial_out = t["radial_out"];
+    layer.radial_table = t["radial_table"];
     layer.lin_s = t["lin_s"];
     layer.lin_v = t["lin_v"];
     layer.self_s = t["self_s"];
@@ -76,15 +84,16 @@ bool Layers::load(const std::map<std::string, IcephasePython::Array> &arrays, st
     // the shapes CompactLayer documents: F features, H hidden radial units; the first layer's input has no
     // vectors (its messages are 2F wide in w, F scalars and F vectors summed)
     const int64_t f = layer.mix_v.dim() == 2 ? layer.mix_v.size(1) : 0;
-    const int64_t hidden = layer.radial_in.dim() == 2 ? layer.radial_in.size(1) : -1;
+    const int64_t points = layer.radial_table.dim() == 2 ? layer.radial_table.size(0) : 0;
     const int64_t summed = layer.first ? f : 2 * f;
-    bool ok = f > 0 && has_shape(layer.radial_out, hidden, (layer.first ? 2 : 4) * f) &&
+    bool ok = f > 0 && points >= icephase::RADIAL_TABLE_MIN_POINTS &&
+        has_shape(layer.radial_table, points, (layer.first ? 2 : 4) * f) &&
         has_shape(layer.mix_s, summed, 2 * f) && has_shape(layer.mix_v, summed, f) &&
         layer.self_bias.dim() == 1 && layer.self_bias.size(0) == 2 * f;
     if (!layer.first)
       ok = ok && has_shape(layer.lin_s, f, f) && has_shape(layer.lin_v, f, f) && has_shape(layer.self_s, f, 2 * f) &&
           has_shape(layer.self_v, f, f);
-    if (!ok || (k > 0 && layer.radial_in.size(0) != layers[0].radial_in.size(0))) {
+    if (!ok) {
       why = "the arrays of " + prefix + "* do not have the shapes of a compact layer";
       return false;
     }
@@ -98,15 +107,34 @@ bool Layers::load(const std::map<std::string, IcephasePython::Array> &arrays, st
   return true;
 }
 
-at::Tensor Layers::forward(int k, const at::Tensor &x, const at::Tensor &radial, const at::Tensor &unit,
+void Layers::edge_geometry(const at::Tensor &pos, const at::Tensor &edge_index, const at::Tensor &shift,
+                           at::Tensor &lengths, at::Tensor &unit)
+{
+  const at::Tensor vec = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0]) + shift;
+  lengths = at::linalg_vector_norm(vec, 2, {1}, true);
+  unit = (vec / lengths).contiguous();
+  lengths = lengths.reshape({-1}).contiguous();
+}
+
+at::Tensor Layers::forward(int k, const at::Tensor &x, const at::Tensor &lengths, const at::Tensor &unit,
                            const at::Tensor &edge_index, bool paired) const
 {
   const Layer &layer = layers.at(k);
   const int64_t n = x.size(0);
   const int f = layer.features;
 
-  // CompactLayer.radial_weights: the radial MLP, each edge's weights of the tensor-product paths
-  const at::Tensor w = at::silu(radial.matmul(layer.radial_in)).matmul(layer.radial_out).contiguous();
+  // CompactLayer.radial_weights: each edge's weights of the tensor-product paths, from the table
+  const int64_t n_edges = lengths.size(0), w_width = layer.radial_table.size(1);
+  at::Tensor w = at::empty({n_edges, w_width}, x.options());
+  {
+    const at::Tensor r = lengths.contiguous();
+    const float *table = layer.radial_table.data_ptr<float>(), *rp = r.data_ptr<float>();
+    float *wp = w.data_ptr<float>();
+    const int64_t points = layer.radial_table.size(0);
+    at::parallel_for(0, n_edges, 1024, [&](int64_t begin, int64_t end) {
+      icephase::radial_weights(table, points, (int) w_width, r_max, rp + begin, end - begin, wp + begin * w_width);
+    });
+  }
   // CompactLayer.neighbour_features: what a node sends its neighbours (not in the first layer)
   at::Tensor hx;
   if (!layer.first)

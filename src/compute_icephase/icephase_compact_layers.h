@@ -8,7 +8,9 @@
    CompactLayer.forward), made from the constants that the model file
    stores beside it (compact_denoiser.npz): the matrix products are
    libtorch's, the per-edge messages are summed per centre in one pass
-   instead of TorchScript's (E, 8F) arrays and index_add_. On a GPU, and
+   instead of TorchScript's (E, 8F) arrays and index_add_, and the radial
+   weights are interpolated in a table (icephase_radial_table.h) instead of
+   running the radial MLP per edge. On a GPU, and
    for files without the constants, the TorchScript module runs instead.
 ------------------------------------------------------------------------- */
 
@@ -32,20 +34,27 @@ class Layers {
   bool load(const std::map<std::string, IcephasePython::Array> &arrays, std::string &why);
   int size() const { return (int) layers.size(); }
 
-  // Layer k (0-based) for nodes x (N, width; (N, 1) before the first layer) from the edges' radial basis
-  // (E, B), unit vectors (E, 3) and edge_index (2, E) rows (centre, neighbour): the new features (N, 4F).
-  // With paired every edge also stands for its reverse. Float32 CPU tensors.
-  at::Tensor forward(int k, const at::Tensor &x, const at::Tensor &radial, const at::Tensor &unit,
+  // Each edge's length (E,) and unit vector (E, 3) from centre to neighbour: pos[neighbour] - pos[centre]
+  // + shift, with edge_index (2, E) rows (centre, neighbour) (CompactDenoiser.edge_terms' geometry).
+  static void edge_geometry(const at::Tensor &pos, const at::Tensor &edge_index, const at::Tensor &shift,
+                            at::Tensor &lengths, at::Tensor &unit);
+
+  // Layer k (0-based) for nodes x (N, width; (N, 1) before the first layer) from the edges' lengths (E,),
+  // unit vectors (E, 3) and edge_index (2, E) rows (centre, neighbour): the new features (N, 4F). With
+  // paired every edge also stands for its reverse. Float32 CPU tensors.
+  at::Tensor forward(int k, const at::Tensor &x, const at::Tensor &lengths, const at::Tensor &unit,
                      const at::Tensor &edge_index, bool paired) const;
 
  private:
   struct Layer {
-    at::Tensor radial_in, radial_out, lin_s, lin_v, self_s, self_v, self_bias, mix_s, mix_v;
+    // radial_table (points, 2F|4F): the radial weights against the edge length (icephase_radial_table.h)
+    at::Tensor radial_table, lin_s, lin_v, self_s, self_v, self_bias, mix_s, mix_v;
     float act_scale = 1.0f;
     bool first = false, resnet = false;
     int features = 0;
   };
   std::vector<Layer> layers;
+  float r_max = 0.0f;    // the table's last length: the denoiser's cutoff
 };
 
 }    // namespace IcephaseCompact
