@@ -15,10 +15,11 @@ denoiser") is  git show 8cd74a3:models/icephase-7phase.pth > /tmp/previous.pth
 `--baseline-soap dscribe` computes the baseline's SOAP with DScribe's extension (the code before our
 kernel) instead: with no --baseline the same model, so the ratio is what the kernel changes.
 `--baseline-search matscipy` likewise gives the baseline's denoiser matscipy's neighbour search (the code
-before the compiled periodic search, seventh session).
+before the compiled periodic search, seventh session), and `--baseline-radial network` the radial MLP on
+every edge instead of the tabulated radial weights (the code before the tables, eighth session).
 
 Usage: python benchmarks/speed.py [--model M] [--baseline B] [--baseline-soap dscribe]
-       [--baseline-search matscipy] [--repeats 3] [--data DIR]
+       [--baseline-search matscipy] [--baseline-radial network] [--repeats 3] [--data DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 from icephase_lmp import geometry
 from icephase_lmp import soap as soap_module
 from icephase_lmp.denoise import denoise
+from icephase_lmp.denoiser_kernel import KernelDenoiser
 from icephase_lmp.model_file import load_model
 from icephase_lmp.other_crystal import find_other_crystal
 from icephase_lmp.pipeline import Pipeline
@@ -81,7 +83,10 @@ def costs(model, frame, repeats: int) -> dict[str, float]:
 
 def describe(model) -> str:
     s = model.classifier.soap
-    runs = "compiled message kernel" if model.runs_kernel() else "TorchScript"
+    runs = "TorchScript"
+    if model.runs_kernel():
+        radial = "tabulated" if model.offline_denoiser().tabulated else "per-edge MLP"
+        runs = f"compiled message kernel, {radial} radial weights"
     return (f"{model.path.name}: {model.iterations} iterations ({runs}), SOAP n_max {s.n_max} l_max {s.l_max} "
             f"r_cut {s.r_cut} sigma {s.sigma}")
 
@@ -95,14 +100,22 @@ def main() -> None:
     ap.add_argument("--baseline-search", choices=("icephase", "matscipy"),
                     help="neighbour search of the baseline's denoiser (default: this process's; matscipy = before "
                          "the compiled periodic search)")
+    ap.add_argument("--baseline-radial", choices=("table", "network"),
+                    help="radial weights of the baseline's denoiser (default: this process's table; network = the "
+                         "radial MLP per edge, before the tables)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
     models = {"model": load_model(args.model)}
-    if args.baseline or args.baseline_soap or args.baseline_search:
+    if args.baseline or args.baseline_soap or args.baseline_search or args.baseline_radial:
         models["baseline"] = load_model(args.baseline or args.model)
+    if args.baseline_radial == "network":
+        baseline = models["baseline"]
+        if not baseline.runs_kernel():
+            raise SystemExit("--baseline-radial network needs a baseline that runs the compiled kernel")
+        baseline._kernel_denoiser = KernelDenoiser(baseline.compact, tabulated=False)  # what offline_denoiser gives
     backends = {"model": soap_module.BACKEND, "baseline": args.baseline_soap or soap_module.BACKEND}
     # geometry.neighbor_edges searches with matscipy where the box holds fewer than PERIODIC_BINS cutoffs
     bins = {"model": geometry.PERIODIC_BINS,

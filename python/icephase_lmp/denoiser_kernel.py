@@ -93,17 +93,24 @@ class KernelDenoiser:
     #: denoise() passes numpy arrays to a model with this flag (and needs no torch for it)
     takes_numpy = True
 
-    def __init__(self, arrays: "dict[str, np.ndarray]"):
+    def __init__(self, arrays: "dict[str, np.ndarray]", tabulated: bool = True):
+        """``tabulated``: each layer's radial weights from its table (:func:`radial_tables`); False runs the
+        radial MLP on every edge's basis instead, as before the tables (a reference for tests and benchmarks)."""
         if _denoiser_kernel is None:
             raise RuntimeError("icephase_lmp._denoiser_kernel was not built (no C++ compiler at install)")
         f32 = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
         f32.update(radial_tables(arrays))
         self.readout = f32["readout"] * np.float32(arrays["output_scale"])  # (4F, 3)
         self.r_max = float(arrays["r_max"])
+        self.tabulated = tabulated
+        self.bessel = f32["bessel"]  # (1, B): the basis, for tabulated=False
+        self.cutoff_power = float(arrays["cutoff_power"])
         self.layers = []
         while f"layer{len(self.layers)}.radial_in" in arrays:
             k = len(self.layers)
             layer = {name: f32[f"layer{k}.{name}"] for name in LAYER_ARRAYS + ("radial_table",)}
+            if not tabulated:
+                layer["radial_table"] = None
             layer.update(act_scale=np.float32(arrays[f"layer{k}.act_scale"]), first=bool(arrays[f"layer{k}.first"]),
                          resnet=bool(arrays[f"layer{k}.resnet"]), features=layer["mix_v"].shape[1])
             self.layers.append(layer)
@@ -121,9 +128,10 @@ class KernelDenoiser:
         dst = np.ascontiguousarray(edge_index[0], dtype=np.int64)  # the centre, which receives the message
         src = np.ascontiguousarray(edge_index[1], dtype=np.int64)  # the neighbour, which sends it
         lengths, unit = self._edge_geometry(pos, src, dst, np.asarray(edge_shift, dtype=np.float32))
+        basis = None if self.tabulated else radial_basis(lengths, self.bessel, self.r_max, self.cutoff_power)
         x = np.zeros((len(pos), 1), dtype=np.float32)  # CompactDenoiser.initial_features
         for layer in self.layers:
-            x = self._layer(layer, x, lengths, unit, src, dst, paired, self.r_max)
+            x = self._layer(layer, x, lengths, basis, unit, src, dst, paired, self.r_max)
         return x @ self.readout  # CompactDenoiser.eps_from_features
 
     @staticmethod
@@ -134,10 +142,14 @@ class KernelDenoiser:
         return length, np.ascontiguousarray(vec / length[:, None])
 
     @staticmethod
-    def _layer(layer: dict, x: np.ndarray, lengths, unit, src, dst, paired: bool, r_max: float) -> np.ndarray:
-        """CompactLayer.forward, with CompactLayer.radial_weights (from the table), neighbour_features and update."""
+    def _layer(layer: dict, x: np.ndarray, lengths, basis, unit, src, dst, paired: bool, r_max: float) -> np.ndarray:
+        """CompactLayer.forward, with CompactLayer.radial_weights (from the table, or the MLP on the edges'
+        ``basis`` where that is given), neighbour_features and update."""
         n, f, first = len(x), layer["features"], layer["first"]
-        w = _denoiser_kernel.radial_weights(layer["radial_table"], lengths, r_max)
+        if basis is None:
+            w = _denoiser_kernel.radial_weights(layer["radial_table"], lengths, r_max)
+        else:
+            w = np.ascontiguousarray(_silu(basis @ layer["radial_in"]) @ layer["radial_out"])
         if first:  # every node holds the same embedding: the kernel reads no neighbour features
             hx = w[:0]
         else:
