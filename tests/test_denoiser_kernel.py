@@ -52,6 +52,26 @@ def test_kernel_gives_the_torchscript_eps(kernel_model, kind, rng):
         np.testing.assert_allclose(eps, reference, atol=2e-5, rtol=0)
 
 
+def test_kernel_reuses_its_arrays_safely(kernel_model, rng):
+    """The kernel keeps its intermediate arrays between calls (denoiser_kernel._Workspace): calls on systems
+    of other sizes in between, from this thread and from another, must not change a result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kernel = denoiser_kernel.KernelDenoiser(kernel_model.compact)
+    systems = [liquid_like(400, 1.0, rng), ice_next_to_disorder(), liquid_like(150, 1.0, rng)]
+    graphs = []
+    for positions, cell in systems:
+        pos, edges, shift = graph(positions, cell, kernel_model.r_max)
+        one_way = edges[0] < edges[1]
+        graphs.append((pos.numpy(), edges[:, one_way].numpy(), shift[one_way].numpy()))
+    first = [kernel.forward_pairs(*g).copy() for g in graphs]
+    for again, expected in zip([kernel.forward_pairs(*g) for g in reversed(graphs)], reversed(first)):
+        np.testing.assert_array_equal(again, expected)
+    with ThreadPoolExecutor(3) as pool:
+        for again, expected in zip(pool.map(lambda g: kernel.forward_pairs(*g), graphs * 3), first * 3):
+            np.testing.assert_array_equal(again, expected)
+
+
 def test_stored_constants_are_the_compact_form_of_the_stored_weights(kernel_model):
     """compact_denoiser.npz holds exactly what to_arrays gives for the network of denoiser_weights.npz."""
     from icephase_lmp.denoiser_network import DenoiserConfig, denoiser_from_weights
@@ -109,19 +129,36 @@ def test_saved_model_keeps_the_constants(kernel_model, tmp_path):
     assert load_model(bare).offline_denoiser("cpu") is not None
 
 
-def test_kernel_rejects_bad_indices():
+def test_kernel_rejects_bad_indices_and_outputs():
     from icephase_lmp import _denoiser_kernel
 
-    f = 2
+    f, n = 2, 2
     w = np.ones((1, 4 * f), np.float32)
-    hx = np.ones((2, 4 * f), np.float32)
+    hs, hv = np.ones((n, f), np.float32), np.ones((3 * n, f), np.float32)
     unit = np.array([[1.0, 0.0, 0.0]], np.float32)
-    out = _denoiser_kernel.message_sums(w, hx, unit, np.array([1]), np.array([0]), 2, f, False, False)
-    assert out.shape == (2, 8 * f) and out[0].any() and not out[1].any()
+    out_s, out_v = np.full((n, 2 * f), np.nan, np.float32), np.full((3 * n, 2 * f), np.nan, np.float32)
+    _denoiser_kernel.message_sums(w, hs, hv, unit, np.array([1]), np.array([0]), n, f, False, False, out_s, out_v)
+    # node 0 receives the edge's messages; node 1 receives none, and its rows are written as zeros
+    assert out_s[0].any() and out_v[:3].any() and not out_s[1].any() and not out_v[3:].any()
     with pytest.raises(ValueError, match="out of range"):
-        _denoiser_kernel.message_sums(w, hx, unit, np.array([2]), np.array([0]), 2, f, False, False)
-    with pytest.raises(ValueError, match="hx must be"):
-        _denoiser_kernel.message_sums(w, hx[:1], unit, np.array([1]), np.array([0]), 2, f, False, False)
+        _denoiser_kernel.message_sums(w, hs, hv, unit, np.array([2]), np.array([0]), n, f, False, False, out_s, out_v)
+    with pytest.raises(ValueError, match="hv must be"):
+        _denoiser_kernel.message_sums(w, hs, hv[:3], unit, np.array([1]), np.array([0]), n, f, False, False, out_s,
+                                      out_v)
+    # an output the kernel could only fill through a converted copy is refused, not silently left unwritten
+    for bad_s in (out_s.astype(np.float64), np.zeros((2 * f, n), np.float32).T, out_s[:1]):
+        with pytest.raises(ValueError, match="out_s must be a writable C-contiguous float32"):
+            _denoiser_kernel.message_sums(w, hs, hv, unit, np.array([1]), np.array([0]), n, f, False, False, bad_s,
+                                          out_v)
+
+
+def radial_weights(table: np.ndarray, lengths: np.ndarray, r_max: float) -> np.ndarray:
+    """_denoiser_kernel.radial_weights into a new array."""
+    from icephase_lmp import _denoiser_kernel
+
+    out = np.empty((len(lengths), table.shape[1]), np.float32)
+    _denoiser_kernel.radial_weights(table, lengths, r_max, out)
+    return out
 
 
 def exact_radial_weights(arrays, k, lengths):
@@ -148,8 +185,8 @@ def test_radial_table_is_as_close_as_float32(kernel_model, rng):
         assert np.abs(exact).max() > 0.3  # not comparing zeros
         name = f"layer{k}.radial_table"
         assert fine[name].shape[0] == denoiser_kernel.RADIAL_TABLE_POINTS
-        assert np.abs(_denoiser_kernel.radial_weights(fine[name], lengths, r_max) - exact).max() < 1e-6
-        assert np.abs(_denoiser_kernel.radial_weights(coarse[name], lengths, r_max) - exact).max() > 1e-4
+        assert np.abs(radial_weights(fine[name], lengths, r_max) - exact).max() < 1e-6
+        assert np.abs(radial_weights(coarse[name], lengths, r_max) - exact).max() > 1e-4
 
 
 def test_radial_table_ends(kernel_model):
@@ -160,12 +197,14 @@ def test_radial_table_ends(kernel_model):
     arrays = kernel_model.compact
     r_max = float(arrays["r_max"])
     table = denoiser_kernel.radial_tables(arrays)["layer1.radial_table"]
-    w = _denoiser_kernel.radial_weights(table, np.array([r_max, r_max + 3.0, 0.0, -1.0, np.nan], np.float32), r_max)
+    w = radial_weights(table, np.array([r_max, r_max + 3.0, 0.0, -1.0, np.nan], np.float32), r_max)
     assert np.abs(w[:2]).max() < 1e-6
     np.testing.assert_allclose(w[2:], np.repeat(table[1:2], 3, axis=0))
     assert np.abs(table[1]).max() > 0.01  # the weights at 0 are not zero: the comparison above means something
     with pytest.raises(ValueError, match="points >= 5"):
-        _denoiser_kernel.radial_weights(table[:4], np.array([1.0], np.float32), r_max)
+        radial_weights(table[:4], np.array([1.0], np.float32), r_max)
+    with pytest.raises(ValueError, match="out must be"):
+        _denoiser_kernel.radial_weights(table, np.array([1.0], np.float32), r_max, np.empty((2, table.shape[1])))
 
 
 def test_without_the_compiled_kernel_the_torchscript_denoiser_runs(kernel_model, monkeypatch):

@@ -29,11 +29,22 @@ using Indices = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
 void require(bool ok, const std::string &what)
 {
-  if (!ok) throw std::invalid_argument("message_sums: " + what);
+  if (!ok) throw std::invalid_argument("_denoiser_kernel: " + what);
 }
 
-py::array_t<float> message_sums(Floats w, Floats hx, Floats unit, Indices src, Indices dst, int64_t n_nodes,
-                                 int features, bool first, bool paired)
+using Output = py::array_t<float, py::array::c_style>;    // written in place: float32, C order, no conversion
+
+// an output array of exactly this shape, float32 and C-contiguous (else a conversion would write to a copy)
+void require_output(const py::array &a, int64_t rows, int64_t cols, const std::string &name)
+{
+  require(py::isinstance<Output>(a) && (a.flags() & py::array::c_style) && a.writeable() && a.ndim() == 2 &&
+              a.shape(0) == rows && a.shape(1) == cols,
+          name + " must be a writable C-contiguous float32 array of shape (" + std::to_string(rows) + ", " +
+              std::to_string(cols) + ")");
+}
+
+void message_sums(Floats w, Floats hs, Floats hv, Floats unit, Indices src, Indices dst, int64_t n_nodes, int features,
+                  bool first, bool paired, py::array out_s, py::array out_v)
 {
   const int64_t n_edges = src.shape(0);
   const int f = features;
@@ -41,36 +52,36 @@ py::array_t<float> message_sums(Floats w, Floats hx, Floats unit, Indices src, I
   require(src.ndim() == 1 && dst.ndim() == 1 && dst.shape(0) == n_edges, "src and dst must be (E,) alike");
   require(w.ndim() == 2 && w.shape(0) == n_edges && w.shape(1) == (first ? 2 : 4) * f, "w must be (E, 2F|4F)");
   require(unit.ndim() == 2 && unit.shape(0) == n_edges && unit.shape(1) == 3, "unit must be (E, 3)");
-  require(first || (hx.ndim() == 2 && hx.shape(0) == n_nodes && hx.shape(1) == 4 * f), "hx must be (N, 4F)");
+  require(first || (hs.ndim() == 2 && hs.shape(0) == n_nodes && hs.shape(1) == f), "hs must be (N, F)");
+  require(first || (hv.ndim() == 2 && hv.shape(0) == 3 * n_nodes && hv.shape(1) == f), "hv must be (3N, F)");
+  const int64_t width_s = first ? f : 2 * f;
+  require_output(out_s, n_nodes, width_s, "out_s");
+  require_output(out_v, 3 * n_nodes, width_s, "out_v");
   const int64_t *s = src.data(), *d = dst.data();
   const std::string bad = icephase::check_edges(s, d, n_edges, n_nodes);
   require(bad.empty(), bad);
-  const int64_t width = first ? 4 * f : 8 * f;
-  py::array_t<float> out({n_nodes, width});
-  float *o = out.mutable_data();
-  std::fill(o, o + n_nodes * width, 0.0f);
+  float *os = static_cast<float *>(out_s.mutable_data()), *ov = static_cast<float *>(out_v.mutable_data());
   {
     py::gil_scoped_release release;
     const auto in = icephase::incoming_edges(s, d, n_edges, n_nodes, paired);
-    icephase::message_sums(w.data(), first ? nullptr : hx.data(), unit.data(), s, d, in, 0, n_nodes, f, first, o);
+    icephase::message_sums(w.data(), first ? nullptr : hs.data(), first ? nullptr : hv.data(), unit.data(), s, d, in,
+                           0, n_nodes, f, first, os, ov);
   }
-  return out;
 }
 
-py::array_t<float> radial_weights(Floats table, Floats lengths, float r_max)
+void radial_weights(Floats table, Floats lengths, float r_max, py::array out)
 {
   require(table.ndim() == 2 && table.shape(0) >= icephase::RADIAL_TABLE_MIN_POINTS && table.shape(1) > 0,
           "the table must be (points >= 5, width)");
   require(lengths.ndim() == 1, "lengths must be (E,)");
   require(r_max > 0.0f, "r_max must be positive");
   const int64_t n_edges = lengths.shape(0), width = table.shape(1);
-  py::array_t<float> out({n_edges, width});
+  require_output(out, n_edges, width, "out");
+  float *o = static_cast<float *>(out.mutable_data());
   {
     py::gil_scoped_release release;
-    icephase::radial_weights(table.data(), table.shape(0), (int) width, r_max, lengths.data(), n_edges,
-                             out.mutable_data());
+    icephase::radial_weights(table.data(), table.shape(0), (int) width, r_max, lengths.data(), n_edges, o);
   }
-  return out;
 }
 
 }    // namespace
@@ -78,9 +89,12 @@ py::array_t<float> radial_weights(Floats table, Floats lengths, float r_max)
 PYBIND11_MODULE(_denoiser_kernel, m)
 {
   m.doc() = "The summed messages of one compact-denoiser layer (see compact_denoiser.py and denoiser_kernel.py)";
-  m.def("message_sums", &message_sums, py::arg("w"), py::arg("hx"), py::arg("unit"), py::arg("src"), py::arg("dst"),
-        py::arg("n_nodes"), py::arg("features"), py::arg("first"), py::arg("paired"),
-        "Each centre's summed messages, (n_nodes, 4F) in the first layer, else (n_nodes, 8F).");
-  m.def("radial_weights", &radial_weights, py::arg("table"), py::arg("lengths"), py::arg("r_max"),
-        "Each edge's radial weights (E, width), interpolated in a layer's table (denoiser_kernel.radial_tables).");
+  m.def("message_sums", &message_sums, py::arg("w"), py::arg("hs"), py::arg("hv"), py::arg("unit"), py::arg("src"),
+        py::arg("dst"), py::arg("n_nodes"), py::arg("features"), py::arg("first"), py::arg("paired"), py::arg("out_s"),
+        py::arg("out_v"),
+        "Each centre's summed messages into out_s (n_nodes, S) and out_v (3 n_nodes, S), S = F in the first layer, "
+        "else 2F (icephase_message_sums.h); hs (n_nodes, F) and hv (3 n_nodes, F) are unused in the first layer.");
+  m.def("radial_weights", &radial_weights, py::arg("table"), py::arg("lengths"), py::arg("r_max"), py::arg("out"),
+        "Each edge's radial weights into out (E, width), interpolated in a layer's table "
+        "(denoiser_kernel.radial_tables).");
 }

@@ -24,6 +24,8 @@ session"). The compute's CPU layers read the same tables (lammps_bridge.compact_
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 try:
@@ -116,6 +118,7 @@ class KernelDenoiser:
             self.layers.append(layer)
         if not self.layers:
             raise KeyError("layer0.radial_in")
+        self._local = threading.local()  # per thread: its _Workspace
 
     def __call__(self, pos: np.ndarray, edge_index: np.ndarray, edge_shift: np.ndarray) -> np.ndarray:
         return self._eps(pos, edge_index, edge_shift, paired=False)
@@ -129,42 +132,94 @@ class KernelDenoiser:
         src = np.ascontiguousarray(edge_index[1], dtype=np.int64)  # the neighbour, which sends it
         lengths, unit = self._edge_geometry(pos, src, dst, np.asarray(edge_shift, dtype=np.float32))
         basis = None if self.tabulated else radial_basis(lengths, self.bessel, self.r_max, self.cutoff_power)
-        x = np.zeros((len(pos), 1), dtype=np.float32)  # CompactDenoiser.initial_features
-        for layer in self.layers:
-            x = self._layer(layer, x, lengths, basis, unit, src, dst, paired, self.r_max)
-        return x @ self.readout  # CompactDenoiser.eps_from_features
+        n, f = len(pos), self.layers[0]["features"]
+        # CompactDenoiser.initial_features: none (the one species' embedding is in the first layer's weights)
+        s, v = np.zeros((n, 0), np.float32), np.zeros((3 * n, 0), np.float32)
+        work = self._workspace()
+        for k, layer in enumerate(self.layers):
+            s, v = self._layer(k, layer, s, v, lengths, basis, unit, src, dst, paired, work)
+        # CompactDenoiser.eps_from_features: only the vectors contribute (readout rows [s | vx | vy | vz])
+        return v.reshape(n, 3 * f) @ self.readout[f:]
+
+    def _workspace(self) -> "_Workspace":
+        """This thread's arrays for the intermediate results (a thread pool may share one model)."""
+        work = getattr(self._local, "work", None)
+        if work is None:
+            work = self._local.work = _Workspace()
+        return work
 
     @staticmethod
     def _edge_geometry(pos, src, dst, shift) -> tuple[np.ndarray, np.ndarray]:
         """CompactDenoiser.edge_terms' geometry: each edge's length (E,) and unit vector (E, 3)."""
         vec = pos[src] - pos[dst] + shift
         length = np.sqrt(np.einsum("ij,ij->i", vec, vec))
-        return length, np.ascontiguousarray(vec / length[:, None])
+        vec /= length[:, None]
+        return length, vec
 
-    @staticmethod
-    def _layer(layer: dict, x: np.ndarray, lengths, basis, unit, src, dst, paired: bool, r_max: float) -> np.ndarray:
+    def _layer(self, k: int, layer: dict, s: np.ndarray, v: np.ndarray, lengths, basis, unit, src, dst, paired: bool,
+               work: "_Workspace") -> tuple[np.ndarray, np.ndarray]:
         """CompactLayer.forward, with CompactLayer.radial_weights (from the table, or the MLP on the edges'
-        ``basis`` where that is given), neighbour_features and update."""
-        n, f, first = len(x), layer["features"], layer["first"]
+        ``basis`` where that is given), neighbour_features and update.
+
+        Node features come and go as scalars s (N, F) and vectors v (3N, F) (rows node by node, x, y, z), the
+        shapes of the node-wise linear maps, and every intermediate array of layer k is a view of the
+        workspace's array of that name (``k`` in the name: a layer's outputs stay valid while the next one
+        runs)."""
+        n, f, first = len(s), layer["features"], layer["first"]
+        width_s = f if first else 2 * f
+
+        def buffer(name: str, rows: int, cols: int) -> np.ndarray:
+            return work.get(f"{name}{k}", rows, cols)
+
         if basis is None:
-            w = _denoiser_kernel.radial_weights(layer["radial_table"], lengths, r_max)
+            w = buffer("w", len(lengths), layer["radial_table"].shape[1])
+            _denoiser_kernel.radial_weights(layer["radial_table"], lengths, self.r_max, w)
         else:
             w = np.ascontiguousarray(_silu(basis @ layer["radial_in"]) @ layer["radial_out"])
         if first:  # every node holds the same embedding: the kernel reads no neighbour features
-            hx = w[:0]
+            hs = hv = w[:0]
         else:
-            hx = np.concatenate([x[:, :f] @ layer["lin_s"],
-                                 (x[:, f:].reshape(3 * n, f) @ layer["lin_v"]).reshape(n, 3 * f)], axis=1)
-        summed = _denoiser_kernel.message_sums(w, hx, unit, src, dst, n, f, first, paired)
-        width_s = f if first else 2 * f
-        gate_s = summed[:, :width_s] @ layer["mix_s"]
-        gate_v = summed[:, width_s:].reshape(3 * n, width_s) @ layer["mix_v"]
+            hs = np.matmul(s, layer["lin_s"], out=buffer("hs", n, f))
+            hv = np.matmul(v, layer["lin_v"], out=buffer("hv", 3 * n, f))
+        summed_s, summed_v = buffer("summed_s", n, width_s), buffer("summed_v", 3 * n, width_s)
+        _denoiser_kernel.message_sums(w, hs, hv, unit, src, dst, n, f, first, paired, summed_s, summed_v)
+        gate_s = np.matmul(summed_s, layer["mix_s"], out=buffer("gate_s", n, 2 * f))  # F scalars, then F gates
+        gate_v = np.matmul(summed_v, layer["mix_v"], out=buffer("gate_v", 3 * n, f))
         if first:
             gate_s += layer["self_bias"]
         else:
-            gate_s += x[:, :f] @ layer["self_s"]
-            gate_v += x[:, f:].reshape(3 * n, f) @ layer["self_v"]
-        act = _silu(gate_s) * layer["act_scale"]
-        gated = gate_v.reshape(n, 3, f) * act[:, None, f:]
-        out = np.concatenate([act[:, :f], gated.reshape(n, 3 * f)], axis=1)
-        return x + out if layer["resnet"] else out
+            gate_s += np.matmul(s, layer["self_s"], out=buffer("self_s", n, 2 * f))
+            gate_v += np.matmul(v, layer["self_v"], out=buffer("self_v", 3 * n, f))
+        # the gate, in place: act = SiLU(gate_s) * act_scale
+        scratch = np.negative(gate_s, out=buffer("scratch", n, 2 * f))
+        np.exp(scratch, out=scratch)
+        scratch += 1.0
+        gate_s /= scratch
+        gate_s *= layer["act_scale"]
+        gated = gate_v.reshape(n, 3, f)
+        gated *= gate_s[:, None, f:]
+        new_s = gate_s[:, :f]
+        if layer["resnet"] and not first:  # (the first layer's input is zeros: CompactDenoiser.initial_features)
+            return s + new_s, v + gate_v
+        return new_s, gate_v
+
+
+class _Workspace:
+    """Float32 arrays by name, kept from call to call and grown when a call needs more: the denoiser's
+    intermediate arrays (megabytes per layer at ~1000 oxygens) were otherwise allocated afresh in every layer
+    of every iteration, and each fresh allocation of that size comes from the operating system as new pages,
+    every one of them faulted in on first touch (~1,800 page faults per network call at 1,024 oxygens,
+    docs/validation.md, "eighth session"). The arrays stay allocated with the model (a few MB per 1,000
+    oxygens, the largest frame's)."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, rows: int, cols: int) -> np.ndarray:
+        """A C-contiguous (rows, cols) float32 view of the array ``name``, its contents undefined."""
+        size = rows * cols
+        array = self.arrays.get(name)
+        if array is None or array.size < size:
+            # room for a slightly larger frame or edge list (the list changes between iterations)
+            array = self.arrays[name] = np.empty(size + size // 8 + 64, dtype=np.float32)
+        return array[:size].reshape(rows, cols)

@@ -135,35 +135,37 @@ at::Tensor Layers::forward(int k, const at::Tensor &x, const at::Tensor &lengths
       icephase::radial_weights(table, points, (int) w_width, r_max, rp + begin, end - begin, wp + begin * w_width);
     });
   }
-  // CompactLayer.neighbour_features: what a node sends its neighbours (not in the first layer)
-  at::Tensor hx;
-  if (!layer.first)
-    hx = at::cat({x.narrow(1, 0, f).matmul(layer.lin_s),
-                  x.narrow(1, f, 3 * f).reshape({3 * n, f}).matmul(layer.lin_v).reshape({n, 3 * f})},
-                 1)
-             .contiguous();
+  // CompactLayer.neighbour_features: what a node sends its neighbours (not in the first layer), as the
+  // kernel takes them: scalars (N, F) and vectors (3N, F)
+  at::Tensor xs, xv, hs, hv;
+  if (!layer.first) {
+    xs = x.narrow(1, 0, f);
+    xv = x.narrow(1, f, 3 * f).reshape({3 * n, f});    // (a copy: x's rows are [s | vx | vy | vz])
+    hs = xs.matmul(layer.lin_s).contiguous();
+    hv = xv.matmul(layer.lin_v).contiguous();
+  }
 
   // the message sums, centre by centre (rows are independent: split over the compute's threads)
   const at::Tensor dst = edge_index[0].contiguous(), src = edge_index[1].contiguous(), u = unit.contiguous();
   const int64_t *s = src.data_ptr<int64_t>(), *d = dst.data_ptr<int64_t>();
   const auto in = icephase::incoming_edges(s, d, src.size(0), n, paired);
   const int width_s = layer.first ? f : 2 * f;
-  at::Tensor summed = at::empty({n, 4 * width_s}, x.options());
-  const float *wp = w.data_ptr<float>(), *hp = layer.first ? nullptr : hx.data_ptr<float>(),
-              *up = u.data_ptr<float>();
-  float *out = summed.data_ptr<float>();
+  at::Tensor summed_s = at::empty({n, width_s}, x.options()), summed_v = at::empty({3 * n, width_s}, x.options());
+  const float *wp = w.data_ptr<float>(), *hsp = layer.first ? nullptr : hs.data_ptr<float>(),
+              *hvp = layer.first ? nullptr : hv.data_ptr<float>(), *up = u.data_ptr<float>();
+  float *out_s = summed_s.data_ptr<float>(), *out_v = summed_v.data_ptr<float>();
   at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
-    icephase::message_sums(wp, hp, up, s, d, in, begin, end, f, layer.first, out);
+    icephase::message_sums(wp, hsp, hvp, up, s, d, in, begin, end, f, layer.first, out_s, out_v);
   });
 
   // CompactLayer.update: the gate's input from the summed messages and the self-connection, then the gate
-  at::Tensor gate_s = summed.narrow(1, 0, width_s).matmul(layer.mix_s);
-  at::Tensor gate_v = summed.narrow(1, width_s, 3 * width_s).reshape({3 * n, width_s}).matmul(layer.mix_v);
+  at::Tensor gate_s = summed_s.matmul(layer.mix_s);
+  at::Tensor gate_v = summed_v.matmul(layer.mix_v);
   if (layer.first) {
     gate_s = gate_s + layer.self_bias;
   } else {
-    gate_s = gate_s + x.narrow(1, 0, f).matmul(layer.self_s);
-    gate_v = gate_v + x.narrow(1, f, 3 * f).reshape({3 * n, f}).matmul(layer.self_v);
+    gate_s = gate_s + xs.matmul(layer.self_s);
+    gate_v = gate_v + xv.matmul(layer.self_v);
   }
   const at::Tensor act = at::silu(gate_s) * layer.act_scale;
   const at::Tensor gated = gate_v.reshape({n, 3, f}) * act.narrow(1, f, f).unsqueeze(1);

@@ -24,7 +24,12 @@
      later layers  [w0 hs | w1 (hv.u) | w2 hs ux, w3 hvx | w2 hs uy, w3 hvy
                     | w2 hs uz, w3 hvz]                        w = (E, 4F)
    With `paired`, every edge also stands for its reverse (centre and
-   neighbour swapped, u negated).
+   neighbour swapped, u negated). A centre's sum is written as two parts:
+   its first quarter, the scalar messages, to a row of out_s (N, S), and
+   the x, y, z vector messages to three consecutive rows of out_v (3N, S),
+   S = F in the first layer, else 2F: the shapes the node-wise linear maps
+   take, so that no caller has to copy them apart. The neighbour features
+   come the same way, hs (N, F) and hv (3N, F).
 ------------------------------------------------------------------------- */
 
 #ifndef ICEPHASE_MESSAGE_SUMS_H
@@ -82,8 +87,8 @@ inline std::string check_edges(const int64_t *src, const int64_t *dst, int64_t n
 // Adds the messages of one directed edge (centre <- neighbour, unit vector u, radial weights we) into s.
 // F > 0: the feature count known at compile time (the loops then vectorise); F = 0: taken from f_any.
 template <int F>
-inline void add_edge(const float *__restrict__ we, const float *__restrict__ hx, float ux, float uy, float uz,
-                     int64_t neighbour, int f_any, bool first, float *__restrict__ s)
+inline void add_edge(const float *__restrict__ we, const float *__restrict__ hs_all, const float *__restrict__ hv_all,
+                     float ux, float uy, float uz, int64_t neighbour, int f_any, bool first, float *__restrict__ s)
 {
   const int f = F > 0 ? F : f_any;
   if (first) {    // every node holds the same embedding, folded into w
@@ -96,9 +101,9 @@ inline void add_edge(const float *__restrict__ we, const float *__restrict__ hx,
     }
     return;
   }
-  const float *__restrict__ h = hx + neighbour * 4 * f;
+  const float *__restrict__ h_s = hs_all + neighbour * f, *__restrict__ h_v = hv_all + neighbour * 3 * f;
   for (int c = 0; c < f; ++c) {
-    const float hs = h[c], hvx = h[f + c], hvy = h[2 * f + c], hvz = h[3 * f + c];
+    const float hs = h_s[c], hvx = h_v[c], hvy = h_v[f + c], hvz = h_v[2 * f + c];
     const float a = we[2 * f + c] * hs, v = we[3 * f + c];
     s[c] += we[c] * hs;
     s[f + c] += we[f + c] * (hvx * ux + hvy * uy + hvz * uz);
@@ -111,17 +116,18 @@ inline void add_edge(const float *__restrict__ we, const float *__restrict__ hx,
   }
 }
 
-// Rows [begin, end) of the summed messages, out ((n_nodes, 4F) in the first layer, else (n_nodes, 8F)):
-// w (E, 2F|4F) the radial weights, hx (n_nodes, 4F) the neighbour features (unused in the first layer),
-// unit (E, 3). Rows are independent, so disjoint ranges may run on different threads.
+// Nodes [begin, end) of the summed messages, out_s (n_nodes, S) and out_v (3 n_nodes, S), S = F in the
+// first layer, else 2F: w (E, 2F|4F) the radial weights, hs (n_nodes, F) and hv (3 n_nodes, F) the neighbour
+// features (unused in the first layer), unit (E, 3). Nodes are independent, so disjoint ranges may run on
+// different threads.
 template <int F>
-ICEPHASE_HOT void add_messages(const float *__restrict__ w, const float *__restrict__ hx,
+ICEPHASE_HOT void add_messages(const float *__restrict__ w, const float *__restrict__ hs, const float *__restrict__ hv,
                                const float *__restrict__ unit, const int64_t *src, const int64_t *dst,
                                const IncomingEdges &in, int64_t begin, int64_t end, int f, bool first,
-                               float *__restrict__ out)
+                               float *__restrict__ out_s, float *__restrict__ out_v)
 {
-  const int w_width = first ? 2 * f : 4 * f, out_width = first ? 4 * f : 8 * f;
-  std::vector<float> row(out_width);
+  const int w_width = first ? 2 * f : 4 * f, width_s = first ? f : 2 * f;
+  std::vector<float> row(4 * width_s);
   for (int64_t i = begin; i < end; ++i) {
     std::fill(row.begin(), row.end(), 0.0f);
     for (int64_t k = in.start[i]; k < in.start[i + 1]; ++k) {
@@ -129,19 +135,21 @@ ICEPHASE_HOT void add_messages(const float *__restrict__ w, const float *__restr
       const bool reverse = in.incoming[k] % 2;
       const float sign = reverse ? -1.0f : 1.0f;
       const float *u = unit + 3 * e;
-      add_edge<F>(w + e * w_width, hx, sign * u[0], sign * u[1], sign * u[2], reverse ? dst[e] : src[e], f, first,
-                  row.data());
+      add_edge<F>(w + e * w_width, hs, hv, sign * u[0], sign * u[1], sign * u[2], reverse ? dst[e] : src[e], f,
+                  first, row.data());
     }
-    std::copy(row.begin(), row.end(), out + i * out_width);
+    std::copy(row.begin(), row.begin() + width_s, out_s + i * width_s);
+    std::copy(row.begin() + width_s, row.end(), out_v + i * 3 * width_s);
   }
 }
 
 // add_messages with the feature count as a compile-time constant where it is the shipped denoisers' 32.
-inline void message_sums(const float *w, const float *hx, const float *unit, const int64_t *src, const int64_t *dst,
-                         const IncomingEdges &in, int64_t begin, int64_t end, int f, bool first, float *out)
+inline void message_sums(const float *w, const float *hs, const float *hv, const float *unit, const int64_t *src,
+                         const int64_t *dst, const IncomingEdges &in, int64_t begin, int64_t end, int f, bool first,
+                         float *out_s, float *out_v)
 {
   auto run = f == 32 ? add_messages<32> : add_messages<0>;
-  run(w, hx, unit, src, dst, in, begin, end, f, first, out);
+  run(w, hs, hv, unit, src, dst, in, begin, end, f, first, out_s, out_v);
 }
 
 }    // namespace icephase
