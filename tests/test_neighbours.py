@@ -151,3 +151,31 @@ def test_the_compiled_periodic_search_rejects_bad_input():
         periodic_pairs(pos, cell, 7.0)
     with pytest.raises(ValueError, match="no volume"):
         periodic_pairs(pos, np.zeros((3, 3)), 4.5)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "matscipy"])
+def test_neighbor_pairs_hold_each_pair_once(compiled, rng, monkeypatch):
+    """geometry.neighbor_pairs (the denoiser's list for forward_pairs): every pair of neighbor_edges once, i < j,
+    with its edge vector; None in a box where an atom meets its own image."""
+    if compiled and geometry._soap_kernel is None:
+        pytest.fail("the compiled search was not built in this install")
+    if not compiled:
+        monkeypatch.setattr(geometry, "_soap_kernel", None)
+    pos, cubic = liquid_like(300, 0.9, rng)
+    pos[:5] += cubic.diagonal() * [1, -1, 2]  # unwrapped atoms, as the denoiser's are
+    tilted = cubic.copy()
+    tilted[1, 0] = 2.0
+    for cell, cutoff in ((cubic, 4.5), (tilted, 4.0)):
+        assert geometry._compiled_periodic(cell, np.ones(3, bool), cutoff) == compiled
+        edges, shift = geometry.neighbor_edges(pos, cell, np.ones(3, bool), cutoff)
+        pairs, pair_shift = geometry.neighbor_pairs(pos, cell, np.ones(3, bool), cutoff)
+        assert np.all(pairs[0] < pairs[1]) and 2 * pairs.shape[1] == edges.shape[1] > 0
+
+        def vectors(index, s):
+            v = pos[index[1]] - pos[index[0]] + s
+            return sorted((a, b, *np.round(x, 8)) for a, b, x in zip(index[0].tolist(), index[1].tolist(), v))
+
+        one_way = edges[0] < edges[1]
+        assert vectors(pairs, pair_shift) == vectors(edges[:, one_way], shift[one_way])
+    small = cubic * 0.5
+    assert geometry.neighbor_pairs(pos[:40] * 0.5, small, np.ones(3, bool), 1.6 * small[0, 0]) is None

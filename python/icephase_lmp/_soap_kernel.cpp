@@ -415,13 +415,14 @@ py::tuple pairs_within(Points points, Indices centres, double cutoff)
 
 // Every directed pair (i, j) of a fully periodic box closer than cutoff, with the Cartesian image shift of j
 // (edge vector pos[j] - pos[i] + shift), as geometry.neighbor_edges returns them: (index (2, E), shift (E, 3)),
-// i ascending. pos may lie outside the cell (the denoiser's positions are unwrapped). The atoms are binned by
+// i ascending; with `half`, only the pairs with i < j (geometry.neighbor_pairs: no atom meets its own image in
+// a box this wide, so these are all the pairs once). pos may lie outside the cell (the denoiser's positions are unwrapped). The atoms are binned by
 // their wrapped fractional coordinates into at least 3 bins along each cell vector, each bin at least cutoff
 // wide between its faces, so that every neighbour of an atom lies in one of the 27 bins around its own and
 // each periodic image in at most one of them. The caller checks that the box holds 3 such bins (else
 // matscipy searches).
 py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_style | py::array::forcecast> cell,
-                         double cutoff)
+                         double cutoff, bool half)
 {
   if (positions.ndim() != 2 || positions.shape(1) != 3) throw std::invalid_argument("positions must be (N, 3)");
   if (cell.ndim() != 2 || cell.shape(0) != 3 || cell.shape(1) != 3) throw std::invalid_argument("cell must be 3 x 3");
@@ -511,6 +512,7 @@ py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_styl
             const long other = (nb[0] * bins[1] + nb[1]) * bins[2] + nb[2];
             for (long k = start[other]; k < start[other + 1]; ++k) {
               const long j = members[k];
+              if (half && j <= i) continue;    // each pair once, from its lower index
               const double vx = xw[3 * j] + image[0] - xi, vy = xw[3 * j + 1] + image[1] - yi,
                            vz = xw[3 * j + 2] + image[2] - zi;
               if (vx * vx + vy * vy + vz * vz >= cut2 || (j == i && home)) continue;
@@ -595,6 +597,8 @@ PYBIND11_MODULE(_soap_kernel, m)
         py::arg("metric"), py::arg("n_centres"),
         "Per centre, its pairs whose reduced vectors are closer than `threshold` (metric 0 euclidean, 1 cosine).");
   m.def("periodic_pairs", &periodic_pairs, py::arg("positions"), py::arg("cell"), py::arg("cutoff"),
+        py::arg("half") = false,
         "(index (2, E), shift (E, 3)): every directed pair of a fully periodic box closer than `cutoff`, with the "
-        "Cartesian image shift of j; the box must hold 3 bins of `cutoff` along each cell vector.");
+        "Cartesian image shift of j (with half, each pair once, i < j); the box must hold 3 bins of `cutoff` "
+        "along each cell vector.");
 }

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import DenoiseError
-from .geometry import neighbor_edges, perpendicular_widths
+from .geometry import neighbor_edges, neighbor_pairs, perpendicular_widths
 # the limits live with the other distance limits, where the LAMMPS bridge reads them without importing torch
 from .phases import MAX_NEIGHBOURS, MAX_STEP, RUNAWAY_STEP
 
@@ -140,18 +140,17 @@ def denoise(
         # Memory stays bounded: the input of a pipeline has no oxygens closer than MIN_OXYGEN_DISTANCE
         # (at most ~70 neighbours each), and a configuration that passed this check cannot gain more
         # than the neighbours within r_max + 2 MAX_STEP of it by the next iteration.
-        edge_index, shift = neighbor_edges(pos, cell, pbc, r_max)
-        if edge_index.shape[1] > MAX_NEIGHBOURS * len(pos):
+        # each pair once where the model takes pairs and the box allows (neighbor_pairs), else every edge
+        found = neighbor_pairs(pos, cell, pbc, r_max) if paired else None
+        edge_index, shift = found if found is not None else neighbor_edges(pos, cell, pbc, r_max)
+        edges = edge_index.shape[1] * (2 if found is not None else 1)
+        if edges > MAX_NEIGHBOURS * len(pos):
             raise DenoiseError(
-                f"the denoised oxygens have {edge_index.shape[1] / len(pos):.0f} neighbours each within "
+                f"the denoised oxygens have {edges / len(pos):.0f} neighbours each within "
                 f"{r_max:g} A (water has at most ~25): the denoiser has collapsed them together; the model "
                 "file is damaged or not an icephase denoiser"
             )
-        # the list holds both directions of every pair; i < j keeps each once (an atom next to its own image
-        # cannot pass check_box, but if one did, the full list would go)
-        pairs = paired and not np.any(edge_index[0] == edge_index[1])
-        one_way = edge_index[0] < edge_index[1] if pairs else slice(None)
-        step = eps_of(model.forward_pairs if pairs else model, pos, edge_index[:, one_way], shift[one_way])
+        step = eps_of(model.forward_pairs if found is not None else model, pos, edge_index, shift)
         if step.shape != pos.shape:
             raise DenoiseError(
                 f"the denoiser returned shape {list(step.shape)} for {len(pos)} atoms (expected [{len(pos)}, 3]): "
