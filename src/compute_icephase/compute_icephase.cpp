@@ -1411,8 +1411,9 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
     // the last layer's features are read for the local oxygens only: no exchange after it
     const bool exchange = k + 1 < num_layers;
     local_work([&] {
+      // the compiled layers compute the local rows only: the ghosts' rows come from their owners next
       features = denoiser->use_compiled
-          ? denoiser->compiled.forward((int) k, features, radial, unit, edge_index, paired)
+          ? denoiser->compiled.forward((int) k, features, radial, unit, edge_index, paired, cloud.nlocal)
           : m.get_method("layer_step")({k, features, radial, unit, edge_index}).toTensor();
       if (!exchange) return;
       features = features.to(torch::kCPU, torch::kFloat32).contiguous();

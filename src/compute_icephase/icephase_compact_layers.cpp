@@ -15,6 +15,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -117,11 +118,13 @@ void Layers::edge_geometry(const at::Tensor &pos, const at::Tensor &edge_index, 
 }
 
 at::Tensor Layers::forward(int k, const at::Tensor &x, const at::Tensor &lengths, const at::Tensor &unit,
-                           const at::Tensor &edge_index, bool paired) const
+                           const at::Tensor &edge_index, bool paired, int64_t rows) const
 {
   const Layer &layer = layers.at(k);
   const int64_t n = x.size(0);
   const int f = layer.features;
+  // the nodes whose new features are computed; every node still sends its features to its neighbours
+  const int64_t m = rows < 0 ? n : std::min(rows, n);
 
   // CompactLayer.radial_weights: each edge's weights of the tensor-product paths, from the table
   const int64_t n_edges = lengths.size(0), w_width = layer.radial_table.size(1);
@@ -150,11 +153,11 @@ at::Tensor Layers::forward(int k, const at::Tensor &x, const at::Tensor &lengths
   const int64_t *s = src.data_ptr<int64_t>(), *d = dst.data_ptr<int64_t>();
   const auto in = icephase::incoming_edges(s, d, src.size(0), n, paired);
   const int width_s = layer.first ? f : 2 * f;
-  at::Tensor summed_s = at::empty({n, width_s}, x.options()), summed_v = at::empty({3 * n, width_s}, x.options());
+  at::Tensor summed_s = at::empty({m, width_s}, x.options()), summed_v = at::empty({3 * m, width_s}, x.options());
   const float *wp = w.data_ptr<float>(), *hsp = layer.first ? nullptr : hs.data_ptr<float>(),
               *hvp = layer.first ? nullptr : hv.data_ptr<float>(), *up = u.data_ptr<float>();
   float *out_s = summed_s.data_ptr<float>(), *out_v = summed_v.data_ptr<float>();
-  at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, m, 256, [&](int64_t begin, int64_t end) {
     icephase::message_sums(wp, hsp, hvp, up, s, d, in, begin, end, f, layer.first, out_s, out_v);
   });
 
@@ -164,11 +167,15 @@ at::Tensor Layers::forward(int k, const at::Tensor &x, const at::Tensor &lengths
   if (layer.first) {
     gate_s = gate_s + layer.self_bias;
   } else {
-    gate_s = gate_s + xs.matmul(layer.self_s);
-    gate_v = gate_v + xv.matmul(layer.self_v);
+    gate_s = gate_s + xs.narrow(0, 0, m).matmul(layer.self_s);
+    gate_v = gate_v + xv.narrow(0, 0, 3 * m).matmul(layer.self_v);
   }
   const at::Tensor act = at::silu(gate_s) * layer.act_scale;
-  const at::Tensor gated = gate_v.reshape({n, 3, f}) * act.narrow(1, f, f).unsqueeze(1);
-  at::Tensor next = at::cat({act.narrow(1, 0, f), gated.reshape({n, 3 * f})}, 1);
-  return layer.resnet ? x + next : next;
+  const at::Tensor gated = gate_v.reshape({m, 3, f}) * act.narrow(1, f, f).unsqueeze(1);
+  at::Tensor next = at::cat({act.narrow(1, 0, f), gated.reshape({m, 3 * f})}, 1);
+  if (layer.resnet) next = next + x.narrow(0, 0, m);
+  if (m == n) return next;
+  at::Tensor all = at::zeros({n, 4 * f}, x.options());
+  all.narrow(0, 0, m).copy_(next);
+  return all;
 }

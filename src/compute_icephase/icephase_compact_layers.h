@@ -41,9 +41,11 @@ class Layers {
 
   // Layer k (0-based) for nodes x (N, width; (N, 1) before the first layer) from the edges' lengths (E,),
   // unit vectors (E, 3) and edge_index (2, E) rows (centre, neighbour): the new features (N, 4F). With
-  // paired every edge also stands for its reverse. Float32 CPU tensors.
+  // paired every edge also stands for its reverse. With rows >= 0 only nodes 0 .. rows - 1 are computed
+  // (the others are zeros): on several ranks a ghost node's new features come from its owner. Float32 CPU
+  // tensors.
   at::Tensor forward(int k, const at::Tensor &x, const at::Tensor &lengths, const at::Tensor &unit,
-                     const at::Tensor &edge_index, bool paired) const;
+                     const at::Tensor &edge_index, bool paired, int64_t rows = -1) const;
 
  private:
   struct Layer {
