@@ -162,14 +162,14 @@ class KernelDenoiser:
         ``basis`` where that is given), neighbour_features and update.
 
         Node features come and go as scalars s (N, F) and vectors v (3N, F) (rows node by node, x, y, z), the
-        shapes of the node-wise linear maps, and every intermediate array of layer k is a view of the
-        workspace's array of that name (``k`` in the name: a layer's outputs stay valid while the next one
-        runs)."""
+        shapes of the node-wise linear maps. Every array of a layer is a view of the workspace's array of
+        its name, shared by all layers, but for the two that hold the layer's output (``gate_s``, ``gate_v``),
+        which alternate between two arrays so that a layer never writes over its own input."""
         n, f, first = len(s), layer["features"], layer["first"]
         width_s = f if first else 2 * f
 
         def buffer(name: str, rows: int, cols: int) -> np.ndarray:
-            return work.get(f"{name}{k}", rows, cols)
+            return work.get(f"{name}{k % 2}" if name.startswith("gate") else name, rows, cols)
 
         if basis is None:
             w = buffer("w", len(lengths), layer["radial_table"].shape[1])
@@ -200,7 +200,8 @@ class KernelDenoiser:
         gated *= gate_s[:, None, f:]
         new_s = gate_s[:, :f]
         if layer["resnet"] and not first:  # (the first layer's input is zeros: CompactDenoiser.initial_features)
-            return s + new_s, v + gate_v
+            new_s += s
+            gate_v += v
         return new_s, gate_v
 
 
@@ -209,8 +210,9 @@ class _Workspace:
     intermediate arrays (megabytes per layer at ~1000 oxygens) were otherwise allocated afresh in every layer
     of every iteration, and each fresh allocation of that size comes from the operating system as new pages,
     every one of them faulted in on first touch (~1,800 page faults per network call at 1,024 oxygens,
-    docs/validation.md, "eighth session"). The arrays stay allocated with the model (a few MB per 1,000
-    oxygens, the largest frame's)."""
+    docs/validation.md, "eighth session"). The arrays stay allocated with the model, sized for the largest
+    frame yet: 6-8 kB per oxygen (the radial weights of each pair, 3-4.5 kB, are most of it), less than a
+    call needed at its peak before (those weights plus the radial network's hidden layer, per layer)."""
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
