@@ -82,8 +82,8 @@ bool Layers::load(const std::map<std::string, IcephasePython::Array> &arrays, st
     layer.self_bias = t["self_bias"];
     layer.mix_s = t["mix_s"];
     layer.mix_v = t["mix_v"];
-    // the shapes CompactLayer documents: F features, H hidden radial units; the first layer's input has no
-    // vectors (its messages are 2F wide in w, F scalars and F vectors summed)
+    // the shapes CompactLayer documents: F features, a radial table row per length of the layer's width of w;
+    // the first layer's input has no vectors (its messages are 2F wide in w, F scalars and F vectors summed)
     const int64_t f = layer.mix_v.dim() == 2 ? layer.mix_v.size(1) : 0;
     const int64_t points = layer.radial_table.dim() == 2 ? layer.radial_table.size(0) : 0;
     const int64_t summed = layer.first ? f : 2 * f;
