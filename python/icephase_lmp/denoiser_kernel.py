@@ -164,34 +164,31 @@ class KernelDenoiser:
         Node features come and go as scalars s (N, F) and vectors v (3N, F) (rows node by node, x, y, z), the
         shapes of the node-wise linear maps. Every array of a layer is a view of the workspace's array of
         its name, shared by all layers, but for the two that hold the layer's output (``gate_s``, ``gate_v``),
-        which alternate between two arrays so that a layer never writes over its own input."""
+        which alternate between two arrays (``k % 2``) so that a layer never writes over its own input."""
         n, f, first = len(s), layer["features"], layer["first"]
         width_s = f if first else 2 * f
-
-        def buffer(name: str, rows: int, cols: int) -> np.ndarray:
-            return work.get(f"{name}{k % 2}" if name.startswith("gate") else name, rows, cols)
-
         if basis is None:
-            w = buffer("w", len(lengths), layer["radial_table"].shape[1])
+            w = work.get("w", len(lengths), layer["radial_table"].shape[1])
             _denoiser_kernel.radial_weights(layer["radial_table"], lengths, self.r_max, w)
         else:
             w = np.ascontiguousarray(_silu(basis @ layer["radial_in"]) @ layer["radial_out"])
         if first:  # every node holds the same embedding: the kernel reads no neighbour features
             hs = hv = w[:0]
         else:
-            hs = np.matmul(s, layer["lin_s"], out=buffer("hs", n, f))
-            hv = np.matmul(v, layer["lin_v"], out=buffer("hv", 3 * n, f))
-        summed_s, summed_v = buffer("summed_s", n, width_s), buffer("summed_v", 3 * n, width_s)
+            hs = np.matmul(s, layer["lin_s"], out=work.get("hs", n, f))
+            hv = np.matmul(v, layer["lin_v"], out=work.get("hv", 3 * n, f))
+        summed_s, summed_v = work.get("summed_s", n, width_s), work.get("summed_v", 3 * n, width_s)
         _denoiser_kernel.message_sums(w, hs, hv, unit, src, dst, n, f, first, paired, summed_s, summed_v)
-        gate_s = np.matmul(summed_s, layer["mix_s"], out=buffer("gate_s", n, 2 * f))  # F scalars, then F gates
-        gate_v = np.matmul(summed_v, layer["mix_v"], out=buffer("gate_v", 3 * n, f))
+        # F scalars, then F gates
+        gate_s = np.matmul(summed_s, layer["mix_s"], out=work.get(f"gate_s{k % 2}", n, 2 * f))
+        gate_v = np.matmul(summed_v, layer["mix_v"], out=work.get(f"gate_v{k % 2}", 3 * n, f))
         if first:
             gate_s += layer["self_bias"]
         else:
-            gate_s += np.matmul(s, layer["self_s"], out=buffer("self_s", n, 2 * f))
-            gate_v += np.matmul(v, layer["self_v"], out=buffer("self_v", 3 * n, f))
+            gate_s += np.matmul(s, layer["self_s"], out=work.get("self_s", n, 2 * f))
+            gate_v += np.matmul(v, layer["self_v"], out=work.get("self_v", 3 * n, f))
         # the gate, in place: act = SiLU(gate_s) * act_scale
-        scratch = np.negative(gate_s, out=buffer("scratch", n, 2 * f))
+        scratch = np.negative(gate_s, out=work.get("scratch", n, 2 * f))
         np.exp(scratch, out=scratch)
         scratch += 1.0
         gate_s /= scratch

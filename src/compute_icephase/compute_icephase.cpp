@@ -1385,8 +1385,8 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
   auto &m = denoiser->module;
   const int width = denoiser->width;
   const int ngraph = (int) graph.nodes.size();
-  // radial: the edges' radial basis for the TorchScript layers, their lengths for the compiled ones
-  torch::Tensor pos, edge_index, shift, radial, unit, features;
+  // per edge: its radial basis (TorchScript layers) or its length (compiled layers), and its unit vector
+  torch::Tensor pos, edge_index, shift, radial, lengths, unit, features;
   bool paired = false;
   // the work of this rank, if it has local oxygens and nothing failed yet; errors go to err
   auto local_work = [&](const std::function<void()> &work) {
@@ -1399,7 +1399,7 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
     if (denoiser->use_compiled) {
       at::Tensor all_edges = edge_index, all_shifts = shift;
       paired = pair_edges(all_edges, all_shifts, edge_index, shift);
-      IcephaseCompact::Layers::edge_geometry(pos, edge_index, shift, radial, unit);
+      IcephaseCompact::Layers::edge_geometry(pos, edge_index, shift, lengths, unit);
     } else {
       auto terms = m.get_method("edge_terms")({pos, edge_index, shift}).toTuple();
       radial = terms->elements()[0].toTensor();
@@ -1413,7 +1413,7 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
     local_work([&] {
       // the compiled layers compute the local rows only: the ghosts' rows come from their owners next
       features = denoiser->use_compiled
-          ? denoiser->compiled.forward((int) k, features, radial, unit, edge_index, paired, cloud.nlocal)
+          ? denoiser->compiled.forward((int) k, features, lengths, unit, edge_index, paired, cloud.nlocal)
           : m.get_method("layer_step")({k, features, radial, unit, edge_index}).toTensor();
       if (!exchange) return;
       features = features.to(torch::kCPU, torch::kFloat32).contiguous();
