@@ -208,8 +208,9 @@ class _Workspace:
     of every iteration, and each fresh allocation of that size comes from the operating system as new pages,
     every one of them faulted in on first touch (~1,800 page faults per network call at 1,024 oxygens,
     docs/validation.md, "eighth session"). The arrays stay allocated with the model, sized for the largest
-    frame yet: 6-8 kB per oxygen (the radial weights of each pair, 3-4.5 kB, are most of it), less than a
-    call needed at its peak before (those weights plus the radial network's hidden layer, per layer)."""
+    frame yet: 6-8 kB per oxygen by the arrays' sizes (the radial weights of each pair, 3-4.5 kB, are most
+    of it), less than a call needed at its peak before (those weights plus the radial network's hidden
+    layer, per layer)."""
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
