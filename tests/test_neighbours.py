@@ -165,7 +165,10 @@ def test_neighbor_pairs_hold_each_pair_once(compiled, rng, monkeypatch):
     pos[:5] += cubic.diagonal() * [1, -1, 2]  # unwrapped atoms, as the denoiser's are
     tilted = cubic.copy()
     tilted[1, 0] = 2.0
-    for cell, cutoff in ((cubic, 4.5), (tilted, 4.0)):
+    # 4 and 5 bins along each cell vector, and 3 (the fewest the compiled search takes: a bin's neighbours
+    # at -1 and +1 are then the two other bins, each holding other images)
+    assert 3 <= cubic[0, 0] / 6.5 < 4
+    for cell, cutoff in ((cubic, 4.5), (tilted, 4.0), (cubic, 6.5)):
         assert geometry._compiled_periodic(cell, np.ones(3, bool), cutoff) == compiled
         edges, shift = geometry.neighbor_edges(pos, cell, np.ones(3, bool), cutoff)
         pairs, pair_shift = geometry.neighbor_pairs(pos, cell, np.ones(3, bool), cutoff)

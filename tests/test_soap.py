@@ -1,8 +1,8 @@
 """Our SOAP calculator against DScribe's public SOAP class.
 
 Two backends: our compiled kernel (a spline table of DScribe's radial functions; the default where it was
-built) must agree with DScribe to rounding-level precision, and the fallback (DScribe's own extension,
-called directly) must give DScribe's numbers exactly.
+built) must agree with DScribe to rounding-level precision in double precision and to float32's in single
+(the default), and the fallback (DScribe's own extension, called directly) must give DScribe's numbers exactly.
 """
 
 import numpy as np
@@ -18,7 +18,8 @@ from icephase_lmp.references import builtin_reference, supercell
 
 SETTINGS = [SoapSettings(), SoapSettings(r_cut=6.0, n_max=8, l_max=6, sigma=0.5),
             SoapSettings(r_cut=4.0, n_max=5, l_max=3, sigma=0.7)]
-BACKENDS = ["icephase", "dscribe"]
+#: our kernel in each precision, and DScribe's extension
+BACKENDS = ["icephase", "icephase-double", "dscribe"]
 
 
 def dscribe_soap(settings: SoapSettings, periodic: bool) -> SOAP:
@@ -32,8 +33,12 @@ def dscribe_soap(settings: SoapSettings, periodic: bool) -> SOAP:
 
 
 def ours(settings: SoapSettings, periodic: bool, backend: str) -> GtoSoap:
-    calc = GtoSoap(settings.r_cut, settings.n_max, settings.l_max, settings.sigma, periodic, backend=backend)
-    assert calc.backend == backend
+    """``backend``: one of BACKENDS ("icephase" in the default single precision)."""
+    name, _, precision = backend.partition("-")
+    calc = GtoSoap(settings.r_cut, settings.n_max, settings.l_max, settings.sigma, periodic, backend=name,
+                   precision=precision or None)
+    assert calc.backend == name
+    assert calc.precision == (precision or ("single" if name == "icephase" else "double"))
     return calc
 
 
@@ -41,12 +46,17 @@ def assert_matches(got: np.ndarray, expected: np.ndarray, backend: str) -> None:
     assert got.shape == expected.shape
     if backend == "dscribe":
         np.testing.assert_array_equal(got, expected)
-    else:
-        # each feature to 1e-8 of its largest magnitude (seen: ~1e-10); a wrong convention (a factor, the
-        # self term, a missing image) is off by far more
-        scale = np.abs(expected).max(axis=0) + 1e-300
-        assert np.abs(got - expected).max(axis=0).max() / scale.max() < 1e-8
+        return
+    # double: each feature to 1e-8 of the largest magnitude (seen: ~1e-10); single: to 1e-5 (seen: ~1e-6,
+    # float32's rounding of ~90 terms). A wrong convention (a factor, the self term, a missing image) is off
+    # by far more (a feature's own size)
+    scale = np.abs(expected).max(axis=0) + 1e-300
+    worst = np.abs(got - expected).max(axis=0).max() / scale.max()
+    if backend == "icephase-double":
+        assert worst < 1e-8
         assert (np.abs(got - expected) / scale).max() < 1e-6
+    else:
+        assert worst < 1e-5
 
 
 def test_the_kernel_is_built_in_this_install():
@@ -118,8 +128,8 @@ def test_an_isolated_atom_has_only_its_own_gaussian():
     settings = SoapSettings()
     pos = np.array([[0.0, 0.0, 0.0], [50.0, 0.0, 0.0]])
     expected = dscribe_soap(settings, False).create(Atoms(numbers=[8, 8], positions=pos))
-    got = ours(settings, False, "icephase").create(pos, None, (False,) * 3)
-    assert_matches(got, expected, "icephase")
+    got = ours(settings, False, "icephase-double").create(pos, None, (False,) * 3)
+    assert_matches(got, expected, "icephase-double")
     assert np.count_nonzero(got[0]) == settings.n_max * (settings.n_max + 1) // 2  # l = 0 block only
 
 
@@ -134,3 +144,28 @@ def test_the_radial_basis_does_not_depend_on_the_blas_thread_count():
     with threadpool_limits(limits=2):
         two = gto_basis(5.0, 12, 10)
     assert all(np.array_equal(a, b) for a, b in zip(one, two))
+
+
+def test_single_precision_is_the_default_and_close_to_double(rng):
+    """The default kernel runs in float32; its features are within float32 rounding of the double kernel's
+    on ice and liquid, and far from them when the wrong table is used (so the comparison can fail)."""
+    settings = SoapSettings()
+    assert soap_module.PRECISION == "single"
+    assert settings.descriptor(True).precision == "single"
+    assert settings.descriptor(True)._table.dtype == np.float32
+    ice = supercell(builtin_reference("Ih").atoms, 16.0)
+    pos, cell = liquid_like(300, 1.0, rng)
+    for positions, box in ((ice.positions + 0.1 * rng.standard_normal(ice.positions.shape), ice.cell.array),
+                           (pos, cell)):
+        single = ours(settings, True, "icephase").create(positions, box, (True,) * 3)
+        double = ours(settings, True, "icephase-double").create(positions, box, (True,) * 3)
+        assert single.dtype == np.float64  # the output stays float64 whatever the arithmetic
+        rel = np.abs(single - double).max() / np.abs(double).max()
+        assert 0.0 < rel < 1e-5
+    other = GtoSoap(5.5, 12, 10, 1.0, True, precision="single").create(positions, box, (True,) * 3)
+    assert np.abs(other - double).max() / np.abs(double).max() > 1e-3
+
+
+def test_precision_must_be_known():
+    with pytest.raises(ValueError, match="precision"):
+        GtoSoap(5.0, 12, 10, 1.0, True, precision="half")

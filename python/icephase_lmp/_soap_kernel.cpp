@@ -12,6 +12,10 @@
 //   p_(l, n, n') = prel_l sum_m c_nlm c_n'lm, n <= n',   features ordered by l, then (n, n') row by row
 // The centre's own Gaussian (r = 0) adds only to l = 0; soap.py passes it as `self_term`.
 //
+// Precision: the expansion (harmonics, radial functions, c_nlm) is templated on its arithmetic; the table's
+// dtype picks it. float32 (soap.PRECISION's default) is 1.3-1.45x cheaper per centre and ~1e-6 of the
+// largest feature off; the distances that index the table and the sums over m are double in both.
+//
 // The neighbours are found here too (`CellList`), in an open cloud of points: a periodic box enters as its
 // atoms followed by their images within the reach (geometry.periodic_cloud). Building the neighbour vectors
 // in numpy first cost as much as a third of the kernel itself, and their array (P x 3 doubles, ~90 pairs per
@@ -66,9 +70,9 @@ struct SolidHarmonics {
 };
 
 // Y[(l * l + l + m) * K + p], m = -l..l; cm, sm: L * K; Q: L * L * K scratch
-ICEPHASE_HOT
-void solid_harmonics(const SolidHarmonics &h, int K, const double *x, const double *y, const double *z,
-                     const double *r2, double *Y, double *cm, double *sm, double *Q)
+template <class Real>
+ICEPHASE_HOT void solid_harmonics(const SolidHarmonics &h, int K, const Real *x, const Real *y, const Real *z,
+                                  const Real *r2, Real *Y, Real *cm, Real *sm, Real *Q)
 {
   const int L = h.L;
   for (int p = 0; p < K; ++p) {
@@ -76,8 +80,8 @@ void solid_harmonics(const SolidHarmonics &h, int K, const double *x, const doub
     sm[p] = 0.0;
   }
   for (int m = 1; m < L; ++m) {
-    const double *c0 = cm + (m - 1) * K, *s0 = sm + (m - 1) * K;
-    double *c1 = cm + m * K, *s1 = sm + m * K;
+    const Real *c0 = cm + (m - 1) * K, *s0 = sm + (m - 1) * K;
+    Real *c1 = cm + m * K, *s1 = sm + m * K;
     for (int p = 0; p < K; ++p) {
       c1[p] = c0[p] * x[p] - s0[p] * y[p];
       s1[p] = c0[p] * y[p] + s0[p] * x[p];
@@ -86,31 +90,32 @@ void solid_harmonics(const SolidHarmonics &h, int K, const double *x, const doub
   double double_factorial = 1.0;    // (2m - 1)!!
   for (int m = 0; m < L; ++m) {
     if (m > 0) double_factorial *= (2 * m - 1);
-    const double qmm = (m % 2) ? -double_factorial : double_factorial;
-    double *q0 = Q + (m * L + m) * K;
+    const Real qmm = Real((m % 2) ? -double_factorial : double_factorial);
+    Real *q0 = Q + (m * L + m) * K;
     for (int p = 0; p < K; ++p) q0[p] = qmm;
     if (m + 1 < L) {
-      double *q1 = Q + ((m + 1) * L + m) * K;
-      for (int p = 0; p < K; ++p) q1[p] = (2 * m + 1) * z[p] * qmm;
+      Real *q1 = Q + ((m + 1) * L + m) * K;
+      const Real a = Real(2 * m + 1) * qmm;
+      for (int p = 0; p < K; ++p) q1[p] = a * z[p];
     }
     for (int l = m + 2; l < L; ++l) {
-      const double a = h.ca[l * L + m], b = h.cb[l * L + m];
-      const double *q1 = Q + ((l - 1) * L + m) * K, *q2 = Q + ((l - 2) * L + m) * K;
-      double *q = Q + (l * L + m) * K;
+      const Real a = Real(h.ca[l * L + m]), b = Real(h.cb[l * L + m]);
+      const Real *q1 = Q + ((l - 1) * L + m) * K, *q2 = Q + ((l - 2) * L + m) * K;
+      Real *q = Q + (l * L + m) * K;
       for (int p = 0; p < K; ++p) q[p] = a * z[p] * q1[p] - b * r2[p] * q2[p];
     }
   }
   for (int l = 0; l < L; ++l) {
-    const double n0 = h.norm[l * L];
-    const double *q0 = Q + (l * L) * K;
-    double *y0 = Y + (l * l + l) * K;
+    const Real n0 = Real(h.norm[l * L]);
+    const Real *q0 = Q + (l * L) * K;
+    Real *y0 = Y + (l * l + l) * K;
     for (int p = 0; p < K; ++p) y0[p] = n0 * q0[p];
     for (int m = 1; m <= l; ++m) {
-      const double nm = h.norm[l * L + m];
-      const double *q = Q + (l * L + m) * K, *c = cm + m * K, *s = sm + m * K;
-      double *yp = Y + (l * l + l + m) * K, *ym = Y + (l * l + l - m) * K;
+      const Real nm = Real(h.norm[l * L + m]);
+      const Real *q = Q + (l * L + m) * K, *c = cm + m * K, *s = sm + m * K;
+      Real *yp = Y + (l * l + l + m) * K, *ym = Y + (l * l + l - m) * K;
       for (int p = 0; p < K; ++p) {
-        const double v = nm * q[p];
+        const Real v = nm * q[p];
         yp[p] = v * c[p];
         ym[p] = v * s[p];
       }
@@ -119,38 +124,38 @@ void solid_harmonics(const SolidHarmonics &h, int K, const double *x, const doub
 }
 
 // R[(l * K + p) * NP + n] from the table (G cells, each L x 4 coefficients x NP functions)
-template <int NP>
-ICEPHASE_HOT void radial(int L, int K, int G, const double *r, const double *table, double inv_h, double *R)
+template <int NP, class Real>
+ICEPHASE_HOT void radial(int L, int K, int G, const double *r, const Real *table, double inv_h, Real *R)
 {
   for (int p = 0; p < K; ++p) {
-    const double u = r[p] * inv_h;
+    const double u = r[p] * inv_h;    // in double: t keeps its digits across the table's ~900 cells
     const int g = std::min(int(u), G - 1);
-    const double t = u - g;
-    const double *cell = table + (long) g * L * 4 * NP;
+    const Real t = Real(u - g);
+    const Real *cell = table + (long) g * L * 4 * NP;
     for (int l = 0; l < L; ++l) {
-      const double *c0 = cell + l * 4 * NP, *c1 = c0 + NP, *c2 = c1 + NP, *c3 = c2 + NP;
-      double *out = R + ((long) l * K + p) * NP;
+      const Real *c0 = cell + l * 4 * NP, *c1 = c0 + NP, *c2 = c1 + NP, *c3 = c2 + NP;
+      Real *out = R + ((long) l * K + p) * NP;
       for (int n = 0; n < NP; ++n) out[n] = c0[n] + t * (c1[n] + t * (c2[n] + t * c3[n]));
     }
   }
 }
 
 // C[lm * NP + n] += sum_p Y[lm][p] R[l][p][n]; four lm rows at a time share each load of R[l][p][:]
-template <int NP>
-ICEPHASE_HOT void expand(int L, int K, const double *Y, const double *R, double *C)
+template <int NP, class Real>
+ICEPHASE_HOT void expand(int L, int K, const Real *Y, const Real *R, Real *C)
 {
   for (int l = 0; l < L; ++l) {
-    const double *Rl = R + (long) l * K * NP;
+    const Real *Rl = R + (long) l * K * NP;
     const int end = (l + 1) * (l + 1);
     int lm = l * l;
     for (; lm + 4 <= end; lm += 4) {
-      double a0[NP] = {}, a1[NP] = {}, a2[NP] = {}, a3[NP] = {};
-      const double *y0 = Y + (long) lm * K, *y1 = y0 + K, *y2 = y1 + K, *y3 = y2 + K;
+      Real a0[NP] = {}, a1[NP] = {}, a2[NP] = {}, a3[NP] = {};
+      const Real *y0 = Y + (long) lm * K, *y1 = y0 + K, *y2 = y1 + K, *y3 = y2 + K;
       for (int p = 0; p < K; ++p) {
-        const double *rp = Rl + (long) p * NP;
-        const double v0 = y0[p], v1 = y1[p], v2 = y2[p], v3 = y3[p];
+        const Real *rp = Rl + (long) p * NP;
+        const Real v0 = y0[p], v1 = y1[p], v2 = y2[p], v3 = y3[p];
         for (int n = 0; n < NP; ++n) {
-          const double rv = rp[n];
+          const Real rv = rp[n];
           a0[n] += v0 * rv;
           a1[n] += v1 * rv;
           a2[n] += v2 * rv;
@@ -165,10 +170,10 @@ ICEPHASE_HOT void expand(int L, int K, const double *Y, const double *R, double 
       }
     }
     for (; lm < end; ++lm) {
-      double acc[NP] = {};
-      const double *ylm = Y + (long) lm * K;
+      Real acc[NP] = {};
+      const Real *ylm = Y + (long) lm * K;
       for (int p = 0; p < K; ++p) {
-        const double *rp = Rl + (long) p * NP;
+        const Real *rp = Rl + (long) p * NP;
         for (int n = 0; n < NP; ++n) acc[n] += ylm[p] * rp[n];
       }
       for (int n = 0; n < NP; ++n) C[lm * NP + n] += acc[n];
@@ -266,12 +271,13 @@ class CellList {
 
 // o[(l, n, n2)] = prel_l sum_m C[lm][n] C[lm][n2] for n <= n2: whole rows of the (NP x NP) product at a time,
 // which vectorise (a scalar sum per (n, n2) did not)
-template <int NP> ICEPHASE_HOT void contract(int L, int N, const double *C, const double *prel, double *o)
+template <int NP, class Real>
+ICEPHASE_HOT void contract(int L, int N, const Real *C, const double *prel, double *o)
 {
   for (int l = 0; l < L; ++l) {
     double P[NP][NP] = {};
     for (int lm = l * l; lm < (l + 1) * (l + 1); ++lm) {
-      const double *c = C + lm * NP;
+      const Real *c = C + lm * NP;
       for (int n = 0; n < N; ++n) {
         const double cn = c[n];
         for (int n2 = 0; n2 < NP; ++n2) P[n][n2] += cn * c[n2];
@@ -282,19 +288,21 @@ template <int NP> ICEPHASE_HOT void contract(int L, int N, const double *C, cons
   }
 }
 
-struct Descriptor {
+template <class Real> struct Descriptor {
   int L, N, G;
   double spacing;
-  const double *table, *self_term, *prel;
+  const Real *table;
+  const double *self_term, *prel;
 };
 
 // One centre's power spectrum from its neighbour vectors (x, y, z: K each); the scratch arrays are kept
-// between centres.
-template <int NP> class Spectrum {
+// between centres. Real is the type of the expansion (harmonics, radial functions, coefficients); the
+// distances that index the table and the final contraction are in double either way.
+template <int NP, class Real> class Spectrum {
  public:
-  explicit Spectrum(const Descriptor &d) : d_(d), harmonics_(d.L - 1), C_((long) d.L * d.L * NP) {}
+  explicit Spectrum(const Descriptor<Real> &d) : d_(d), harmonics_(d.L - 1), C_((long) d.L * d.L * NP) {}
 
-  std::vector<double> x, y, z;    // the caller fills these with the K neighbour vectors
+  std::vector<Real> x, y, z;    // the caller fills these with the K neighbour vectors
 
   void compute(int K, double *o)
   {
@@ -305,11 +313,12 @@ template <int NP> class Spectrum {
       R_.resize((long) L * K * NP);
     }
     for (int p = 0; p < K; ++p) {
-      r2_[p] = x[p] * x[p] + y[p] * y[p] + z[p] * z[p];
-      r_[p] = std::sqrt(r2_[p]);
+      const double d2 = double(x[p]) * x[p] + double(y[p]) * y[p] + double(z[p]) * z[p];
+      r2_[p] = Real(d2);
+      r_[p] = std::sqrt(d2);
     }
-    std::fill(C_.begin(), C_.end(), 0.0);
-    for (int n = 0; n < N; ++n) C_[n] = d_.self_term[n];    // l = m = 0
+    std::fill(C_.begin(), C_.end(), Real(0));
+    for (int n = 0; n < N; ++n) C_[n] = Real(d_.self_term[n]);    // l = m = 0
     if (K > 0) {
       solid_harmonics(harmonics_, K, x.data(), y.data(), z.data(), r2_.data(), Y_.data(), cm_.data(), sm_.data(),
                       Q_.data());
@@ -320,20 +329,22 @@ template <int NP> class Spectrum {
   }
 
  private:
-  const Descriptor &d_;
+  const Descriptor<Real> &d_;
   const SolidHarmonics harmonics_;
-  std::vector<double> C_, r_, r2_, Y_, cm_, sm_, Q_, R_;
+  std::vector<Real> C_, r2_, Y_, cm_, sm_, Q_, R_;
+  std::vector<double> r_;
 };
 
-template <int NP>
-void power_spectra(const Descriptor &d, const CellList &cells, const int64_t *centres, long n_centres, double *out)
+template <int NP, class Real>
+void power_spectra(const Descriptor<Real> &d, const CellList &cells, const int64_t *centres, long n_centres,
+                   double *out)
 {
   const long n_features = (long) d.L * d.N * (d.N + 1) / 2;
-  Spectrum<NP> spectrum(d);
+  Spectrum<NP, Real> spectrum(d);
   for (long c : cells.spatial_order(centres, n_centres)) {
     spectrum.x.clear(), spectrum.y.clear(), spectrum.z.clear();
     cells.neighbours(centres[c], [&](long, double dx, double dy, double dz) {
-      spectrum.x.push_back(dx), spectrum.y.push_back(dy), spectrum.z.push_back(dz);
+      spectrum.x.push_back(Real(dx)), spectrum.y.push_back(Real(dy)), spectrum.z.push_back(Real(dz));
     });
     spectrum.compute(int(spectrum.x.size()), out + c * n_features);
   }
@@ -356,36 +367,48 @@ void check_cloud(const Points &points, const Indices &centres, double reach)
     if (c[k] < 0 || c[k] >= points.shape(0)) throw std::invalid_argument("a centre index is out of range");
 }
 
-py::array_t<double> power_spectrum(Points points, Indices centres, double reach, Points table, double spacing,
+template <class Real>
+void spectra_of(const Descriptor<Real> &d, int NP, const CellList &cells, const int64_t *c, long n_centres, double *o)
+{
+  switch (NP) {
+    case 4: power_spectra<4>(d, cells, c, n_centres, o); break;
+    case 8: power_spectra<8>(d, cells, c, n_centres, o); break;
+    case 12: power_spectra<12>(d, cells, c, n_centres, o); break;
+    default: power_spectra<16>(d, cells, c, n_centres, o); break;
+  }
+}
+
+// The table's dtype chooses the arithmetic of the expansion: float64 (DScribe's numbers to ~1e-10) or float32
+// (twice the numbers per vector register and half the table's memory; soap.py says what it costs in accuracy).
+py::array_t<double> power_spectrum(Points points, Indices centres, double reach, py::array table, double spacing,
                                    int n_max, Points self_term, Points prel)
 {
   check_cloud(points, centres, reach);
+  const bool single = table.dtype().is(py::dtype::of<float>());
+  if (!single && !table.dtype().is(py::dtype::of<double>()))
+    throw std::invalid_argument("table must be float64 or float32");
+  if (!(table.flags() & py::array::c_style)) throw std::invalid_argument("table must be C-contiguous");
   if (table.ndim() != 4 || table.shape(2) != 4) throw std::invalid_argument("table must have shape (G, L, 4, NP)");
-  Descriptor d;
-  d.G = int(table.shape(0));
-  d.L = int(table.shape(1));
-  d.N = n_max;
-  const int NP = int(table.shape(3));
+  const int G = int(table.shape(0)), L = int(table.shape(1)), NP = int(table.shape(3));
   if (n_max < 1 || n_max > NP || NP % BLOCK != 0 || NP > 4 * BLOCK)
     throw std::invalid_argument("n_max must be 1..16 and the table padded to a multiple of 4 functions");
-  if (self_term.size() < n_max || prel.size() < d.L) throw std::invalid_argument("self_term or prel too short");
-  if ((d.G - 1) * spacing < reach) throw std::invalid_argument("the radial table is shorter than the reach");
-  d.spacing = spacing;
-  d.table = table.data();
-  d.self_term = self_term.data();
-  d.prel = prel.data();
+  if (self_term.size() < n_max || prel.size() < L) throw std::invalid_argument("self_term or prel too short");
+  if ((G - 1) * spacing < reach) throw std::invalid_argument("the radial table is shorter than the reach");
   const long n_centres = centres.shape(0);
-  py::array_t<double> out({(py::ssize_t) n_centres, (py::ssize_t) (d.L * n_max * (n_max + 1) / 2)});
+  py::array_t<double> out({(py::ssize_t) n_centres, (py::ssize_t) (L * n_max * (n_max + 1) / 2)});
   double *o = out.mutable_data();
   const int64_t *c = centres.data();
   {
     py::gil_scoped_release release;    // dask's threads may run several frames at once
     const CellList cells(points.data(), points.shape(0), reach);
-    switch (NP) {
-      case 4: power_spectra<4>(d, cells, c, n_centres, o); break;
-      case 8: power_spectra<8>(d, cells, c, n_centres, o); break;
-      case 12: power_spectra<12>(d, cells, c, n_centres, o); break;
-      default: power_spectra<16>(d, cells, c, n_centres, o); break;
+    if (single) {
+      const Descriptor<float> d{L, n_max, G, spacing, static_cast<const float *>(table.data()), self_term.data(),
+                                prel.data()};
+      spectra_of(d, NP, cells, c, n_centres, o);
+    } else {
+      const Descriptor<double> d{L, n_max, G, spacing, static_cast<const double *>(table.data()), self_term.data(),
+                                 prel.data()};
+      spectra_of(d, NP, cells, c, n_centres, o);
     }
   }
   return out;
@@ -413,10 +436,71 @@ py::tuple pairs_within(Points points, Indices centres, double cutoff)
                         py::array_t<int64_t>((py::ssize_t) second.size(), second.data()));
 }
 
+// The half-shell search of periodic_pairs: each pair once. An atom looks at the atoms after it in its own
+// bin and at all the atoms of 13 of the 26 neighbour bins (the offsets (dx, dy, dz) > 0 in lexicographic order); the bin at -d
+// finds the pairs of the other 13 offsets. With >= 3 bins along each cell vector every image of an atom lies
+// in at most one of the bins looked at, so no pair is found twice. The atoms of a bin are read from copies
+// of their coordinates in bin order (one stretch of memory per bin). Half the candidates of the full search.
+template <class Write>
+void half_shell(const int bins[3], const std::vector<long> &bin_of, const std::vector<long> &start,
+                const std::vector<long> &members, const std::vector<double> &xw, const double *h, double cut2,
+                Write &&write)
+{
+  const long n = (long) members.size();
+  std::vector<double> sx(n), sy(n), sz(n);
+  std::vector<long> sorted_at(n);    // where atom i's copy is
+  for (long k = 0; k < n; ++k) {
+    sorted_at[members[k]] = k;
+    sx[k] = xw[3 * members[k]];
+    sy[k] = xw[3 * members[k] + 1];
+    sz[k] = xw[3 * members[k] + 2];
+  }
+  int offsets[14][3] = {{0, 0, 0}};
+  int count = 1;
+  for (int dx = -1; dx <= 1; ++dx)
+    for (int dy = -1; dy <= 1; ++dy)
+      for (int dz = -1; dz <= 1; ++dz)
+        if (dx > 0 || (dx == 0 && (dy > 0 || (dy == 0 && dz > 0)))) {
+          offsets[count][0] = dx, offsets[count][1] = dy, offsets[count][2] = dz;
+          ++count;
+        }
+  // each bin's 14 bins to look at, and the whole cells added to their atoms (as cell counts and as a vector)
+  const long nbins = (long) bins[0] * bins[1] * bins[2];
+  std::vector<long> other(14 * nbins);
+  std::vector<double> wrap(3 * 14 * nbins), image(3 * 14 * nbins);
+  for (long b = 0; b < nbins; ++b) {
+    const long bi[3] = {b / (bins[1] * bins[2]), (b / bins[2]) % bins[1], b % bins[2]};
+    for (int o = 0; o < 14; ++o) {
+      long nb[3];
+      double *w = &wrap[3 * (14 * b + o)], *v = &image[3 * (14 * b + o)];
+      for (int d = 0; d < 3; ++d) {
+        nb[d] = bi[d] + offsets[o][d];
+        w[d] = nb[d] < 0 ? -1.0 : nb[d] >= bins[d] ? 1.0 : 0.0;
+        nb[d] -= (long) w[d] * bins[d];
+      }
+      for (int d = 0; d < 3; ++d) v[d] = w[0] * h[d] + w[1] * h[3 + d] + w[2] * h[6 + d];
+      other[14 * b + o] = (nb[0] * bins[1] + nb[1]) * bins[2] + nb[2];
+    }
+  }
+  // atoms in their own order, as the full search (the denoiser's message sums then read memory in order)
+  for (long i = 0; i < n; ++i) {
+    const long a = sorted_at[i], b = bin_of[i];
+    for (int o = 0; o < 14; ++o) {
+      const double *v = &image[3 * (14 * b + o)];
+      const double xi = sx[a] - v[0], yi = sy[a] - v[1], zi = sz[a] - v[2];
+      const long ob = other[14 * b + o];
+      for (long k = o == 0 ? a + 1 : start[ob]; k < start[ob + 1]; ++k) {
+        const double vx = sx[k] - xi, vy = sy[k] - yi, vz = sz[k] - zi;
+        if (vx * vx + vy * vy + vz * vz < cut2) write(i, members[k], &wrap[3 * (14 * b + o)]);
+      }
+    }
+  }
+}
+
 // Every directed pair (i, j) of a fully periodic box closer than cutoff, with the Cartesian image shift of j
 // (edge vector pos[j] - pos[i] + shift), as geometry.neighbor_edges returns them: (index (2, E), shift (E, 3)),
-// i ascending; with `half`, only the pairs with i < j (geometry.neighbor_pairs: no atom meets its own image in
-// a box this wide, so these are all the pairs once). pos may lie outside the cell (the denoiser's positions are unwrapped). The atoms are binned by
+// i ascending; with `half`, each pair once as (i, j) with i < j, in bin order (geometry.neighbor_pairs: no atom
+// meets its own image in a box this wide; half_shell). pos may lie outside the cell (the denoiser's positions are unwrapped). The atoms are binned by
 // their wrapped fractional coordinates into at least 3 bins along each cell vector, each bin at least cutoff
 // wide between its faces, so that every neighbour of an atom lies in one of the 27 bins around its own and
 // each periodic image in at most one of them. The caller checks that the box holds 3 such bins (else
@@ -485,46 +569,56 @@ py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_styl
     first.reserve(20 * n);
     second.reserve(20 * n);
     shifts.reserve(60 * n);
-    for (long i = 0; i < n; ++i) {
-      const long b = bin_of[i];
-      const long bi[3] = {b / (bins[1] * bins[2]), (b / bins[2]) % bins[1], b % bins[2]};
-      const double xi = xw[3 * i], yi = xw[3 * i + 1], zi = xw[3 * i + 2];
-      for (int dx = -1; dx <= 1; ++dx)
-        for (int dy = -1; dy <= 1; ++dy)
-          for (int dz = -1; dz <= 1; ++dz) {
-            const int step[3] = {dx, dy, dz};
-            long nb[3];
-            double wrap[3];    // whole cells added to the neighbour bin's atoms
-            for (int d = 0; d < 3; ++d) {
-              nb[d] = bi[d] + step[d];
-              wrap[d] = 0.0;
-              if (nb[d] < 0) {
-                nb[d] += bins[d];
-                wrap[d] = -1.0;
-              } else if (nb[d] >= bins[d]) {
-                nb[d] -= bins[d];
-                wrap[d] = 1.0;
+    // the pair (i, j) whose vector is xw[j] + wrap H - xw[i] < cutoff: pos[j] - pos[i] + shift with
+    // shift = (wrap - offset_j + offset_i) H; written from the lower index (the reverse vector) where `half`
+    auto write = [&](long i, long j, const double *wrap) {
+      double sc[3];
+      for (int d = 0; d < 3; ++d) sc[d] = wrap[d] - offset[3 * j + d] + offset[3 * i + d];
+      if (half && j < i) {
+        std::swap(i, j);
+        for (int d = 0; d < 3; ++d) sc[d] = -sc[d];
+      }
+      first.push_back(i);
+      second.push_back(j);
+      for (int d = 0; d < 3; ++d) shifts.push_back(sc[0] * h[d] + sc[1] * h[3 + d] + sc[2] * h[6 + d]);
+    };
+    if (half)
+      half_shell(bins, bin_of, start, members, xw, h, cut2, write);
+    else
+      for (long i = 0; i < n; ++i) {
+        const long b = bin_of[i];
+        const long bi[3] = {b / (bins[1] * bins[2]), (b / bins[2]) % bins[1], b % bins[2]};
+        const double xi = xw[3 * i], yi = xw[3 * i + 1], zi = xw[3 * i + 2];
+        for (int dx = -1; dx <= 1; ++dx)
+          for (int dy = -1; dy <= 1; ++dy)
+            for (int dz = -1; dz <= 1; ++dz) {
+              const int step[3] = {dx, dy, dz};
+              long nb[3];
+              double wrap[3];    // whole cells added to the neighbour bin's atoms
+              for (int d = 0; d < 3; ++d) {
+                nb[d] = bi[d] + step[d];
+                wrap[d] = 0.0;
+                if (nb[d] < 0) {
+                  nb[d] += bins[d];
+                  wrap[d] = -1.0;
+                } else if (nb[d] >= bins[d]) {
+                  nb[d] -= bins[d];
+                  wrap[d] = 1.0;
+                }
+              }
+              const bool home = wrap[0] == 0.0 && wrap[1] == 0.0 && wrap[2] == 0.0;
+              double image[3];
+              for (int d = 0; d < 3; ++d) image[d] = wrap[0] * h[d] + wrap[1] * h[3 + d] + wrap[2] * h[6 + d];
+              const long other = (nb[0] * bins[1] + nb[1]) * bins[2] + nb[2];
+              for (long k = start[other]; k < start[other + 1]; ++k) {
+                const long j = members[k];
+                const double vx = xw[3 * j] + image[0] - xi, vy = xw[3 * j + 1] + image[1] - yi,
+                             vz = xw[3 * j + 2] + image[2] - zi;
+                if (vx * vx + vy * vy + vz * vz >= cut2 || (j == i && home)) continue;
+                write(i, j, wrap);
               }
             }
-            const bool home = wrap[0] == 0.0 && wrap[1] == 0.0 && wrap[2] == 0.0;
-            double image[3];
-            for (int d = 0; d < 3; ++d) image[d] = wrap[0] * h[d] + wrap[1] * h[3 + d] + wrap[2] * h[6 + d];
-            const long other = (nb[0] * bins[1] + nb[1]) * bins[2] + nb[2];
-            for (long k = start[other]; k < start[other + 1]; ++k) {
-              const long j = members[k];
-              if (half && j <= i) continue;    // each pair once, from its lower index
-              const double vx = xw[3 * j] + image[0] - xi, vy = xw[3 * j + 1] + image[1] - yi,
-                           vz = xw[3 * j + 2] + image[2] - zi;
-              if (vx * vx + vy * vy + vz * vz >= cut2 || (j == i && home)) continue;
-              first.push_back(i);
-              second.push_back(j);
-              // pos[j] - pos[i] + shift = v: shift = (wrap - offset_j + offset_i) H
-              double s[3];
-              for (int d = 0; d < 3; ++d) s[d] = wrap[d] - offset[3 * j + d] + offset[3 * i + d];
-              for (int d = 0; d < 3; ++d) shifts.push_back(s[0] * h[d] + s[1] * h[3 + d] + s[2] * h[6 + d]);
-            }
-          }
-    }
+      }
   }
   const py::ssize_t e = (py::ssize_t) first.size();
   py::array_t<int64_t> index({(py::ssize_t) 2, e});

@@ -60,14 +60,14 @@ class SoapSettings:
 
     def descriptor(self, periodic: bool) -> GtoSoap:
         """The SOAP calculator for these settings (made once per settings and periodicity)."""
-        return _soap_descriptor(self, periodic, soap_module.BACKEND)
+        return _soap_descriptor(self, periodic, soap_module.BACKEND, soap_module.PRECISION)
 
 
 @functools.lru_cache(maxsize=8)
-def _soap_descriptor(settings: SoapSettings, periodic: bool, backend: str) -> GtoSoap:
+def _soap_descriptor(settings: SoapSettings, periodic: bool, backend: str, precision: str) -> GtoSoap:
     """The SOAP calculator for these settings, made once (its set-up solves for the radial basis and, for our
     kernel, tabulates it)."""
-    return GtoSoap(settings.r_cut, settings.n_max, settings.l_max, settings.sigma, periodic, backend)
+    return GtoSoap(settings.r_cut, settings.n_max, settings.l_max, settings.sigma, periodic, backend, precision)
 
 
 @dataclass(frozen=True)
