@@ -1,10 +1,12 @@
-"""Our SOAP kernel against DScribe's extension on real frames: same labels? how much cheaper?
+"""Our SOAP kernel (in single precision, the default, and in double) against DScribe's extension on real
+frames: same labels? how much cheaper?
 
 For frames 0, 5, 10 of each GCIceNet system and the last frame of some of our own TIP4P/Ice runs
-(coexistence, ice V, sH, the 220 K liquid), the shipped pipeline runs twice, SOAP computed once by each
-backend (icephase_lmp.soap.BACKEND); printed: labels that differ and the largest difference in distance to
-the nearest reference, then the SOAP cost per oxygen of each backend on those frames (best of --repeats,
-measured side by side in this run) and its ratio.
+(coexistence, ice V, sH, the 220 K liquid), the shipped pipeline runs three times, SOAP computed by our
+kernel in single and in double precision and by DScribe (icephase_lmp.soap.BACKEND, PRECISION); printed for
+each of ours: labels that differ from DScribe's run and the largest difference in distance to the nearest
+reference, then the SOAP cost per oxygen of each on those frames (best of --repeats, measured side by side
+in this run) and the ratios.
 
 Usage: python benchmarks/soap_backends.py [--model M] [--repeats 3] [--data DIR] [--md runs/md]
 """
@@ -28,7 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "gcicenet"
 TAGS = ("1h", "1c", "2", "3", "6", "7", "sI", "w", "T")
 OUR_MD = ("coexistence_250K", "ice_v_250K", "sH_250K", "liquid_220K")
-BACKENDS = ("icephase", "dscribe")
+#: (name, backend, precision of our kernel)
+VARIANTS = (("single", "icephase", "single"), ("double", "icephase", "double"), ("DScribe", "dscribe", "double"))
+OURS = ("single", "double")
 
 
 def main() -> None:
@@ -47,38 +51,48 @@ def main() -> None:
              slice(0, 11, 5)) for t in TAGS]
     jobs += [(name, args.md / f"{name}.lammpstrj", None, Selection(), slice(-1, None)) for name in OUR_MD
              if (args.md / f"{name}.lammpstrj").exists()]
-    total = differing = 0
-    worst = 0.0
-    seconds = dict.fromkeys(BACKENDS, 0.0)
-    print(f"{'frames':22s} {'O':>6s} {'labels differing':>17s} {'max |d distance|':>17s}")
+    total = 0
+    differing = dict.fromkeys(OURS, 0)
+    worst = dict.fromkeys(OURS, 0.0)
+    seconds = {name: 0.0 for name, _, _ in VARIANTS}
+    print(f"{'frames':22s} {'O':>6s}" + "".join(f" | {name}: labels differing, max |d distance|" for name in OURS))
     for title, traj, top, select, frames in jobs:
-        n = diff = 0
-        largest = 0.0
+        n = 0
+        diff = dict.fromkeys(OURS, 0)
+        largest = dict.fromkeys(OURS, 0.0)
         for frame in read_frames(traj, top, select, frames):
             results = {}
-            for backend in BACKENDS:
-                soap_module.BACKEND = backend  # descriptors are cached per backend
-                results[backend] = Pipeline(model).run(frame.positions, frame.cell, frame.pbc)
-                clean = results[backend].positions
+            for name, backend, precision in VARIANTS:
+                # descriptors are cached per backend and precision
+                soap_module.BACKEND, soap_module.PRECISION = backend, precision
+                results[name] = Pipeline(model).run(frame.positions, frame.cell, frame.pbc)
+                clean = results[name].positions
                 desc = model.classifier.soap.descriptor(periodic=True)
                 best = np.inf
                 for _ in range(args.repeats):
                     t0 = time.perf_counter()
                     desc.create(clean, frame.cell, frame.pbc)
                     best = min(best, time.perf_counter() - t0)
-                seconds[backend] += best
-            ours, theirs = results["icephase"], results["dscribe"]
-            n += len(ours.codes)
-            diff += int(np.count_nonzero(ours.codes != theirs.codes))
-            largest = max(largest, float(np.abs(ours.distances - theirs.distances).max()))
-        print(f"{title:22s} {n:6d} {diff:17d} {largest:17.2e}", flush=True)
-        total, differing, worst = total + n, differing + diff, max(worst, largest)
-    soap_module.BACKEND = "icephase"
-    print(f"\nall {total} molecule-frames: {differing} labels differ; largest distance difference {worst:.2e} "
-          f"(threshold {model.classifier.threshold(model.classifier.metric, denoised=True):.2f})")
-    us = {b: 1e6 * s / total for b, s in seconds.items()}
-    print(f"SOAP per oxygen, best of {args.repeats}: ours {us['icephase']:.1f} us, DScribe {us['dscribe']:.1f} us; "
-          f"DScribe / ours {us['dscribe'] / us['icephase']:.2f}x")
+                seconds[name] += best
+            theirs = results["DScribe"]
+            n += len(theirs.codes)
+            for name in OURS:
+                diff[name] += int(np.count_nonzero(results[name].codes != theirs.codes))
+                largest[name] = max(largest[name], float(np.abs(results[name].distances - theirs.distances).max()))
+        print(f"{title:22s} {n:6d}" + "".join(f" | {diff[k]:8d} {largest[k]:10.2e}" for k in OURS), flush=True)
+        total += n
+        for name in OURS:
+            differing[name] += diff[name]
+            worst[name] = max(worst[name], largest[name])
+    soap_module.BACKEND, soap_module.PRECISION = "icephase", "single"
+    threshold = model.classifier.threshold(model.classifier.metric, denoised=True)
+    for name in OURS:
+        print(f"\nours in {name} precision, all {total} molecule-frames: {differing[name]} labels differ from "
+              f"DScribe's; largest distance difference {worst[name]:.2e} (threshold {threshold:.2f})")
+    us = {name: 1e6 * s / total for name, s in seconds.items()}
+    print(f"SOAP per oxygen, best of {args.repeats}: ours single {us['single']:.1f} us, ours double "
+          f"{us['double']:.1f} us, DScribe {us['DScribe']:.1f} us; double / single {us['double'] / us['single']:.2f}x, "
+          f"DScribe / single {us['DScribe'] / us['single']:.2f}x")
 
 
 if __name__ == "__main__":

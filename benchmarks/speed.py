@@ -16,10 +16,12 @@ denoiser") is  git show 8cd74a3:models/icephase-7phase.pth > /tmp/previous.pth
 kernel) instead: with no --baseline the same model, so the ratio is what the kernel changes.
 `--baseline-search matscipy` likewise gives the baseline's denoiser matscipy's neighbour search (the code
 before the compiled periodic search, seventh session), and `--baseline-radial network` the radial MLP on
-every edge instead of the tabulated radial weights (the code before the tables, eighth session).
+every edge instead of the tabulated radial weights (the code before the tables, eighth session), and
+`--baseline-precision double` the SOAP expansion in double precision (the code before the ninth session).
 
 Usage: python benchmarks/speed.py [--model M] [--baseline B] [--baseline-soap dscribe]
-       [--baseline-search matscipy] [--baseline-radial network] [--repeats 3] [--data DIR]
+       [--baseline-search matscipy] [--baseline-radial network] [--baseline-precision double]
+       [--repeats 3] [--data DIR]
 """
 
 from __future__ import annotations
@@ -103,13 +105,16 @@ def main() -> None:
     ap.add_argument("--baseline-radial", choices=("table", "network"),
                     help="radial weights of the baseline's denoiser (default: this process's table; network = the "
                          "radial MLP per edge, before the tables)")
+    ap.add_argument("--baseline-precision", choices=tuple(soap_module.PRECISIONS),
+                    help="arithmetic of the baseline's SOAP kernel (default: this process's, single; double = "
+                         "before the ninth session)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
     models = {"model": load_model(args.model)}
-    if args.baseline or args.baseline_soap or args.baseline_search or args.baseline_radial:
+    if args.baseline or args.baseline_soap or args.baseline_search or args.baseline_radial or args.baseline_precision:
         models["baseline"] = load_model(args.baseline or args.model)
     if args.baseline_radial == "network":
         baseline = models["baseline"]
@@ -117,12 +122,14 @@ def main() -> None:
             raise SystemExit("--baseline-radial network needs a baseline that runs the compiled kernel")
         baseline._kernel_denoiser = KernelDenoiser(baseline.compact, tabulated=False)  # what offline_denoiser gives
     backends = {"model": soap_module.BACKEND, "baseline": args.baseline_soap or soap_module.BACKEND}
+    precisions = {"model": soap_module.PRECISION, "baseline": args.baseline_precision or soap_module.PRECISION}
     # geometry.neighbor_edges searches with matscipy where the box holds fewer than PERIODIC_BINS cutoffs
     bins = {"model": geometry.PERIODIC_BINS,
             "baseline": np.inf if args.baseline_search == "matscipy" else geometry.PERIODIC_BINS}
     for key, model in models.items():
         search = "matscipy" if np.isinf(bins[key]) else "compiled where the box allows"
-        print(f"{key:8s} {describe(model)}; SOAP by {backends[key]}; denoiser neighbour search {search}")
+        soap = backends[key] + (f" in {precisions[key]} precision" if backends[key] == "icephase" else "")
+        print(f"{key:8s} {describe(model)}; SOAP by {soap}; denoiser neighbour search {search}")
 
     frames = {tag: next(read_frames(args.data / f"md_{tag}_10frame.xtc", args.data / f"md_{tag}.tpr",
                                     Selection(name="OW"), slice(0, 1))) for tag in TAGS}
@@ -136,7 +143,8 @@ def main() -> None:
         n_all += n
         row = f"{tag:3s} {n:5d}"
         for key, model in models.items():
-            soap_module.BACKEND = backends[key]  # descriptors are cached per backend
+            soap_module.BACKEND = backends[key]  # descriptors are cached per backend and precision
+            soap_module.PRECISION = precisions[key]
             geometry.PERIODIC_BINS = bins[key]
             c = costs(model, frame, args.repeats)
             sums[key] += (c["total"], c["denoise"], c["soap"], c["other"])
