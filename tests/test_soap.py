@@ -169,3 +169,20 @@ def test_single_precision_is_the_default_and_close_to_double(rng):
 def test_precision_must_be_known():
     with pytest.raises(ValueError, match="precision"):
         GtoSoap(5.0, 12, 10, 1.0, True, precision="half")
+
+
+def test_the_kernel_takes_only_float32_or_float64_tables(rng):
+    """The table's dtype picks the kernel's arithmetic; any other dtype, or a non-contiguous table, is refused
+    with a message rather than read as the wrong numbers."""
+    from icephase_lmp import _soap_kernel
+
+    calc = ours(SoapSettings(), False, "icephase")
+    pos, _ = liquid_like(50, 1.0, rng)
+    args = (pos, np.arange(5), calc.reach)
+    rest = (soap_module.TABLE_SPACING, calc.n_max, calc._self_term, calc._prel)
+    good = _soap_kernel.power_spectrum(*args, calc._table, *rest)
+    np.testing.assert_array_equal(good, calc.create(pos, None, (False,) * 3, np.arange(5)))
+    with pytest.raises(ValueError, match="float64 or float32"):
+        _soap_kernel.power_spectrum(*args, calc._table.astype(np.float16), *rest)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _soap_kernel.power_spectrum(*args, np.asfortranarray(calc._table), *rest)
