@@ -207,6 +207,42 @@ def test_radial_table_ends(kernel_model):
         _denoiser_kernel.radial_weights(table, np.array([1.0], np.float32), r_max, np.empty((2, table.shape[1])))
 
 
+def test_weights_computed_where_used_match_stored_weights(kernel_model, rng):
+    """tabulated_message_sums interpolates each edge's weights where a message needs them; the sums are those of
+    radial_weights followed by message_sums, bit for bit (the same arithmetic in the same order), in both
+    directions of each pair and in the first layer too, and its inputs are checked the same way."""
+    from icephase_lmp import _denoiser_kernel
+
+    arrays = kernel_model.compact
+    r_max, f = float(arrays["r_max"]), 32
+    tables = denoiser_kernel.radial_tables(arrays)
+    n, e = 60, 400
+    src, dst = rng.integers(0, n, e), rng.integers(0, n, e)
+    lengths = rng.uniform(2.0, r_max + 0.5, e).astype(np.float32)
+    unit = rng.standard_normal((e, 3)).astype(np.float32)
+    hs, hv = rng.standard_normal((n, f)).astype(np.float32), rng.standard_normal((3 * n, f)).astype(np.float32)
+    for k, first in ((0, True), (1, False), (2, False)):
+        table = tables[f"layer{k}.radial_table"]
+        width_s = f if first else 2 * f
+        for paired in (False, True):
+            stored = [np.empty((n, width_s), np.float32), np.empty((3 * n, width_s), np.float32)]
+            w = np.empty((e, table.shape[1]), np.float32)
+            _denoiser_kernel.radial_weights(table, lengths, r_max, w)
+            _denoiser_kernel.message_sums(w, hs, hv, unit, src, dst, n, f, first, paired, *stored)
+            direct = [np.full_like(stored[0], np.nan), np.full_like(stored[1], np.nan)]
+            _denoiser_kernel.tabulated_message_sums(table, lengths, r_max, hs, hv, unit, src, dst, n, f, first,
+                                                    paired, *direct)
+            assert np.abs(stored[0]).max() > 0.1
+            np.testing.assert_array_equal(direct[0], stored[0])
+            np.testing.assert_array_equal(direct[1], stored[1])
+    with pytest.raises(ValueError, match="w must be"):  # the table's width must be the layer's 4F
+        _denoiser_kernel.tabulated_message_sums(tables["layer0.radial_table"], lengths, r_max, hs, hv, unit, src,
+                                                dst, n, f, False, True, *stored)
+    with pytest.raises(ValueError, match="out of range"):
+        _denoiser_kernel.tabulated_message_sums(tables["layer1.radial_table"], lengths, r_max, hs, hv, unit,
+                                                src + n, dst, n, f, False, True, *stored)
+
+
 def test_without_the_compiled_kernel_the_torchscript_denoiser_runs(kernel_model, monkeypatch):
     """An installation built without a C++ compiler has no _denoiser_kernel: load_model then loads the
     TorchScript denoiser at once and the pipeline denoises with it, to the same labels."""

@@ -43,14 +43,18 @@ void require_output(const py::array &a, int64_t rows, int64_t cols, const std::s
               std::to_string(cols) + ")");
 }
 
-void message_sums(Floats w, Floats hs, Floats hv, Floats unit, Indices src, Indices dst, int64_t n_nodes, int features,
-                  bool first, bool paired, py::array out_s, py::array out_v)
+// The checks and the call shared by the two entry points: `w_rows`/`w_cols` is the shape the weights have
+// (stored, or as the table gives them per edge), `sums` runs icephase::message_sums with them.
+template <class Sums>
+void checked_sums(int64_t w_rows, int64_t w_cols, Floats hs, Floats hv, Floats unit, Indices src, Indices dst,
+                  int64_t n_nodes, int features, bool first, bool paired, py::array out_s, py::array out_v,
+                  const Sums &sums)
 {
   const int64_t n_edges = src.shape(0);
   const int f = features;
   require(f > 0 && n_nodes >= 0, "features must be positive and n_nodes >= 0");
   require(src.ndim() == 1 && dst.ndim() == 1 && dst.shape(0) == n_edges, "src and dst must be (E,) alike");
-  require(w.ndim() == 2 && w.shape(0) == n_edges && w.shape(1) == (first ? 2 : 4) * f, "w must be (E, 2F|4F)");
+  require(w_rows == n_edges && w_cols == (first ? 2 : 4) * f, "w must be (E, 2F|4F)");
   require(unit.ndim() == 2 && unit.shape(0) == n_edges && unit.shape(1) == 3, "unit must be (E, 3)");
   require(first || (hs.ndim() == 2 && hs.shape(0) == n_nodes && hs.shape(1) == f), "hs must be (N, F)");
   require(first || (hv.ndim() == 2 && hv.shape(0) == 3 * n_nodes && hv.shape(1) == f), "hv must be (3N, F)");
@@ -64,17 +68,47 @@ void message_sums(Floats w, Floats hs, Floats hv, Floats unit, Indices src, Indi
   {
     py::gil_scoped_release release;
     const auto in = icephase::incoming_edges(s, d, n_edges, n_nodes, paired);
-    icephase::message_sums(w.data(), first ? nullptr : hs.data(), first ? nullptr : hv.data(), unit.data(), s, d, in,
-                           0, n_nodes, f, first, os, ov);
+    sums(first ? nullptr : hs.data(), first ? nullptr : hv.data(), unit.data(), s, d, in, os, ov);
   }
+}
+
+void message_sums(Floats w, Floats hs, Floats hv, Floats unit, Indices src, Indices dst, int64_t n_nodes, int features,
+                  bool first, bool paired, py::array out_s, py::array out_v)
+{
+  require(w.ndim() == 2, "w must be (E, 2F|4F)");
+  checked_sums(w.shape(0), w.shape(1), hs, hv, unit, src, dst, n_nodes, features, first, paired, out_s, out_v,
+               [&](const float *h_s, const float *h_v, const float *u, const int64_t *s, const int64_t *d,
+                   const icephase::IncomingEdges &in, float *os, float *ov) {
+                 icephase::message_sums(w.data(), h_s, h_v, u, s, d, in, 0, n_nodes, features, first, os, ov);
+               });
+}
+
+void check_table(const Floats &table, float r_max)
+{
+  require(table.ndim() == 2 && table.shape(0) >= icephase::RADIAL_TABLE_MIN_POINTS && table.shape(1) > 0,
+          "the table must be (points >= 5, width)");
+  require(r_max > 0.0f, "r_max must be positive");
+}
+
+void tabulated_message_sums(Floats table, Floats lengths, float r_max, Floats hs, Floats hv, Floats unit,
+                            Indices src, Indices dst, int64_t n_nodes, int features, bool first, bool paired,
+                            py::array out_s, py::array out_v)
+{
+  check_table(table, r_max);
+  require(lengths.ndim() == 1, "lengths must be (E,)");
+  const icephase::TabulatedWeights weights{table.data(), table.shape(0), (int) table.shape(1), r_max, lengths.data()};
+  checked_sums(lengths.shape(0), table.shape(1), hs, hv, unit, src, dst, n_nodes, features, first, paired, out_s,
+               out_v,
+               [&](const float *h_s, const float *h_v, const float *u, const int64_t *s, const int64_t *d,
+                   const icephase::IncomingEdges &in, float *os, float *ov) {
+                 icephase::message_sums(weights, h_s, h_v, u, s, d, in, 0, n_nodes, features, first, os, ov);
+               });
 }
 
 void radial_weights(Floats table, Floats lengths, float r_max, py::array out)
 {
-  require(table.ndim() == 2 && table.shape(0) >= icephase::RADIAL_TABLE_MIN_POINTS && table.shape(1) > 0,
-          "the table must be (points >= 5, width)");
+  check_table(table, r_max);
   require(lengths.ndim() == 1, "lengths must be (E,)");
-  require(r_max > 0.0f, "r_max must be positive");
   const int64_t n_edges = lengths.shape(0), width = table.shape(1);
   require_output(out, n_edges, width, "out");
   float *o = static_cast<float *>(out.mutable_data());
@@ -94,6 +128,11 @@ PYBIND11_MODULE(_denoiser_kernel, m)
         py::arg("out_v"),
         "Each centre's summed messages into out_s (n_nodes, S) and out_v (3 n_nodes, S), S = F in the first layer, "
         "else 2F (icephase_message_sums.h); hs (n_nodes, F) and hv (3 n_nodes, F) are unused in the first layer.");
+  m.def("tabulated_message_sums", &tabulated_message_sums, py::arg("table"), py::arg("lengths"), py::arg("r_max"),
+        py::arg("hs"), py::arg("hv"), py::arg("unit"), py::arg("src"), py::arg("dst"), py::arg("n_nodes"),
+        py::arg("features"), py::arg("first"), py::arg("paired"), py::arg("out_s"), py::arg("out_v"),
+        "message_sums with each edge's radial weights interpolated in the layer's table where they are used "
+        "(radial_weights's numbers, none stored).");
   m.def("radial_weights", &radial_weights, py::arg("table"), py::arg("lengths"), py::arg("r_max"), py::arg("out"),
         "Each edge's radial weights into out (E, width), interpolated in a layer's table "
         "(denoiser_kernel.radial_tables).");

@@ -167,18 +167,26 @@ class KernelDenoiser:
         which alternate between two arrays (``k % 2``) so that a layer never writes over its own input."""
         n, f, first = len(s), layer["features"], layer["first"]
         width_s = f if first else 2 * f
-        if basis is None:
-            w = work.get("w", len(lengths), layer["radial_table"].shape[1])
-            _denoiser_kernel.radial_weights(layer["radial_table"], lengths, self.r_max, w)
-        else:
-            w = np.ascontiguousarray(_silu(basis @ layer["radial_in"]) @ layer["radial_out"])
         if first:  # every node holds the same embedding: the kernel reads no neighbour features
-            hs = hv = w[:0]
+            hs = hv = np.zeros((0, f), np.float32)
         else:
             hs = np.matmul(s, layer["lin_s"], out=work.get("hs", n, f))
             hv = np.matmul(v, layer["lin_v"], out=work.get("hv", 3 * n, f))
         summed_s, summed_v = work.get("summed_s", n, width_s), work.get("summed_v", 3 * n, width_s)
-        _denoiser_kernel.message_sums(w, hs, hv, unit, src, dst, n, f, first, paired, summed_s, summed_v)
+        if basis is not None:
+            w = np.ascontiguousarray(_silu(basis @ layer["radial_in"]) @ layer["radial_out"])
+        elif not first:
+            # the weights interpolated where each message needs them, none stored: at ~1,000 oxygens as fast as
+            # storing them first, and cheaper per oxygen from ~10,000 on, where the stored (E, 4F) array
+            # (3-4.5 kB per oxygen) no longer stays in cache (docs/validation.md, "ninth session")
+            _denoiser_kernel.tabulated_message_sums(layer["radial_table"], lengths, self.r_max, hs, hv, unit, src,
+                                                    dst, n, f, first, paired, summed_s, summed_v)
+            w = None
+        else:  # the first layer's weights (2F) are half as many, and its messages cheap: stored, each computed once
+            w = work.get("w", len(lengths), layer["radial_table"].shape[1])
+            _denoiser_kernel.radial_weights(layer["radial_table"], lengths, self.r_max, w)
+        if w is not None:
+            _denoiser_kernel.message_sums(w, hs, hv, unit, src, dst, n, f, first, paired, summed_s, summed_v)
         # F scalars, then F gates
         gate_s = np.matmul(summed_s, layer["mix_s"], out=work.get(f"gate_s{k % 2}", n, 2 * f))
         gate_v = np.matmul(summed_v, layer["mix_v"], out=work.get(f"gate_v{k % 2}", 3 * n, f))
@@ -208,9 +216,8 @@ class _Workspace:
     of every iteration, and each fresh allocation of that size comes from the operating system as new pages,
     every one of them faulted in on first touch (~1,800 page faults per network call at 1,024 oxygens,
     docs/validation.md, "eighth session"). The arrays stay allocated with the model, sized for the largest
-    frame yet: 6-8 kB per oxygen by the arrays' sizes (the radial weights of each pair, 3-4.5 kB, are most
-    of it), less than a call needed at its peak before (those weights plus the radial network's hidden
-    layer, per layer)."""
+    frame yet: by the arrays' sizes (not measured) 4.5-6 kB per oxygen, of which the first layer's radial
+    weights (1.4-2.3 kB; the other layers' are not stored since the ninth session, 2.9-4.6 kB more before)."""
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}

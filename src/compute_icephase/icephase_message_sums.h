@@ -116,18 +116,26 @@ inline void add_edge(const float *__restrict__ we, const float *__restrict__ hs_
   }
 }
 
+// Each edge's radial weights read from an array w (E, width), computed beforehand for every edge.
+struct StoredWeights {
+  const float *w;
+  int64_t width;
+  const float *operator()(int64_t e, float *) const { return w + e * width; }
+};
+
 // Nodes [begin, end) of the summed messages, out_s (n_nodes, S) and out_v (3 n_nodes, S), S = F in the
-// first layer, else 2F: w (E, 2F|4F) the radial weights, hs (n_nodes, F) and hv (3 n_nodes, F) the neighbour
-// features (unused in the first layer), unit (E, 3). Nodes are independent, so disjoint ranges may run on
-// different threads.
-template <int F>
-ICEPHASE_HOT void add_messages(const float *__restrict__ w, const float *__restrict__ hs, const float *__restrict__ hv,
+// first layer, else 2F: `weights(e, scratch)` gives edge e's radial weights (2F|4F; StoredWeights, or
+// computed into the scratch row: icephase_radial_table.h's TabulatedWeights), hs (n_nodes, F) and hv
+// (3 n_nodes, F) the neighbour features (unused in the first layer), unit (E, 3). Nodes are independent,
+// so disjoint ranges may run on different threads.
+template <int F, class Weights>
+ICEPHASE_HOT void add_messages(const Weights &weights, const float *__restrict__ hs, const float *__restrict__ hv,
                                const float *__restrict__ unit, const int64_t *src, const int64_t *dst,
                                const IncomingEdges &in, int64_t begin, int64_t end, int f, bool first,
                                float *__restrict__ out_s, float *__restrict__ out_v)
 {
   const int w_width = first ? 2 * f : 4 * f, width_s = first ? f : 2 * f;
-  std::vector<float> row(4 * width_s);
+  std::vector<float> row(4 * width_s), scratch(w_width);
   for (int64_t i = begin; i < end; ++i) {
     std::fill(row.begin(), row.end(), 0.0f);
     for (int64_t k = in.start[i]; k < in.start[i + 1]; ++k) {
@@ -135,8 +143,8 @@ ICEPHASE_HOT void add_messages(const float *__restrict__ w, const float *__restr
       const bool reverse = in.incoming[k] % 2;
       const float sign = reverse ? -1.0f : 1.0f;
       const float *u = unit + 3 * e;
-      add_edge<F>(w + e * w_width, hs, hv, sign * u[0], sign * u[1], sign * u[2], reverse ? dst[e] : src[e], f,
-                  first, row.data());
+      add_edge<F>(weights(e, scratch.data()), hs, hv, sign * u[0], sign * u[1], sign * u[2],
+                  reverse ? dst[e] : src[e], f, first, row.data());
     }
     std::copy(row.begin(), row.begin() + width_s, out_s + i * width_s);
     std::copy(row.begin() + width_s, row.end(), out_v + i * 3 * width_s);
@@ -144,12 +152,22 @@ ICEPHASE_HOT void add_messages(const float *__restrict__ w, const float *__restr
 }
 
 // add_messages with the feature count as a compile-time constant where it is the shipped denoisers' 32.
+template <class Weights>
+inline void message_sums(const Weights &weights, const float *hs, const float *hv, const float *unit,
+                         const int64_t *src, const int64_t *dst, const IncomingEdges &in, int64_t begin, int64_t end,
+                         int f, bool first, float *out_s, float *out_v)
+{
+  auto run = f == 32 ? add_messages<32, Weights> : add_messages<0, Weights>;
+  run(weights, hs, hv, unit, src, dst, in, begin, end, f, first, out_s, out_v);
+}
+
+// the same, from weights stored for every edge (w: E rows of 2F|4F)
 inline void message_sums(const float *w, const float *hs, const float *hv, const float *unit, const int64_t *src,
                          const int64_t *dst, const IncomingEdges &in, int64_t begin, int64_t end, int f, bool first,
                          float *out_s, float *out_v)
 {
-  auto run = f == 32 ? add_messages<32> : add_messages<0>;
-  run(w, hs, hv, unit, src, dst, in, begin, end, f, first, out_s, out_v);
+  message_sums(StoredWeights{w, first ? 2 * f : 4 * f}, hs, hv, unit, src, dst, in, begin, end, f, first, out_s,
+               out_v);
 }
 
 }    // namespace icephase
