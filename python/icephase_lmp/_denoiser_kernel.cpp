@@ -101,7 +101,7 @@ void tabulated_message_sums(Floats table, Floats lengths, float r_max, Floats hs
                out_v,
                [&](const float *h_s, const float *h_v, const float *u, const int64_t *s, const int64_t *d,
                    const icephase::IncomingEdges &in, float *os, float *ov) {
-                 icephase::message_sums(weights, h_s, h_v, u, s, d, in, 0, n_nodes, features, first, os, ov);
+                 icephase::message_sums_with(weights, h_s, h_v, u, s, d, in, 0, n_nodes, features, first, os, ov);
                });
 }
 

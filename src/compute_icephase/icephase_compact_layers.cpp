@@ -126,16 +126,21 @@ at::Tensor Layers::forward(int k, const at::Tensor &x, const at::Tensor &lengths
   // the nodes whose new features are computed; every node still sends its features to its neighbours
   const int64_t m = rows < 0 ? n : std::min(rows, n);
 
-  // CompactLayer.radial_weights: each edge's weights of the tensor-product paths, from the table
+  // CompactLayer.radial_weights: each edge's weights of the tensor-product paths, from the table. The first
+  // layer's (2F, cheap messages) are stored for all edges, each computed once; the later layers' (4F) are
+  // interpolated where the message sums use them (icephase_radial_table.h, TabulatedWeights): no (E, 4F)
+  // array per layer and iteration, and none for the edges between ghosts, which no local row reads
   const int64_t n_edges = lengths.size(0), w_width = layer.radial_table.size(1);
-  at::Tensor w = at::empty({n_edges, w_width}, x.options());
-  {
-    const at::Tensor r = lengths.contiguous();
-    const float *table = layer.radial_table.data_ptr<float>(), *rp = r.data_ptr<float>();
+  const at::Tensor r = lengths.contiguous();
+  const icephase::TabulatedWeights tabulated{layer.radial_table.data_ptr<float>(), layer.radial_table.size(0),
+                                             (int) w_width, r_max, r.data_ptr<float>()};
+  at::Tensor w;
+  if (layer.first) {
+    w = at::empty({n_edges, w_width}, x.options());
     float *wp = w.data_ptr<float>();
-    const int64_t points = layer.radial_table.size(0);
     at::parallel_for(0, n_edges, 1024, [&](int64_t begin, int64_t end) {
-      icephase::radial_weights(table, points, (int) w_width, r_max, rp + begin, end - begin, wp + begin * w_width);
+      icephase::radial_weights(tabulated.table, tabulated.points, (int) w_width, r_max, tabulated.lengths + begin,
+                               end - begin, wp + begin * w_width);
     });
   }
   // CompactLayer.neighbour_features: what a node sends its neighbours (not in the first layer), as the
@@ -154,11 +159,14 @@ at::Tensor Layers::forward(int k, const at::Tensor &x, const at::Tensor &lengths
   const auto in = icephase::incoming_edges(s, d, src.size(0), n, paired);
   const int width_s = layer.first ? f : 2 * f;
   at::Tensor summed_s = at::empty({m, width_s}, x.options()), summed_v = at::empty({3 * m, width_s}, x.options());
-  const float *wp = w.data_ptr<float>(), *hsp = layer.first ? nullptr : hs.data_ptr<float>(),
-              *hvp = layer.first ? nullptr : hv.data_ptr<float>(), *up = u.data_ptr<float>();
+  const float *hsp = layer.first ? nullptr : hs.data_ptr<float>(), *hvp = layer.first ? nullptr : hv.data_ptr<float>(),
+              *up = u.data_ptr<float>();
   float *out_s = summed_s.data_ptr<float>(), *out_v = summed_v.data_ptr<float>();
   at::parallel_for(0, m, 256, [&](int64_t begin, int64_t end) {
-    icephase::message_sums(wp, hsp, hvp, up, s, d, in, begin, end, f, layer.first, out_s, out_v);
+    if (layer.first)
+      icephase::message_sums(w.data_ptr<float>(), hsp, hvp, up, s, d, in, begin, end, f, true, out_s, out_v);
+    else
+      icephase::message_sums_with(tabulated, hsp, hvp, up, s, d, in, begin, end, f, false, out_s, out_v);
   });
 
   // CompactLayer.update: the gate's input from the summed messages and the self-connection, then the gate

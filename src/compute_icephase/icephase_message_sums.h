@@ -153,7 +153,7 @@ ICEPHASE_HOT void add_messages(const Weights &weights, const float *__restrict__
 
 // add_messages with the feature count as a compile-time constant where it is the shipped denoisers' 32.
 template <class Weights>
-inline void message_sums(const Weights &weights, const float *hs, const float *hv, const float *unit,
+inline void message_sums_with(const Weights &weights, const float *hs, const float *hv, const float *unit,
                          const int64_t *src, const int64_t *dst, const IncomingEdges &in, int64_t begin, int64_t end,
                          int f, bool first, float *out_s, float *out_v)
 {
@@ -166,7 +166,7 @@ inline void message_sums(const float *w, const float *hs, const float *hv, const
                          const int64_t *dst, const IncomingEdges &in, int64_t begin, int64_t end, int f, bool first,
                          float *out_s, float *out_v)
 {
-  message_sums(StoredWeights{w, first ? 2 * f : 4 * f}, hs, hv, unit, src, dst, in, begin, end, f, first, out_s,
+  message_sums_with(StoredWeights{w, first ? 2 * f : 4 * f}, hs, hv, unit, src, dst, in, begin, end, f, first, out_s,
                out_v);
 }
 
