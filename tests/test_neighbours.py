@@ -75,10 +75,17 @@ def test_the_compiled_search_orders_and_rejects():
         pairs_within(pos, np.array([0]), 0.0)
 
 
-def test_too_close_in_a_wide_orthorhombic_box(rng):
-    """The periodic tree flags exactly the atoms that a brute-force minimum-image search flags: pairs across
-    a face, across a corner, an unwrapped atom, and a pair just beyond the distance."""
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "kdtree"])
+def test_too_close_in_a_wide_orthorhombic_box(compiled, rng, monkeypatch):
+    """Both searches (the compiled cell list, and the k-d tree where the package was built without a compiler)
+    flag exactly the atoms that a brute-force minimum-image search flags: pairs across a face, across a
+    corner, an unwrapped atom, a pair just beyond the distance, and a heap of duplicates."""
     from icephase_lmp.geometry import too_close
+
+    if compiled and geometry._soap_kernel is None:
+        pytest.fail("the compiled search was not built in this install")
+    if not compiled:
+        monkeypatch.setattr(geometry, "_soap_kernel", None)
 
     pos, cubic = liquid_like(300, 0.9, rng, min_dist=2.6)
     box = cubic[0, 0]
@@ -94,6 +101,9 @@ def test_too_close_in_a_wide_orthorhombic_box(rng):
     want = dist.min(axis=1) < 2.0
     assert want[[0, 1, 2, 3, 5, 20]].all() and not want[10]  # 10: its nearest is atom 4, just beyond
     assert np.array_equal(too_close(pos, cubic, (True, True, True), 2.0), want)
+    heap = np.concatenate([pos, np.repeat(pos[30:31], 200, axis=0)])  # 200 copies of atom 30 on its spot
+    flagged = too_close(heap, cubic, (True, True, True), 2.0)
+    assert flagged[len(pos):].all() and flagged[30] and np.array_equal(flagged[:30], want[:30])
 
 
 def test_neighbor_edges_compiled_search_is_matscipys(rng, monkeypatch):

@@ -239,6 +239,15 @@ class CellList {
   // Calls visit(j, dx, dy, dz) for every point j != i closer than the reach to point i (strictly).
   template <class Visit> void neighbours(long i, Visit &&visit) const
   {
+    neighbours_until(i, [&](long j, double dx, double dy, double dz) {
+      visit(j, dx, dy, dz);
+      return false;
+    });
+  }
+
+  // The same, stopping (and returning true) at the first neighbour for which visit returns true.
+  template <class Visit> bool neighbours_until(long i, Visit &&visit) const
+  {
     const double *p = pos_ + 3 * i;
     int c[3];
     for (int d = 0; d < 3; ++d) c[d] = coordinate(p[d], d);
@@ -250,9 +259,10 @@ class CellList {
             const long j = members_[k];
             const double *q = &sorted_[3 * k];
             const double dx = q[0] - p[0], dy = q[1] - p[1], dz = q[2] - p[2];
-            if (j != i && dx * dx + dy * dy + dz * dz < reach2_) visit(j, dx, dy, dz);
+            if (j != i && dx * dx + dy * dy + dz * dz < reach2_ && visit(j, dx, dy, dz)) return true;
           }
         }
+    return false;
   }
 
  private:
@@ -436,11 +446,32 @@ py::tuple pairs_within(Points points, Indices centres, double cutoff)
                         py::array_t<int64_t>((py::ssize_t) second.size(), second.data()));
 }
 
+// For each centre, whether any other point lies closer than cutoff (geometry.too_close). Each search stops at
+// the first such point: a point among many on one spot stops at once, and nothing grows with the pairs (a
+// full pair list would hold every pair among them).
+py::array_t<bool> any_within(Points points, Indices centres, double cutoff)
+{
+  check_cloud(points, centres, cutoff);
+  const int64_t *c = centres.data();
+  const long n_centres = centres.shape(0);
+  py::array_t<bool> out(n_centres);
+  bool *o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    const CellList cells(points.data(), points.shape(0), cutoff);
+    const auto found = [](long, double, double, double) { return true; };
+    for (long k = 0; k < n_centres; ++k) o[k] = cells.neighbours_until(c[k], found);
+  }
+  return out;
+}
+
 // The half-shell search of periodic_pairs: each pair once. An atom looks at the atoms after it in its own
-// bin and at all the atoms of 13 of the 26 neighbour bins (the offsets (dx, dy, dz) > 0 in lexicographic order); the bin at -d
-// finds the pairs of the other 13 offsets. With >= 3 bins along each cell vector every image of an atom lies
-// in at most one of the bins looked at, so no pair is found twice. The atoms of a bin are read from copies
-// of their coordinates in bin order (one stretch of memory per bin). Half the candidates of the full search.
+// bin and at all the atoms of 13 of the 26 neighbour bins (the offsets (dx, dy, dz) > 0 in lexicographic
+// order); the bin at -d finds the pairs of the other 13 offsets. With >= 3 bins along each cell vector
+// every image of an atom lies in at most one of the bins looked at, so no pair is found twice. The atoms of
+// a bin are read from copies of their coordinates in bin order (one stretch of memory per bin). Half the
+// candidates of the full search; the atoms are taken in their own order, as in the full search (the
+// denoiser's message sums then read memory in that order).
 template <class Write>
 void half_shell(const int bins[3], const std::vector<long> &bin_of, const std::vector<long> &start,
                 const std::vector<long> &members, const std::vector<double> &xw, const double *h, double cut2,
@@ -482,7 +513,6 @@ void half_shell(const int bins[3], const std::vector<long> &bin_of, const std::v
       other[14 * b + o] = (nb[0] * bins[1] + nb[1]) * bins[2] + nb[2];
     }
   }
-  // atoms in their own order, as the full search (the denoiser's message sums then read memory in order)
   for (long i = 0; i < n; ++i) {
     const long a = sorted_at[i], b = bin_of[i];
     for (int o = 0; o < 14; ++o) {
@@ -499,12 +529,12 @@ void half_shell(const int bins[3], const std::vector<long> &bin_of, const std::v
 
 // Every directed pair (i, j) of a fully periodic box closer than cutoff, with the Cartesian image shift of j
 // (edge vector pos[j] - pos[i] + shift), as geometry.neighbor_edges returns them: (index (2, E), shift (E, 3)),
-// i ascending; with `half`, each pair once as (i, j) with i < j, in bin order (geometry.neighbor_pairs: no atom
-// meets its own image in a box this wide; half_shell). pos may lie outside the cell (the denoiser's positions are unwrapped). The atoms are binned by
-// their wrapped fractional coordinates into at least 3 bins along each cell vector, each bin at least cutoff
-// wide between its faces, so that every neighbour of an atom lies in one of the 27 bins around its own and
-// each periodic image in at most one of them. The caller checks that the box holds 3 such bins (else
-// matscipy searches).
+// i ascending; with `half`, each pair once as (i, j) with i < j (geometry.neighbor_pairs: no atom meets its own
+// image in a box this wide; half_shell). pos may lie outside the cell (the denoiser's positions are
+// unwrapped). The atoms are binned by their wrapped fractional coordinates into at least 3 bins along each
+// cell vector, each bin at least cutoff wide between its faces, so that every neighbour of an atom lies in
+// one of the 27 bins around its own and each periodic image in at most one of them. The caller checks that
+// the box holds 3 such bins (else matscipy searches).
 py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_style | py::array::forcecast> cell,
                          double cutoff, bool half)
 {
@@ -687,6 +717,8 @@ PYBIND11_MODULE(_soap_kernel, m)
         "closer than `reach`).");
   m.def("pairs_within", &pairs_within, py::arg("points"), py::arg("centres"), py::arg("cutoff"),
         "(i, j): every point j != i closer than `cutoff` to a centre i, in centre order, then by j.");
+  m.def("any_within", &any_within, py::arg("points"), py::arg("centres"), py::arg("cutoff"),
+        "(n,) bool: whether another point lies closer than `cutoff` to each centre.");
   m.def("repeat_counts", &repeat_counts, py::arg("reduced"), py::arg("i"), py::arg("j"), py::arg("threshold"),
         py::arg("metric"), py::arg("n_centres"),
         "Per centre, its pairs whose reduced vectors are closer than `threshold` (metric 0 euclidean, 1 cosine).");

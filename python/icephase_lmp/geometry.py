@@ -197,15 +197,19 @@ def too_close(
 ) -> np.ndarray:
     """(N,) bool: atoms with another atom (or periodic image) closer than ``distance``.
 
-    A k-d tree asks each atom for its nearest neighbour only, so the memory stays linear in the number of
-    atoms even when many atoms sit on one spot (a full neighbour list would hold every pair). A periodic box
-    is searched as its atoms plus their images within ``distance`` (:func:`periodic_cloud`, any cell)."""
-    from scipy.spatial import cKDTree
-
+    Each atom's search stops at its first neighbour that close (the compiled cell list,
+    ``_soap_kernel.any_within``; without it a k-d tree asks for the nearest neighbour only), so the memory
+    stays linear in the number of atoms even when many atoms sit on one spot (a full neighbour list would
+    hold every pair). A periodic box is searched as its atoms plus their images within ``distance``
+    (:func:`periodic_cloud`, any cell)."""
     n = len(positions)
     if n < 2:
         return np.zeros(n, dtype=bool)
     points, _ = periodic_cloud(np.asarray(positions, dtype=np.float64), cell, pbc, distance)
+    if _soap_kernel is not None:
+        return _soap_kernel.any_within(points, np.arange(n), distance)
+    from scipy.spatial import cKDTree
+
     # the two nearest points of each atom: itself and its nearest other atom, image or duplicate
     dist, _ = cKDTree(points).query(points[:n], k=2)
     return dist[:, 1] < distance
