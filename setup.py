@@ -2,8 +2,9 @@
 and neighbour search) and icephase_lmp._denoiser_kernel (the compact denoiser's message sums on CPU).
 
 Both are optional: without a C++ compiler the install goes on; icephase_lmp.soap then computes the same
-features with DScribe's extension, 3.5-3.8x more slowly (docs/validation.md, "Cheaper per call"), and the
-denoiser runs as TorchScript alone (docs/validation.md, "sixth session").
+descriptor with DScribe's extension (in double precision; the same labels), 3.5-8.6x more slowly
+(docs/validation.md, "Cheaper per call" and "ninth session"), and the denoiser runs as TorchScript alone
+(docs/validation.md, "sixth session").
 """
 
 from pybind11.setup_helpers import Pybind11Extension
