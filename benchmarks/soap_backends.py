@@ -51,6 +51,7 @@ def main() -> None:
              slice(0, 11, 5)) for t in TAGS]
     jobs += [(name, args.md / f"{name}.lammpstrj", None, Selection(), slice(-1, None)) for name in OUR_MD
              if (args.md / f"{name}.lammpstrj").exists()]
+    settings = soap_module.BACKEND, soap_module.PRECISION  # this process's, put back at the end
     total = 0
     differing = dict.fromkeys(OURS, 0)
     worst = dict.fromkeys(OURS, 0.0)
@@ -84,7 +85,7 @@ def main() -> None:
         for name in OURS:
             differing[name] += diff[name]
             worst[name] = max(worst[name], largest[name])
-    soap_module.BACKEND, soap_module.PRECISION = "icephase", "single"
+    soap_module.BACKEND, soap_module.PRECISION = settings
     threshold = model.classifier.threshold(model.classifier.metric, denoised=True)
     for name in OURS:
         print(f"\nours in {name} precision, all {total} molecule-frames: {differing[name]} labels differ from "

@@ -377,10 +377,14 @@ void check_cloud(const Points &points, const Indices &centres, double reach)
     if (c[k] < 0 || c[k] >= points.shape(0)) throw std::invalid_argument("a centre index is out of range");
 }
 
+// power_spectra for the table's arithmetic (Real) and padded function count (NP)
 template <class Real>
-void spectra_of(const Descriptor<Real> &d, int NP, const CellList &cells, const int64_t *c, long n_centres, double *o)
+void spectra_of(const py::array &table, int n_max, double spacing, const Points &self_term, const Points &prel,
+                const CellList &cells, const int64_t *c, long n_centres, double *o)
 {
-  switch (NP) {
+  const Descriptor<Real> d{int(table.shape(1)), n_max, int(table.shape(0)), spacing,
+                           static_cast<const Real *>(table.data()), self_term.data(), prel.data()};
+  switch (table.shape(3)) {
     case 4: power_spectra<4>(d, cells, c, n_centres, o); break;
     case 8: power_spectra<8>(d, cells, c, n_centres, o); break;
     case 12: power_spectra<12>(d, cells, c, n_centres, o); break;
@@ -411,15 +415,10 @@ py::array_t<double> power_spectrum(Points points, Indices centres, double reach,
   {
     py::gil_scoped_release release;    // dask's threads may run several frames at once
     const CellList cells(points.data(), points.shape(0), reach);
-    if (single) {
-      const Descriptor<float> d{L, n_max, G, spacing, static_cast<const float *>(table.data()), self_term.data(),
-                                prel.data()};
-      spectra_of(d, NP, cells, c, n_centres, o);
-    } else {
-      const Descriptor<double> d{L, n_max, G, spacing, static_cast<const double *>(table.data()), self_term.data(),
-                                 prel.data()};
-      spectra_of(d, NP, cells, c, n_centres, o);
-    }
+    if (single)
+      spectra_of<float>(table, n_max, spacing, self_term, prel, cells, c, n_centres, o);
+    else
+      spectra_of<double>(table, n_max, spacing, self_term, prel, cells, c, n_centres, o);
   }
   return out;
 }
@@ -465,17 +464,16 @@ py::array_t<bool> any_within(Points points, Indices centres, double cutoff)
   return out;
 }
 
-// The half-shell search of periodic_pairs: each pair once. An atom looks at the atoms after it in its own
-// bin and at all the atoms of 13 of the 26 neighbour bins (the offsets (dx, dy, dz) > 0 in lexicographic
-// order); the bin at -d finds the pairs of the other 13 offsets. With >= 3 bins along each cell vector
-// every image of an atom lies in at most one of the bins looked at, so no pair is found twice. The atoms of
-// a bin are read from copies of their coordinates in bin order (one stretch of memory per bin). Half the
-// candidates of the full search; the atoms are taken in their own order, as in the full search (the
-// denoiser's message sums then read memory in that order).
+// The bin search of periodic_pairs. Every atom looks at the 27 bins around its own (offsets (dx, dy, dz) in
+// -1..1, in lexicographic order); with `half`, only at the atoms after it in its own bin and at the 13 bins
+// of the offsets after (0, 0, 0) (the bin at -d finds the pairs of the other 13), so each pair is found once.
+// With >= 3 bins along each cell vector every image of an atom lies in at most one of the bins looked at.
+// The atoms of a bin are read from copies of their coordinates in bin order (one stretch of memory per
+// bin); the atoms are taken in their own order (the denoiser's message sums then read memory in that order).
 template <class Write>
-void half_shell(const int bins[3], const std::vector<long> &bin_of, const std::vector<long> &start,
-                const std::vector<long> &members, const std::vector<double> &xw, const double *h, double cut2,
-                Write &&write)
+void search_bins(const int bins[3], const std::vector<long> &bin_of, const std::vector<long> &start,
+                 const std::vector<long> &members, const std::vector<double> &xw, const double *h, double cut2,
+                 bool half, Write &&write)
 {
   const long n = (long) members.size();
   std::vector<double> sx(n), sy(n), sz(n);
@@ -486,42 +484,36 @@ void half_shell(const int bins[3], const std::vector<long> &bin_of, const std::v
     sy[k] = xw[3 * members[k] + 1];
     sz[k] = xw[3 * members[k] + 2];
   }
-  int offsets[14][3] = {{0, 0, 0}};
-  int count = 1;
-  for (int dx = -1; dx <= 1; ++dx)
-    for (int dy = -1; dy <= 1; ++dy)
-      for (int dz = -1; dz <= 1; ++dz)
-        if (dx > 0 || (dx == 0 && (dy > 0 || (dy == 0 && dz > 0)))) {
-          offsets[count][0] = dx, offsets[count][1] = dy, offsets[count][2] = dz;
-          ++count;
-        }
-  // each bin's 14 bins to look at, and the whole cells added to their atoms (as cell counts and as a vector)
+  constexpr int OFFSETS = 27, HOME = 13;    // offset o is (o / 9 - 1, o / 3 % 3 - 1, o % 3 - 1)
+  // each bin's neighbour bin per offset, and the whole cells added to its atoms (as cell counts and as a vector)
   const long nbins = (long) bins[0] * bins[1] * bins[2];
-  std::vector<long> other(14 * nbins);
-  std::vector<double> wrap(3 * 14 * nbins), image(3 * 14 * nbins);
+  std::vector<long> other(OFFSETS * nbins);
+  std::vector<double> wrap(3 * OFFSETS * nbins), image(3 * OFFSETS * nbins);
   for (long b = 0; b < nbins; ++b) {
     const long bi[3] = {b / (bins[1] * bins[2]), (b / bins[2]) % bins[1], b % bins[2]};
-    for (int o = 0; o < 14; ++o) {
+    for (int o = 0; o < OFFSETS; ++o) {
+      const int step[3] = {o / 9 - 1, o / 3 % 3 - 1, o % 3 - 1};
       long nb[3];
-      double *w = &wrap[3 * (14 * b + o)], *v = &image[3 * (14 * b + o)];
+      double *w = &wrap[3 * (OFFSETS * b + o)], *v = &image[3 * (OFFSETS * b + o)];
       for (int d = 0; d < 3; ++d) {
-        nb[d] = bi[d] + offsets[o][d];
+        nb[d] = bi[d] + step[d];
         w[d] = nb[d] < 0 ? -1.0 : nb[d] >= bins[d] ? 1.0 : 0.0;
         nb[d] -= (long) w[d] * bins[d];
       }
       for (int d = 0; d < 3; ++d) v[d] = w[0] * h[d] + w[1] * h[3 + d] + w[2] * h[6 + d];
-      other[14 * b + o] = (nb[0] * bins[1] + nb[1]) * bins[2] + nb[2];
+      other[OFFSETS * b + o] = (nb[0] * bins[1] + nb[1]) * bins[2] + nb[2];
     }
   }
   for (long i = 0; i < n; ++i) {
     const long a = sorted_at[i], b = bin_of[i];
-    for (int o = 0; o < 14; ++o) {
-      const double *v = &image[3 * (14 * b + o)];
+    for (int o = half ? HOME : 0; o < OFFSETS; ++o) {
+      const double *v = &image[3 * (OFFSETS * b + o)], *w = &wrap[3 * (OFFSETS * b + o)];
       const double xi = sx[a] - v[0], yi = sy[a] - v[1], zi = sz[a] - v[2];
-      const long ob = other[14 * b + o];
-      for (long k = o == 0 ? a + 1 : start[ob]; k < start[ob + 1]; ++k) {
+      const long ob = other[OFFSETS * b + o];
+      for (long k = half && o == HOME ? a + 1 : start[ob]; k < start[ob + 1]; ++k) {
+        if (o == HOME && k == a) continue;    // the atom itself
         const double vx = sx[k] - xi, vy = sy[k] - yi, vz = sz[k] - zi;
-        if (vx * vx + vy * vy + vz * vz < cut2) write(i, members[k], &wrap[3 * (14 * b + o)]);
+        if (vx * vx + vy * vy + vz * vz < cut2) write(i, members[k], w);
       }
     }
   }
@@ -530,7 +522,7 @@ void half_shell(const int bins[3], const std::vector<long> &bin_of, const std::v
 // Every directed pair (i, j) of a fully periodic box closer than cutoff, with the Cartesian image shift of j
 // (edge vector pos[j] - pos[i] + shift), as geometry.neighbor_edges returns them: (index (2, E), shift (E, 3)),
 // i ascending; with `half`, each pair once as (i, j) with i < j (geometry.neighbor_pairs: no atom meets its own
-// image in a box this wide; half_shell). pos may lie outside the cell (the denoiser's positions are
+// image in a box this wide; search_bins). pos may lie outside the cell (the denoiser's positions are
 // unwrapped). The atoms are binned by their wrapped fractional coordinates into at least 3 bins along each
 // cell vector, each bin at least cutoff wide between its faces, so that every neighbour of an atom lies in
 // one of the 27 bins around its own and each periodic image in at most one of them. The caller checks that
@@ -612,43 +604,7 @@ py::tuple periodic_pairs(Points positions, py::array_t<double, py::array::c_styl
       second.push_back(j);
       for (int d = 0; d < 3; ++d) shifts.push_back(sc[0] * h[d] + sc[1] * h[3 + d] + sc[2] * h[6 + d]);
     };
-    if (half)
-      half_shell(bins, bin_of, start, members, xw, h, cut2, write);
-    else
-      for (long i = 0; i < n; ++i) {
-        const long b = bin_of[i];
-        const long bi[3] = {b / (bins[1] * bins[2]), (b / bins[2]) % bins[1], b % bins[2]};
-        const double xi = xw[3 * i], yi = xw[3 * i + 1], zi = xw[3 * i + 2];
-        for (int dx = -1; dx <= 1; ++dx)
-          for (int dy = -1; dy <= 1; ++dy)
-            for (int dz = -1; dz <= 1; ++dz) {
-              const int step[3] = {dx, dy, dz};
-              long nb[3];
-              double wrap[3];    // whole cells added to the neighbour bin's atoms
-              for (int d = 0; d < 3; ++d) {
-                nb[d] = bi[d] + step[d];
-                wrap[d] = 0.0;
-                if (nb[d] < 0) {
-                  nb[d] += bins[d];
-                  wrap[d] = -1.0;
-                } else if (nb[d] >= bins[d]) {
-                  nb[d] -= bins[d];
-                  wrap[d] = 1.0;
-                }
-              }
-              const bool home = wrap[0] == 0.0 && wrap[1] == 0.0 && wrap[2] == 0.0;
-              double image[3];
-              for (int d = 0; d < 3; ++d) image[d] = wrap[0] * h[d] + wrap[1] * h[3 + d] + wrap[2] * h[6 + d];
-              const long other = (nb[0] * bins[1] + nb[1]) * bins[2] + nb[2];
-              for (long k = start[other]; k < start[other + 1]; ++k) {
-                const long j = members[k];
-                const double vx = xw[3 * j] + image[0] - xi, vy = xw[3 * j + 1] + image[1] - yi,
-                             vz = xw[3 * j + 2] + image[2] - zi;
-                if (vx * vx + vy * vy + vz * vz >= cut2 || (j == i && home)) continue;
-                write(i, j, wrap);
-              }
-            }
-      }
+    search_bins(bins, bin_of, start, members, xw, h, cut2, half, write);
   }
   const py::ssize_t e = (py::ssize_t) first.size();
   py::array_t<int64_t> index({(py::ssize_t) 2, e});

@@ -173,19 +173,18 @@ class KernelDenoiser:
             hs = np.matmul(s, layer["lin_s"], out=work.get("hs", n, f))
             hv = np.matmul(v, layer["lin_v"], out=work.get("hv", 3 * n, f))
         summed_s, summed_v = work.get("summed_s", n, width_s), work.get("summed_v", 3 * n, width_s)
-        if basis is not None:
-            w = np.ascontiguousarray(_silu(basis @ layer["radial_in"]) @ layer["radial_out"])
-        elif not first:
+        if basis is None and not first:
             # the weights interpolated where each message needs them, none stored: at ~1,000 oxygens as fast as
-            # storing them first, and cheaper per oxygen from ~10,000 on, where the stored (E, 4F) array
-            # (3-4.5 kB per oxygen) no longer stays in cache (docs/validation.md, "ninth session")
+            # storing them first, and cheaper per oxygen from ~10,000 on, where the stored (E, 4F) array no
+            # longer stays in cache (docs/validation.md, "ninth session")
             _denoiser_kernel.tabulated_message_sums(layer["radial_table"], lengths, self.r_max, hs, hv, unit, src,
                                                     dst, n, f, first, paired, summed_s, summed_v)
-            w = None
-        else:  # the first layer's weights (2F) are half as many, and its messages cheap: stored, each computed once
-            w = work.get("w", len(lengths), layer["radial_table"].shape[1])
-            _denoiser_kernel.radial_weights(layer["radial_table"], lengths, self.r_max, w)
-        if w is not None:
+        else:
+            if basis is not None:
+                w = np.ascontiguousarray(_silu(basis @ layer["radial_in"]) @ layer["radial_out"])
+            else:  # the first layer's weights (2F) are half as many, its messages cheap: stored, each computed once
+                w = work.get("w", len(lengths), layer["radial_table"].shape[1])
+                _denoiser_kernel.radial_weights(layer["radial_table"], lengths, self.r_max, w)
             _denoiser_kernel.message_sums(w, hs, hv, unit, src, dst, n, f, first, paired, summed_s, summed_v)
         # F scalars, then F gates
         gate_s = np.matmul(summed_s, layer["mix_s"], out=work.get(f"gate_s{k % 2}", n, 2 * f))

@@ -18,7 +18,7 @@ class. Two ways to compute them:
   nearest reference by at most ~3e-5 (references ~1e-3 from a perfect crystal, threshold ~7.7; measured in
   docs/validation.md, "ninth session"). ``precision="double"`` gives DScribe's numbers to ~1e-10.
 - DScribe's own compiled extension, called directly, where the kernel was not built (no C++ compiler at
-  install time): the same numbers, slower. ``BACKEND`` says which one this process uses.
+  install time): the same descriptor in double precision (the same labels), slower. ``BACKEND`` says which one this process uses.
 
 Why not ``dscribe.descriptors.SOAP``: importing ``dscribe.descriptors`` imports every DScribe descriptor and,
 through them, scikit-learn and scipy.stats (1.6 s per process, paid by every ``icephase classify``, every

@@ -154,8 +154,8 @@ ICEPHASE_HOT void add_messages(const Weights &weights, const float *__restrict__
 // add_messages with the feature count as a compile-time constant where it is the shipped denoisers' 32.
 template <class Weights>
 inline void message_sums_with(const Weights &weights, const float *hs, const float *hv, const float *unit,
-                         const int64_t *src, const int64_t *dst, const IncomingEdges &in, int64_t begin, int64_t end,
-                         int f, bool first, float *out_s, float *out_v)
+                              const int64_t *src, const int64_t *dst, const IncomingEdges &in, int64_t begin,
+                              int64_t end, int f, bool first, float *out_s, float *out_v)
 {
   auto run = f == 32 ? add_messages<32, Weights> : add_messages<0, Weights>;
   run(weights, hs, hv, unit, src, dst, in, begin, end, f, first, out_s, out_v);
@@ -166,8 +166,8 @@ inline void message_sums(const float *w, const float *hs, const float *hv, const
                          const int64_t *dst, const IncomingEdges &in, int64_t begin, int64_t end, int f, bool first,
                          float *out_s, float *out_v)
 {
-  message_sums_with(StoredWeights{w, first ? 2 * f : 4 * f}, hs, hv, unit, src, dst, in, begin, end, f, first, out_s,
-               out_v);
+  message_sums_with(StoredWeights{w, first ? 2 * f : 4 * f}, hs, hv, unit, src, dst, in, begin, end, f, first,
+                    out_s, out_v);
 }
 
 }    // namespace icephase

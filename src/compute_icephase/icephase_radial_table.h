@@ -36,10 +36,9 @@ namespace icephase {
 // The fewest points a table may have (two intervals inside [0, r_max]).
 constexpr int64_t RADIAL_TABLE_MIN_POINTS = 5;
 
-// w (n_edges, width), row e the weights at lengths[e], from table (points, width) on the grid above. A length
-// outside [0, r_max], or NaN, is taken as the nearest end (0 for NaN): never a read outside the table.
-// (static: a copy per translation unit, which GCC's target_clones handles without cross-unit resolvers)
-// One edge's radial weights (width of them) at length r into out.
+// One edge's radial weights (width of them) at length r into out, from table (points, width) on the grid
+// above. A length outside [0, r_max], or NaN, is taken as the nearest end (0 for NaN): never a read outside
+// the table.
 inline void radial_weights_at(const float *__restrict__ table, int64_t points, int width, float r_max, float r,
                               float *__restrict__ out)
 {
@@ -59,7 +58,8 @@ inline void radial_weights_at(const float *__restrict__ table, int64_t points, i
   for (int k = 0; k < width; ++k) out[k] = c0 * a[k] + c1 * b[k] + c2 * c[k] + c3 * d[k];
 }
 
-// Every edge's radial weights into w (n_edges rows of width).
+// w (n_edges, width), row e the weights at lengths[e].
+// (static: a copy per translation unit, which GCC's target_clones handles without cross-unit resolvers)
 ICEPHASE_HOT static void radial_weights(const float *__restrict__ table, int64_t points, int width, float r_max,
                                         const float *__restrict__ lengths, int64_t n_edges, float *__restrict__ w)
 {
