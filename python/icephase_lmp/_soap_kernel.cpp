@@ -13,7 +13,7 @@
 // The centre's own Gaussian (r = 0) adds only to l = 0; soap.py passes it as `self_term`.
 //
 // Precision: the expansion (harmonics, radial functions, c_nlm) is templated on its arithmetic; the table's
-// dtype picks it. float32 (soap.PRECISION's default) is 1.3-1.45x cheaper per centre and ~1e-6 of the
+// dtype picks it. float32 (soap.PRECISION's default) is 1.25-1.5x cheaper per centre and ~1e-6 of the
 // largest feature off; the distances that index the table and the sums over m are double in both.
 //
 // The neighbours are found here too (`CellList`), in an open cloud of points: a periodic box enters as its

@@ -13,7 +13,7 @@ class. Two ways to compute them:
   points); a periodic box is handed to it as its atoms followed by their images within the reach
   (``geometry.periodic_cloud``), so no array of all neighbour vectors is ever formed.
   The expansion (harmonics, radial functions, coefficients) runs in single precision by default
-  (``PRECISION``): twice the numbers per vector register and half the table's memory, 1.3-1.45x cheaper
+  (``PRECISION``): twice the numbers per vector register and half the table's memory, 1.25-1.5x cheaper
   on the GCIceNet frames, at ~1e-6 of each descriptor's largest feature, which moves a distance to the
   nearest reference by at most ~3e-5 (references ~1e-3 from a perfect crystal, threshold ~7.7; measured in
   docs/validation.md, "ninth session"). ``precision="double"`` gives DScribe's numbers to ~1e-10.
