@@ -17,7 +17,7 @@ run=runs/shipped-fast
 
 # 2. one file, 4 iterations: on our MD the gap between ice and liquid was 40% of the threshold with 4
 #    iterations and 15% with 3 (the seven-phase model with 8: 22%); see docs/validation.md
-icephase export "$run" --out "$model" --iterations 4 --r-cut 5
+icephase export "$run" --out "$model" --iterations 4 --r-cut 5 --phase-vote-radius 0    # (made before the vote)
 
 # 3. thresholds exactly as for the shipped model
 figs=models/icephase-7phase-fast

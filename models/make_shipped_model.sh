@@ -18,7 +18,8 @@ model=models/icephase-7phase.pth
 #    classifier fitted afresh: this is how the current file was made, 2026-11-30).
 src=runs/shipped
 [ -f runs/shipped/checkpoint.pt ] || { cp "$model" runs/shipped-denoiser.pth; src=runs/shipped-denoiser.pth; }
-icephase export "$src" --out "$model" --iterations "${ITERATIONS:-8}" --r-cut "${R_CUT:-5}"
+icephase export "$src" --out "$model" --iterations "${ITERATIONS:-8}" --r-cut "${R_CUT:-5}" \
+    --phase-vote-radius 0    # the shipped file was made and measured before the phase vote existed
 
 # 3. thresholds from our own TIP4P/Ice MD (models/calibrate_7phase.sh says which)
 bash models/calibrate_7phase.sh "$model" models/icephase-7phase

@@ -31,6 +31,7 @@ import numpy as np
 
 from .boundary import BoundarySettings
 from .errors import ClassifierError
+from .phase_vote import PhaseVoteSettings
 from .phases import LIQUID, code_table
 from . import soap as soap_module
 from .references import Reference, supercell
@@ -129,6 +130,8 @@ class Classifier:
         The default metric.
     boundary : BoundarySettings, optional
         The boundary step that follows classification of denoised positions (``boundary``).
+    phase_vote : PhaseVoteSettings, optional
+        The phase vote between classification of denoised positions and the boundary step (``phase_vote``).
 
     Raises
     ------
@@ -151,6 +154,8 @@ class Classifier:
     metric: str = "euclidean"
     #: the boundary step that follows classification of denoised positions (see ``boundary``)
     boundary: BoundarySettings = field(default_factory=BoundarySettings)
+    #: the phase vote between classification and the boundary step (see ``phase_vote``; off by default)
+    phase_vote: PhaseVoteSettings = field(default_factory=PhaseVoteSettings)
     #: k-d trees over the reference environments, made on first use (``ReferenceTree``); not part of the model
     _trees: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     #: the scaler and the PCA folded into one affine map (weights (F, k), offset (k,)), made on first use
@@ -166,6 +171,10 @@ class Classifier:
                 f"reference arrays disagree: {len(self.ref_features)} features, {len(self.ref_codes)} codes, "
                 f"{len(self.ref_denoised)} denoised flags"
             )
+        if self.phase_vote.radius > self.soap.reach:
+            # the LAMMPS compute's cloud reaches the SOAP reach beyond its local atoms, and no farther
+            raise ClassifierError(f"the phase vote radius {self.phase_vote.radius} A exceeds the SOAP reach "
+                                  f"{self.soap.reach:.3g} A")
 
     def references(self, denoised: bool) -> tuple[np.ndarray, np.ndarray]:
         """(features, codes) of the reference environments that input of this kind is compared with."""
@@ -319,7 +328,8 @@ class Classifier:
 
     # ---- persistence (no pickle) -------------------------------------------------------------
     def header(self) -> dict:
-        """The JSON header stored with the arrays: format, names, SOAP, thresholds, metric, boundary step."""
+        """The JSON header stored with the arrays: format, names, SOAP, thresholds, metric, boundary step, phase
+        vote."""
         return {
             "format": CLASSIFIER_FORMAT,
             "names": self.names,
@@ -327,6 +337,7 @@ class Classifier:
             "thresholds": self.thresholds,
             "metric": self.metric,
             "boundary": self.boundary.to_dict(),
+            "phase_vote": self.phase_vote.to_dict(),
         }
 
     def to_bytes(self) -> bytes:
@@ -366,6 +377,7 @@ class Classifier:
                 thresholds={k: float(v) for k, v in header["thresholds"].items()},
                 metric=header["metric"],
                 boundary=BoundarySettings.from_dict(header.get("boundary")),
+                phase_vote=PhaseVoteSettings.from_dict(header.get("phase_vote")),
                 **arrays,
             )
         except ClassifierError:

@@ -102,6 +102,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-other-crystal", action="store_true",
                    help="label liquid the molecules whose environment repeats among their neighbours but matches no "
                         "reference (default: 'other crystal', code -2; always liquid with --no-denoise)")
+    p.add_argument("--no-phase-vote", action="store_true",
+                   help="keep every ice-labelled molecule's own phase (default: the model's phase vote, where it has "
+                        "one; always off with --no-denoise)")
     p.add_argument("--write-denoised", metavar="FILE", help="also write the denoised frames (with labels) to FILE")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads of the denoiser (numpy's BLAS, or torch's for a TorchScript denoiser; default 1)")
@@ -127,7 +130,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     pipeline = Pipeline.from_path(
         args.model, device=args.device, use_denoiser=not args.no_denoise, iterations=args.iterations,
         tolerance=args.tolerance, metric=args.metric, threshold=args.threshold, boundary_rounds=args.boundary,
-        other_crystal=not args.no_other_crystal,
+        other_crystal=not args.no_other_crystal, phase_vote=not args.no_phase_vote,
     )
     names = pipeline.classifier.code_names
     source, n_frames = open_frames(args.trajectory, args.top, select, frames)
@@ -348,6 +351,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    help="SOAP Gaussian width in A (default %(default)s); the reach is r_cut + 3.7 sigma")
     p.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. denoised/euclidean=17.5 (usually set afterwards with `icephase calibrate`)")
+    p.add_argument("--phase-vote-radius", type=float, default=None, metavar="A",
+                   help="radius of the phase vote (phase_vote.py): an ice-labelled molecule takes the phase most "
+                   "ice-labelled molecules within it carry; 0: off (default 5)")
     p.add_argument("--ideal-references-only", action="store_true",
                    help="do not add the references as the denoiser leaves them (docs/validation.md says why they "
                    "are there)")
@@ -362,6 +368,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .classifier import SoapSettings, fit_classifier
     from .denoised_references import DenoisedReferenceSettings
     from .export import export_run, recompile_denoiser, training_references
+    from .phase_vote import DEFAULT_RADIUS, PhaseVoteSettings
     from .references import load_references
 
     if args.keep_classifier:
@@ -382,6 +389,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     soap = SoapSettings(r_cut=args.r_cut, n_max=args.n_max, l_max=args.l_max, sigma=args.sigma)
     clf = fit_classifier(references, soap, progress=True)
     clf.metric = args.metric
+    clf.phase_vote = PhaseVoteSettings(DEFAULT_RADIUS if args.phase_vote_radius is None else args.phase_vote_radius)
     denoised = None if args.ideal_references_only else DenoisedReferenceSettings()
     out = export_run(args.run_dir, clf, args.out, args.iterations, args.tolerance, references, denoised, thresholds)
     print(f"model written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -430,6 +438,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                if b.min_ordered_ice_bonds > 0 else "")
     print(f"boundary step    {b.rounds} rounds: liquid-labelled O next to ice takes its phase if its first shell "
           f"({b.shell} A) is ordered (>= {b.min_ordered_bonds} of 4 bonds staggered/eclipsed){route_b}")
+    vote = clf.phase_vote.radius
+    print("phase vote       " + (f"an ice-labelled O takes the phase most ice-labelled O within {vote:g} A carry"
+                                 if vote > 0 else "off"))
     from .other_crystal import MIN_REPEATS, RADIUS as OTHER_RADIUS  # here: `inspect` alone needs it
 
     print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"])

@@ -2,7 +2,9 @@
 
 The plugin denoises with libtorch itself, then hands each rank's atoms to :func:`classify` as one open
 cloud: the rank's local oxygens first (the centres), then its ghost oxygens (their surroundings). No
-periodic box is involved: the ghost atoms already sit at their image positions. The boundary step
+periodic box is involved: the ghost atoms already sit at their image positions. Where the model has a phase
+vote (``phase_vote``), the plugin then sends every atom's code to its ghost copies and calls :func:`vote`
+once. The boundary step
 (``boundary``) runs in rounds: between two rounds the plugin sends every atom's code to its ghost copies
 (a forward communication) and calls :func:`grow` with the codes of the whole cloud; the first-shell test is
 made there, on the same cloud, so that nothing but codes travels between the rounds (it is made once per call
@@ -22,6 +24,7 @@ from .classifier import Classifier
 from .denoiser_kernel import radial_tables
 from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
 from .other_crystal import find_other_crystal
+from .phase_vote import PhaseVoteSettings, vote_in_cloud
 from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 
 _CLASSIFIERS: dict[str, Classifier] = {}
@@ -38,6 +41,8 @@ def model_metadata_json(model_path: str) -> str:
     meta = read_metadata(model_path)
     # model files exported before the boundary step existed get its defaults, as their classifier does
     meta.setdefault("boundary", BoundarySettings().to_dict())
+    # and those from before the phase vote, its settings (off)
+    meta.setdefault("phase_vote", PhaseVoteSettings().to_dict())
     meta["policy"] = {"min_oxygen_distance": MIN_OXYGEN_DISTANCE, "too_close_distance": TOO_CLOSE_DISTANCE,
                       "other_crystal_code": OTHER_CRYSTAL,
                       "reduced_features": int(_classifier(model_path).pca_components.shape[0]),
@@ -101,6 +106,18 @@ def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray
         raise ValueError(f"grow: {len(codes)} codes for {len(positions)} atoms")
     shells, order = _first_shells(clf.boundary, positions, n_local)
     return grow_once(codes, order, shells, clf.boundary).astype(np.int32)
+
+
+def vote(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
+    """The phase vote (``phase_vote``) for the first ``n_local`` atoms: ``codes`` holds the classifier's code of
+    every atom of the cloud (ghosts: their owner's, by forward communication). Returns the new codes of the
+    local atoms (int32)."""
+    clf = _classifier(model_path)
+    positions = _cloud(positions, n_local)
+    codes = np.asarray(codes, dtype=np.int32).ravel()
+    if len(codes) != len(positions):
+        raise ValueError(f"vote: {len(codes)} codes for {len(positions)} atoms")
+    return vote_in_cloud(codes, positions, n_local, clf.phase_vote).astype(np.int32)
 
 
 #: the first-shell test of the last cloud :func:`grow` saw: the rounds of one call of the compute send the same

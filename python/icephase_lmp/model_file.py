@@ -163,6 +163,7 @@ def build_metadata(
         "metric": classifier.metric,
         "thresholds": classifier.thresholds,
         "boundary": classifier.boundary.to_dict(),
+        "phase_vote": classifier.phase_vote.to_dict(),
         # the model's own codes; "other crystal" is the package's (the compute reads it from lammps_bridge)
         "phases": [{"code": c, "name": n} for c, n in code_table(classifier.names).items() if c != OTHER_CRYSTAL],
         "denoiser": config.to_dict(),

@@ -17,6 +17,7 @@ from .errors import ClassifierError, DenoiseError
 from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
 from .other_crystal import find_other_crystal
+from .phase_vote import PhaseVoteSettings, vote_phases
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
 
@@ -72,6 +73,10 @@ class Pipeline:
         Label ``OTHER_CRYSTAL`` the liquid-labelled molecules whose environment repeats among their
         neighbours (``other_crystal.py``); default True. Always off without the denoiser, on whose output
         it was measured.
+    phase_vote : bool, optional
+        Put each ice-labelled molecule's phase to a vote among its ice-labelled neighbours (``phase_vote.py``),
+        as the model's settings say (models from before the vote: off); default True. Always off without the
+        denoiser.
 
     Raises
     ------
@@ -90,6 +95,7 @@ class Pipeline:
         device: str = "cpu",
         boundary_rounds: int | None = None,
         other_crystal: bool = True,
+        phase_vote: bool = True,
     ):
         self.model = model
         self.use_denoiser = use_denoiser
@@ -106,6 +112,7 @@ class Pipeline:
             raise ClassifierError(f"boundary rounds must be >= 0 (0: off), got {rounds}")
         self.boundary = replace(model.classifier.boundary, rounds=rounds if use_denoiser else 0)
         self.other_crystal = bool(other_crystal and use_denoiser)
+        self.phase_vote = model.classifier.phase_vote if phase_vote and use_denoiser else PhaseVoteSettings()
 
     @classmethod
     def from_path(cls, path: str | Path | None = None, device: str = "cpu", **kwargs) -> "Pipeline":
@@ -121,8 +128,8 @@ class Pipeline:
     def run(self, positions: np.ndarray, cell: np.ndarray | None, pbc) -> FrameResult:
         """Labels of every oxygen of one configuration.
 
-        Denoise (unless switched off), classify, extend the ice across its boundary, label the crystals
-        without a reference, find ice clusters.
+        Denoise (unless switched off), classify, vote on the phases, extend the ice across its boundary,
+        label the crystals without a reference, find ice clusters.
         Oxygens closer than ``MIN_OXYGEN_DISTANCE`` to another one are not water: they are labelled liquid
         with distance ``TOO_CLOSE_DISTANCE`` and left out of the others' denoising and SOAP.
 
@@ -176,8 +183,10 @@ class Pipeline:
         clf = self.classifier
         reduced = clf.reduce(clf.soap_features(clean[kept], cell, pbc))
         out = clf.classify_reduced(reduced, self.metric, self.threshold, denoised=self.use_denoiser)
-        # the too-close oxygens are in nobody's first shell either: the boundary step sees the others only
-        grown = extend_ice(out.codes, clean[kept], cell, pbc, self.boundary)
+        # the too-close oxygens are in nobody's first shell either: the vote and the boundary step see the
+        # others only
+        voted = vote_phases(out.codes, clean[kept], cell, pbc, self.phase_vote)
+        grown = extend_ice(voted, clean[kept], cell, pbc, self.boundary)
         if self.other_crystal:
             grown = find_other_crystal(grown, reduced, clean[kept], cell, pbc, self.metric, self.threshold)
         codes[kept] = grown

@@ -102,7 +102,8 @@ constexpr int COMM_NEED = 5;    // reverse, then forward communication: which ox
 
 const std::set<std::string> KEYWORDS = {"iterations", "tolerance", "device",
                                         "types",      "metric",    "threshold",
-                                        "threads",    "timing",    "boundary", "other"};
+                                        "threads",    "timing",    "boundary", "other",
+                                        "vote"};
 
 bool is_keyword(const char *arg)
 {
@@ -152,7 +153,7 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     min_oxygen_distance(0.0), too_close_distance(-1.0), max_step(0.0), runaway_step(0.0),
     max_neighbours(0), close_warned(false),
     config_valid(false), config_step(-1), iterations(-1), tolerance(-1.0), nthreads(1),
-    timing(false), boundary_rounds(-1), other_crystal(true), r_max(0.0), ghost_cutoff(0.0),
+    timing(false), boundary_rounds(-1), other_crystal(true), phase_vote(true), r_max(0.0), ghost_cutoff(0.0),
     receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0),
     default_iterations(0), default_tolerance(0.0),
     default_boundary_rounds(0), boundary_shell(0.0), logged(false), graph_logged(false), nmax(0),
@@ -242,6 +243,8 @@ void ComputeIcephase::parse_keywords(int narg, char **arg, bool &threshold_set)
       timing = utils::logical(FLERR, val, false, lmp) == 1;
     } else if (kw == "other") {
       other_crystal = utils::logical(FLERR, val, false, lmp) == 1;
+    } else if (kw == "vote") {
+      phase_vote = utils::logical(FLERR, val, false, lmp) == 1;
     } else if (kw == "boundary") {
       boundary_rounds = utils::inumeric(FLERR, val, false, lmp);
       if (boundary_rounds < 0)
@@ -250,7 +253,7 @@ void ComputeIcephase::parse_keywords(int narg, char **arg, bool &threshold_set)
     } else {
       error->all(FLERR,
                  "Unknown compute icephase keyword: {} (known: iterations, tolerance, device, "
-                 "types, metric, threshold, threads, timing, boundary, other)",
+                 "types, metric, threshold, threads, timing, boundary, other, vote)",
                  kw);
     }
     iarg += 2;
@@ -350,6 +353,7 @@ void ComputeIcephase::parse_metadata(const std::string &text)
     default_boundary_rounds = meta.at("boundary").at("rounds").get<int>();
     boundary_shell = meta.at("boundary").at("shell").get<double>();
   }
+  phase_vote_radius = meta.at("phase_vote").at("radius").get<double>();
 
   std::map<int, std::string> table;
   for (auto &phase : meta.at("phases"))
@@ -395,6 +399,7 @@ void ComputeIcephase::complete_settings(bool threshold_set)
   // the other-crystal step measured on them
   if (iterations == 0) boundary_rounds = 0;
   if (iterations == 0) other_crystal = false;
+  if (iterations == 0 || phase_vote_radius <= 0.0) phase_vote = false;
   if (threshold_set) return;
 
   // iterations 0 classifies the raw positions: that pipeline has its own calibrated threshold
@@ -608,6 +613,9 @@ void ComputeIcephase::log_settings()
                         boundary_rounds, boundary_shell);
   else
     mesg += "  boundary step: off\n";
+  mesg += phase_vote ? fmt::format("  phase vote: an ice-labelled oxygen takes the phase most ice-labelled "
+                                    "oxygens within {} A carry\n", phase_vote_radius)
+                      : "  phase vote: off\n";
   mesg += other_crystal ? fmt::format("  other crystal: a liquid-labelled oxygen whose environment "
                                       "repeats among its neighbours is labelled {}\n", other_code)
                         : "  other crystal: off\n";
@@ -844,6 +852,15 @@ void ComputeIcephase::compute_peratom()
 
   select_soap_input();
   classify();
+
+  // phase vote: the phase most ice-labelled neighbours carry (where two
+  // references share their local motifs, single molecules swap phases)
+
+  if (phase_vote) {
+    t0 = MPI_Wtime();
+    vote_phases();
+    timer.boundary += MPI_Wtime() - t0;
+  }
 
   // boundary step: the first ice layer next to liquid, which the classifier
   // (reach ~9 A) calls liquid, joins the ice of its neighbours
@@ -1654,6 +1671,68 @@ void ComputeIcephase::classify()
 }
 
 /* ----------------------------------------------------------------------
+   label[] of the local atoms from their codes (diverged atoms: the code of a
+   lone oxygen); ghosts -1 until share_labels
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::local_labels()
+{
+  const int nall = atom->nlocal + atom->nghost;
+  for (int i = 0; i < nall; i++) label[i] = -1.0;
+  for (int k = 0; k < cloud.nlocal; k++) label[cloud.atoms[k]] = lone_code;    // diverged keep it
+  for (int s = 0; s < soap.nlocal; s++) label[cloud.atoms[soap.index[s]]] = soap.codes[s];
+}
+
+/* ----------------------------------------------------------------------
+   every ghost gets its owner's label (forward communication); then
+   soap.cloud_codes = the code of every atom of the classifier's cloud
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::share_labels()
+{
+  comm_mode = COMM_LABEL;
+  comm->forward_comm(this);
+  comm_mode = COMM_DISP;
+  const int nsoap = (int) soap.index.size();
+  soap.cloud_codes.resize(nsoap);
+  for (int s = 0; s < nsoap; s++) soap.cloud_codes[s] = (int) label[cloud.atoms[soap.index[s]]];
+}
+
+/* ----------------------------------------------------------------------
+   phase vote (icephase_lmp.phase_vote): every analysed atom's code goes to
+   its ghost copies (forward communication), then the Python side gives each
+   ice-labelled local centre the phase most ice-labelled atoms within the
+   vote radius carry. One round on the classifier's codes: the result does
+   not depend on how the atoms are spread over the ranks. The cloud reaches
+   the SOAP reach beyond the centres (init checks that it covers the radius).
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::vote_phases()
+{
+  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
+  // only ice-labelled centres can change: with none on any rank, skip the
+  // communication and the Python call (an all-liquid box)
+  bool ice = false;
+  for (int s = 0; s < nlocal; s++) ice = ice || soap.codes[s] > LIQUID;
+  if (!on_any_rank(ice)) return;
+
+  local_labels();
+  share_labels();
+  soap.grown.resize(nlocal);
+
+  std::string err;
+  if (nlocal > 0 &&
+      !IcephasePython::vote(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
+                            soap.grown.data(), err))
+    err = "Compute icephase: the phase vote failed: " + err;
+  for (int s = 0; s < nlocal && err.empty(); s++)
+    if (soap.grown[s] < LIQUID || soap.grown[s] > max_code)
+      err = fmt::format("Compute icephase: the phase vote returned phase code {}", soap.grown[s]);
+  all_or_error(err);
+  for (int s = 0; s < nlocal; s++) soap.codes[s] = soap.grown[s];
+}
+
+/* ----------------------------------------------------------------------
    boundary step (icephase_lmp.boundary): in each round, every analysed
    atom's code goes to its ghost copies (forward communication), then the
    Python side gives each liquid-labelled local centre that continues the
@@ -1667,12 +1746,8 @@ void ComputeIcephase::classify()
 
 void ComputeIcephase::extend_ice()
 {
-  const int nall = atom->nlocal + atom->nghost;
   const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
-  for (int i = 0; i < nall; i++) label[i] = -1.0;
-  for (int k = 0; k < cloud.nlocal; k++) label[cloud.atoms[k]] = lone_code;    // diverged keep it
-  for (int s = 0; s < nlocal; s++) label[cloud.atoms[soap.index[s]]] = soap.codes[s];
-  soap.cloud_codes.resize(nsoap);
+  local_labels();
   soap.grown.resize(nlocal);
 
   // a round changes a centre only if some centre is liquid and some atom ice, and
@@ -1685,10 +1760,7 @@ void ComputeIcephase::extend_ice()
 
   std::string err;
   for (int round = 0; round < boundary_rounds; round++) {
-    comm_mode = COMM_LABEL;
-    comm->forward_comm(this);
-    comm_mode = COMM_DISP;
-    for (int s = 0; s < nsoap; s++) soap.cloud_codes[s] = (int) label[cloud.atoms[soap.index[s]]];
+    share_labels();
     if (nlocal > 0 &&
         !IcephasePython::grow(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
                               soap.grown.data(), err))

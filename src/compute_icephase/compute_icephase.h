@@ -86,6 +86,7 @@ class ComputeIcephase : public Compute {
   bool timing;                    // timing yes: log the cost of every invocation
   int boundary_rounds;            // boundary step: rounds of growth of the ice (0: off)
   bool other_crystal;             // other yes: liquid-labelled oxygens that repeat their environment
+  bool phase_vote;                // vote yes: the model's phase vote (where it has one)
   std::vector<int> user_types;    // from the types keyword (empty: automatic)
 
   // from the model's metadata
@@ -104,6 +105,7 @@ class ComputeIcephase : public Compute {
   std::map<std::string, double> default_thresholds;    // "denoised/euclidean" -> value
   int default_boundary_rounds;
   double boundary_shell;    // first-shell radius of the boundary step (A), for the log
+  double phase_vote_radius;    // the phase vote's radius (A); 0: the model has none
 
   std::unique_ptr<Denoiser> denoiser;
   std::string device_name;
@@ -232,6 +234,9 @@ class ComputeIcephase : public Compute {
   void select_soap_input();
   void select_environment();
   void classify();
+  void local_labels();
+  void share_labels();
+  void vote_phases();
   void extend_ice();
   void find_other_crystal();
   int count_slot(int code) const;

@@ -201,8 +201,11 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
   });
 }
 
-bool IcephasePython::grow(const std::string &model_path, const double *positions, int n,
-                          int nlocal, const int *cloud_codes, int *grown, std::string &err)
+// lammps_bridge.<function>(model_path, positions (n x 3), nlocal, codes (n)) -> nlocal codes: the
+// boundary step's grow and the phase vote
+static bool codes_of_cloud(const char *function, const std::string &model_path,
+                           const double *positions, int n, int nlocal, const int *cloud_codes,
+                           int *out, std::string &err)
 {
   return call_python(err, [&]() {
     py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
@@ -212,16 +215,28 @@ bool IcephasePython::grow(const std::string &model_path, const double *positions
       std::memcpy(codes.mutable_data(), cloud_codes, sizeof(int) * n);
     }
     auto result = bridge()
-                      .attr("grow")(model_path, pos, nlocal, codes)
+                      .attr(function)(model_path, pos, nlocal, codes)
                       .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
     if (result.size() != nlocal) {
-      err = "icephase_lmp.lammps_bridge.grow() returned " + std::to_string(result.size()) +
-          " codes for " + std::to_string(nlocal) + " atoms";
+      err = std::string("icephase_lmp.lammps_bridge.") + function + "() returned " +
+          std::to_string(result.size()) + " codes for " + std::to_string(nlocal) + " atoms";
       return false;
     }
-    if (nlocal > 0) std::memcpy(grown, result.data(), sizeof(int) * nlocal);
+    if (nlocal > 0) std::memcpy(out, result.data(), sizeof(int) * nlocal);
     return true;
   });
+}
+
+bool IcephasePython::grow(const std::string &model_path, const double *positions, int n,
+                          int nlocal, const int *cloud_codes, int *grown, std::string &err)
+{
+  return codes_of_cloud("grow", model_path, positions, n, nlocal, cloud_codes, grown, err);
+}
+
+bool IcephasePython::vote(const std::string &model_path, const double *positions, int n,
+                          int nlocal, const int *cloud_codes, int *voted, std::string &err)
+{
+  return codes_of_cloud("vote", model_path, positions, n, nlocal, cloud_codes, voted, err);
 }
 
 bool IcephasePython::other_crystal(const std::string &model_path, const double *positions, int n,

@@ -67,6 +67,11 @@ bool classify(const std::string &model_path, const double *positions, int n, int
 bool grow(const std::string &model_path, const double *positions, int n, int nlocal,
           const int *cloud_codes, int *grown, std::string &err);
 
+// The phase vote for the first nlocal of n atoms: cloud_codes holds the
+// classifier's code of all n atoms; voted receives the nlocal new codes.
+bool vote(const std::string &model_path, const double *positions, int n, int nlocal,
+          const int *cloud_codes, int *voted, std::string &err);
+
 // The "other crystal" step for the first nlocal of n atoms: codes (nlocal) after
 // the boundary step, reduced (n x nreduced) every atom's reduced SOAP vector
 // (NaN where unknown); out receives the nlocal new codes.
