@@ -988,3 +988,54 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     assert counts[3] == counts[1] + counts[2]  # with the step off, those molecules are liquid
     off = read_dump(tmp_path / "off.dump")
     assert not np.any(off[:, 1] == OTHER_CRYSTAL)
+
+
+# ---- issue 14: the phase vote -------------------------------------------------------------------------------
+@pytest.mark.parametrize("nprocs", [1, 2, 4])
+def test_phase_vote_same_as_offline_on_any_number_of_ranks(model, offline_model, tmp_path, nprocs):
+    """A classifier that confuses two phases, as ice XII and V are confused on MD: every Ih reference
+    environment gets an "Ic" twin a little way off in one random direction of PCA space, so that a noisy Ih
+    molecule is called Ic when its own noise points that way (scattered, about one in five). With the phase
+    vote on, its neighbours give it back Ih; the compute gives the offline labels on 1, 2 and 4 ranks (codes
+    forwarded to the ghosts before the vote), and `vote no` gives the labels without it."""
+    from dataclasses import replace
+
+    from icephase_lmp.model_file import load_model, save_model
+    from icephase_lmp.phase_vote import PhaseVoteSettings
+    from icephase_lmp.pipeline import Pipeline
+
+    clf = offline_model.classifier
+    ih, ic = clf.names.index("Ih") + 1, clf.names.index("Ic") + 1
+    system = ice_system("Ih", 20.0, 0.15, seed=3)
+    _, plain_dist, _ = offline(offline_model, model, system)
+    rows = clf.ref_codes == ih
+    direction = np.random.default_rng(0).normal(size=clf.ref_features.shape[1])
+    twins = clf.ref_features[rows] + 0.5 * np.median(plain_dist) * direction / np.linalg.norm(direction)
+    confused = replace(clf, phase_vote=PhaseVoteSettings(5.0))
+    confused.add_references(twins, np.full(len(twins), ic), denoised=False)
+    meta = dict(offline_model.metadata, phase_vote=confused.phase_vote.to_dict())
+    path = save_model(tmp_path / "confused.pth", offline_model.denoiser, confused, meta,
+                      offline_model.network_weights(), offline_model.compact)
+    voting = load_model(path)
+    setup = ModelSetup(path, meta, model.metric, model.threshold, model.keywords)
+    codes, dist, _ = offline(voting, setup, system)
+    alone = Pipeline(voting, metric=model.metric, threshold=model.threshold, phase_vote=False).run(
+        system.positions, system.cell, (True, True, True)).codes
+    n = len(alone)
+    assert 10 <= np.count_nonzero(alone == ic) < 0.4 * n, "the test system should exercise the phase vote"
+    assert np.count_nonzero(codes == ic) < 0.2 * np.count_nonzero(alone == ic)
+    data = write_data(tmp_path / "ih.data", system)
+    script = header(data, meta["ghost_cutoff"]) + "\n".join([
+        compute_and_dump(setup),
+        f"compute off all icephase {path} {model.keywords} vote no",
+        "dump d2 all custom 1 off.dump id c_off[1]",
+        "dump_modify d2 sort id",
+        "run 0",
+    ])
+    run = run_lammps(tmp_path, script, nprocs=nprocs)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "phase vote: an ice-labelled oxygen takes the phase" in run.log
+    assert "phase vote: off" in run.log
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"phase vote, {nprocs} ranks")
+    assert np.array_equal(read_dump(tmp_path / "off.dump")[:, 1].astype(int), alone)
