@@ -61,7 +61,7 @@ def pipeline_for(model: Any = None, *, denoise: bool = True, device: str = "cpu"
         ``"cpu"`` or ``"cuda"``.
     **options
         The other ``Pipeline`` settings: ``iterations``, ``tolerance``, ``metric``, ``threshold``,
-        ``boundary_rounds`` (each defaults to the model's), ``other_crystal`` (default True).
+        ``boundary_rounds`` (each defaults to the model's), ``other_crystal``, ``phase_vote`` (default True).
     """
     from .model_file import IcephaseModel
     from .pipeline import Pipeline
@@ -144,8 +144,8 @@ def classify(
         not selected oxygens), ``icephase_distance`` (float, NaN there) and ``icephase_cluster`` (int, 0 there).
         ``ase.io.write(..., format="extxyz")`` keeps them.
     **options
-        ``iterations``, ``tolerance``, ``metric``, ``threshold``, ``boundary_rounds``, ``device``: as the
-        options of ``icephase classify``.
+        ``iterations``, ``tolerance``, ``metric``, ``threshold``, ``boundary_rounds``, ``other_crystal``,
+        ``phase_vote``, ``device``: as the options of ``icephase classify``.
 
     Returns
     -------
