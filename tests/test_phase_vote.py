@@ -78,3 +78,49 @@ def test_settings_round_trip_and_bad_values(classifier):
     assert Classifier.from_bytes(voting.to_bytes()).phase_vote == VOTE
     with pytest.raises(ClassifierError, match="reach"):
         replace(classifier, phase_vote=PhaseVoteSettings(radius=classifier.soap.reach + 1.0))
+
+
+def ih_ic_stacking(sequence: str, reps: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Oxygens of ideal ice bilayers stacked by ``sequence``: 'h' puts the next bilayer back over the one
+    before the last (hexagonal), 'c' on the third lateral site (cubic); hhhh... is Ih, cccc... is Ic.
+    Bilayer k holds a lower sublayer on lateral site X_k and an upper one on Y_k, 0.92 A higher; the
+    vertical bond to the next bilayer makes X_{k+1} = Y_k. Returns (positions, cell)."""
+    d = 2.76                     # O-O bond
+    a, h = d * np.sqrt(8 / 3), d / 3
+    site = {0: (0.0, 0.0), 1: (1 / 3, 1 / 3), 2: (2 / 3, 2 / 3)}  # in the 60-degree hexagonal cell
+    lower, upper = [0], [1]
+    for step in sequence[:-1]:
+        lower.append(upper[-1])
+        upper.append(lower[-2] if step == "h" else 3 - lower[-2] - upper[-1])
+    closing = lower[-1] if sequence[-1] == "h" else 3 - lower[-1] - upper[-1]
+    assert (upper[-1], closing) == (lower[0], upper[0]), f"{sequence} does not close periodically"
+    a1, a2 = np.array([a, 0.0, 0.0]), np.array([a / 2, a * np.sqrt(3) / 2, 0.0])
+    period = d + h
+    cell = np.array([a1 * reps, a2 * reps, [0.0, 0.0, period * len(sequence)]])
+    pos = []
+    for k, (x, y) in enumerate(zip(lower, upper)):
+        for s, dz in ((x, 0.0), (y, h)):
+            for i in range(reps):
+                for j in range(reps):
+                    f = np.array(site[s]) + (i, j)
+                    pos.append(f[0] * a1 + f[1] * a2 + [0.0, 0.0, k * period + dz])
+    return np.array(pos), cell
+
+
+def test_the_vote_keeps_the_labels_of_mixed_ih_ic_stacking(shipped_model):
+    """In ice with mixed stacking the classifier labels Ih and Ic molecule by molecule (sublayer by sublayer
+    at a junction); the default 5 A vote leaves those labels as they are, where a first-shell vote (3.5 A)
+    swaps whole sublayers: the radius is what keeps the vote from blurring stacking disorder."""
+    from icephase_lmp.phase_vote import DEFAULT_RADIUS
+    from icephase_lmp.pipeline import Pipeline
+
+    pos, cell = ih_ic_stacking("hhhccchhhccc")
+    pos = pos + np.random.default_rng(1).normal(0.0, 0.1, pos.shape)
+    result = Pipeline(shipped_model, phase_vote=False).run(pos, cell, (True,) * 3)
+    codes = result.codes
+    ih, ic = shipped_model.classifier.names.index("Ih") + 1, shipped_model.classifier.names.index("Ic") + 1
+    assert np.count_nonzero(codes == ih) > 200 and np.count_nonzero(codes == ic) > 200
+    voted = vote_phases(codes, result.positions, cell, (True,) * 3, PhaseVoteSettings(DEFAULT_RADIUS))
+    assert np.array_equal(voted, codes)
+    first_shell = vote_phases(codes, result.positions, cell, (True,) * 3, PhaseVoteSettings(3.5))
+    assert np.count_nonzero(first_shell != codes) > 100
