@@ -18,7 +18,10 @@ The radius, 5 A, reaches the first and second neighbour shells (16-20 molecules 
 wrong label in ten cannot win, and stays well inside the classifier's own reach (``SoapSettings.reach``,
 8.7 A), so that the vote does not blur what the classifier resolves: on ideal stackings of Ih and Ic bilayers
 (single cubic layers in Ih, single hexagonal layers in Ic, two- and three-layer blocks) it changed no label
-of the seven-phase model (docs/validation.md). A tie keeps the molecule's own phase.
+of the seven-phase model (docs/validation.md). The radius matters there: at a junction of Ih and Ic stacking the
+classifier labels the two sublayers of a bilayer differently, and a first-shell vote (3.5 A: three of the four
+neighbours lie in the other sublayer) or a 7 A one swaps them; 5 A keeps them (tests/test_phase_vote.py). A tie
+keeps the molecule's own phase.
 """
 
 from __future__ import annotations
