@@ -4,7 +4,7 @@ Why. The classifier names each molecule's phase from its own environment alone. 
 their local motifs (ice XII and ice V: rings of four to eight molecules in both), thermal motion that the
 denoiser does not fully undo sends single molecules of one crystal to the nearest environment of the other.
 On our TIP4P/Ice MD of ice XII at 250 K, an eleven-phase model called 8.6% of the molecules V; these were
-scattered (620 of 864 molecules never wrong over five frames, none wrong in all five), and within 5 A of
+scattered (620 of 864 molecules never wrong over five frames, one wrong in all five), and within 5 A of
 each of them most molecules were labelled XII. A phase is a property of a region, not of one molecule, so the
 phase of every ice-labelled molecule is put to a vote among itself and its ice-labelled neighbours within
 ``radius``.
@@ -14,7 +14,7 @@ ice/liquid decision is the classifier's and the boundary step's. One round, ever
 classifier's labels, so the result does not depend on the order of the molecules or how the LAMMPS compute
 spreads them over ranks.
 
-The radius, 5 A, reaches the first and second neighbour shells (16-20 molecules in the ices here), so that one
+The radius, 5 A, reaches the first and second neighbour shells (about 20 molecules in our V and XII MD), so that one
 wrong label in ten cannot win, and stays well inside the classifier's own reach (``SoapSettings.reach``,
 8.7 A), so that the vote does not blur what the classifier resolves: on ideal stackings of Ih and Ic bilayers
 (single cubic layers in Ih, single hexagonal layers in Ic, two- and three-layer blocks) it changed no label

@@ -156,7 +156,7 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     timing(false), boundary_rounds(-1), other_crystal(true), phase_vote(true), r_max(0.0), ghost_cutoff(0.0),
     receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0),
     default_iterations(0), default_tolerance(0.0),
-    default_boundary_rounds(0), boundary_shell(0.0), logged(false), graph_logged(false), nmax(0),
+    default_boundary_rounds(0), boundary_shell(0.0), phase_vote_radius(0.0), logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
     counts(nullptr)
 {
@@ -1704,7 +1704,8 @@ void ComputeIcephase::share_labels()
    ice-labelled local centre the phase most ice-labelled atoms within the
    vote radius carry. One round on the classifier's codes: the result does
    not depend on how the atoms are spread over the ranks. The cloud reaches
-   the SOAP reach beyond the centres (init checks that it covers the radius).
+   the SOAP reach beyond the centres; the classifier refuses a vote radius
+   beyond it (icephase_lmp.classifier), so the cloud covers every voter.
 ------------------------------------------------------------------------- */
 
 void ComputeIcephase::vote_phases()
