@@ -5,7 +5,8 @@
 # fitted and exported as for the shipped model, with the phase vote (phase_vote.py: V and XII share their
 # local motifs, and single molecules of one came out as the other); the thresholds are calibrated on our own
 # TIP4P/Ice MD of all eleven phases. Written under runs/ (validation.md says whether it ships and why).
-# Run from the repository root, in .venv. Fine-tuning: ~35 min on one CPU thread; MD for calibration ~2 h on one core.
+# Run from the repository root, in .venv. Fine-tuning: ~35 min on one CPU thread; the MD for calibration took ~2 h
+# on this 2-core machine with two runs side by side (make_md_snapshots.py runs them one after the other).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source .venv/bin/activate
