@@ -98,7 +98,7 @@ constexpr int COMM_CLOSE = 1;    // forward communication of the too-close flags
 constexpr int COMM_LABEL = 2;    // forward communication of the phase codes (boundary step)
 constexpr int COMM_REDUCED = 3;    // forward communication of the reduced SOAP vectors (other crystal)
 constexpr int COMM_FEATURES = 4;    // forward communication of node features (denoising layer by layer)
-constexpr int COMM_NEED = 5;    // reverse, then forward communication: which oxygens a ghost node stands for
+constexpr int COMM_NEED = 5;    // reverse communication: which copies are ghost nodes (features go to them)
 
 const std::set<std::string> KEYWORDS = {"iterations", "tolerance", "device",
                                         "types",      "metric",    "threshold",
@@ -1462,13 +1462,14 @@ void ComputeIcephase::denoise_by_layers(double &maxstep, std::string &err)
 }
 
 /* ----------------------------------------------------------------------
-   graph.need: nonzero for every oxygen (and each of its copies) that is a
-   ghost node on some rank. Each rank marks its ghost nodes; a reverse
-   communication sums the marks onto the owners, a forward one gives the
-   owners' sums back to every copy. The node features then travel only
-   for those oxygens: of the ghosts within the communication cutoff (which
-   SOAP needs) only the ones within r_max of another rank's oxygens are
-   graph nodes. Collective.
+   which copies need node features: each rank marks its ghost nodes, and a
+   reverse communication takes every mark back along the swaps that made
+   the copy (graph.sends: per send list, the entries whose copy is a ghost
+   node or is sent on to one). The node features then travel only to
+   those copies: of the ghosts within the communication cutoff (which SOAP
+   needs) only the ones within r_max of another rank's oxygens are graph
+   nodes, and of the periodic images a rank makes of its own oxygens only
+   the ones it passes on to another rank need features. Collective.
 ------------------------------------------------------------------------- */
 
 void ComputeIcephase::mark_needed_features()
@@ -1476,9 +1477,9 @@ void ComputeIcephase::mark_needed_features()
   const double t0 = MPI_Wtime();
   graph.need.assign(atom->nlocal + atom->nghost, 0.0);
   for (size_t g = cloud.nlocal; g < graph.nodes.size(); g++) graph.need[cloud.atoms[graph.nodes[g]]] = 1.0;
+  graph.sends.clear();
   comm_mode = COMM_NEED;
   comm->reverse_comm(this);
-  comm->forward_comm(this, 1);
   comm_mode = COMM_DISP;
   timer.layer_comm += MPI_Wtime() - t0;
 }
@@ -1621,10 +1622,24 @@ void ComputeIcephase::select_environment()
   soap.bins.setup(lo, hi, cut, soap.nlocal);
   soap.bins.fill(soap.centres_x.data(), soap.nlocal);
 
+  // a ghost farther than cut from the centres' extent has no centre within cut: most
+  // ghosts of a small box or subdomain (the communication cutoff is ~1.6x the SOAP
+  // reach) are, and each would otherwise search 18-27 bins in vain
+  const double cutsq = cut * cut;
+  auto beyond_extent = [&](const double *p) {
+    double rsq = 0.0;
+    for (int d = 0; d < 3; d++) {
+      const double out = std::max({lo[d] - p[d], 0.0, p[d] - hi[d]});
+      rsq += out * out;
+    }
+    return rsq >= cutsq;
+  };
   int kept = soap.nlocal;
-  for (int s = soap.nlocal; s < nsoap; s++)
-    if (soap.bins.find_within(&cloud.x[3 * soap.index[s]], [](int) { return true; }))
+  for (int s = soap.nlocal; s < nsoap; s++) {
+    const double *p = &cloud.x[3 * soap.index[s]];
+    if (!beyond_extent(p) && soap.bins.find_within(p, [](int) { return true; }))
       soap.index[kept++] = soap.index[s];
+  }
   soap.index.resize(kept);
 }
 
@@ -1997,55 +2012,52 @@ void ComputeIcephase::compute_vector()
   }
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   every forward communication has a slot for each analysed atom only (in
+   the group, with an oxygen type): hydrogens and other atoms carry nothing,
+   as nothing reads their displacement, flag, code or features. Type and
+   group travel with every ghost, so the unpack skips the same atoms.
+   Displacements are the same for every periodic image: no pbc shift.
+------------------------------------------------------------------------- */
 
 int ComputeIcephase::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/,
                                        int * /*pbc*/)
 {
   int m = 0;
-  if (comm_mode == COMM_CLOSE) {
-    for (int k = 0; k < n; k++) buf[m++] = close_flag[list[k]];
-    return m;
-  }
-  if (comm_mode == COMM_LABEL) {
-    for (int k = 0; k < n; k++) buf[m++] = label[list[k]];
-    return m;
-  }
-  if (comm_mode == COMM_REDUCED) {
-    for (int k = 0; k < n; k++)
-      for (int f = 0; f < nreduced; f++) buf[m++] = reduced[list[k]][f];
-    return m;
-  }
-  if (comm_mode == COMM_NEED) {
-    for (int k = 0; k < n; k++) buf[m++] = graph.need[list[k]];
-    return m;
-  }
-  if (comm_mode == COMM_FEATURES) {
-    // a slot for every analysed oxygen only (hydrogens and other groups have none: type and group travel
-    // with every ghost, so the receiving rank's unpack skips the same atoms): a flag, and the features
-    // where some rank has the oxygen as a ghost node (graph.need). An oxygen left out of the cloud sends
-    // zeros no one reads.
-    const int width = denoiser->width, stride = doubles_for(width);
-    for (int k = 0; k < n; k++) {
-      const int j = list[k];
-      if (!carries_features(j)) continue;
-      const bool send = graph.need[j] > 0.0;
-      buf[m++] = send ? 1.0 : 0.0;
-      if (!send) continue;
-      auto *out = reinterpret_cast<float *>(buf + m);
-      std::memset(out, 0, sizeof(double) * stride);
-      const int c = graph.cloud_of[j];
-      if (c >= 0) std::memcpy(out, &graph.stage[(size_t) c * width], sizeof(float) * width);
-      m += stride;
-    }
-    return m;
-  }
-  // displacements are the same for every periodic image: no pbc shift
+  const int width = denoiser->width, stride = doubles_for(width);
+  const std::vector<char> *sends = comm_mode == COMM_FEATURES ? needed_copies(list) : nullptr;
   for (int k = 0; k < n; k++) {
     const int j = list[k];
-    buf[m++] = disp[j][0];
-    buf[m++] = disp[j][1];
-    buf[m++] = disp[j][2];
+    if (!is_analysed(j)) continue;
+    switch (comm_mode) {
+      case COMM_CLOSE:
+        buf[m++] = close_flag[j];
+        break;
+      case COMM_LABEL:
+        buf[m++] = label[j];
+        break;
+      case COMM_REDUCED:
+        for (int f = 0; f < nreduced; f++) buf[m++] = reduced[j][f];
+        break;
+      case COMM_FEATURES: {
+        // a flag, and the features where the copy this entry makes is a ghost node on some rank
+        // or passes features on to one (mark_needed_features; every entry if the list is unknown).
+        // An oxygen left out of the cloud sends zeros no one reads.
+        const bool send = sends == nullptr || (*sends)[k] != 0;
+        buf[m++] = send ? 1.0 : 0.0;
+        if (!send) break;
+        auto *out = reinterpret_cast<float *>(buf + m);
+        std::memset(out, 0, sizeof(double) * stride);
+        const int c = graph.cloud_of[j];
+        if (c >= 0) std::memcpy(out, &graph.stage[(size_t) c * width], sizeof(float) * width);
+        m += stride;
+        break;
+      }
+      default:    // COMM_DISP
+        buf[m++] = disp[j][0];
+        buf[m++] = disp[j][1];
+        buf[m++] = disp[j][2];
+    }
   }
   return m;
 }
@@ -2055,52 +2067,49 @@ int ComputeIcephase::pack_forward_comm(int n, int *list, double *buf, int /*pbc_
 void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
 {
   int m = 0;
-  const int last = first + n;
-  if (comm_mode == COMM_CLOSE) {
-    for (int i = first; i < last; i++) close_flag[i] = buf[m++];
-    return;
-  }
-  if (comm_mode == COMM_LABEL) {
-    for (int i = first; i < last; i++) label[i] = buf[m++];
-    return;
-  }
-  if (comm_mode == COMM_REDUCED) {
-    for (int i = first; i < last; i++)
-      for (int f = 0; f < nreduced; f++) reduced[i][f] = buf[m++];
-    return;
-  }
-  if (comm_mode == COMM_NEED) {
-    for (int i = first; i < last; i++) graph.need[i] = buf[m++];
-    return;
-  }
-  if (comm_mode == COMM_FEATURES) {
-    const int width = denoiser->width, stride = doubles_for(width);
-    for (int i = first; i < last; i++) {
-      if (!carries_features(i)) continue;
-      if (buf[m++] == 0.0) continue;    // no features sent for this one
-      const int c = graph.cloud_of[i];
-      if (c >= 0)
-        std::memcpy(&graph.stage[(size_t) c * width], reinterpret_cast<const float *>(buf + m),
-                    sizeof(float) * width);
-      m += stride;
+  const int width = denoiser->width, stride = doubles_for(width);
+  for (int i = first; i < first + n; i++) {
+    if (!is_analysed(i)) continue;
+    switch (comm_mode) {
+      case COMM_CLOSE:
+        close_flag[i] = buf[m++];
+        break;
+      case COMM_LABEL:
+        label[i] = buf[m++];
+        break;
+      case COMM_REDUCED:
+        for (int f = 0; f < nreduced; f++) reduced[i][f] = buf[m++];
+        break;
+      case COMM_FEATURES: {
+        if (buf[m++] == 0.0) break;    // no features sent for this one
+        const int c = graph.cloud_of[i];
+        if (c >= 0)
+          std::memcpy(&graph.stage[(size_t) c * width], reinterpret_cast<const float *>(buf + m),
+                      sizeof(float) * width);
+        m += stride;
+        break;
+      }
+      default:    // COMM_DISP
+        disp[i][0] = buf[m++];
+        disp[i][1] = buf[m++];
+        disp[i][2] = buf[m++];
     }
-    return;
-  }
-  for (int i = first; i < last; i++) {
-    disp[i][0] = buf[m++];
-    disp[i][1] = buf[m++];
-    disp[i][2] = buf[m++];
   }
 }
 
 /* ----------------------------------------------------------------------
-   COMM_NEED: every ghost's mark goes back to its owner, which sums them
+   COMM_NEED: every ghost's mark goes back along the swap that brought it.
+   The entry of the send list that made the copy remembers whether the copy
+   needs features (graph.sends, by send list); the atom it copied adds the
+   mark to its own, so that a copy that is itself sent on (a periodic image
+   passed to another rank) asks its source in turn. Analysed atoms only.
 ------------------------------------------------------------------------- */
 
 int ComputeIcephase::pack_reverse_comm(int n, int first, double *buf)
 {
   int m = 0;
-  for (int i = first; i < first + n; i++) buf[m++] = graph.need[i];
+  for (int i = first; i < first + n; i++)
+    if (is_analysed(i)) buf[m++] = graph.need[i];
   return m;
 }
 
@@ -2108,15 +2117,37 @@ int ComputeIcephase::pack_reverse_comm(int n, int first, double *buf)
 
 void ComputeIcephase::unpack_reverse_comm(int n, int *list, double *buf)
 {
-  for (int k = 0; k < n; k++) graph.need[list[k]] += buf[k];
+  graph.sends.emplace_back(list, std::vector<char>(n, 0));
+  std::vector<char> &sends = graph.sends.back().second;
+  int m = 0;
+  for (int k = 0; k < n; k++) {
+    const int j = list[k];
+    if (!is_analysed(j)) continue;
+    const double mark = buf[m++];
+    graph.need[j] += mark;
+    sends[k] = mark > 0.0 ? 1 : 0;
+  }
 }
 
 /* ----------------------------------------------------------------------
-   whether atom i has a slot in a forward communication of node features:
-   the same answer on the rank that packs and the one that unpacks
+   which entries of a send list carry node features (COMM_NEED), or null
+   for a list the last COMM_NEED did not see (then every entry does)
 ------------------------------------------------------------------------- */
 
-bool ComputeIcephase::carries_features(int i) const
+const std::vector<char> *ComputeIcephase::needed_copies(const int *list) const
+{
+  for (const auto &entry : graph.sends)
+    if (entry.first == list) return &entry.second;
+  return nullptr;
+}
+
+/* ----------------------------------------------------------------------
+   whether atom i is analysed (in the group, with an oxygen type): the
+   atoms with a slot in a forward communication, the same answer on the
+   rank that packs and the one that unpacks
+------------------------------------------------------------------------- */
+
+bool ComputeIcephase::is_analysed(int i) const
 {
   return (atom->mask[i] & groupbit) && is_oxygen[atom->type[i]];
 }

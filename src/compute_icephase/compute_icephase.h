@@ -166,7 +166,9 @@ class ComputeIcephase : public Compute {
     // features [width] as its owner last computed them (the forward communication's source and target)
     std::vector<int> cloud_of;
     std::vector<float> stage;
-    std::vector<double> need;    // per atom (local + ghost): > 0 where some rank has it as a ghost node
+    std::vector<double> need;    // per atom: > 0 where it or a copy sent on is a ghost node somewhere
+    // per send list of the last COMM_NEED (LAMMPS's list, not owned): which entries' copies need features
+    std::vector<std::pair<const int *, std::vector<char>>> sends;
   } graph;
 
   // select_soap_input, classify, extend_ice: the classifier's input and output
@@ -254,7 +256,8 @@ class ComputeIcephase : public Compute {
   bool on_any_rank(bool mine);
   bool has_liquid_centre() const;
   void grow_arrays();
-  bool carries_features(int i) const;
+  bool is_analysed(int i) const;
+  const std::vector<char> *needed_copies(const int *list) const;
 };
 
 }    // namespace LAMMPS_NS
