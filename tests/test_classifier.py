@@ -125,6 +125,41 @@ def test_nearest_reference_agrees_with_the_full_distance_matrix(metric, rng):
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_the_compiled_scan_gives_the_float64_answer_ties_included(metric, rng):
+    """_soap_kernel.nearest_scores (float32, tiles of 16 references, 4 rows at a time) against numpy's blocks
+    and the float64 distance matrix: ragged tiles and row blocks, exact ties (a duplicated reference), near
+    ties within float32 rounding, and a row with a NaN. A tie goes to the float64 search row by row, so the
+    two scans agree on it, and on which batch of rows it came in."""
+    from icephase_lmp import soap
+    from icephase_lmp.classifier import nearest_reference, pairwise_distance
+
+    if soap._soap_kernel is None:
+        pytest.skip("icephase_lmp._soap_kernel was not built")
+    b = rng.normal(size=(701, 30))
+    b = np.concatenate([b, b[:50]])  # references 701..750 repeat 0..49: exact ties
+    a = np.concatenate([rng.normal(size=(250, 30)), b[[3, 10, 700]], b[[5]] + 1e-9, 3.0 * rng.normal(size=(2, 30))])
+    a[-1, 7] = np.nan
+    compiled = nearest_reference(a, b, metric, compiled=True)
+    plain = nearest_reference(a, b, metric, compiled=False)
+    np.testing.assert_array_equal(compiled[0], plain[0])
+    np.testing.assert_array_equal(compiled[1], plain[1])
+    # the same rows searched alone or in another batch: the same answers
+    alone = [nearest_reference(a[r : r + 1], b, metric)[0][0] for r in range(len(a))]
+    np.testing.assert_array_equal(compiled[0], alone)
+    reversed_batch = nearest_reference(a[::-1], b, metric)[0][::-1]
+    np.testing.assert_array_equal(compiled[0], reversed_batch)
+    # the float64 nearest vector (of a tie, either copy)
+    full = pairwise_distance(a[:-1], b, metric)
+    np.testing.assert_array_equal(b[compiled[0][:-1]], b[full.argmin(axis=1)])
+    # (the matrix's |a|^2 + |b|^2 - 2 a.b loses the 5e-9 of row 253 to cancellation; row_distance keeps it)
+    np.testing.assert_allclose(compiled[1][:-1], full.min(axis=1), rtol=0, atol=1e-6)
+    assert np.array_equal(b[compiled[0][250:254]], b[[3, 10, 700, 5]])
+    assert np.isnan(compiled[1][-1])
+    assert any(compiled[0][r] > 700 or full[r, compiled[0][r] + 701] == full[r].min() for r in range(250)
+               if full[r].argmin() < 50)  # some rows do meet a tie
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_the_reference_tree_gives_the_exact_nearest_reference(metric, rng):
     from icephase_lmp.classifier import ReferenceTree, nearest_reference
 

@@ -37,6 +37,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -660,12 +662,128 @@ py::array_t<int64_t> repeat_counts(py::array_t<double, py::array::c_style | py::
   return counts;
 }
 
+// The classifier's nearest-reference scan (classifier.nearest_reference) for a block of rows, in float32:
+// for each row a of `rows` (n, k), the reference m with the smallest score offsets[m] + sum_c a[c] w[c][m]
+// (`weights_t` is (k, M): the references' weights transposed), and whether the row is unsure: another
+// reference scores within margin[row] of the smallest, or the row is not finite. The caller searches unsure
+// rows again in float64, so a winner reported here is the float64 search's whenever margin bounds the float32
+// rounding (in any order of the sums). The references go in tiles of SCAN_TILE, each tile's weights
+// contiguous, and SCAN_ROWS rows share each tile while it is in registers; a tile whose smallest score is not
+// below a row's runner-up is not looked at one by one. numpy's version forms a (rows x M) block and reads it
+// four times.
+constexpr int SCAN_TILE = 16, SCAN_ROWS = 4;    // scan_tiles has SCAN_ROWS accumulators by name
+
+struct ScanBest {
+  long best = 0;
+  float low = std::numeric_limits<float>::infinity(), second = std::numeric_limits<float>::infinity();
+};
+
+// 8 floats: one AVX register (two SSE ones); a tile is two of them. (A 16-float vector type spills to the
+// stack where the target has no 512-bit registers.)
+constexpr int SCAN_HALF = SCAN_TILE / 2;
+typedef float ScanVector __attribute__((vector_size(SCAN_HALF * sizeof(float))));
+
+ICEPHASE_HOT void scan_tiles(const float *a, int nrows, int k, const float *tiles, const float *tile_offsets,
+                             long ntiles, ScanBest *out)
+{
+  for (long t = 0; t < ntiles; ++t) {
+    // SCAN_ROWS x 2 named accumulators, so that they stay in registers
+    ScanVector off_lo, off_hi;
+    std::memcpy(&off_lo, tile_offsets + t * SCAN_TILE, sizeof(off_lo));
+    std::memcpy(&off_hi, tile_offsets + t * SCAN_TILE + SCAN_HALF, sizeof(off_hi));
+    ScanVector r0_lo = off_lo, r0_hi = off_hi, r1_lo = off_lo, r1_hi = off_hi;
+    ScanVector r2_lo = off_lo, r2_hi = off_hi, r3_lo = off_lo, r3_hi = off_hi;
+    const float *wt = tiles + t * k * SCAN_TILE;
+    for (int c = 0; c < k; ++c, wt += SCAN_TILE) {
+      ScanVector w_lo, w_hi;
+      std::memcpy(&w_lo, wt, sizeof(w_lo));
+      std::memcpy(&w_hi, wt + SCAN_HALF, sizeof(w_hi));
+      const float a0 = a[c], a1 = a[k + c], a2 = a[2 * k + c], a3 = a[3 * k + c];
+      r0_lo += a0 * w_lo;
+      r0_hi += a0 * w_hi;
+      r1_lo += a1 * w_lo;
+      r1_hi += a1 * w_hi;
+      r2_lo += a2 * w_lo;
+      r2_hi += a2 * w_hi;
+      r3_lo += a3 * w_lo;
+      r3_hi += a3 * w_hi;
+    }
+    float scores[SCAN_ROWS][SCAN_TILE];
+    const ScanVector parts[2 * SCAN_ROWS] = {r0_lo, r0_hi, r1_lo, r1_hi, r2_lo, r2_hi, r3_lo, r3_hi};
+    std::memcpy(scores, parts, sizeof(scores));
+    for (int r = 0; r < nrows; ++r) {
+      const float *v = scores[r];
+      float tile_low = v[0];
+      for (int j = 1; j < SCAN_TILE; ++j) tile_low = std::min(tile_low, v[j]);
+      ScanBest &b = out[r];
+      if (!(tile_low < b.second)) continue;
+      for (int j = 0; j < SCAN_TILE; ++j) {
+        if (v[j] < b.low) {
+          b.second = b.low;
+          b.low = v[j];
+          b.best = t * SCAN_TILE + j;
+        } else if (v[j] < b.second) {
+          b.second = v[j];
+        }
+      }
+    }
+  }
+}
+
+py::tuple nearest_scores(py::array_t<float, py::array::c_style | py::array::forcecast> rows,
+                         py::array_t<float, py::array::c_style | py::array::forcecast> weights_t,
+                         py::array_t<float, py::array::c_style | py::array::forcecast> offsets,
+                         py::array_t<double, py::array::c_style | py::array::forcecast> margin)
+{
+  if (rows.ndim() != 2 || weights_t.ndim() != 2 || offsets.ndim() != 1 || margin.ndim() != 1)
+    throw std::invalid_argument("rows (n, k), weights_t (k, M), offsets (M,) and margin (n,) expected");
+  const long n = rows.shape(0), k = rows.shape(1), refs = weights_t.shape(1);
+  if (weights_t.shape(0) != k || offsets.shape(0) != refs || margin.shape(0) != n)
+    throw std::invalid_argument("rows, weights_t, offsets and margin do not match in shape");
+  if (refs == 0) throw std::invalid_argument("no references");
+  py::array_t<int64_t> winner(n);
+  py::array_t<bool> unsure(n);
+  int64_t *best_of = winner.mutable_data();
+  bool *unsure_of = unsure.mutable_data();
+  const float *a = rows.data(), *w = weights_t.data(), *off = offsets.data();
+  const double *slack = margin.data();
+  {
+    py::gil_scoped_release release;
+    // tiles: [tile][c][j]; padding scores +inf (offset +inf, weight 0), never a winner or runner-up
+    const long ntiles = (refs + SCAN_TILE - 1) / SCAN_TILE;
+    std::vector<float> tiles(ntiles * k * SCAN_TILE, 0.0f);
+    std::vector<float> tile_offsets(ntiles * SCAN_TILE, std::numeric_limits<float>::infinity());
+    for (long m = 0; m < refs; ++m) {
+      const long t = m / SCAN_TILE, j = m % SCAN_TILE;
+      tile_offsets[m] = off[m];
+      for (long c = 0; c < k; ++c) tiles[(t * k + c) * SCAN_TILE + j] = w[c * refs + m];
+    }
+    // a row with a NaN, an infinity or a huge value (a score could overflow) is left to the float64 search
+    std::vector<float> block(SCAN_ROWS * k, 0.0f);
+    for (long r0 = 0; r0 < n; r0 += SCAN_ROWS) {
+      const int nrows = (int) std::min<long>(SCAN_ROWS, n - r0);
+      std::copy(a + r0 * k, a + (r0 + nrows) * k, block.begin());
+      std::fill(block.begin() + nrows * k, block.end(), 0.0f);
+      ScanBest found[SCAN_ROWS];
+      scan_tiles(block.data(), nrows, (int) k, tiles.data(), tile_offsets.data(), ntiles, found);
+      for (int r = 0; r < nrows; ++r) {
+        bool finite = true;
+        for (long c = 0; c < k; ++c) finite = finite && std::fabs(block[r * k + c]) < 1e15f;
+        best_of[r0 + r] = found[r].best;
+        unsure_of[r0 + r] = !finite || !std::isfinite(found[r].low) ||
+            (double) found[r].second <= (double) found[r].low + slack[r0 + r];
+      }
+    }
+  }
+  return py::make_tuple(winner, unsure);
+}
+
 }    // namespace
 
 PYBIND11_MODULE(_soap_kernel, m)
 {
   m.doc() = "SOAP power spectrum from a spline table of DScribe's GTO radial basis, the neighbour searches it and the "
-            "denoiser use, and the other-crystal step's repeat count (see soap.py)";
+            "denoiser use, the other-crystal step's repeat count and the classifier's nearest-reference scan (see soap.py)";
   m.attr("MAX_N") = 4 * BLOCK;
   m.def("power_spectrum", &power_spectrum, py::arg("points"), py::arg("centres"), py::arg("reach"), py::arg("table"),
         py::arg("spacing"), py::arg("n_max"), py::arg("self_term"), py::arg("prel"),
@@ -678,6 +796,10 @@ PYBIND11_MODULE(_soap_kernel, m)
   m.def("repeat_counts", &repeat_counts, py::arg("reduced"), py::arg("i"), py::arg("j"), py::arg("threshold"),
         py::arg("metric"), py::arg("n_centres"),
         "Per centre, its pairs whose reduced vectors are closer than `threshold` (metric 0 euclidean, 1 cosine).");
+  m.def("nearest_scores", &nearest_scores, py::arg("rows"), py::arg("weights_t"), py::arg("offsets"),
+        py::arg("margin"),
+        "(winner (n,), unsure (n,)): per row, the reference with the smallest float32 score offsets + rows @ "
+        "weights_t, and whether another scores within margin of it (or a score is NaN).");
   m.def("periodic_pairs", &periodic_pairs, py::arg("positions"), py::arg("cell"), py::arg("cutoff"),
         py::arg("half") = false,
         "(index (2, E), shift (E, 3)): every directed pair of a fully periodic box closer than `cutoff`, with the "
