@@ -900,12 +900,14 @@ void ComputeIcephase::collect_cloud()
   const int *type = atom->type;
   const int *mask = atom->mask;
 
+  cloud.analysed.resize(nall);
+  for (int i = 0; i < nall; i++) cloud.analysed[i] = (mask[i] & groupbit) && is_oxygen[type[i]];
   cloud.atoms.clear();
   for (int i = 0; i < nlocal; i++)
-    if ((mask[i] & groupbit) && is_oxygen[type[i]]) cloud.atoms.push_back(i);
+    if (cloud.analysed[i]) cloud.atoms.push_back(i);
   cloud.nlocal = (int) cloud.atoms.size();
   for (int i = nlocal; i < nall; i++)
-    if ((mask[i] & groupbit) && is_oxygen[type[i]]) cloud.atoms.push_back(i);
+    if (cloud.analysed[i]) cloud.atoms.push_back(i);
 }
 
 /* ----------------------------------------------------------------------
@@ -2014,49 +2016,52 @@ void ComputeIcephase::compute_vector()
 
 /* ----------------------------------------------------------------------
    every forward communication has a slot for each analysed atom only (in
-   the group, with an oxygen type): hydrogens and other atoms carry nothing,
-   as nothing reads their displacement, flag, code or features. Type and
-   group travel with every ghost, so the unpack skips the same atoms.
-   Displacements are the same for every periodic image: no pbc shift.
+   the group, with an oxygen type; cloud.analysed): hydrogens and other
+   atoms carry nothing, as nothing reads their displacement, flag, code or
+   features. Type and group travel with every ghost, so the unpack skips
+   the same atoms. Displacements are the same for every periodic image: no
+   pbc shift.
 ------------------------------------------------------------------------- */
 
 int ComputeIcephase::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/,
                                        int * /*pbc*/)
 {
   int m = 0;
-  const int width = denoiser->width, stride = doubles_for(width);
-  const std::vector<char> *sends = comm_mode == COMM_FEATURES ? needed_copies(list) : nullptr;
-  for (int k = 0; k < n; k++) {
-    const int j = list[k];
-    if (!is_analysed(j)) continue;
-    switch (comm_mode) {
-      case COMM_CLOSE:
-        buf[m++] = close_flag[j];
-        break;
-      case COMM_LABEL:
-        buf[m++] = label[j];
-        break;
-      case COMM_REDUCED:
-        for (int f = 0; f < nreduced; f++) buf[m++] = reduced[j][f];
-        break;
-      case COMM_FEATURES: {
-        // a flag, and the features where the copy this entry makes is a ghost node on some rank
-        // or passes features on to one (mark_needed_features; every entry if the list is unknown).
-        // An oxygen left out of the cloud sends zeros no one reads.
-        const bool send = sends == nullptr || (*sends)[k] != 0;
-        buf[m++] = send ? 1.0 : 0.0;
-        if (!send) break;
-        auto *out = reinterpret_cast<float *>(buf + m);
-        std::memset(out, 0, sizeof(double) * stride);
-        const int c = graph.cloud_of[j];
-        if (c >= 0) std::memcpy(out, &graph.stage[(size_t) c * width], sizeof(float) * width);
-        m += stride;
-        break;
-      }
-      default:    // COMM_DISP
-        buf[m++] = disp[j][0];
-        buf[m++] = disp[j][1];
-        buf[m++] = disp[j][2];
+  if (comm_mode == COMM_CLOSE) {
+    for (int k = 0; k < n; k++)
+      if (is_analysed(list[k])) buf[m++] = close_flag[list[k]];
+  } else if (comm_mode == COMM_LABEL) {
+    for (int k = 0; k < n; k++)
+      if (is_analysed(list[k])) buf[m++] = label[list[k]];
+  } else if (comm_mode == COMM_REDUCED) {
+    for (int k = 0; k < n; k++)
+      if (is_analysed(list[k]))
+        for (int f = 0; f < nreduced; f++) buf[m++] = reduced[list[k]][f];
+  } else if (comm_mode == COMM_FEATURES) {
+    // a flag, and the features where the copy this entry makes is a ghost node on some rank or passes
+    // features on to one (mark_needed_features; every entry if the list is unknown). An oxygen left out
+    // of the cloud sends zeros no one reads.
+    const int width = denoiser->width, stride = doubles_for(width);
+    const std::vector<char> *sends = needed_copies(list);
+    for (int k = 0; k < n; k++) {
+      const int j = list[k];
+      if (!is_analysed(j)) continue;
+      const bool send = sends == nullptr || (*sends)[k] != 0;
+      buf[m++] = send ? 1.0 : 0.0;
+      if (!send) continue;
+      auto *out = reinterpret_cast<float *>(buf + m);
+      std::memset(out, 0, sizeof(double) * stride);
+      const int c = graph.cloud_of[j];
+      if (c >= 0) std::memcpy(out, &graph.stage[(size_t) c * width], sizeof(float) * width);
+      m += stride;
+    }
+  } else {    // COMM_DISP
+    for (int k = 0; k < n; k++) {
+      const int j = list[k];
+      if (!is_analysed(j)) continue;
+      buf[m++] = disp[j][0];
+      buf[m++] = disp[j][1];
+      buf[m++] = disp[j][2];
     }
   }
   return m;
@@ -2067,32 +2072,34 @@ int ComputeIcephase::pack_forward_comm(int n, int *list, double *buf, int /*pbc_
 void ComputeIcephase::unpack_forward_comm(int n, int first, double *buf)
 {
   int m = 0;
-  const int width = denoiser->width, stride = doubles_for(width);
-  for (int i = first; i < first + n; i++) {
-    if (!is_analysed(i)) continue;
-    switch (comm_mode) {
-      case COMM_CLOSE:
-        close_flag[i] = buf[m++];
-        break;
-      case COMM_LABEL:
-        label[i] = buf[m++];
-        break;
-      case COMM_REDUCED:
+  const int last = first + n;
+  if (comm_mode == COMM_CLOSE) {
+    for (int i = first; i < last; i++)
+      if (is_analysed(i)) close_flag[i] = buf[m++];
+  } else if (comm_mode == COMM_LABEL) {
+    for (int i = first; i < last; i++)
+      if (is_analysed(i)) label[i] = buf[m++];
+  } else if (comm_mode == COMM_REDUCED) {
+    for (int i = first; i < last; i++)
+      if (is_analysed(i))
         for (int f = 0; f < nreduced; f++) reduced[i][f] = buf[m++];
-        break;
-      case COMM_FEATURES: {
-        if (buf[m++] == 0.0) break;    // no features sent for this one
-        const int c = graph.cloud_of[i];
-        if (c >= 0)
-          std::memcpy(&graph.stage[(size_t) c * width], reinterpret_cast<const float *>(buf + m),
-                      sizeof(float) * width);
-        m += stride;
-        break;
-      }
-      default:    // COMM_DISP
-        disp[i][0] = buf[m++];
-        disp[i][1] = buf[m++];
-        disp[i][2] = buf[m++];
+  } else if (comm_mode == COMM_FEATURES) {
+    const int width = denoiser->width, stride = doubles_for(width);
+    for (int i = first; i < last; i++) {
+      if (!is_analysed(i)) continue;
+      if (buf[m++] == 0.0) continue;    // no features sent for this one
+      const int c = graph.cloud_of[i];
+      if (c >= 0)
+        std::memcpy(&graph.stage[(size_t) c * width], reinterpret_cast<const float *>(buf + m),
+                    sizeof(float) * width);
+      m += stride;
+    }
+  } else {    // COMM_DISP
+    for (int i = first; i < last; i++) {
+      if (!is_analysed(i)) continue;
+      disp[i][0] = buf[m++];
+      disp[i][1] = buf[m++];
+      disp[i][2] = buf[m++];
     }
   }
 }
@@ -2141,17 +2148,6 @@ const std::vector<char> *ComputeIcephase::needed_copies(const int *list) const
   return nullptr;
 }
 
-/* ----------------------------------------------------------------------
-   whether atom i is analysed (in the group, with an oxygen type): the
-   atoms with a slot in a forward communication, the same answer on the
-   rank that packs and the one that unpacks
-------------------------------------------------------------------------- */
-
-bool ComputeIcephase::is_analysed(int i) const
-{
-  return (atom->mask[i] & groupbit) && is_oxygen[atom->type[i]];
-}
-
 /* ---------------------------------------------------------------------- */
 
 double ComputeIcephase::memory_usage()
@@ -2170,6 +2166,8 @@ double ComputeIcephase::memory_usage()
   bytes += (double) graph.edges.capacity() * sizeof(int64_t);
   bytes += (double) graph.cloud_of.capacity() * sizeof(int) + graph.stage.capacity() * sizeof(float) +
       graph.need.capacity() * sizeof(double);
+  bytes += (double) cloud.analysed.capacity();
+  for (const auto &entry : graph.sends) bytes += (double) entry.second.capacity();
   bytes += too_close.bins.memory_usage() + graph.bins.memory_usage() + soap.bins.memory_usage();
   return bytes;
 }

@@ -132,6 +132,7 @@ class ComputeIcephase : public Compute {
   struct Cloud {
     std::vector<int> atoms;      // atom indices of analysed locals, then ghosts
     int nlocal = 0;              // the local ones: atoms[0 .. nlocal)
+    std::vector<char> analysed;  // per atom (local + ghost): in the group, with an oxygen type
     std::vector<int> owner;      // per cloud atom: cloud index of the node standing for it
     std::vector<double> image;   // per cloud atom [3]: x - x(owner), 0 for nodes (A)
     std::vector<double> x;       // per cloud atom [3]: current (denoised) position
@@ -256,7 +257,7 @@ class ComputeIcephase : public Compute {
   bool on_any_rank(bool mine);
   bool has_liquid_centre() const;
   void grow_arrays();
-  bool is_analysed(int i) const;
+  bool is_analysed(int i) const { return cloud.analysed[i] != 0; }
   const std::vector<char> *needed_copies(const int *list) const;
 };
 
