@@ -708,15 +708,20 @@ ICEPHASE_HOT void scan_tiles(const float *a, int nrows, int k, const float *tile
       r3_lo += a3 * w_lo;
       r3_hi += a3 * w_hi;
     }
-    float scores[SCAN_ROWS][SCAN_TILE];
     const ScanVector parts[2 * SCAN_ROWS] = {r0_lo, r0_hi, r1_lo, r1_hi, r2_lo, r2_hi, r3_lo, r3_hi};
-    std::memcpy(scores, parts, sizeof(scores));
     for (int r = 0; r < nrows; ++r) {
-      const float *v = scores[r];
-      float tile_low = v[0];
-      for (int j = 1; j < SCAN_TILE; ++j) tile_low = std::min(tile_low, v[j]);
+      // the tile's smallest score for this row: lane-wise minimum of the two halves, then across 8 lanes
+      const ScanVector lo = parts[2 * r], hi = parts[2 * r + 1];
+      const ScanVector least = lo < hi ? lo : hi;
+      float lanes[SCAN_HALF];
+      std::memcpy(lanes, &least, sizeof(lanes));
+      float tile_low = lanes[0];
+      for (int j = 1; j < SCAN_HALF; ++j) tile_low = std::min(tile_low, lanes[j]);
       ScanBest &b = out[r];
       if (!(tile_low < b.second)) continue;
+      float v[SCAN_TILE];
+      std::memcpy(v, &lo, sizeof(lo));
+      std::memcpy(v + SCAN_HALF, &hi, sizeof(hi));
       for (int j = 0; j < SCAN_TILE; ++j) {
         if (v[j] < b.low) {
           b.second = b.low;
