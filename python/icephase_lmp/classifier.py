@@ -478,11 +478,12 @@ def nearest_reference(
         weights, offsets = -_unit_rows(b), np.zeros(len(b))
         b_size = 1.0
     weights32, offsets32 = weights.astype(np.float32), offsets.astype(np.float32)
+    # per row: how close to the smallest float32 score a second one must come for the row to be searched in float64
+    a_size = (a * a).sum(1) if metric == "euclidean" else np.linalg.norm(a, axis=1)
+    margin = 2.0 * _FLOAT32_SLACK * (a_size + b_size)
     if compiled and soap_module._soap_kernel is None:
         raise ClassifierError("icephase_lmp._soap_kernel was not built (no C++ compiler at install)")
     if compiled is not False and soap_module._soap_kernel is not None:
-        a_size = (a * a).sum(1) if metric == "euclidean" else np.linalg.norm(a, axis=1)
-        margin = 2.0 * _FLOAT32_SLACK * (a_size + b_size)
         best, unsure = soap_module._soap_kernel.nearest_scores(
             a.astype(np.float32), np.ascontiguousarray(weights32.T), offsets32, margin)
         for row in np.flatnonzero(unsure):
@@ -494,9 +495,7 @@ def nearest_reference(
         score += offsets32
         winner = np.argmin(score, axis=1)
         low = score[np.arange(len(part)), winner].astype(np.float64)
-        a_size = (part * part).sum(1) if metric == "euclidean" else np.linalg.norm(part, axis=1)
-        margin = 2.0 * _FLOAT32_SLACK * (a_size + b_size)
-        for row in np.flatnonzero((score <= (low + margin)[:, None]).sum(1) > 1):
+        for row in np.flatnonzero((score <= (low + margin[start : start + chunk])[:, None]).sum(1) > 1):
             winner[row] = _float64_winner(part[row], weights, offsets)
         best[start : start + chunk] = winner
     return best, row_distance(a, b[best], metric)
