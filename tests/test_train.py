@@ -189,3 +189,46 @@ def test_fine_tuning_to_a_new_cutoff(tmp_path):
     assert torch.allclose(outs[0], outs[1], atol=1e-6)
     with pytest.raises(SystemExit, match="--new-r-max needs --init-from"):
         main(["train", str(tmp_path / "x"), "--new-r-max", "4.0", "--steps", "1"])
+
+
+def test_reference_weights_set_how_often_each_reference_is_drawn(references):
+    from icephase_lmp.references import Reference, supercell
+
+    cells = [Reference(r.name, supercell(r.atoms, 12.0), r.source) for r in references[:3]]
+    sizes = [len(c.atoms) for c in cells]
+    assert len(set(sizes)) == 3  # each sample's reference is read back from its size
+
+    def drawn(weights, batches=40):
+        cfg = _config(batch_size=8, reference_weights=weights)
+        rng = np.random.default_rng(3)
+        counts = dict.fromkeys(sizes, 0)
+        for _ in range(batches):
+            for _, n in noisy_batch(cells, cfg, rng)[4]:
+                counts[n] += 1
+        return np.array([counts[s] for s in sizes]) / (8 * batches)
+
+    even = drawn({})
+    assert np.all(np.abs(even - 1 / 3) < 0.1)
+    # the second reference 6 times as often as each unnamed one: 6/8 of the samples
+    heavy = drawn({cells[1].name: 6.0})
+    assert abs(heavy[1] - 0.75) < 0.08 and np.all(heavy[[0, 2]] > 0.05)
+    # equal shares draw exactly as before weights existed (same seed, same batches)
+    a = noisy_batch(cells, _config(batch_size=4), np.random.default_rng(9))[0]
+    b = noisy_batch(cells, _config(batch_size=4, reference_weights={}), np.random.default_rng(9))[0]
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("weights, message", [({"XII": 2.0}, "not references of this run"),
+                                              ({"Ic": 0.0}, "positive"), ({"Ic": float("nan")}, "positive")])
+def test_bad_reference_weights_are_refused_before_training(tmp_path, weights, message):
+    with pytest.raises(ValueError, match=message):
+        train(_config(reference_weights=weights), tmp_path / "w", progress=False)
+    assert not (tmp_path / "w" / "loss.csv").exists()
+
+
+def test_reference_weight_on_the_command_line(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", str(run), "--steps", "2", "--batch-size", "2", "--num-layers", "1", "--num-features", "8",
+                 "--reference", "Ic", "--reference", "VII", "--reference-weight", "VII=4", "--threads", "1"]) == 0
+    assert json.loads((run / "config.json").read_text())["reference_weights"] == {"VII": 4.0}
+    assert main(["train", str(tmp_path / "bad"), "--steps", "2", "--reference", "Ic", "--reference-weight", "Ic"]) != 0

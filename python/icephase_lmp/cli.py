@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CalibrationError, ClassifierError, IcephaseError, TrajectoryError
+from .errors import CalibrationError, ClassifierError, IcephaseError, TrainingError, TrajectoryError
 from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, OTHER_CRYSTAL_NAME, TOO_CLOSE_DISTANCE, output_codes
 
 
@@ -21,6 +21,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="folder for config.json, loss.csv, loss.png, checkpoint.pt, denoiser.pt")
     p.add_argument("--reference", action="append", default=[], metavar="SPEC",
                    help="[LABEL=]PHASE|LATTICE|FILE[@DENSITY]; repeat; default: the seven built-in phases")
+    p.add_argument("--reference-weight", action="append", default=[], metavar="LABEL=W",
+                   help="sample the reference LABEL (as --reference names it) W times as often as one of "
+                   "weight 1; repeat; default: all alike")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (paper: 2e-4)")
@@ -68,7 +71,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     elif args.new_r_max is not None:
         raise SystemExit("icephase train: --new-r-max needs --init-from (use --r-max for a new denoiser)")
     config = TrainConfig(
-        references=args.reference, model=model, unroll=args.unroll, unroll_loss=args.unroll_loss,
+        references=args.reference, reference_weights=_reference_weights(args.reference_weight),
+        model=model, unroll=args.unroll, unroll_loss=args.unroll_loss,
         init_from=args.init_from,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_final_fraction=args.lr_final_fraction,
         sigma_max=args.sigma_max, scale_jitter=args.scale_jitter, seed=args.seed, device=args.device,
@@ -80,6 +84,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"denoiser written to {out}; loss curve in {Path(args.run_dir) / 'loss.png'}")
     return 0
+
+
+def _reference_weights(items: list[str]) -> dict[str, float]:
+    """--reference-weight LABEL=W items as {label: weight} (train() checks the labels against the references)."""
+    weights = {}
+    for item in items:
+        label, sep, value = item.partition("=")
+        try:
+            weights[label.strip()] = float(value)
+        except ValueError:
+            raise TrainingError(f"--reference-weight {item!r}: give LABEL=W with W a number, e.g. XII=3") from None
+        if not sep or not label.strip():
+            raise TrainingError(f"--reference-weight {item!r}: give LABEL=W, e.g. XII=3")
+    return weights
 
 
 # ---------------------------------------------------------------------------------------------- classify

@@ -46,6 +46,10 @@ class TrainConfig:
     """A training run's settings (lengths in Angstrom), saved as its ``config.json``."""
 
     references: list[str] = field(default_factory=list)  # empty: the seven built-in phases
+    #: relative sampling weight of references by label (a reference not named weighs 1; empty: all alike).
+    #: A phase the denoiser leaves far from its lattice after training on equal shares (ice XII among
+    #: eleven phases: docs/validation.md) gets more of the batches; the others stay in every batch's draw.
+    reference_weights: dict[str, float] = field(default_factory=dict)
     model: DenoiserConfig = field(default_factory=DenoiserConfig)
     steps: int = 20000
     batch_size: int = 8

@@ -46,8 +46,10 @@ def noisy_batch(
     """One training batch: concatenated noisy positions, edges, edge shifts and mean-removed targets, and
     each sample's (cell, number of atoms), to rebuild the edges after a denoising step."""
     positions, targets, samples = [], [], []
+    probabilities = sampling_probabilities(config.reference_weights, [c.name for c in cells])
     for _ in range(config.batch_size):
-        ref = cells[rng.integers(len(cells))]
+        # equal shares draw as before the weights existed, so earlier runs' seeds give the same batches
+        ref = cells[rng.integers(len(cells)) if probabilities is None else rng.choice(len(cells), p=probabilities)]
         scale = 1.0 + rng.uniform(-config.scale_jitter, config.scale_jitter)
         cell = ref.atoms.cell.array * scale
         clean = ref.atoms.positions * scale
@@ -60,6 +62,20 @@ def noisy_batch(
     pos = np.concatenate(positions)
     edges, shifts = batch_edges(pos, samples, config.model.r_max)
     return pos, edges, shifts, np.concatenate(targets), samples
+
+
+def sampling_probabilities(weights: dict[str, float], names: list[str]) -> np.ndarray | None:
+    """Each reference's chance to be drawn for a sample, from the relative weights by label (a reference
+    not named weighs 1); None when no weight is given (all alike)."""
+    if not weights:
+        return None
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise TrainingError(f"reference weights for {unknown}, which are not references of this run {names}")
+    w = np.array([weights.get(name, 1.0) for name in names], dtype=np.float64)
+    if not (np.isfinite(w).all() and (w > 0).all()):
+        raise TrainingError(f"reference weights must be positive numbers, got {weights}")
+    return w / w.sum()
 
 
 def batch_edges(positions: np.ndarray, samples: list[tuple[np.ndarray, int]], r_max: float) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +140,7 @@ def train(
 
     refs = load_references(config.references)
     cells = [Reference(r.name, supercell(r.atoms, config.min_cell_width), r.source) for r in refs]
+    sampling_probabilities(config.reference_weights, [c.name for c in cells])  # a bad weight fails before training
 
     prepare_torch()  # before seeding: nequip's first-time set-up reseeds torch
     torch.manual_seed(config.seed)
