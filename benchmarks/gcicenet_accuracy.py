@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from icephase_lmp.boundary import extend_ice
-from icephase_lmp.other_crystal import find_other_crystal
+from icephase_lmp.other_crystal import label_other_crystal
 from icephase_lmp.calibrate import calibrate_threshold
 from icephase_lmp.classifier import METRICS, nearest_reference
 from icephase_lmp.denoise import denoise
@@ -83,7 +83,8 @@ def evaluate_full_pipeline(model, feats) -> None:
             reduced = feats[tag][1][n_seen:n_seen + len(pos)]
             step = clf.classify_reduced(reduced, clf.metric, threshold).codes
             grown = extend_ice(step, pos, cell, pbc, clf.boundary)
-            codes.append(find_other_crystal(grown, reduced, pos, cell, pbc, clf.metric, threshold))
+            codes.append(label_other_crystal(grown, reduced, pos, cell, pbc, clf.metric, threshold,
+                                             clf.boundary.shell))
             n_seen += len(pos)
         codes = np.concatenate(codes)
         if name is None:

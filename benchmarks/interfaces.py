@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from icephase_lmp.boundary import BoundarySettings, Shells, extend_ice, ordered_shells
-from icephase_lmp.other_crystal import find_other_crystal
+from icephase_lmp.other_crystal import label_other_crystal
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
@@ -82,7 +82,8 @@ class Labeller:
         reduced = clf.reduce(clf.soap_features(d.positions, f.cell, f.pbc))
         previous = clf.classify_reduced(reduced, clf.metric, self.threshold).codes
         ours = extend_ice(previous, d.positions, f.cell, f.pbc, self.boundary)
-        ours = find_other_crystal(ours, reduced, d.positions, f.cell, f.pbc, clf.metric, self.threshold)
+        ours = label_other_crystal(ours, reduced, d.positions, f.cell, f.pbc, clf.metric, self.threshold,
+                                   self.boundary.shell)
         route_a = extend_ice(previous, d.positions, f.cell, f.pbc, replace(self.boundary, min_ordered_ice_bonds=0))
         return {"ours": ours, "route a": route_a, "previous": previous, "chill": chill_plus(f.positions, f.cell),
                 "denoised": d.positions}

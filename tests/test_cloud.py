@@ -76,3 +76,19 @@ def test_other_crystal_on_the_cloud_equals_the_periodic_one():
     local = lammps_bridge.other_crystal(str(SHIPPED_MODEL), cloud, len(pos), codes, reduced[owner], "euclidean", 2.5)
     assert np.array_equal(local, periodic)
     assert 0 < (periodic == OTHER_CRYSTAL).sum() < (codes == LIQUID).sum()
+
+
+def test_enclosed_on_the_cloud_equals_the_periodic_one():
+    """The second part of the other-crystal step (`join_enclosed`) on the compute's cloud, the ghosts carrying
+    their owners' codes, gives the periodic answer."""
+    from icephase_lmp.other_crystal import join_enclosed
+
+    pos, cell = ice_next_to_disorder(width=16.0)
+    rng = np.random.default_rng(4)
+    codes = np.where(rng.uniform(size=len(pos)) < 0.8, OTHER_CRYSTAL, LIQUID).astype(np.int32)
+    shell = BoundarySettings().shell
+    periodic = join_enclosed(codes, pos, cell, (True,) * 3, shell)
+    cloud, owner = open_cloud(pos, cell, RADIUS + 1.0)
+    local = lammps_bridge.enclosed(str(SHIPPED_MODEL), cloud, len(pos), codes[owner])
+    assert np.array_equal(local, periodic)
+    assert 0 < ((periodic == OTHER_CRYSTAL) & (codes == LIQUID)).sum() < (codes == LIQUID).sum()

@@ -121,3 +121,56 @@ def test_the_compiled_repeat_count_rejects_bad_pairs():
         pytest.fail("the compiled module was not built in this install")
     with pytest.raises(ValueError, match="out of range"):
         other_crystal._soap_kernel.repeat_counts(np.zeros((2, 3)), np.array([0]), np.array([2]), 1.0, 0, 2)
+
+
+# ---- molecules enclosed by other crystal ---------------------------------------------------------------------
+def test_a_liquid_molecule_enclosed_by_other_crystal_joins_it():
+    """Ice Ic (four neighbours within 3.5 A each) labelled other crystal, with chosen molecules liquid: one whose
+    four neighbours are all other crystal joins, one with three of four joins (3/4), one with two of four does
+    not; ice-labelled neighbours do not count; a liquid molecule whose first shell holds fewer than
+    MIN_ENCLOSING_NEIGHBOURS molecules (three, its fourth removed) does not join."""
+    from icephase_lmp.other_crystal import ENCLOSED_FRACTION, MIN_ENCLOSING_NEIGHBOURS, join_enclosed
+
+    assert MIN_ENCLOSING_NEIGHBOURS == 4 and ENCLOSED_FRACTION == 0.75
+    atoms = supercell(genice_cell("1c"), 16.0)
+    pos, cell = atoms.positions, atoms.cell.array
+    (i, j), _ = neighbor_edges(pos, cell, (True,) * 3, 3.5)
+    first = {a: sorted(j[i == a].tolist()) for a in range(len(pos))}
+    assert all(len(v) == 4 for v in first.values())
+
+    def far_from(*atoms_):  # a molecule none of whose first or second neighbours is among atoms_
+        near = set(atoms_) | {n for a in atoms_ for n in first[a]} | {m for a in atoms_ for n in first[a] for m in first[n]}
+        return next(a for a in range(len(pos)) if a not in near and not set(first[a]) & near)
+
+    codes = np.full(len(pos), OTHER_CRYSTAL, dtype=np.int32)
+    a = 0
+    b = far_from(a)
+    c = far_from(a, b)
+    d = far_from(a, b, c)
+    codes[[a, b, c, d]] = LIQUID
+    codes[first[b][0]] = LIQUID  # b: 3 of its 4 neighbours other crystal
+    codes[first[c][:2]] = 1  # c: 2 of 4 other crystal, two ice
+    out = join_enclosed(codes, pos, cell, (True,) * 3, 3.5)
+    assert out[a] == OTHER_CRYSTAL and out[b] == OTHER_CRYSTAL and out[c] == LIQUID
+    assert out[d] == OTHER_CRYSTAL
+    assert np.array_equal(out[codes != LIQUID], codes[codes != LIQUID])  # only liquid molecules change
+    # d with one of its neighbours taken away: three molecules in its first shell, too few
+    gone = first[d][0]
+    keep = np.arange(len(pos)) != gone
+    out = join_enclosed(codes[keep], pos[keep], cell, (True,) * 3, 3.5)
+    assert out[d - (gone < d)] == LIQUID
+    # nothing other crystal: nothing changes; n_centres: only the first ones are decided
+    plain = np.where(codes == OTHER_CRYSTAL, LIQUID, codes)
+    assert np.array_equal(join_enclosed(plain, pos, cell, (True,) * 3, 3.5), plain)
+    assert len(join_enclosed(codes, pos, cell, (True,) * 3, 3.5, n_centres=10)) == 10
+
+
+def test_gcicenet_phase_t_is_other_crystal_not_liquid(pipeline):
+    """GCIceNet's phase T (a dense crystal without a reference), frame 0: the repeat test alone left 1.2% of
+    its molecules liquid over the 11 frames, every one with 10-13 other-crystal molecules in its first
+    shell; enclosed, they join it."""
+    from icephase_lmp.trajectory import Selection, read_frames
+
+    frame = next(read_frames(GCICENET / "md_T_10frame.xtc", GCICENET / "md_T.tpr", Selection(name="OW"), slice(0, 1)))
+    codes = pipeline.run(frame.positions, frame.cell, frame.pbc).codes
+    assert (codes == OTHER_CRYSTAL).mean() >= 0.99 and (codes == LIQUID).mean() < 0.01

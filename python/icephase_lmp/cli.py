@@ -119,7 +119,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                         "liquid (default: the model's; 0: off; always off with --no-denoise)")
     p.add_argument("--no-other-crystal", action="store_true",
                    help="label liquid the molecules whose environment repeats among their neighbours but matches no "
-                        "reference (default: 'other crystal', code -2; always liquid with --no-denoise)")
+                        "reference, and those they enclose (default: 'other crystal', code -2; always liquid with "
+                        "--no-denoise)")
     p.add_argument("--no-phase-vote", action="store_true",
                    help="keep every ice-labelled molecule's own phase (default: the model's phase vote, where it has "
                         "one; always off with --no-denoise)")
@@ -459,11 +460,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     vote = clf.phase_vote.radius
     print("phase vote       " + (f"an ice-labelled O takes the phase most ice-labelled O within {vote:g} A carry"
                                  if vote > 0 else "off"))
-    from .other_crystal import MIN_REPEATS, RADIUS as OTHER_RADIUS  # here: `inspect` alone needs it
+    from .other_crystal import ENCLOSED_FRACTION, MIN_REPEATS, RADIUS as OTHER_RADIUS  # `inspect` alone needs it
 
     print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"])
           + f"; {OTHER_CRYSTAL} {OTHER_CRYSTAL_NAME} (a liquid-labelled molecule whose environment repeats "
-          f"among {MIN_REPEATS}+ neighbours within {OTHER_RADIUS:g} A; any model)")
+          f"among {MIN_REPEATS}+ neighbours within {OTHER_RADIUS:g} A, or whose first shell is >= "
+          f"{ENCLOSED_FRACTION:.0%} such molecules; any model)")
     steps = meta.get("training", {}).get("steps_done")
     if steps is not None:
         print(f"training         {steps} steps")

@@ -12,6 +12,15 @@ boundary step leave liquid becomes ``OTHER_CRYSTAL`` when at least ``MIN_REPEATS
 model's ice/liquid threshold, in the model's metric. No new parameter is fitted: "closer than the
 threshold" is what already means "the same environment" for the classifier.
 
+Molecules inside such a crystal that the test misses (a site whose environment no neighbour repeats
+closely enough: a defect, or a site with only one or two copies within 8 A) are enclosed by it: a
+liquid-labelled molecule whose first shell (the boundary step's, 3.5 A) holds at least
+``MIN_ENCLOSING_NEIGHBOURS`` molecules, at least ``ENCLOSED_FRACTION`` of them other crystal, joins it
+(:func:`join_enclosed`, one pass on the codes the repeat test left). In GCIceNet's phase T all 156 molecules
+left liquid had 10-13 other-crystal molecules in their first shell and none had an ordered (ice-like) shell.
+A liquid has no other crystal to be enclosed by, and a liquid molecule at the face of a crystal has about half
+of its first shell in it.
+
 Measured: ``benchmarks/repeated_environments.py`` (liquids and GCIceNet's phase T), ``benchmarks/other_crystal.py``
 (crystals without a reference), ``benchmarks/interfaces.py`` (interfaces, nuclei, supercooled liquids);
 docs/validation.md, "Other crystal".
@@ -39,6 +48,14 @@ RADIUS = 8.0
 #: Repeats needed. One repeat can be chance (0.13-0.26% of liquid molecules had one); two already
 #: never occurred in our liquids; three leaves a margin of one
 MIN_REPEATS = 3
+
+
+#: First-shell neighbours a molecule needs before it can be enclosed: fewer is a molecule at a surface or in
+#: a gas, not inside a crystal (a water molecule in a crystal has 4, in the dense ices 8-14)
+MIN_ENCLOSING_NEIGHBOURS = 4
+#: Share of those neighbours that must be other crystal: 3 of 4, 4 of 5, 10 of 13. A molecule of a crystal's
+#: first layer has 3 of its 4 neighbours in the crystal; a liquid molecule in contact with a face has 1-2
+ENCLOSED_FRACTION = 0.75
 
 
 #: the compiled repeat count's metric codes (classifier.row_distance's two metrics)
@@ -130,3 +147,57 @@ def find_other_crystal(
         i, j = periodic_pairs(positions, cell, pbc, np.flatnonzero(liquid), RADIUS)
     counts = repeat_counts(np.asarray(reduced, dtype=np.float64), (i, j), metric, threshold, len(codes))
     return mark_other_crystal(codes, counts)
+
+
+def join_enclosed(
+    codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, shell: float,
+    n_centres: int | None = None,
+) -> np.ndarray:
+    """Liquid-labelled centres enclosed by other crystal join it (see the module docstring).
+
+    Parameters
+    ----------
+    codes : array_like of int, shape (N,)
+        The code of every molecule after the repeat test (:func:`find_other_crystal`): a whole frame, or the
+        LAMMPS compute's open cloud with the ghosts' codes from their owners.
+    positions : array_like, shape (N, 3)
+        The classified (denoised) positions, Angstrom, the centres first.
+    cell, pbc
+        Cell vectors as rows (``None``: an open cloud) and periodicity.
+    shell : float
+        The first-shell radius, Angstrom (the model's ``BoundarySettings.shell``).
+    n_centres : int, optional
+        How many of the first molecules to decide for (default: all).
+
+    Returns
+    -------
+    numpy.ndarray of int32, shape (n_centres,)
+        Their codes, enclosed liquid-labelled ones ``OTHER_CRYSTAL``; all decide on ``codes`` as given.
+    """
+    codes = np.asarray(codes, dtype=np.int32)
+    n = len(codes) if n_centres is None else int(n_centres)
+    out = codes[:n].copy()
+    liquid = np.flatnonzero(out == LIQUID)
+    if len(liquid) == 0 or not np.any(codes == OTHER_CRYSTAL):  # nothing to join, or nothing to join
+        return out
+    positions = np.asarray(positions, dtype=np.float64)
+    if cell is None or not np.any(pbc):
+        i, j = cloud_pairs(positions, liquid, shell)
+    else:
+        i, j = periodic_pairs(positions, cell, pbc, liquid, shell)
+    neighbours = np.bincount(i, minlength=n)[:n]
+    other = np.bincount(i[codes[j] == OTHER_CRYSTAL], minlength=n)[:n]
+    enclosed = (out == LIQUID) & (neighbours >= MIN_ENCLOSING_NEIGHBOURS) & (other >= ENCLOSED_FRACTION * neighbours)
+    out[enclosed] = OTHER_CRYSTAL
+    return out
+
+
+def label_other_crystal(
+    codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, metric: str,
+    threshold: float, shell: float,
+) -> np.ndarray:
+    """The whole "other crystal" step on a whole frame: the repeat test (:func:`find_other_crystal`), then
+    the liquid-labelled molecules it encloses (:func:`join_enclosed`). The LAMMPS compute runs the two
+    apart, with the ghosts' codes sent between them."""
+    marked = find_other_crystal(codes, reduced, positions, cell, pbc, metric, threshold)
+    return join_enclosed(marked, positions, cell, pbc, shell)

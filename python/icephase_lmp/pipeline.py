@@ -16,7 +16,7 @@ from .denoise import DenoiseResult, check_cell, denoise
 from .errors import ClassifierError, DenoiseError
 from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
-from .other_crystal import find_other_crystal
+from .other_crystal import label_other_crystal
 from .phase_vote import PhaseVoteSettings, vote_phases
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
@@ -71,7 +71,7 @@ class Pipeline:
         Rounds of the boundary step (0: off); default: the model's. Always 0 without the denoiser.
     other_crystal : bool, optional
         Label ``OTHER_CRYSTAL`` the liquid-labelled molecules whose environment repeats among their
-        neighbours (``other_crystal.py``); default True. Always off without the denoiser, on whose output
+        neighbours, and those they enclose (``other_crystal.py``); default True. Always off without the denoiser, on whose output
         it was measured.
     phase_vote : bool, optional
         Put each ice-labelled molecule's phase to a vote among its ice-labelled neighbours (``phase_vote.py``),
@@ -188,7 +188,8 @@ class Pipeline:
         voted = vote_phases(out.codes, clean[kept], cell, pbc, self.phase_vote)
         grown = extend_ice(voted, clean[kept], cell, pbc, self.boundary)
         if self.other_crystal:
-            grown = find_other_crystal(grown, reduced, clean[kept], cell, pbc, self.metric, self.threshold)
+            grown = label_other_crystal(grown, reduced, clean[kept], cell, pbc, self.metric, self.threshold,
+                                        self.boundary.shell)
         codes[kept] = grown
         distances[kept] = out.distances
         # on the input positions, as LAMMPS's compute cluster/atom sees them (docs/nucleation.md)

@@ -617,7 +617,8 @@ void ComputeIcephase::log_settings()
                                     "oxygens within {} A carry\n", phase_vote_radius)
                       : "  phase vote: off\n";
   mesg += other_crystal ? fmt::format("  other crystal: a liquid-labelled oxygen whose environment "
-                                      "repeats among its neighbours is labelled {}\n", other_code)
+                                      "repeats among its neighbours, or whose first shell is mostly "
+                                      "such oxygens, is labelled {}\n", other_code)
                         : "  other crystal: off\n";
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);
@@ -1800,7 +1801,11 @@ void ComputeIcephase::extend_ice()
    NaN where none was computed, which never counts as a repeat), then the
    Python side labels each liquid-labelled local centre with at least three
    neighbours within 8 A of the same environment. The cloud reaches the
-   SOAP reach (~9 A) beyond the centres, which covers the 8 A.
+   SOAP reach (~9 A) beyond the centres, which covers the 8 A. Then, where
+   any atom is other crystal, the codes go to the ghosts once more and a
+   liquid-labelled centre whose first shell is mostly other crystal joins it
+   (icephase_lmp.other_crystal.join_enclosed): every centre decides on the
+   codes of the repeat test, so ranks do not matter.
 ------------------------------------------------------------------------- */
 
 void ComputeIcephase::find_other_crystal()
@@ -1836,12 +1841,38 @@ void ComputeIcephase::find_other_crystal()
                                      soap.cloud_reduced.data(), nreduced, metric, threshold,
                                      soap.grown.data(), err))
     err = "Compute icephase: the other-crystal step failed: " + err;
-  for (int s = 0; s < nlocal && err.empty(); s++)
+  check_other_codes(err);
+  all_or_error(err);
+  bool other = false;
+  for (int s = 0; s < nlocal; s++) {
+    soap.codes[s] = soap.grown[s];
+    other = other || soap.codes[s] == other_code;
+  }
+
+  // liquid-labelled centres enclosed by other crystal join it
+  if (!on_any_rank(other) || !on_any_rank(has_liquid_centre())) return;
+  local_labels();
+  share_labels();
+  if (nlocal > 0 &&
+      !IcephasePython::enclosed(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
+                                soap.grown.data(), err))
+    err = "Compute icephase: the other-crystal step failed: " + err;
+  check_other_codes(err);
+  all_or_error(err);
+  for (int s = 0; s < nlocal; s++) soap.codes[s] = soap.grown[s];
+}
+
+/* ----------------------------------------------------------------------
+   err names the first code in soap.grown (the local atoms') that the
+   other-crystal step cannot return (unless err is already set)
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::check_other_codes(std::string &err) const
+{
+  for (int s = 0; s < soap.nlocal && err.empty(); s++)
     if (soap.grown[s] != other_code && (soap.grown[s] < 0 || soap.grown[s] > max_code))
       err = fmt::format("Compute icephase: the other-crystal step returned phase code {}",
                         soap.grown[s]);
-  all_or_error(err);
-  for (int s = 0; s < nlocal; s++) soap.codes[s] = soap.grown[s];
 }
 
 /* ----------------------------------------------------------------------
