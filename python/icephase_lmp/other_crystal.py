@@ -178,7 +178,7 @@ def join_enclosed(
     n = len(codes) if n_centres is None else int(n_centres)
     out = codes[:n].copy()
     liquid = np.flatnonzero(out == LIQUID)
-    if len(liquid) == 0 or not np.any(codes == OTHER_CRYSTAL):  # nothing to join, or nothing to join
+    if len(liquid) == 0 or not np.any(codes == OTHER_CRYSTAL):  # no liquid centre, or nothing to enclose one
         return out
     positions = np.asarray(positions, dtype=np.float64)
     if cell is None or not np.any(pbc):
