@@ -96,15 +96,22 @@ def classify(
             np.ascontiguousarray(reduced, dtype=np.float64))
 
 
+def _cloud_codes(function: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cloud's positions and the code of every atom in it, checked to match: what :func:`grow`,
+    :func:`vote` and :func:`enclosed` are handed."""
+    positions = _cloud(positions, n_local)
+    codes = np.asarray(codes, dtype=np.int32).ravel()
+    if len(codes) != len(positions):
+        raise ValueError(f"{function}: {len(codes)} codes for {len(positions)} atoms")
+    return positions, codes
+
+
 def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
     """One round of the boundary step for the first ``n_local`` atoms: ``codes`` holds the current code of
     every atom of the cloud (ghosts: their owner's, by forward communication). Returns the new codes of the
     local atoms (int32). The compute calls it on denoised positions only (iterations 0 switch it off)."""
     clf = _classifier(model_path)
-    positions = _cloud(positions, n_local)
-    codes = np.asarray(codes, dtype=np.int32).ravel()
-    if len(codes) != len(positions):
-        raise ValueError(f"grow: {len(codes)} codes for {len(positions)} atoms")
+    positions, codes = _cloud_codes("grow", positions, n_local, codes)
     shells, order = _first_shells(clf.boundary, positions, n_local)
     return grow_once(codes, order, shells, clf.boundary).astype(np.int32)
 
@@ -114,10 +121,7 @@ def vote(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray
     every atom of the cloud (ghosts: their owner's, by forward communication). Returns the new codes of the
     local atoms (int32)."""
     clf = _classifier(model_path)
-    positions = _cloud(positions, n_local)
-    codes = np.asarray(codes, dtype=np.int32).ravel()
-    if len(codes) != len(positions):
-        raise ValueError(f"vote: {len(codes)} codes for {len(positions)} atoms")
+    positions, codes = _cloud_codes("vote", positions, n_local, codes)
     return vote_in_cloud(codes, positions, n_local, clf.phase_vote).astype(np.int32)
 
 
@@ -159,8 +163,5 @@ def enclosed(model_path: str, positions: np.ndarray, n_local: int, codes: np.nda
     atoms: ``codes`` holds every atom's code after :func:`other_crystal` (ghosts: their owner's, by forward
     communication). Returns the new codes of the local atoms (int32)."""
     clf = _classifier(model_path)
-    positions = _cloud(positions, n_local)
-    codes = np.asarray(codes, dtype=np.int32).ravel()
-    if len(codes) != len(positions):
-        raise ValueError(f"enclosed: {len(codes)} codes for {len(positions)} atoms")
+    positions, codes = _cloud_codes("enclosed", positions, n_local, codes)
     return join_enclosed(codes, positions, None, (False, False, False), clf.boundary.shell, n_local).astype(np.int32)

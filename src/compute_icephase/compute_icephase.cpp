@@ -1744,9 +1744,7 @@ void ComputeIcephase::vote_phases()
       !IcephasePython::vote(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
                             soap.grown.data(), err))
     err = "Compute icephase: the phase vote failed: " + err;
-  for (int s = 0; s < nlocal && err.empty(); s++)
-    if (soap.grown[s] < LIQUID || soap.grown[s] > max_code)
-      err = fmt::format("Compute icephase: the phase vote returned phase code {}", soap.grown[s]);
+  check_grown_codes(err, "the phase vote", false);
   all_or_error(err);
   for (int s = 0; s < nlocal; s++) soap.codes[s] = soap.grown[s];
 }
@@ -1841,7 +1839,7 @@ void ComputeIcephase::find_other_crystal()
                                      soap.cloud_reduced.data(), nreduced, metric, threshold,
                                      soap.grown.data(), err))
     err = "Compute icephase: the other-crystal step failed: " + err;
-  check_other_codes(err);
+  check_grown_codes(err, "the other-crystal step", true);
   all_or_error(err);
   bool other = false;
   for (int s = 0; s < nlocal; s++) {
@@ -1857,22 +1855,24 @@ void ComputeIcephase::find_other_crystal()
       !IcephasePython::enclosed(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
                                 soap.grown.data(), err))
     err = "Compute icephase: the other-crystal step failed: " + err;
-  check_other_codes(err);
+  check_grown_codes(err, "the other-crystal step", true);
   all_or_error(err);
   for (int s = 0; s < nlocal; s++) soap.codes[s] = soap.grown[s];
 }
 
 /* ----------------------------------------------------------------------
-   err names the first code in soap.grown (the local atoms') that the
-   other-crystal step cannot return (unless err is already set)
+   err names the first code in soap.grown (the local atoms' new codes) that
+   the Python step `step` cannot return: liquid or a phase of the model, and
+   other crystal where other_allowed (unless err is already set)
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::check_other_codes(std::string &err) const
+void ComputeIcephase::check_grown_codes(std::string &err, const char *step, bool other_allowed) const
 {
-  for (int s = 0; s < soap.nlocal && err.empty(); s++)
-    if (soap.grown[s] != other_code && (soap.grown[s] < 0 || soap.grown[s] > max_code))
-      err = fmt::format("Compute icephase: the other-crystal step returned phase code {}",
-                        soap.grown[s]);
+  for (int s = 0; s < soap.nlocal && err.empty(); s++) {
+    const int code = soap.grown[s];
+    if (!(other_allowed && code == other_code) && (code < LIQUID || code > max_code))
+      err = fmt::format("Compute icephase: {} returned phase code {}", step, code);
+  }
 }
 
 /* ----------------------------------------------------------------------

@@ -242,7 +242,7 @@ class ComputeIcephase : public Compute {
   void vote_phases();
   void extend_ice();
   void find_other_crystal();
-  void check_other_codes(std::string &err) const;
+  void check_grown_codes(std::string &err, const char *step, bool other_allowed) const;
   int count_slot(int code) const;
   double store_results();
   void warn_once(double ndiverged_all);
