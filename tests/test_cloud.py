@@ -78,17 +78,22 @@ def test_other_crystal_on_the_cloud_equals_the_periodic_one():
     assert 0 < (periodic == OTHER_CRYSTAL).sum() < (codes == LIQUID).sum()
 
 
-def test_enclosed_on_the_cloud_equals_the_periodic_one():
-    """The second part of the other-crystal step (`join_enclosed`) on the compute's cloud, the ghosts carrying
-    their owners' codes, gives the periodic answer."""
-    from icephase_lmp.other_crystal import join_enclosed
+def test_settle_on_the_cloud_equals_the_periodic_one():
+    """The last part of the other-crystal step (`settle_shells`: molecules enclosed by other crystal, crystal
+    labels alone in liquid) on the compute's cloud, the ghosts carrying their owners' codes, gives the periodic
+    answer; both of its rules change molecules here."""
+    from icephase_lmp.other_crystal import settle_shells
 
     pos, cell = ice_next_to_disorder(width=16.0)
     rng = np.random.default_rng(4)
-    codes = np.where(rng.uniform(size=len(pos)) < 0.8, OTHER_CRYSTAL, LIQUID).astype(np.int32)
+    draw = rng.uniform(size=len(pos))
+    # mostly other crystal (some liquid molecules enclosed), a sprinkle of ice (some of it alone in liquid)
+    codes = np.select([draw < 0.6, draw < 0.65], [OTHER_CRYSTAL, 1], LIQUID).astype(np.int32)
     shell = BoundarySettings().shell
-    periodic = join_enclosed(codes, pos, cell, (True,) * 3, shell)
+    periodic = settle_shells(codes, pos, cell, (True,) * 3, shell)
     cloud, owner = open_cloud(pos, cell, RADIUS + 1.0)
-    local = lammps_bridge.enclosed(str(SHIPPED_MODEL), cloud, len(pos), codes[owner])
+    local = lammps_bridge.settle(str(SHIPPED_MODEL), cloud, len(pos), codes[owner])
     assert np.array_equal(local, periodic)
     assert 0 < ((periodic == OTHER_CRYSTAL) & (codes == LIQUID)).sum() < (codes == LIQUID).sum()
+    alone = (codes != LIQUID) & (periodic == LIQUID)
+    assert 0 < alone.sum() < (codes != LIQUID).sum()

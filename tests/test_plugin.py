@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icephase_lmp.phases import OTHER_CRYSTAL
+from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "build" / "icephaseplugin.so"
@@ -959,7 +959,9 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     """Ice V (GenIce2 lattice 5), which has no reference, with 0.2 A of noise: the compute labels it other
     crystal (-2) as the offline pipeline does, on 1 and 3 ranks (reduced SOAP vectors forwarded to the ghosts
     for the repeat test, then the codes for the molecules it encloses), counts it in the last entry of the
-    global vector, and `other no` turns it back into liquid."""
+    global vector, and `other no` turns it back into liquid. The same call drops the few crystal labels left
+    alone in liquid (three molecules here), as offline."""
+    import icephase_lmp.other_crystal
     import icephase_lmp.pipeline
     from icephase_lmp.other_crystal import find_other_crystal
     from icephase_lmp.references import genice_cell, supercell
@@ -977,6 +979,10 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
                       lambda c, r, x, box, pbc, metric, thr, shell: find_other_crystal(c, r, x, box, pbc, metric, thr))
         repeats_only = offline(offline_model, model, system)[0]
     assert n_other > np.count_nonzero(repeats_only == OTHER_CRYSTAL), "the test system should enclose some liquid"
+    with monkeypatch.context() as patch:  # without the rule for crystal labels alone in liquid
+        patch.setattr(icephase_lmp.other_crystal, "alone_in_liquid", lambda c, *a, **k: np.zeros(len(c), dtype=bool))
+        never_alone = offline(offline_model, model, system)[0]
+    assert np.any((never_alone != codes) & (codes == LIQUID)), "the test system should have crystal labels alone in liquid"
     k = max(p["code"] for p in model.metadata["phases"]) + 2  # liquid, K phases, other crystal
     script = header(data, model.metadata["ghost_cutoff"]) + "\n".join([
         compute_and_dump(model),
@@ -989,6 +995,7 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     run = run_lammps(tmp_path, script, nprocs=nprocs)
     assert run.returncode == 0, run.output[-3000:]
     assert "other crystal: a liquid-labelled oxygen whose environment repeats" in run.log
+    assert "a crystal-labelled oxygen whose first shell is all liquid becomes liquid" in run.log
     rows = read_dump(tmp_path / "labels.dump")
     assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"other crystal, {nprocs} ranks")
     counts = thermo_row(run.log, ["Step", "c_ice[1]", f"c_ice[{k}]", "c_off[1]", f"c_off[{k}]"])

@@ -10,8 +10,8 @@ once. The boundary step
 made there, on the same cloud, so that nothing but codes travels between the rounds (it is made once per call
 and kept for the later rounds, and only around the local atoms: the ghosts of a small box outnumber them). Last, the plugin sends
 every atom's reduced SOAP vector (from :func:`classify`) to its ghost copies and calls
-:func:`other_crystal`; where that labelled any atom other crystal, it sends the codes once more and calls
-:func:`enclosed`. Any exception raised here is turned into a LAMMPS error by the plugin, on every rank.
+:func:`other_crystal`; where any atom is then crystal-labelled (a phase or other crystal) and any liquid, it
+sends the codes once more and calls :func:`settle`. Any exception raised here is turned into a LAMMPS error by the plugin, on every rank.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .boundary import BoundarySettings, ShellOrder, Shells, grow_once, shell_ord
 from .classifier import Classifier
 from .denoiser_kernel import radial_tables
 from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
-from .other_crystal import find_other_crystal, join_enclosed
+from .other_crystal import find_other_crystal, settle_shells
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
 from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 
@@ -98,7 +98,7 @@ def classify(
 
 def _cloud_codes(function: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The cloud's positions and the code of every atom in it, checked to match: what :func:`grow`,
-    :func:`vote` and :func:`enclosed` are handed."""
+    :func:`vote` and :func:`settle` are handed."""
     positions = _cloud(positions, n_local)
     codes = np.asarray(codes, dtype=np.int32).ravel()
     if len(codes) != len(positions):
@@ -158,10 +158,11 @@ def other_crystal(
     return find_other_crystal(codes, reduced, positions, None, (False, False, False), metric, threshold)
 
 
-def enclosed(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
-    """The second part of the "other crystal" step (``other_crystal.join_enclosed``) for the first ``n_local``
-    atoms: ``codes`` holds every atom's code after :func:`other_crystal` (ghosts: their owner's, by forward
-    communication). Returns the new codes of the local atoms (int32)."""
+def settle(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
+    """The last part of the "other crystal" step (``other_crystal.settle_shells``: molecules enclosed by other
+    crystal, crystal labels alone in liquid) for the first ``n_local`` atoms: ``codes`` holds every atom's code
+    after :func:`other_crystal` (ghosts: their owner's, by forward communication). Returns the new codes of
+    the local atoms (int32)."""
     clf = _classifier(model_path)
-    positions, codes = _cloud_codes("enclosed", positions, n_local, codes)
-    return join_enclosed(codes, positions, None, (False, False, False), clf.boundary.shell, n_local).astype(np.int32)
+    positions, codes = _cloud_codes("settle", positions, n_local, codes)
+    return settle_shells(codes, positions, None, (False, False, False), clf.boundary.shell, n_local).astype(np.int32)

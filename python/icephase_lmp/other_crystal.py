@@ -21,6 +21,9 @@ left liquid had 10-13 other-crystal molecules in their first shell and none had 
 A liquid has no other crystal to be enclosed by, and a liquid molecule at the face of a crystal has about half
 of its first shell in it.
 
+In the same pass, a molecule labelled a phase or other crystal whose first shell is all liquid becomes liquid
+(``lone_crystal.py`` says why): a single repeat-test hit in a liquid is chance, not a crystal.
+
 Measured: ``benchmarks/repeated_environments.py`` (liquids and GCIceNet's phase T), ``benchmarks/other_crystal.py``
 (crystals without a reference), ``benchmarks/interfaces.py`` (interfaces, nuclei, supercooled liquids);
 docs/validation.md, "Other crystal".
@@ -32,6 +35,7 @@ import numpy as np
 
 from .classifier import row_distance
 from .geometry import cloud_pairs, periodic_pairs
+from .lone_crystal import alone_in_liquid
 from .phases import LIQUID, OTHER_CRYSTAL
 
 try:
@@ -192,12 +196,25 @@ def join_enclosed(
     return out
 
 
+def settle_shells(
+    codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, shell: float,
+    n_centres: int | None = None,
+) -> np.ndarray:
+    """The step's last part, one pass on the repeat test's codes (arguments as for :func:`join_enclosed`):
+    liquid-labelled centres enclosed by other crystal join it (:func:`join_enclosed`), and crystal-labelled
+    centres alone in liquid become liquid (``lone_crystal.alone_in_liquid``). The two never meet: one
+    changes liquid centres only, the other crystal ones only."""
+    out = join_enclosed(codes, positions, cell, pbc, shell, n_centres)
+    out[alone_in_liquid(codes, positions, cell, pbc, shell, n_centres)] = LIQUID
+    return out
+
+
 def label_other_crystal(
     codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, metric: str,
     threshold: float, shell: float,
 ) -> np.ndarray:
     """The whole "other crystal" step on a whole frame: the repeat test (:func:`find_other_crystal`), then
-    the liquid-labelled molecules it encloses (:func:`join_enclosed`). The LAMMPS compute runs the two
-    apart, with the ghosts' codes sent between them."""
+    the first-shell checks of :func:`settle_shells` (molecules enclosed by other crystal; crystal labels
+    alone in liquid). The LAMMPS compute runs the two apart, with the ghosts' codes sent between them."""
     marked = find_other_crystal(codes, reduced, positions, cell, pbc, metric, threshold)
-    return join_enclosed(marked, positions, cell, pbc, shell)
+    return settle_shells(marked, positions, cell, pbc, shell)

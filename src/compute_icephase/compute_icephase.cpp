@@ -618,7 +618,8 @@ void ComputeIcephase::log_settings()
                       : "  phase vote: off\n";
   mesg += other_crystal ? fmt::format("  other crystal: a liquid-labelled oxygen whose environment "
                                       "repeats among its neighbours, or whose first shell is mostly "
-                                      "such oxygens, is labelled {}\n", other_code)
+                                      "such oxygens, is labelled {}; a crystal-labelled oxygen whose "
+                                      "first shell is all liquid becomes liquid\n", other_code)
                         : "  other crystal: off\n";
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);
@@ -1800,10 +1801,12 @@ void ComputeIcephase::extend_ice()
    Python side labels each liquid-labelled local centre with at least three
    neighbours within 8 A of the same environment. The cloud reaches the
    SOAP reach (~9 A) beyond the centres, which covers the 8 A. Then, where
-   any atom is other crystal, the codes go to the ghosts once more and a
-   liquid-labelled centre whose first shell is mostly other crystal joins it
-   (icephase_lmp.other_crystal.join_enclosed): every centre decides on the
-   codes of the repeat test, so ranks do not matter.
+   any atom is crystal-labelled (a phase or other crystal) and any liquid,
+   the codes go to the ghosts once more (icephase_lmp.other_crystal.
+   settle_shells): a liquid-labelled centre whose first shell is mostly other
+   crystal joins it, a crystal-labelled centre whose first shell is all
+   liquid becomes liquid. Every centre decides on the codes of the repeat
+   test, so ranks do not matter.
 ------------------------------------------------------------------------- */
 
 void ComputeIcephase::find_other_crystal()
@@ -1841,18 +1844,20 @@ void ComputeIcephase::find_other_crystal()
     err = "Compute icephase: the other-crystal step failed: " + err;
   check_grown_codes(err, "the other-crystal step", true);
   all_or_error(err);
-  bool other = false;
+  bool crystal = false;
   for (int s = 0; s < nlocal; s++) {
     soap.codes[s] = soap.grown[s];
-    other = other || soap.codes[s] == other_code;
+    crystal = crystal || soap.codes[s] > LIQUID || soap.codes[s] == other_code;
   }
 
-  // liquid-labelled centres enclosed by other crystal join it
-  if (!on_any_rank(other) || !on_any_rank(has_liquid_centre())) return;
+  // liquid-labelled centres enclosed by other crystal join it; crystal labels
+  // alone in liquid become liquid. Both need a crystal-labelled and a
+  // liquid-labelled atom somewhere: else nothing can change
+  if (!on_any_rank(crystal) || !on_any_rank(has_liquid_centre())) return;
   local_labels();
   share_labels();
   if (nlocal > 0 &&
-      !IcephasePython::enclosed(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
+      !IcephasePython::settle(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
                                 soap.grown.data(), err))
     err = "Compute icephase: the other-crystal step failed: " + err;
   check_grown_codes(err, "the other-crystal step", true);

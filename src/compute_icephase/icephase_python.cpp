@@ -202,7 +202,7 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
 }
 
 // lammps_bridge.<function>(model_path, positions (n x 3), nlocal, codes (n)) -> nlocal codes: the
-// boundary step's grow, the phase vote and the other-crystal step's enclosed
+// boundary step's grow, the phase vote and the other-crystal step's settle
 static bool codes_of_cloud(const char *function, const std::string &model_path,
                            const double *positions, int n, int nlocal, const int *cloud_codes,
                            int *out, std::string &err)
@@ -239,10 +239,10 @@ bool IcephasePython::vote(const std::string &model_path, const double *positions
   return codes_of_cloud("vote", model_path, positions, n, nlocal, cloud_codes, voted, err);
 }
 
-bool IcephasePython::enclosed(const std::string &model_path, const double *positions, int n,
-                              int nlocal, const int *cloud_codes, int *out, std::string &err)
+bool IcephasePython::settle(const std::string &model_path, const double *positions, int n,
+                            int nlocal, const int *cloud_codes, int *out, std::string &err)
 {
-  return codes_of_cloud("enclosed", model_path, positions, n, nlocal, cloud_codes, out, err);
+  return codes_of_cloud("settle", model_path, positions, n, nlocal, cloud_codes, out, err);
 }
 
 bool IcephasePython::other_crystal(const std::string &model_path, const double *positions, int n,

@@ -72,11 +72,12 @@ bool grow(const std::string &model_path, const double *positions, int n, int nlo
 bool vote(const std::string &model_path, const double *positions, int n, int nlocal,
           const int *cloud_codes, int *voted, std::string &err);
 
-// The second part of the "other crystal" step for the first nlocal of n atoms:
+// The last part of the "other crystal" step for the first nlocal of n atoms:
 // cloud_codes holds every atom's code after other_crystal(); out receives the
-// nlocal new codes (liquid-labelled centres enclosed by other crystal join it).
-bool enclosed(const std::string &model_path, const double *positions, int n, int nlocal,
-              const int *cloud_codes, int *out, std::string &err);
+// nlocal new codes (liquid-labelled centres enclosed by other crystal join it;
+// crystal-labelled centres with an all-liquid first shell become liquid).
+bool settle(const std::string &model_path, const double *positions, int n, int nlocal,
+            const int *cloud_codes, int *out, std::string &err);
 
 // The "other crystal" step for the first nlocal of n atoms: codes (nlocal) after
 // the boundary step, reduced (n x nreduced) every atom's reduced SOAP vector

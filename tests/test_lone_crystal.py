@@ -1,0 +1,93 @@
+"""A crystal label alone in liquid becomes liquid (lone_crystal.py), in the other-crystal step's last pass."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from icephase_lmp.geometry import neighbor_edges
+from icephase_lmp.lone_crystal import alone_in_liquid
+from icephase_lmp.other_crystal import settle_shells
+from icephase_lmp.phases import LIQUID, NOT_ANALYSED, OTHER_CRYSTAL
+from icephase_lmp.references import genice_cell, supercell
+
+PBC = (True, True, True)
+
+
+def ice_ic():
+    """Ice Ic, 16 A: every molecule has exactly four neighbours within 3.5 A."""
+    atoms = supercell(genice_cell("1c"), 16.0)
+    pos, cell = atoms.positions, atoms.cell.array
+    (i, j), _ = neighbor_edges(pos, cell, PBC, 3.5)
+    first = {a: sorted(j[i == a].tolist()) for a in range(len(pos))}
+    assert all(len(v) == 4 for v in first.values())
+    return pos, cell, first
+
+
+def test_a_crystal_label_with_an_all_liquid_first_shell_is_alone():
+    """In a liquid-labelled lattice: one ice-labelled molecule and one other-crystal molecule, each with four
+    liquid neighbours, are alone; a pair of ice-labelled neighbours is not (each has one crystal neighbour), nor
+    is an ice molecule next to an other-crystal one (crystal is crystal, whichever label)."""
+    pos, cell, first = ice_ic()
+    codes = np.full(len(pos), LIQUID, dtype=np.int32)
+    lone_ice, lone_other = 0, 40
+    assert lone_other not in first[lone_ice] and not set(first[lone_ice]) & set(first[lone_other])
+    codes[lone_ice], codes[lone_other] = 3, OTHER_CRYSTAL
+    pair = next(a for a in range(len(pos)) if not {a, *first[a]} & {lone_ice, lone_other, *first[lone_ice], *first[lone_other]})
+    partner = first[pair][0]
+    codes[[pair, partner]] = 1
+    mixed = next(a for a in range(len(pos)) if codes[a] == LIQUID and all(codes[n] == LIQUID for n in first[a])
+                 and all(codes[m] == LIQUID for n in first[a] for m in first[n]))
+    codes[mixed], codes[first[mixed][0]] = 2, OTHER_CRYSTAL
+    alone = alone_in_liquid(codes, pos, cell, PBC, 3.5)
+    assert set(np.flatnonzero(alone)) == {lone_ice, lone_other}
+    out = settle_shells(codes, pos, cell, PBC, 3.5)
+    assert out[lone_ice] == LIQUID and out[lone_other] == LIQUID
+    keep = np.ones(len(pos), bool)
+    keep[[lone_ice, lone_other]] = False
+    assert np.array_equal(out[keep], codes[keep])  # nothing else changes
+
+
+def test_only_liquid_neighbours_make_a_molecule_alone():
+    """A crystal-labelled molecule whose neighbours are "not analysed", or that has no neighbour at all, is
+    not alone in liquid; in a frame without liquid nothing is decided; n_centres decides the first ones only."""
+    pos, cell, first = ice_ic()
+    codes = np.full(len(pos), NOT_ANALYSED, dtype=np.int32)
+    codes[0] = 1
+    codes[100] = LIQUID  # some liquid elsewhere
+    assert not alone_in_liquid(codes, pos, cell, PBC, 3.5).any()
+    # alone in a gas: no neighbour within the shell
+    assert not alone_in_liquid(np.array([1, LIQUID]), np.array([[0.0, 0, 0], [5.0, 0, 0]]), None, (False,) * 3, 3.5).any()
+    all_ice = np.ones(len(pos), dtype=np.int32)
+    assert not alone_in_liquid(all_ice, pos, cell, PBC, 3.5).any()
+    codes = np.full(len(pos), LIQUID, dtype=np.int32)
+    codes[0] = 5
+    assert alone_in_liquid(codes, pos, cell, PBC, 3.5, n_centres=1).tolist() == [True]
+    assert len(alone_in_liquid(codes, pos, cell, PBC, 3.5, n_centres=10)) == 10
+
+
+def test_the_pipeline_drops_a_crystal_label_alone_in_liquid(shipped_model, monkeypatch):
+    """End to end: a classifier that calls one molecule of a liquid frame ice (stand-in for chance) leaves
+    the pipeline with that molecule liquid; without the other-crystal step (where the rule runs) it stays ice.
+    The boundary step is off here: in this frame it grows the one false ice molecule into five (its neighbours'
+    shells are ordered enough), which are then not alone; the rule removes single labels only."""
+    from conftest import GCICENET
+
+    from icephase_lmp.classifier import Classifier
+    from icephase_lmp.pipeline import Pipeline
+    from icephase_lmp.trajectory import Selection, read_frames
+
+    frame = next(read_frames(GCICENET / "md_w_10frame.xtc", GCICENET / "md_w.tpr", Selection(name="OW"),
+                             slice(0, 1)))
+    real = Classifier.classify_reduced
+
+    def one_false_ice(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        assert (out.codes == LIQUID).all()  # the real classifier calls this frame liquid
+        out.codes[7] = 1
+        return out
+
+    monkeypatch.setattr(Classifier, "classify_reduced", one_false_ice)
+    codes = Pipeline(shipped_model, boundary_rounds=0).run(frame.positions, frame.cell, frame.pbc).codes
+    assert (codes == LIQUID).all()
+    codes = Pipeline(shipped_model, boundary_rounds=0, other_crystal=False).run(frame.positions, frame.cell, frame.pbc).codes
+    assert codes[7] == 1 and (np.delete(codes, 7) == LIQUID).all()
