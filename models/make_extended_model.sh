@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The exact commands that made the eleven-phase model of docs/validation.md (issue 14): the paper's seven
-# phases plus ice V, ice XII and the sII and sH clathrate frameworks. The denoiser is the shipped seven-phase
+# The exact commands that made models/icephase-11phase.pth (issue 14): the paper's seven phases plus ice V,
+# ice XII and the sII and sH clathrate frameworks. The denoiser is the shipped seven-phase
 # one fine-tuned on the eleven GenIce2 references (as the fast model is fine-tuned from it); the classifier is
 # fitted and exported as for the shipped model, with the phase vote (phase_vote.py: V and XII share their
 # local motifs, and single molecules of one came out as the other); the thresholds are calibrated on our own
-# TIP4P/Ice MD of all eleven phases. Written under runs/ (validation.md says whether it ships and why).
+# TIP4P/Ice MD of all eleven phases. The run writes under runs/ext11/; the last lines copy the model, its
+# training record and calibration plots to models/ (the shipped file is the one this made on 2026-12-03).
 # Run from the repository root, in .venv. Fine-tuning: ~35 min on one CPU thread; the MD for calibration took ~2 h
 # on this 2-core machine with two runs side by side (make_md_snapshots.py runs them one after the other).
 set -euo pipefail
@@ -47,3 +48,6 @@ for metric in euclidean cosine; do
         --write-model "$model"
 done
 icephase inspect "$model"
+cp "$model" models/icephase-11phase.pth
+mkdir -p models/icephase-11phase
+cp "$run/config.json" "$run/loss.csv" "$run/loss.png" "$figs"/*.png models/icephase-11phase/

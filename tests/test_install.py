@@ -76,6 +76,13 @@ def test_installed_package_is_the_fresh_copy_with_its_model(fresh_env, tmp_path)
     assert Path(model).read_bytes() == (REPO / "models" / "icephase-7phase.pth").read_bytes()
     inspect = run([python.parent / "icephase", "inspect"], cwd=tmp_path)
     assert f"model            {model}" in inspect and "boundary step" in inspect
+    # every shipped model (the fast and the eleven-phase one too) is in the wheel, found by name
+    out = run([python, "-c", "import icephase_lmp.model_file as m; "
+               "print('\\n'.join(f'{n} {m.shipped_model_named(n)}' for n in m.SHIPPED_MODEL_NAMES))"], cwd=tmp_path)
+    found = dict(line.split() for line in out.strip().splitlines())
+    assert set(found) == {"icephase-7phase.pth", "icephase-7phase-fast.pth", "icephase-11phase.pth"}
+    for name, path in found.items():
+        assert Path(path).is_relative_to(site) and Path(path).read_bytes() == (REPO / "models" / name).read_bytes()
 
 
 def test_lammps_example_runs_with_the_installed_package(fresh_env, tmp_path):

@@ -83,8 +83,8 @@ BUILTIN_PHASES: tuple[Phase, ...] = (
 )
 
 #: Further phases with a name, lattice and colour of their own: ``icephase train --reference V`` finds them
-#: by name, and the eleven-phase model of models/make_extended_model.sh holds them after the seven, in this
-#: code order 8..11 (measured, not shipped: docs/validation.md).
+#: by name, and the shipped eleven-phase model (models/icephase-11phase.pth, made by
+#: models/make_extended_model.sh) holds them after the seven, in this code order 8..11.
 EXTENDED_PHASES: tuple[Phase, ...] = (
     Phase(8, "V", "5", 28, (0.890, 0.467, 0.761)),
     Phase(9, "XII", "12", 24, (0.737, 0.741, 0.133)),
