@@ -450,7 +450,8 @@ def nearest_reference(
     ||b||^2 - 2 a.b for the Euclidean metric (||a||^2 and the square root are the same along a row), a.b /
     ||b|| for the cosine one. It is formed in float32 (half the memory traffic and twice the arithmetic rate
     of float64); a row whose runner-up lies within the float32 rounding bound of its winner is searched again
-    in float64, so the result is the float64 search's, ties included. Rows go in small chunks so the block
+    in float64 among the references within that bound of its winner (:func:`_float64_winner`), so the
+    result is the float64 search's, ties included. Rows go in small chunks so the block
     stays in cache. Where the package was built with a compiler (``compiled`` None or True), the float32
     scan runs in ``_soap_kernel.nearest_scores`` instead: the same scores and check, each row in one pass over
     the references (about half the time of the numpy blocks for a liquid row, which the tree cannot answer);
@@ -486,8 +487,8 @@ def nearest_reference(
     if compiled is not False and soap_module._soap_kernel is not None:
         best, unsure = soap_module._soap_kernel.nearest_scores(
             a.astype(np.float32), np.ascontiguousarray(weights32.T), offsets32, margin)
-        for row in np.flatnonzero(unsure):
-            best[row] = _float64_winner(a[row], weights, offsets)
+        rows = np.flatnonzero(unsure)
+        best[rows] = _float64_winners(a[rows], weights, offsets, weights32, offsets32, margin[rows], chunk)
         return best, row_distance(a, b[best], metric)
     for start in range(0, len(a), chunk):
         part = a[start : start + chunk]
@@ -496,17 +497,60 @@ def nearest_reference(
         winner = np.argmin(score, axis=1)
         low = score[np.arange(len(part)), winner].astype(np.float64)
         for row in np.flatnonzero((score <= (low + margin[start : start + chunk])[:, None]).sum(1) > 1):
-            winner[row] = _float64_winner(part[row], weights, offsets)
+            winner[row] = _float64_winner(part[row], weights, offsets, score[row], margin[start + row])
         best[start : start + chunk] = winner
     return best, row_distance(a, b[best], metric)
 
 
-def _float64_winner(row: np.ndarray, weights: np.ndarray, offsets: np.ndarray) -> int:
-    """The reference with the smallest float64 score of one row. One row at a time: a matrix product of
-    several rows may round a column differently with the number of rows, and then two references with equal
-    scores (ties) could swap with the rows that happen to be searched together (on another number of MPI
-    ranks, say); row by row the answer depends on the row alone."""
-    return int(np.argmin(weights @ row + offsets))
+def _float64_winners(
+    rows: np.ndarray, weights: np.ndarray, offsets: np.ndarray, weights32: np.ndarray, offsets32: np.ndarray,
+    margin: np.ndarray, chunk: int,
+) -> np.ndarray:
+    """:func:`_float64_winner` of each row, for blocks of ``chunk`` rows at a time (the same candidates and
+    float64 scores, each computed from its own row and reference alone)."""
+    out = np.zeros(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        score = part.astype(np.float32) @ weights32.T
+        score += offsets32
+        # the candidates' bound, rounded up to float32 so that the float32 comparison keeps every candidate
+        bound = score.min(axis=1).astype(np.float64) + margin[start : start + chunk]
+        bound32 = bound.astype(np.float32)
+        bound32 = np.where(bound32.astype(np.float64) < bound, np.nextafter(bound32, np.float32(np.inf)), bound32)
+        r, c = np.nonzero(score <= bound32[:, None])
+        exact = (weights[c] * part[r]).sum(axis=1) + offsets[c]
+        # per row, the smallest exact score, the lowest index among equal ones (pairs come in row, then index
+        # order); a row with a NaN has no candidate: 0, as alone
+        first = np.lexsort((c, exact, r))
+        keep = np.ones(len(first), dtype=bool)
+        keep[1:] = r[first[1:]] != r[first[:-1]]
+        winners = np.zeros(len(part), dtype=np.int64)
+        winners[r[first[keep]]] = c[first[keep]]
+        out[start : start + len(part)] = winners
+    return out
+
+
+def _float64_winner(row: np.ndarray, weights: np.ndarray, offsets: np.ndarray, score32: np.ndarray,
+                    margin: float) -> int:
+    """The reference with the smallest float64 score of one row (the lowest index among equal ones).
+
+    Only the references whose float32 score (``score32``, in any summation order) lies within ``margin`` of
+    the row's smallest can win: ``margin`` bounds the float32 rounding of each score, so the float64 winner
+    is always among them. In a liquid row of a model with many references, distances crowd together and
+    hundreds of rows have a runner-up within the margin (a quarter of GCIceNet's liquid with the eleven-phase
+    model's 19,331 references); scoring every reference in float64 for each of them cost more than the
+    float32 scan itself (137 against 40 us per oxygen), the candidates alone a few of them.
+
+    The float64 score of a candidate is its own row's elementwise product summed along the row, so it does not
+    depend on which other references are candidates (a matrix product may round a column differently with the
+    shape of the block, and then two references with equal scores could swap with the rows that happen to be
+    searched together: on another number of MPI ranks, say)."""
+    low = float(score32.min())
+    candidates = np.flatnonzero(score32.astype(np.float64) <= low + margin)
+    if len(candidates) == 0:  # a NaN in the row: no score compares; the answer is as meaningless as the row
+        return 0
+    exact = (weights[candidates] * row).sum(axis=1) + offsets[candidates]
+    return int(candidates[np.argmin(exact)])
 
 
 def pairwise_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:

@@ -56,7 +56,7 @@ SHIPPED_MODEL_NAME = "icephase-7phase.pth"
 #: The shipped model with a denoiser fine-tuned to converge in 4 iterations instead of 8: about half the
 #: cost of a call, at a price measured in docs/validation.md ("A faster model"); not the default.
 FAST_MODEL_NAME = "icephase-7phase-fast.pth"
-#: The seven phases plus ice V, ice XII, sII and sH: for high-pressure ices and hydrates, at 1.2-1.3x the
+#: The seven phases plus ice V, ice XII, sII and sH: for high-pressure ices and hydrates, at about 1.2x the
 #: cost per call and with narrower margins (models/README.md, docs/validation.md); not the default.
 EXTENDED_MODEL_NAME = "icephase-11phase.pth"
 #: Every model file that ships with the package. Wherever a model path is taken, these names (with or
