@@ -148,6 +148,17 @@ def periodic_pairs(
     return i, owner[j]
 
 
+def centre_pairs(
+    positions: np.ndarray, cell: np.ndarray | None, pbc, centres: np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Directed pairs (i, j), ``i`` one of ``centres``, closer than ``cutoff``: :func:`periodic_pairs` in a
+    periodic box, :func:`cloud_pairs` in an open cloud (``cell`` None or no periodic direction: the LAMMPS
+    compute's local atoms and ghosts)."""
+    if cell is None or not np.any(pbc):
+        return cloud_pairs(positions, centres, cutoff)
+    return periodic_pairs(positions, cell, pbc, centres, cutoff)
+
+
 def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
     """Distances between opposite faces of the box (the quantity a cutoff must fit in)."""
     cell = np.asarray(cell, dtype=np.float64)

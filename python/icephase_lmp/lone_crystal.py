@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import cloud_pairs, periodic_pairs
+from .geometry import centre_pairs
 from .phases import LIQUID, OTHER_CRYSTAL
 
 
@@ -40,26 +40,10 @@ def alone_in_liquid(
     codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, shell: float,
     n_centres: int | None = None,
 ) -> np.ndarray:
-    """Which centres are crystal-labelled with a first shell of liquid-labelled molecules only.
-
-    Parameters
-    ----------
-    codes : array_like of int, shape (N,)
-        The code of every molecule: a whole frame, or the LAMMPS compute's open cloud with the ghosts' codes
-        from their owners.
-    positions : array_like, shape (N, 3)
-        The classified (denoised) positions, Angstrom, the centres first.
-    cell, pbc
-        Cell vectors as rows (``None``: an open cloud) and periodicity.
-    shell : float
-        The first-shell radius, Angstrom (the model's ``BoundarySettings.shell``).
-    n_centres : int, optional
-        How many of the first molecules to decide for (default: all).
-
-    Returns
-    -------
-    numpy.ndarray of bool, shape (n_centres,)
-    """
+    """(n_centres,) bool: which of the first ``n_centres`` molecules (default: all) are crystal-labelled with
+    a first shell (``shell``, A) of liquid-labelled molecules only. ``codes`` (N,) and ``positions`` (N, 3):
+    every molecule's code and classified position, a whole frame (``cell`` rows, ``pbc``) or the LAMMPS
+    compute's open cloud (``cell`` None), the centres first, the ghosts with their owners' codes."""
     codes = np.asarray(codes, dtype=np.int32)
     n = len(codes) if n_centres is None else int(n_centres)
     crystal = is_crystal(codes)
@@ -68,10 +52,7 @@ def alone_in_liquid(
     if len(centres) == 0 or not np.any(codes == LIQUID):  # nothing to be alone, or nothing to be alone in
         return alone
     positions = np.asarray(positions, dtype=np.float64)
-    if cell is None or not np.any(pbc):
-        i, j = cloud_pairs(positions, centres, shell)
-    else:
-        i, j = periodic_pairs(positions, cell, pbc, centres, shell)
+    i, j = centre_pairs(positions, cell, pbc, centres, shell)
     # a molecule meeting its own image in a small box (j == i) has a crystal neighbour: itself
     neighbours = np.bincount(i, minlength=n)[:n]
     liquid_neighbours = np.bincount(i[codes[j] == LIQUID], minlength=n)[:n]

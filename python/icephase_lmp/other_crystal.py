@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classifier import row_distance
-from .geometry import cloud_pairs, periodic_pairs
+from .geometry import centre_pairs
 from .lone_crystal import alone_in_liquid
 from .phases import LIQUID, OTHER_CRYSTAL
 
@@ -144,11 +144,8 @@ def find_other_crystal(
         return codes.copy()
     positions = np.asarray(positions, dtype=np.float64)
     # only liquid-labelled centres can change: the others' pairs are not measured
-    if cell is None or not np.any(pbc):
-        # the compute's open cloud: search around those centres only (the ghosts can outnumber them)
-        i, j = cloud_pairs(positions, np.flatnonzero(liquid), RADIUS)
-    else:
-        i, j = periodic_pairs(positions, cell, pbc, np.flatnonzero(liquid), RADIUS)
+    # (in the compute's open cloud the ghosts can outnumber the centres: search around the centres only)
+    i, j = centre_pairs(positions, cell, pbc, np.flatnonzero(liquid), RADIUS)
     counts = repeat_counts(np.asarray(reduced, dtype=np.float64), (i, j), metric, threshold, len(codes))
     return mark_other_crystal(codes, counts)
 
@@ -185,10 +182,7 @@ def join_enclosed(
     if len(liquid) == 0 or not np.any(codes == OTHER_CRYSTAL):  # no liquid centre, or nothing to enclose one
         return out
     positions = np.asarray(positions, dtype=np.float64)
-    if cell is None or not np.any(pbc):
-        i, j = cloud_pairs(positions, liquid, shell)
-    else:
-        i, j = periodic_pairs(positions, cell, pbc, liquid, shell)
+    i, j = centre_pairs(positions, cell, pbc, liquid, shell)
     neighbours = np.bincount(i, minlength=n)[:n]
     other = np.bincount(i[codes[j] == OTHER_CRYSTAL], minlength=n)[:n]
     enclosed = (out == LIQUID) & (neighbours >= MIN_ENCLOSING_NEIGHBOURS) & (other >= ENCLOSED_FRACTION * neighbours)
