@@ -960,7 +960,7 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     crystal (-2) as the offline pipeline does, on 1 and 3 ranks (reduced SOAP vectors forwarded to the ghosts
     for the repeat test, then the codes for the molecules it encloses), counts it in the last entry of the
     global vector, and `other no` turns it back into liquid. The same call drops the few crystal labels left
-    alone in liquid (three molecules here), as offline."""
+    isolated in liquid (three molecules here), as offline."""
     import icephase_lmp.other_crystal
     import icephase_lmp.pipeline
     from icephase_lmp.other_crystal import find_other_crystal
@@ -979,10 +979,10 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
                       lambda c, r, x, box, pbc, metric, thr, shell: find_other_crystal(c, r, x, box, pbc, metric, thr))
         repeats_only = offline(offline_model, model, system)[0]
     assert n_other > np.count_nonzero(repeats_only == OTHER_CRYSTAL), "the test system should enclose some liquid"
-    with monkeypatch.context() as patch:  # without the rule for crystal labels alone in liquid
-        patch.setattr(icephase_lmp.other_crystal, "alone_in_liquid", lambda c, *a, **k: np.zeros(len(c), dtype=bool))
-        never_alone = offline(offline_model, model, system)[0]
-    assert np.any((never_alone != codes) & (codes == LIQUID)), "the test system should have crystal labels alone in liquid"
+    with monkeypatch.context() as patch:  # without the rule for crystal labels isolated in liquid
+        patch.setattr(icephase_lmp.other_crystal, "isolated_in_liquid", lambda c, *a, **k: np.zeros(len(c), dtype=bool))
+        never_isolated = offline(offline_model, model, system)[0]
+    assert np.any((never_isolated != codes) & (codes == LIQUID)), "the test system should have isolated crystal labels"
     k = max(p["code"] for p in model.metadata["phases"]) + 2  # liquid, K phases, other crystal
     script = header(data, model.metadata["ghost_cutoff"]) + "\n".join([
         compute_and_dump(model),
@@ -995,7 +995,7 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     run = run_lammps(tmp_path, script, nprocs=nprocs)
     assert run.returncode == 0, run.output[-3000:]
     assert "other crystal: a liquid-labelled oxygen whose environment repeats" in run.log
-    assert "a crystal-labelled oxygen whose first shell is all liquid becomes liquid" in run.log
+    assert "crystal-labelled oxygens isolated in liquid (one, or a pair) become liquid" in run.log
     rows = read_dump(tmp_path / "labels.dump")
     assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"other crystal, {nprocs} ranks")
     counts = thermo_row(run.log, ["Step", "c_ice[1]", f"c_ice[{k}]", "c_off[1]", f"c_off[{k}]"])
@@ -1003,6 +1003,39 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     assert counts[3] == counts[1] + counts[2]  # with the step off, those molecules are liquid
     off = read_dump(tmp_path / "off.dump")
     assert not np.any(off[:, 1] == OTHER_CRYSTAL)
+
+
+@pytest.mark.parametrize("nprocs", [1, 3])
+def test_isolated_pairs_same_as_offline_on_any_number_of_ranks(model, offline_model, tmp_path, nprocs, monkeypatch):
+    """Ice V with 0.25 A of noise: offline, 21 crystal labels are isolated in liquid, two of them a pair (a
+    partner's own first shell is read, which on a rank may be a ghost's). The compute drops the same ones on 1
+    and 3 ranks."""
+    import icephase_lmp.other_crystal
+    from icephase_lmp.geometry import centre_pairs
+    from icephase_lmp.lone_crystal import is_crystal, isolated_in_liquid
+    from icephase_lmp.references import genice_cell, supercell
+
+    atoms = supercell(genice_cell("5"), 20.0)
+    pos = atoms.positions + np.random.default_rng(11).normal(0.0, 0.25, atoms.positions.shape)
+    cell, pos = lammps_frame(atoms.cell.array, pos)
+    system = System(pos, cell, np.ones(len(pos), dtype=int))
+    data = write_data(tmp_path / "ice_v.data", system)
+    codes, dist, _ = offline(offline_model, model, system)
+
+    def singles_only(c, x, box, pbc, shell, n_centres=None):  # the rule without its pairs
+        out = isolated_in_liquid(c, x, box, pbc, shell, n_centres)
+        i, j = centre_pairs(np.asarray(x, dtype=np.float64), box, pbc, np.flatnonzero(out), shell)
+        return out & (np.bincount(i[is_crystal(np.asarray(c))[j]], minlength=len(out))[: len(out)] == 0)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(icephase_lmp.other_crystal, "isolated_in_liquid", singles_only)
+        singles = offline(offline_model, model, system)[0]
+    assert np.count_nonzero((singles != codes) & (codes == LIQUID)) >= 2, "the test system should have an isolated pair"
+    script = header(data, model.metadata["ghost_cutoff"]) + "\n".join([compute_and_dump(model), "run 0"])
+    run = run_lammps(tmp_path, script, nprocs=nprocs)
+    assert run.returncode == 0, run.output[-3000:]
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"isolated pairs, {nprocs} ranks")
 
 
 # ---- issue 14: the phase vote -------------------------------------------------------------------------------

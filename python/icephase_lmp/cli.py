@@ -120,7 +120,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-other-crystal", action="store_true",
                    help="label liquid the molecules whose environment repeats among their neighbours but matches no "
                         "reference, and those they enclose (default: 'other crystal', code -2; always liquid with "
-                        "--no-denoise); and keep crystal labels whose first shell is all liquid")
+                        "--no-denoise); and keep crystal labels isolated in liquid (one or two molecules)")
     p.add_argument("--no-phase-vote", action="store_true",
                    help="keep every ice-labelled molecule's own phase (default: the model's phase vote, where it has "
                         "one; always off with --no-denoise)")
@@ -465,8 +465,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"])
           + f"; {OTHER_CRYSTAL} {OTHER_CRYSTAL_NAME} (a liquid-labelled molecule whose environment repeats "
           f"among {MIN_REPEATS}+ neighbours within {OTHER_RADIUS:g} A, or whose first shell is >= "
-          f"{ENCLOSED_FRACTION:.0%} such molecules; any model); a crystal label whose first shell is all "
-          "liquid: liquid")
+          f"{ENCLOSED_FRACTION:.0%} such molecules; any model); crystal labels isolated in liquid (one "
+          "molecule, or a pair): liquid")
     steps = meta.get("training", {}).get("steps_done")
     if steps is not None:
         print(f"training         {steps} steps")

@@ -21,7 +21,7 @@ left liquid had 10-13 other-crystal molecules in their first shell and none had 
 A liquid has no other crystal to be enclosed by, and a liquid molecule at the face of a crystal has about half
 of its first shell in it.
 
-In the same pass, a molecule labelled a phase or other crystal whose first shell is all liquid becomes liquid
+In the same pass, a phase or other-crystal label isolated in liquid (one molecule, or a pair) becomes liquid
 (``lone_crystal.py`` says why): a single repeat-test hit in a liquid is chance, not a crystal.
 
 Measured: ``benchmarks/repeated_environments.py`` (liquids and GCIceNet's phase T), ``benchmarks/other_crystal.py``
@@ -35,7 +35,7 @@ import numpy as np
 
 from .classifier import row_distance
 from .geometry import centre_pairs
-from .lone_crystal import alone_in_liquid
+from .lone_crystal import isolated_in_liquid
 from .phases import LIQUID, OTHER_CRYSTAL
 
 try:
@@ -196,10 +196,10 @@ def settle_shells(
 ) -> np.ndarray:
     """The step's last part, one pass on the repeat test's codes (arguments as for :func:`join_enclosed`):
     liquid-labelled centres enclosed by other crystal join it (:func:`join_enclosed`), and crystal-labelled
-    centres alone in liquid become liquid (``lone_crystal.alone_in_liquid``). The two never meet: one
+    centres isolated in liquid, one or two, become liquid (``lone_crystal.isolated_in_liquid``). The two never meet: one
     changes liquid centres only, the other crystal ones only."""
     out = join_enclosed(codes, positions, cell, pbc, shell, n_centres)
-    out[alone_in_liquid(codes, positions, cell, pbc, shell, n_centres)] = LIQUID
+    out[isolated_in_liquid(codes, positions, cell, pbc, shell, n_centres)] = LIQUID
     return out
 
 
@@ -209,6 +209,6 @@ def label_other_crystal(
 ) -> np.ndarray:
     """The whole "other crystal" step on a whole frame: the repeat test (:func:`find_other_crystal`), then
     the first-shell checks of :func:`settle_shells` (molecules enclosed by other crystal; crystal labels
-    alone in liquid). The LAMMPS compute runs the two apart, with the ghosts' codes sent between them."""
+    isolated in liquid). The LAMMPS compute runs the two apart, with the ghosts' codes sent between them."""
     marked = find_other_crystal(codes, reduced, positions, cell, pbc, metric, threshold)
     return settle_shells(marked, positions, cell, pbc, shell)

@@ -71,8 +71,8 @@ class Pipeline:
         Rounds of the boundary step (0: off); default: the model's. Always 0 without the denoiser.
     other_crystal : bool, optional
         Label ``OTHER_CRYSTAL`` the liquid-labelled molecules whose environment repeats among their
-        neighbours, and those they enclose (``other_crystal.py``), and label liquid a crystal label alone in
-        liquid (``lone_crystal.py``); default True. Always off without the denoiser, on whose output it was
+        neighbours, and those they enclose (``other_crystal.py``), and label liquid crystal labels isolated in
+        liquid, one or two (``lone_crystal.py``); default True. Always off without the denoiser, on whose output it was
         measured.
     phase_vote : bool, optional
         Put each ice-labelled molecule's phase to a vote among its ice-labelled neighbours (``phase_vote.py``),

@@ -618,8 +618,8 @@ void ComputeIcephase::log_settings()
                       : "  phase vote: off\n";
   mesg += other_crystal ? fmt::format("  other crystal: a liquid-labelled oxygen whose environment "
                                       "repeats among its neighbours, or whose first shell is mostly "
-                                      "such oxygens, is labelled {}; a crystal-labelled oxygen whose "
-                                      "first shell is all liquid becomes liquid\n", other_code)
+                                      "such oxygens, is labelled {}; crystal-labelled oxygens isolated "
+                                      "in liquid (one, or a pair) become liquid\n", other_code)
                         : "  other crystal: off\n";
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);
@@ -1804,8 +1804,9 @@ void ComputeIcephase::extend_ice()
    any atom is crystal-labelled (a phase or other crystal) and any liquid,
    the codes go to the ghosts once more (icephase_lmp.other_crystal.
    settle_shells): a liquid-labelled centre whose first shell is mostly other
-   crystal joins it, a crystal-labelled centre whose first shell is all
-   liquid becomes liquid. Every centre decides on the codes of the repeat
+   crystal joins it, a crystal-labelled centre isolated in liquid (alone,
+   or with one crystal-labelled neighbour that is itself isolated but for
+   it) becomes liquid. Every centre decides on the codes of the repeat
    test, so ranks do not matter.
 ------------------------------------------------------------------------- */
 
@@ -1851,7 +1852,7 @@ void ComputeIcephase::find_other_crystal()
   }
 
   // liquid-labelled centres enclosed by other crystal join it; crystal labels
-  // alone in liquid become liquid. Both need a crystal-labelled and a
+  // isolated in liquid (one or two) become liquid. Both need a crystal-labelled and a
   // liquid-labelled atom somewhere: else nothing can change
   if (!on_any_rank(crystal) || !on_any_rank(has_liquid_centre())) return;
   local_labels();

@@ -75,7 +75,7 @@ bool vote(const std::string &model_path, const double *positions, int n, int nlo
 // The last part of the "other crystal" step for the first nlocal of n atoms:
 // cloud_codes holds every atom's code after other_crystal(); out receives the
 // nlocal new codes (liquid-labelled centres enclosed by other crystal join it;
-// crystal-labelled centres with an all-liquid first shell become liquid).
+// crystal-labelled centres isolated in liquid, alone or as a pair, become liquid).
 bool settle(const std::string &model_path, const double *positions, int n, int nlocal,
             const int *cloud_codes, int *out, std::string &err);
 
