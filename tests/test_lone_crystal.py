@@ -64,16 +64,17 @@ def test_crystal_labels_isolated_in_liquid_one_or_two():
     assert np.array_equal(out[keep], codes[keep])  # nothing else changes: the chain of three stays
 
 
-def test_only_liquid_neighbours_make_a_molecule_alone():
+def test_only_liquid_neighbours_make_a_molecule_isolated():
     """A crystal-labelled molecule whose neighbours are "not analysed", or that has no neighbour at all, is
-    not alone in liquid; in a frame without liquid nothing is decided; n_centres decides the first ones only."""
+    not isolated in liquid; in a frame without liquid nothing is decided; n_centres decides the first ones only."""
     pos, cell, first = ice_ic()
     codes = np.full(len(pos), NOT_ANALYSED, dtype=np.int32)
     codes[0] = 1
     codes[100] = LIQUID  # some liquid elsewhere
     assert not isolated_in_liquid(codes, pos, cell, PBC, 3.5).any()
     # alone in a gas: no neighbour within the shell
-    assert not isolated_in_liquid(np.array([1, LIQUID]), np.array([[0.0, 0, 0], [5.0, 0, 0]]), None, (False,) * 3, 3.5).any()
+    gas = np.array([[0.0, 0, 0], [5.0, 0, 0]])
+    assert not isolated_in_liquid(np.array([1, LIQUID]), gas, None, (False,) * 3, 3.5).any()
     all_ice = np.ones(len(pos), dtype=np.int32)
     assert not isolated_in_liquid(all_ice, pos, cell, PBC, 3.5).any()
     codes = np.full(len(pos), LIQUID, dtype=np.int32)
@@ -106,5 +107,6 @@ def test_the_pipeline_drops_a_crystal_label_isolated_in_liquid(shipped_model, mo
     monkeypatch.setattr(Classifier, "classify_reduced", one_false_ice)
     codes = Pipeline(shipped_model, boundary_rounds=0).run(frame.positions, frame.cell, frame.pbc).codes
     assert (codes == LIQUID).all()
-    codes = Pipeline(shipped_model, boundary_rounds=0, other_crystal=False).run(frame.positions, frame.cell, frame.pbc).codes
+    without = Pipeline(shipped_model, boundary_rounds=0, other_crystal=False)
+    codes = without.run(frame.positions, frame.cell, frame.pbc).codes
     assert codes[7] == 1 and (np.delete(codes, 7) == LIQUID).all()

@@ -196,8 +196,8 @@ def settle_shells(
 ) -> np.ndarray:
     """The step's last part, one pass on the repeat test's codes (arguments as for :func:`join_enclosed`):
     liquid-labelled centres enclosed by other crystal join it (:func:`join_enclosed`), and crystal-labelled
-    centres isolated in liquid, one or two, become liquid (``lone_crystal.isolated_in_liquid``). The two never meet: one
-    changes liquid centres only, the other crystal ones only."""
+    centres isolated in liquid, one or two, become liquid (``lone_crystal.isolated_in_liquid``). The two
+    never meet: one changes liquid centres only, the other crystal ones only."""
     out = join_enclosed(codes, positions, cell, pbc, shell, n_centres)
     out[isolated_in_liquid(codes, positions, cell, pbc, shell, n_centres)] = LIQUID
     return out

@@ -72,8 +72,8 @@ class Pipeline:
     other_crystal : bool, optional
         Label ``OTHER_CRYSTAL`` the liquid-labelled molecules whose environment repeats among their
         neighbours, and those they enclose (``other_crystal.py``), and label liquid crystal labels isolated in
-        liquid, one or two (``lone_crystal.py``); default True. Always off without the denoiser, on whose output it was
-        measured.
+        liquid, one or two (``lone_crystal.py``); default True. Always off without the denoiser, on whose
+        output it was measured.
     phase_vote : bool, optional
         Put each ice-labelled molecule's phase to a vote among its ice-labelled neighbours (``phase_vote.py``),
         as the model's settings say (models from before the vote: off); default True. Always off without the

@@ -1852,14 +1852,14 @@ void ComputeIcephase::find_other_crystal()
   }
 
   // liquid-labelled centres enclosed by other crystal join it; crystal labels
-  // isolated in liquid (one or two) become liquid. Both need a crystal-labelled and a
-  // liquid-labelled atom somewhere: else nothing can change
+  // isolated in liquid (one or two) become liquid. Both need a crystal-labelled
+  // and a liquid-labelled atom somewhere: else nothing can change
   if (!on_any_rank(crystal) || !on_any_rank(has_liquid_centre())) return;
   local_labels();
   share_labels();
   if (nlocal > 0 &&
       !IcephasePython::settle(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
-                                soap.grown.data(), err))
+                              soap.grown.data(), err))
     err = "Compute icephase: the other-crystal step failed: " + err;
   check_grown_codes(err, "the other-crystal step", true);
   all_or_error(err);
