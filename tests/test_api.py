@@ -131,3 +131,20 @@ def test_lammps_bridge_classifies_without_torch_or_dscribes_descriptor_package()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_shipped_model_names_work_where_the_api_takes_a_model(wet_ice, tmp_path, monkeypatch):
+    """A shipped model's name (with or without ".pth"), as the CLI and the compute's docs allow, loads that
+    file through the Python API too (ASE here; MDAnalysis and OVITO go through the same `pipeline_for`), from
+    any working directory. Before the fix the API resolved the bare name against the working directory."""
+    import icephase_lmp
+    from icephase_lmp.api import pipeline_for
+    from icephase_lmp.model_file import SHIPPED_MODEL_NAMES, shipped_model_named
+
+    monkeypatch.chdir(tmp_path)
+    for file_name in SHIPPED_MODEL_NAMES:
+        for name in (file_name, file_name.removesuffix(".pth")):
+            assert pipeline_for(name).model.path.resolve() == shipped_model_named(name).resolve()
+    atoms, oxygens = wet_ice
+    labels = icephase_lmp.classify(atoms, model="icephase-11phase")
+    assert len(labels.codes) == len(oxygens) and (labels.codes == 1).mean() > 0.9

@@ -38,9 +38,10 @@ _MODELS: dict[tuple[str, str, int], IcephaseModel] = {}
 
 def load_cached(path: str | Path | None = None, device: str = "cpu") -> IcephaseModel:
     """``model_file.load_model``, once per file (and modification time) and device in this process."""
-    from .model_file import SHIPPED_MODEL, load_model
+    from .model_file import SHIPPED_MODEL, load_model, model_file_path
 
-    resolved = Path(path if path is not None else SHIPPED_MODEL).resolve()
+    # a shipped model's name ("icephase-11phase") becomes its file first: resolving the bare name would not
+    resolved = model_file_path(path if path is not None else SHIPPED_MODEL).resolve()
     key = (str(resolved), device, resolved.stat().st_mtime_ns if resolved.is_file() else -1)
     if key not in _MODELS:
         _MODELS[key] = load_model(resolved, device=device)

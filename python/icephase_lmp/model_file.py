@@ -266,7 +266,7 @@ def check_integrity(path: str | Path) -> None:
 
     libtorch does not check them: a model whose weights were damaged on disk or in a copy loads without
     complaint and makes the denoiser throw atoms anywhere. Reading the ~4-5 MB archive once costs ~20-30 ms."""
-    path = _existing(path)
+    path = model_file_path(path)
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
@@ -304,7 +304,7 @@ def read_metadata(path: str | Path) -> dict:
         When the file does not exist, is damaged (a checksum fails), is not an icephase model, or has
         another format version.
     """
-    path = _existing(path)
+    path = model_file_path(path)
     check_integrity(path)
     try:
         meta = json.loads(_archive_member(path, METADATA_FILE))
@@ -329,7 +329,7 @@ def read_weights(path: str | Path, member: str = WEIGHTS_FILE) -> "dict[str, np.
     """The denoiser's trainable weights stored beside a frozen denoiser (None: a file from before, whose
     scripted denoiser holds them); with ``member=COMPACT_FILE``, the compact form's constants (None: none
     stored)."""
-    path = _existing(path)
+    path = model_file_path(path)
     stored = _archive_member(path, member, optional=True)
     if stored is None:
         return None
@@ -342,7 +342,7 @@ def read_weights(path: str | Path, member: str = WEIGHTS_FILE) -> "dict[str, np.
 
 def read_classifier(path: str | Path) -> Classifier:
     """The classifier of a model file, without loading the denoiser (no torch needed)."""
-    path = _existing(path)
+    path = model_file_path(path)
     return Classifier.from_bytes(_archive_member(path, CLASSIFIER_FILE), origin=f"{path}:{CLASSIFIER_FILE}")
 
 
@@ -368,7 +368,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> IcephaseM
     DeviceError
         When ``device`` is CUDA and torch has none.
     """
-    path = _existing(path if path is not None else SHIPPED_MODEL)
+    path = model_file_path(path if path is not None else SHIPPED_MODEL)
     if str(device) != "cpu":
         from .denoiser_network import check_device  # imports torch
 
@@ -405,7 +405,9 @@ def shipped_model_named(name: str) -> Path | None:
     return Path(str(resources.files("icephase_lmp") / "models" / wanted))
 
 
-def _existing(path: str | Path) -> Path:
+def model_file_path(path: str | Path) -> Path:
+    """The file a model argument names: a path, or the name of a shipped model (``icephase-11phase``, with or
+    without ".pth") where no such file is in the working directory. Raises ``ModelFileError`` if none exists."""
     path = Path(path)
     named = shipped_model_named(path.name) if path.parent == Path(".") and not path.is_file() else None
     path = named or path
