@@ -954,6 +954,18 @@ def test_denoising_steps_are_bounded_and_runaway_output_stops(ih, model, tmp_pat
 
 
 # ---- issue 14: other crystal ---------------------------------------------------------------------------------
+def noisy_ice_v(tmp_path: Path, sigma: float) -> tuple["System", Path]:
+    """GenIce2's ice V (no reference in the seven-phase model), >= 20 A, with ``sigma`` A of Gaussian noise
+    (seed 11), as a System and a LAMMPS data file."""
+    from icephase_lmp.references import genice_cell, supercell
+
+    atoms = supercell(genice_cell("5"), 20.0)
+    pos = atoms.positions + np.random.default_rng(11).normal(0.0, sigma, atoms.positions.shape)
+    cell, pos = lammps_frame(atoms.cell.array, pos)
+    system = System(pos, cell, np.ones(len(pos), dtype=int))
+    return system, write_data(tmp_path / "ice_v.data", system)
+
+
 @pytest.mark.parametrize("nprocs", [1, 3])
 def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_model, tmp_path, nprocs, monkeypatch):
     """Ice V (GenIce2 lattice 5), which has no reference, with 0.2 A of noise: the compute labels it other
@@ -964,13 +976,8 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     import icephase_lmp.other_crystal
     import icephase_lmp.pipeline
     from icephase_lmp.other_crystal import find_other_crystal
-    from icephase_lmp.references import genice_cell, supercell
 
-    atoms = supercell(genice_cell("5"), 20.0)
-    pos = atoms.positions + np.random.default_rng(11).normal(0.0, 0.2, atoms.positions.shape)
-    cell, pos = lammps_frame(atoms.cell.array, pos)
-    system = System(pos, cell, np.ones(len(pos), dtype=int))
-    data = write_data(tmp_path / "ice_v.data", system)
+    system, data = noisy_ice_v(tmp_path, 0.2)
     codes, dist, _ = offline(offline_model, model, system)
     n_other = int(np.count_nonzero(codes == OTHER_CRYSTAL))
     assert n_other >= 0.5 * len(codes), "the test system should exercise the other-crystal step"
@@ -1013,13 +1020,8 @@ def test_isolated_pairs_same_as_offline_on_any_number_of_ranks(model, offline_mo
     import icephase_lmp.other_crystal
     from icephase_lmp.geometry import centre_pairs
     from icephase_lmp.lone_crystal import is_crystal, isolated_in_liquid
-    from icephase_lmp.references import genice_cell, supercell
 
-    atoms = supercell(genice_cell("5"), 20.0)
-    pos = atoms.positions + np.random.default_rng(11).normal(0.0, 0.25, atoms.positions.shape)
-    cell, pos = lammps_frame(atoms.cell.array, pos)
-    system = System(pos, cell, np.ones(len(pos), dtype=int))
-    data = write_data(tmp_path / "ice_v.data", system)
+    system, data = noisy_ice_v(tmp_path, 0.25)
     codes, dist, _ = offline(offline_model, model, system)
 
     def singles_only(c, x, box, pbc, shell, n_centres=None):  # the rule without its pairs
