@@ -14,7 +14,8 @@ in supercooled TIP4P/Ice; benchmarks only),
 liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), ice_v_250K,
 ice_xii_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
 for; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
-ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa), ice_vii_250K (3 GPa).
+ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa), ice_vii_250K (3 GPa); and, 2 K below each model's
+melting point (benchmarks only), ice_ih_268K, ice_ic_268K, sI_268K (TIP4P/Ice) and ice_ih_tip4p2005_248K.
 The LAMMPS inputs are examples/lammps_inputs/tip4p/in.*; each LAMMPS run is one serial process.
 
     .venv/bin/python scripts/make_md_snapshots.py [--out runs/md] [--quick] [--only NAME ...]
@@ -127,6 +128,20 @@ def systems(quick: bool) -> list[System]:
         System("sI_250K", "in.ice_ih_250K", "sI", (2, 2, 2), 250.0, bulk, ["equilibrate", "production"]),
         *high_pressure_ices((4, 4, 4), bulk),
         *ices_without_reference(bulk),
+        *near_melting(bulk),
+    ]
+
+
+def near_melting(steps: dict[str, int]) -> list[System]:
+    """Crystals 2 K below their water model's melting point (TIP4P/Ice 270 K, TIP4P/2005 250 K), the hottest a
+    user's crystal gets (benchmarks/md_phases.py; never calibrated on): bulk boxes without a surface to melt
+    from, so a short run stays on its lattice (each is checked, as every run)."""
+    stages = ["equilibrate", "production"]
+    return [
+        System("ice_ih_268K", "in.ice_ih_250K", "Ih", (4, 4, 3), 268.0, steps, stages),
+        System("ice_ic_268K", "in.ice_ih_250K", "Ic", (4, 4, 4), 268.0, steps, stages),
+        System("sI_268K", "in.ice_ih_250K", "sI", (2, 2, 2), 268.0, steps, stages),
+        System("ice_ih_tip4p2005_248K", "in.ice_ih_250K", "Ih", (4, 4, 3), 248.0, steps, stages, water="tip4p_2005"),
     ]
 
 
