@@ -2,7 +2,8 @@
 
 Our TIP4P/Ice runs at 250 K (scripts/make_md_snapshots.py; Ih, Ic, sI, sII, sH at 1 atm, II and III at
 0.3 GPa, V and XII at 0.5 GPa, VI at 1 GPa, VII at 3 GPa; each checked to stay on its lattice), Ih, Ic and sI
-at 268 K and TIP4P/2005 Ih at 248 K (2 K below each model's melting point), the liquid at 300 K and 220 K
+at 268 K and TIP4P/2005 Ih at 248 K (2 K below each model's melting point), Ih at 0.2 GPa, VI at 2 GPa and
+280 K, VII at 8 GPa and 300 K, the liquid at 300 K and 220 K
 (0.81 Tm), and mW liquid at 220 K (runs/interfaces). The right label of a crystal is its
 phase where the model has a reference for it, else "other crystal" (code -2); of a liquid, liquid.
 
@@ -37,6 +38,8 @@ RUNS = {
     "sH_250K": "sH", "liquid_300K": None, "liquid_220K": None,
     # 2 K below the water model's melting point (TIP4P/Ice 270 K; TIP4P/2005 250 K): the hottest crystals
     "ice_ih_268K": "Ih", "ice_ic_268K": "Ic", "sI_268K": "sI", "ice_ih_tip4p2005_248K": "Ih",
+    # away from the calibration's pressures: compressed Ih, VI at 2 GPa and 280 K, VII at 8 GPa and 300 K
+    "ice_ih_0.2GPa_250K": "Ih", "ice_vi_2GPa_280K": "VI", "ice_vii_8GPa_300K": "VII",
 }
 
 
@@ -66,10 +69,10 @@ def main() -> None:
     runs.append(("mW liquid 220K", args.mw, None))
     frames = parse_frames(args.frames)
     head = "".join(f" | {key:>8s}: right liquid  other  phase" for key in models)
-    print(f"\n{'run':16s} {'label':>7s} {'O':>6s}{head}")
+    print(f"\n{'run':22s} {'label':>7s} {'O':>6s}{head}")
     for name, path, phase in runs:
         if not path.exists():
-            print(f"{name:16s} (no {path})")
+            print(f"{name:22s} (no {path})")
             continue
         row, n = "", 0
         first = models["model"].classifier.code_names
@@ -85,7 +88,7 @@ def main() -> None:
                 "right": codes == want, "liquid": codes == LIQUID, "other": codes == OTHER_CRYSTAL,
                 "phase": (codes > LIQUID) & (codes != want)}.items()}
             row += (f" | {'':8s}  {pct['right']:6.2f} {pct['liquid']:6.2f} {pct['other']:6.2f} {pct['phase']:6.2f}")
-        print(f"{name:16s} {label:>7s} {n:6d}{row}", flush=True)
+        print(f"{name:22s} {label:>7s} {n:6d}{row}", flush=True)
 
 
 if __name__ == "__main__":

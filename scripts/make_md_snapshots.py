@@ -15,7 +15,8 @@ liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for 
 ice_xii_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
 for; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
 ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa), ice_vii_250K (3 GPa); and, 2 K below each model's
-melting point (benchmarks only), ice_ih_268K, ice_ic_268K, sI_268K (TIP4P/Ice) and ice_ih_tip4p2005_248K.
+melting point (benchmarks only), ice_ih_268K, ice_ic_268K, sI_268K (TIP4P/Ice) and ice_ih_tip4p2005_248K; at
+other pressures (benchmarks only) ice_ih_0.2GPa_250K, ice_vi_2GPa_280K, ice_vii_8GPa_300K.
 The LAMMPS inputs are examples/lammps_inputs/tip4p/in.*; each LAMMPS run is one serial process.
 
     .venv/bin/python scripts/make_md_snapshots.py [--out runs/md] [--quick] [--only NAME ...]
@@ -129,6 +130,7 @@ def systems(quick: bool) -> list[System]:
         *high_pressure_ices((4, 4, 4), bulk),
         *ices_without_reference(bulk),
         *near_melting(bulk),
+        *other_pressures((4, 4, 4), bulk),
     ]
 
 
@@ -156,6 +158,18 @@ def ices_without_reference(steps: dict[str, int]) -> list[System]:
         System("ice_xii_250K", "in.ice_ih_250K", "12", (3, 3, 4), 250.0, steps, stages, pressure=4935.0),
         System("sII_250K", "in.ice_ih_250K", "CS2", (2, 2, 2), 250.0, steps, stages),
         System("sH_250K", "in.ice_ih_250K", "HS3", (2, 2, 2), 250.0, steps, stages, extra_vars={"baro": "tri"}),
+    ]
+
+
+def other_pressures(reps: tuple[int, int, int], steps: dict[str, int]) -> list[System]:
+    """Crystals away from the pressures and temperatures of the calibration runs (benchmarks/md_phases.py;
+    never calibrated on): Ih compressed to 0.2 GPa, VI at 2 GPa and 280 K, VII at 8 GPa and 300 K, where their
+    oxygen lattices are denser than at the calibration's 250 K (pressures in atm)."""
+    stages = ["equilibrate", "production"]
+    return [
+        System("ice_ih_0.2GPa_250K", "in.ice_ih_250K", "Ih", (4, 4, 3), 250.0, steps, stages, pressure=1974.0),
+        System("ice_vi_2GPa_280K", "in.ice_ih_250K", "VI", reps, 280.0, steps, stages, pressure=19738.0),
+        System("ice_vii_8GPa_300K", "in.ice_ih_250K", "VII", reps, 300.0, steps, stages, pressure=78954.0),
     ]
 
 
