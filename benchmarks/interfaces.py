@@ -20,7 +20,9 @@ seeds, the seed labelled ice, ice labels outside the seed relative to the seed s
 cluster (3.5 A), then how much of the seed is ordered at all (its outer 2 A is interface by construction
 and disorders after release): the seed molecules that pass route (a)'s ordered-shell test on the denoised
 positions, and that CHILL+ calls ice on the denoised positions; for liquids, the false-ice fraction and the
-largest false-ice cluster.
+largest false-ice cluster; for ice with free surfaces (ice/vapour, surface_*), the fraction labelled ice by
+depth below the outermost molecular layer (every molecule started as ice Ih; near the melting point the
+outer layers premelt, so there the ice fraction is what to compare with CHILL+, not a score).
 
 Usage: python benchmarks/interfaces.py [--data runs/interfaces] [--md runs/md] [--model M] [--only NAME ...]
        [--rounds N] [--min-ordered-bonds K] [--min-ice-neighbours M] [--min-ordered-ice-bonds B]
@@ -227,6 +229,29 @@ def report_seed(info: dict, frames: list, labels: list) -> None:
           + " ".join(ordered) + "; CHILL+ on the denoised positions " + " ".join(chill_denoised))
 
 
+def report_surface(info: dict, frames: list, labels: list, code_of: dict) -> None:
+    """Ice Ih with free surfaces (vacuum): the fraction labelled ice (ours: Ih; CHILL+: any ice-like class) by
+    depth below the outermost molecular layer of each surface (its 99.5th percentile of z, per frame)."""
+    depth_all, ours, right, chill = [], [], [], []
+    for f, lb in zip(frames, labels):
+        z = f.positions[:, 2] % f.cell[2, 2]
+        mid = np.median(z)
+        top, bottom = np.percentile(z[z > mid], 99.5), np.percentile(z[z <= mid], 0.5)
+        depth_all.append(np.where(z > mid, top - z, z - bottom))
+        ours.append(lb["ours"] > LIQUID)
+        right.append(lb["ours"] == code_of["Ih"])
+        chill.append(lb["chill"])
+    depth = np.concatenate(depth_all)
+    print(f"\n{info['name']} ({info['temperature']:.0f} K, free basal surfaces): {len(frames)} frames x "
+          f"{frames[0].n_atoms} molecules; labelled ice by depth below the outermost layer")
+    print(f"  {'':18s} " + " ".join(f"{a:.0f}-{a + 1:.0f}A".rjust(6) for a in BINS[:-1]) + f" {'>10A':>6s} {'all':>6s}")
+    for name, lab in (("ours", ours), ("ours, right phase", right), ("CHILL+", chill)):
+        v = np.concatenate(lab)
+        prof = [v[(depth >= a) & (depth < a + 1)].mean() for a in BINS[:-1]]
+        print(f"  {name:18s} " + " ".join(f"{100 * p:6.1f}" for p in prof)
+              + f" {100 * v[depth >= BINS[-1]].mean():6.1f} {100 * v.mean():6.1f}")
+
+
 def report_liquid(info: dict, frames: list, labels: list) -> None:
     print(f"\n{info['name']} ({info['temperature']:.0f} K, {len(frames)} frames x {frames[0].n_atoms} molecules)")
     for name, key in (("ours", "ours"), ("route a", "route a"), ("previous", "previous"), ("CHILL+", "chill")):
@@ -269,6 +294,8 @@ def main() -> None:
             report_slab(info, frames, labels, code_of)
         elif info["kind"] == "seed":
             report_seed(info, frames, labels)
+        elif info["kind"] == "surface":
+            report_surface(info, frames, labels, code_of)
         else:
             report_liquid(info, frames, labels)
 

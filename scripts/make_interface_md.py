@@ -14,6 +14,10 @@ built from GenIce2's oxygen sites, so the ground truth is known by construction:
              230 K: liquid within 2.5 A of a seed atom is removed, the liquid relaxes around the held seed,
              then everything is released (NPT) and frames are taken 2-6 ps later. Truth: ``seed_ids``.
   liquid_*   supercooled liquid (no crystal anywhere).
+  surface_*  an ice Ih slab with free basal surfaces (vacuum above and below; the ice/vapour interface of
+             premelting studies): the crystal is built ~30 A thick in a box 40 A longer, then NVT at the
+             target temperature. Every molecule is ice at the start; the benchmark reports labels by depth
+             below the outermost molecular layer.
 
 Writes OUT/NAME.lammpstrj (id type element x y z, oxygens only) and OUT/NAME.json for each system.
 
@@ -70,6 +74,15 @@ class Seed:
 
 
 @dataclass(frozen=True)
+class Surface:
+    name: str
+    temperature: float
+    width: float = 26.0  # lateral box size (A), at least
+    thickness: float = 30.0  # ice slab along z (A), at least
+    vacuum: float = 40.0  # empty space along z (A): more than the SOAP reach on both sides
+
+
+@dataclass(frozen=True)
 class Liquid:
     name: str
     temperature: float
@@ -85,6 +98,8 @@ SYSTEMS = [
     Slab("slab_si_240K", "CS1", 2, 240.0, width=24.0, length=72.0),
     *(Seed(f"seed_R{r}", float(r)) for r in (8, 10, 12, 14, 16)),
     Liquid("liquid_220K", 220.0),
+    Surface("surface_ih_basal_230K", 230.0),
+    Surface("surface_ih_basal_260K", 260.0),
 ]
 
 
@@ -274,6 +289,26 @@ write_dump seed custom {s.name}.seed_ids id modify sort id
             "wall_s": wall}
 
 
+def make_surface(s: Surface, out: Path) -> dict:
+    cell_pos, cell_len = oriented_cell("1h", 2)
+    reps = np.maximum(1, np.ceil(np.array([s.width, s.width, s.thickness]) / cell_len)).astype(int)
+    pos, box = repeat(cell_pos, cell_len, reps)
+    box = box + np.array([0.0, 0.0, s.vacuum])
+    pos = pos + np.array([0.0, 0.0, 0.5 * s.vacuum])  # the slab in the middle, vacuum across z = 0
+    write_data(out / f"{s.name}.data", pos, box)
+    script = HEADER.format(read=f"read_data {s.name}.data", dt=TIMESTEP_FS) + f"""
+velocity all create {s.temperature} {seed_of(s.name)}
+fix md all nvt temp {s.temperature} {s.temperature} 1000
+run 2000
+{dump_lines(s.name, 200)}
+run 800
+"""
+    wall = run(s.name, script, out)
+    return {"name": s.name, "kind": "surface", "lattice": "1h", "temperature": s.temperature,
+            "n_molecules": len(pos), "box0": box.tolist(),
+            "protocol": "ice Ih slab, basal faces to vacuum; NVT 20 ps, then 5 frames 2 ps apart", "wall_s": wall}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "interfaces")
@@ -289,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and s.name not in args.only:
             continue
         print(f"[{s.name}] ...", flush=True)
-        maker = {Slab: make_slab, Seed: make_seed, Liquid: make_liquid}[type(s)]
+        maker = {Slab: make_slab, Seed: make_seed, Liquid: make_liquid, Surface: make_surface}[type(s)]
         info = maker(s, out)
         info["model"] = f"mW (pair_style sw), Tm = {MW_TM} K, timestep {TIMESTEP_FS} fs"
         (out / f"{s.name}.json").write_text(json.dumps(info))
