@@ -14,7 +14,7 @@ built from GenIce2's oxygen sites, so the ground truth is known by construction:
              230 K: liquid within 2.5 A of a seed atom is removed, the liquid relaxes around the held seed,
              then everything is released (NPT) and frames are taken 2-6 ps later. Truth: ``seed_ids``.
   liquid_*   supercooled liquid (no crystal anywhere).
-  surface_*  an ice Ih slab with free basal surfaces (vacuum above and below; the ice/vapour interface of
+  surface_*  an ice Ih slab with free basal or prismatic surfaces (vacuum above and below; the ice/vapour interface of
              premelting studies): the crystal is built ~30 A thick in a box 40 A longer, then NVT at the
              target temperature. Every molecule is ice at the start; the benchmark reports labels by depth
              below the outermost molecular layer.
@@ -77,6 +77,8 @@ class Seed:
 class Surface:
     name: str
     temperature: float
+    #: which cell axis of GenIce2's Ih cell faces the vacuum: 2 (c) basal, 0 (a) prismatic
+    normal: int = 2
     width: float = 26.0  # lateral box size (A), at least
     thickness: float = 30.0  # ice slab along z (A), at least
     vacuum: float = 40.0  # empty space along z (A): more than the SOAP reach on both sides
@@ -100,6 +102,7 @@ SYSTEMS = [
     Liquid("liquid_220K", 220.0),
     Surface("surface_ih_basal_230K", 230.0),
     Surface("surface_ih_basal_260K", 260.0),
+    Surface("surface_ih_prism_230K", 230.0, normal=0),
 ]
 
 
@@ -290,7 +293,7 @@ write_dump seed custom {s.name}.seed_ids id modify sort id
 
 
 def make_surface(s: Surface, out: Path) -> dict:
-    cell_pos, cell_len = oriented_cell("1h", 2)
+    cell_pos, cell_len = oriented_cell("1h", s.normal)
     reps = np.maximum(1, np.ceil(np.array([s.width, s.width, s.thickness]) / cell_len)).astype(int)
     pos, box = repeat(cell_pos, cell_len, reps)
     box = box + np.array([0.0, 0.0, s.vacuum])
@@ -305,6 +308,7 @@ run 800
 """
     wall = run(s.name, script, out)
     return {"name": s.name, "kind": "surface", "lattice": "1h", "temperature": s.temperature,
+            "normal_axis_of_lattice_cell": s.normal,
             "n_molecules": len(pos), "box0": box.tolist(),
             "protocol": "ice Ih slab, basal faces to vacuum; NVT 20 ps, then 5 frames 2 ps apart", "wall_s": wall}
 
