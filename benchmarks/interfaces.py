@@ -242,8 +242,7 @@ def report_surface(info: dict, frames: list, labels: list, code_of: dict) -> Non
         right.append(lb["ours"] == code_of["Ih"])
         chill.append(lb["chill"])
     depth = np.concatenate(depth_all)
-    face = {2: "basal", 0: "prismatic"}.get(info.get("normal_axis_of_lattice_cell", 2), "")
-    print(f"\n{info['name']} ({info['temperature']:.0f} K, free {face} surfaces): {len(frames)} frames x "
+    print(f"\n{info['name']} ({info['temperature']:.0f} K, free {info['face']} surfaces): {len(frames)} frames x "
           f"{frames[0].n_atoms} molecules; labelled ice by depth below the outermost layer")
     print(f"  {'':18s} " + " ".join(f"{a:.0f}-{a + 1:.0f}A".rjust(6) for a in BINS[:-1]) + f" {'>10A':>6s} {'all':>6s}")
     for name, lab in (("ours", ours), ("ours, right phase", right), ("CHILL+", chill)):

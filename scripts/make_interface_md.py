@@ -307,10 +307,10 @@ run 2000
 run 800
 """
     wall = run(s.name, script, out)
-    return {"name": s.name, "kind": "surface", "lattice": "1h", "temperature": s.temperature,
-            "normal_axis_of_lattice_cell": s.normal,
-            "n_molecules": len(pos), "box0": box.tolist(),
-            "protocol": "ice Ih slab, basal faces to vacuum; NVT 20 ps, then 5 frames 2 ps apart", "wall_s": wall}
+    face = {2: "basal", 0: "prismatic"}[s.normal]
+    return {"name": s.name, "kind": "surface", "lattice": "1h", "temperature": s.temperature, "face": face,
+            "normal_axis_of_lattice_cell": s.normal, "n_molecules": len(pos), "box0": box.tolist(),
+            "protocol": f"ice Ih slab, {face} faces to vacuum; NVT 20 ps, then 5 frames 2 ps apart", "wall_s": wall}
 
 
 def main(argv: list[str] | None = None) -> int:
