@@ -26,7 +26,7 @@ outer layers premelt, so there the ice fraction is what to compare with CHILL+, 
 
 Usage: python benchmarks/interfaces.py [--data runs/interfaces] [--md runs/md] [--model M] [--only NAME ...]
        [--rounds N] [--min-ordered-bonds K] [--min-ice-neighbours M] [--min-ordered-ice-bonds B]
-       (other boundary-step settings)
+       [--support-radius R] [--min-support F]   (other boundary-step settings)
 """
 
 from __future__ import annotations
@@ -275,11 +275,14 @@ def main() -> None:
     ap.add_argument("--min-ordered-bonds", type=int)
     ap.add_argument("--min-ice-neighbours", type=int)
     ap.add_argument("--min-ordered-ice-bonds", type=int)
+    ap.add_argument("--support-radius", type=float)
+    ap.add_argument("--min-support", type=float)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
     labeller = Labeller(args.model, rounds=args.rounds, min_ordered_bonds=args.min_ordered_bonds,
-                        min_ice_neighbours=args.min_ice_neighbours, min_ordered_ice_bonds=args.min_ordered_ice_bonds)
+                        min_ice_neighbours=args.min_ice_neighbours, min_ordered_ice_bonds=args.min_ordered_ice_bonds,
+                        support_radius=args.support_radius, min_support=args.min_support)
     code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
     print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
     infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]

@@ -7,7 +7,7 @@ import pytest
 from conftest import ice_next_to_disorder, liquid_like
 
 from icephase_lmp.boundary import (BoundarySettings, Shells, ShellOrder, extend_ice, grow_once, ordered_shells,
-                                   shell_order)
+                                   shell_order, supported)
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.phases import LIQUID
 from icephase_lmp.references import builtin_reference, supercell
@@ -130,6 +130,56 @@ def test_model_files_from_before_route_b_keep_it_off():
     assert BoundarySettings.from_dict(old).min_ordered_ice_bonds == 0
     assert BoundarySettings.from_dict(BoundarySettings().to_dict()) == BoundarySettings()
     assert BoundarySettings().min_ordered_ice_bonds == 2
+
+
+def test_supported_keeps_grown_ice_only_where_enough_around_it_is_ice():
+    """Centres 0-3, other atoms 4-9. Centre 0 was made ice by the rounds and has 1 ice neighbour of 4: with itself
+    2 of 5 (40%) < 50%: liquid again. Centre 1, grown, 1 ice neighbour of 3: 2 of 4, kept. Centre 2 is the
+    classifier's ice with no ice around it: never touched. Centre 3 is liquid: stays liquid."""
+    before = np.array([LIQUID, LIQUID, 1, LIQUID], dtype=np.int32)
+    after = np.array([1, 1, 1, LIQUID, 1, LIQUID, LIQUID, LIQUID, 1, LIQUID], dtype=np.int32)
+    i = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 3])
+    j = np.array([4, 5, 6, 7, 8, 6, 7, 5, 9, 4])
+    settings = BoundarySettings(support_radius=5.0)
+    assert supported(before, after, i, j, settings).tolist() == [LIQUID, 1, 1, LIQUID]
+    # every centre decides on the same codes: the order of the pairs does not matter
+    shuffled = np.random.default_rng(0).permutation(len(i))
+    assert supported(before, after, i[shuffled], j[shuffled], settings).tolist() == [LIQUID, 1, 1, LIQUID]
+    assert supported(before, after, i, j, BoundarySettings(support_radius=5.0, min_support=0.4)).tolist() == [1, 1, 1, LIQUID]
+    assert supported(before, after, i, j, BoundarySettings(support_radius=5.0, min_support=0.6)).tolist() == [LIQUID] * 2 + [1, LIQUID]
+
+
+def test_support_check_trims_ice_grown_into_disorder_not_the_crystal():
+    """Ice Ih next to random oxygens (conftest.ice_next_to_disorder), the classifier's ice standing in as the
+    crystal more than 4 A from its faces: four rounds reach into the disorder; the support check takes back
+    labels there and none in the crystal, and extend_ice equals the rounds followed by :func:`supported`."""
+    from icephase_lmp.geometry import neighbor_edges
+
+    pos, cell = ice_next_to_disorder()
+    pbc = (True,) * 3
+    half = 0.5 * cell[0, 0]
+    x = pos[:, 0] % cell[0, 0]
+    crystal_side = x < half
+    depth = np.minimum(x, half - x)
+    codes = np.where(crystal_side & (depth > 4.0), 1, LIQUID).astype(np.int32)
+    rounds = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=4))
+    checked = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=4, support_radius=5.0))
+    taken_back = (rounds > LIQUID) & (checked == LIQUID)
+    assert taken_back[~crystal_side].sum() >= 5 and not taken_back[crystal_side].any()
+    assert (rounds[crystal_side] > LIQUID).sum() > 2 * (codes > LIQUID).sum()  # the rounds did fill the crystal
+    edges, _ = neighbor_edges(pos, cell, pbc, 5.0)
+    assert np.array_equal(checked, supported(codes, rounds, edges[0], edges[1], BoundarySettings(support_radius=5.0)))
+    # off (radius 0), the rounds alone
+    assert np.array_equal(extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=4, support_radius=0.0)), rounds)
+
+
+def test_model_files_from_before_the_support_check_keep_it_off():
+    old = {k: v for k, v in BoundarySettings(support_radius=5.0).to_dict().items() if k != "support_radius"}
+    assert BoundarySettings.from_dict(old).support_radius == 0.0
+    with pytest.raises(ValueError, match="out of range"):
+        BoundarySettings(min_support=1.5)
+    with pytest.raises(ValueError, match="out of range"):
+        BoundarySettings(support_radius=-1.0)
 
 
 def test_extend_ice_grows_a_layer_per_round_and_stops_at_disorder(rng):

@@ -65,6 +65,35 @@ def test_the_denoiser_is_stored_frozen_with_its_weights_beside_it(small_model_fi
         assert torch.equal(rebuilt(pos, ei, sh), expected)
 
 
+def test_configure_changes_the_boundary_step_and_keeps_the_rest(small_model_file, tmp_path, capsys):
+    """`icephase configure OLD.pth --boundary rounds=4 --boundary support_radius=5 --out NEW.pth`: the new file has
+    those settings (classifier header and metadata, which the LAMMPS compute reads) and the same denoiser
+    (bit for bit), references and thresholds; a bad setting is refused in one line and writes nothing."""
+    path, _ = small_model_file
+    new = tmp_path / "new.pth"
+    assert main(["configure", str(path), "--out", str(new), "--boundary", "rounds=4",
+                 "--boundary", "support_radius=5"]) == 0
+    a, b = load_model(path), load_model(new)
+    assert (b.classifier.boundary.rounds, b.classifier.boundary.support_radius) == (4, 5.0)
+    assert b.metadata["boundary"] == b.classifier.boundary.to_dict()
+    assert ({k: v for k, v in b.metadata.items() if k != "boundary"}
+            == {k: v for k, v in a.metadata.items() if k != "boundary"})
+    assert np.array_equal(a.classifier.ref_features, b.classifier.ref_features)
+    assert a.classifier.thresholds == b.classifier.thresholds
+    assert all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
+    pos = torch.randn(20, 3, dtype=torch.float32) * 3
+    ei, sh = torch.tensor([[0, 1, 2], [1, 0, 3]]), torch.zeros(3, 3)
+    with torch.no_grad():
+        assert torch.equal(a.denoiser(pos, ei, sh), b.denoiser(pos, ei, sh))
+    assert main(["inspect", str(new)]) == 0
+    assert "stays ice only where >= 50% of the O within 5 A are ice" in capsys.readouterr().out
+    for bad, message in (("rnds=4", "no such setting"), ("rounds=x", "a whole number"),
+                         ("min_support=2", "out of range"), ("support_radius=30", "exceeds the SOAP reach")):
+        assert main(["configure", str(path), "--out", str(tmp_path / "bad.pth"), "--boundary", bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad.pth").exists()
+
+
 def test_inspect_prints_the_metadata(small_model_file, capsys):
     path, _ = small_model_file
     assert main(["inspect", str(path)]) == 0

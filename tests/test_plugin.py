@@ -887,6 +887,43 @@ def test_boundary_step_same_on_any_number_of_ranks(model, offline_model, tmp_pat
     assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"boundary step, {nprocs} ranks")
 
 
+@pytest.fixture(scope="module")
+def supported_model(model, tmp_path_factory):
+    """The test model with the boundary step's support check on (`icephase configure`: four rounds, 5 A), and
+    the same model loaded offline with the check off."""
+    from dataclasses import replace
+
+    from icephase_lmp.cli import main
+    from icephase_lmp.model_file import load_model, read_metadata
+
+    path = tmp_path_factory.mktemp("support") / "support.pth"
+    assert main(["configure", str(model.path), "--out", str(path), "--boundary", "rounds=4",
+                 "--boundary", "support_radius=5", "--boundary", "min_support=0.5"]) == 0
+    setup = replace(model, path=path, metadata=read_metadata(path))
+    without = load_model(path)
+    without.classifier.boundary = replace(without.classifier.boundary, support_radius=0.0)
+    return setup, load_model(path), without
+
+
+@pytest.mark.parametrize("nprocs", [1, 2, 4])
+def test_support_check_same_as_offline_on_any_number_of_ranks(supported_model, tmp_path, nprocs):
+    """The support check takes back some of the rounds' ice labels in the disordered half of this system (the
+    codes go to the ghosts once more after the rounds), and the compute gives the offline labels on 1, 2 and
+    4 ranks."""
+    setup, offline_model, without = supported_model
+    system = ice_slab_in_liquid()
+    codes, dist, _ = offline(offline_model, setup, system)
+    unchecked, _, _ = offline(without, setup, system)
+    assert np.count_nonzero(codes != unchecked) >= 5, "the test system should exercise the support check"
+    data = write_data(tmp_path / "slab.data", system)
+    script = header(data, setup.metadata["ghost_cutoff"]) + compute_and_dump(setup) + "run 0\n"
+    run = run_lammps(tmp_path, script, nprocs=nprocs)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "it stays ice only where half of the oxygens within 5 A are ice" in run.log
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, setup.threshold, f"support check, {nprocs} ranks")
+
+
 # ---- issue 11: the policies shared with the offline pipeline ------------------------------------------------
 def test_oxygens_too_close_are_labelled_as_offline(ih, model, offline_model, tmp_path):
     """Two oxygens on one spot (atom N + 1 duplicates atom 1): on 2 ranks the compute warns once, labels

@@ -68,6 +68,16 @@ class BoundarySettings:
     #: the liquid pressed into the shell at a face. Dense ices (VI: 12-13, VII: 14 within 3.5 A) never pass:
     #: their near-centrosymmetric shells make q3 vanish, and a vanishing q3 reads as an "eclipsed" bond
     route_b_max_neighbours: int = 5
+    #: the support check after the rounds (:func:`keep_supported`): a molecule the rounds labelled ice keeps its
+    #: label only if at least ``min_support`` of the molecules within ``support_radius`` (A; itself included)
+    #: are ice-labelled; 0 turns it off (model files from before it existed). See :func:`keep_supported`.
+    support_radius: float = 0.0
+    min_support: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (self.rounds >= 0 and self.support_radius >= 0.0 and 0.0 <= self.min_support <= 1.0):
+            raise ValueError(f"boundary step settings out of range (rounds >= 0, support_radius >= 0 A, "
+                             f"0 <= min_support <= 1): {self}")
 
     def to_dict(self) -> dict:
         """The settings as stored in a model file's metadata and classifier header."""
@@ -80,7 +90,7 @@ class BoundarySettings:
         A model file written before route (b) existed keeps the behaviour it was validated with (route off)."""
         if not data:
             return cls()
-        return cls(**{"min_ordered_ice_bonds": 0, **data})
+        return cls(**{"min_ordered_ice_bonds": 0, "support_radius": 0.0, **data})
 
 
 def _real_y3(unit: np.ndarray) -> np.ndarray:
@@ -213,6 +223,36 @@ def grow_once(
     return new
 
 
+def supported(before: np.ndarray, after: np.ndarray, i: np.ndarray, j: np.ndarray, settings: BoundarySettings) -> np.ndarray:
+    """The support check on the centres ``0 .. len(before) - 1``: their codes ``after`` the rounds, with each
+    molecule that the rounds turned from liquid (``before``) to ice set back to liquid where fewer than
+    ``settings.min_support`` of the molecules within ``settings.support_radius`` of it, itself included, are
+    ice-labelled. ``after`` covers every atom the directed pairs (i, j) (i a centre, j any atom, closer than
+    the radius) mention, centres first. One pass, every centre deciding on the same ``after``: the result
+    does not depend on the order of the molecules or how the compute spreads them over ranks.
+
+    Why. The rounds follow the first-shell test, which a few percent of the molecules of a (denoised) liquid
+    pass; where the ice's own face is ordered, a round can step from it onto such a molecule, and the next round on
+    from there: a finger of "ice" reaching 4-6 A into the liquid. A molecule at a face has about half of its
+    surroundings in the ice (the half-space behind the face, and the rest of its own layer); one on a finger
+    has its ice neighbours on one side only, the chain it came along. The radius is the classifier's own
+    (the SOAP cutoff, 5 A: the sphere whose liquid half made the classifier miss the molecule), and one pass,
+    not repeated: repeated, the check would eat a small nucleus from its convex surface inwards
+    (docs/validation.md)."""
+    before = np.asarray(before, dtype=np.int32)
+    n = len(before)
+    out = np.asarray(after[:n], dtype=np.int32).copy()
+    grown = (before == LIQUID) & (out > LIQUID)
+    if not grown.any():
+        return out
+    ice = np.asarray(after, dtype=np.int32) > LIQUID
+    neighbours = np.bincount(i, minlength=n)[:n]
+    ice_neighbours = np.bincount(i, weights=ice[j], minlength=n)[:n]
+    # itself included: one more molecule, and an ice-labelled one
+    out[grown & ((1.0 + ice_neighbours) < settings.min_support * (1.0 + neighbours))] = LIQUID
+    return out
+
+
 def extend_ice(
     codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, settings: BoundarySettings
 ) -> np.ndarray:
@@ -242,9 +282,13 @@ def extend_ice(
         return codes  # only a liquid molecule next to ice can change
     shells = Shells.build(np.asarray(positions, dtype=np.float64), cell, pbc, settings.shell)
     order = shell_order(shells, len(codes), settings)
+    before = codes
     for _ in range(settings.rounds):
         grown = grow_once(codes, order, shells, settings).astype(np.int32)
         if np.array_equal(grown, codes):  # a round that changed nothing would be repeated exactly
             break
         codes = grown
+    if settings.support_radius > 0.0 and not np.array_equal(codes, before):
+        edges, _ = neighbor_edges(positions, cell, pbc, settings.support_radius)
+        codes = supported(before, codes, edges[0], edges[1], settings)
     return codes

@@ -175,6 +175,9 @@ class Classifier:
             # the LAMMPS compute's cloud reaches the SOAP reach beyond its local atoms, and no farther
             raise ClassifierError(f"the phase vote radius {self.phase_vote.radius} A exceeds the SOAP reach "
                                   f"{self.soap.reach:.3g} A")
+        if self.boundary.support_radius > self.soap.reach:
+            raise ClassifierError(f"the boundary step's support radius {self.boundary.support_radius} A exceeds "
+                                  f"the SOAP reach {self.soap.reach:.3g} A")
 
     def references(self, denoised: bool) -> tuple[np.ndarray, np.ndarray]:
         """(features, codes) of the reference environments that input of this kind is compared with."""

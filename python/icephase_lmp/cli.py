@@ -415,6 +415,32 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_configure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("configure", help="change a model file's boundary-step settings, keeping its denoiser and "
+                       "classifier")
+    p.add_argument("model", help="model.pth to start from")
+    p.add_argument("--out", required=True, help="the model file to write (may be the same file)")
+    p.add_argument("--boundary", action="append", default=[], metavar="KEY=VALUE", required=True,
+                   help="a setting of the boundary step (`icephase inspect` prints them), e.g. rounds=4, "
+                   "support_radius=5, min_support=0.5")
+    p.set_defaults(func=_cmd_configure)
+
+
+def _cmd_configure(args: argparse.Namespace) -> int:
+    from .export import configure_boundary
+    from .model_file import read_classifier
+
+    changes = {}
+    for item in args.boundary:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ClassifierError(f"--boundary {item!r}: give KEY=VALUE, e.g. rounds=4")
+        changes[key.strip()] = value.strip()
+    out = configure_boundary(args.model, args.out, changes)
+    print(f"model written to {out}: boundary step {read_classifier(out).boundary}")
+    return 0
+
+
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="print a model file's metadata")
     p.add_argument("model", nargs="?", help="model.pth (default: the shipped model)")
@@ -456,7 +482,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     route_b = (f"; or >= {b.min_ordered_ice_bonds} such bonds to ice (4-{b.route_b_max_neighbours} neighbours)"
                if b.min_ordered_ice_bonds > 0 else "")
     print(f"boundary step    {b.rounds} rounds: liquid-labelled O next to ice takes its phase if its first shell "
-          f"({b.shell} A) is ordered (>= {b.min_ordered_bonds} of 4 bonds staggered/eclipsed){route_b}")
+          f"({b.shell} A) is ordered (>= {b.min_ordered_bonds} of 4 bonds staggered/eclipsed){route_b}"
+          + (f"; it stays ice only where >= {b.min_support:.0%} of the O within {b.support_radius:g} A are ice"
+             if b.support_radius > 0 else ""))
     vote = clf.phase_vote.radius
     print("phase vote       " + (f"an ice-labelled O takes the phase most ice-labelled O within {vote:g} A carry"
                                  if vote > 0 else "off"))
@@ -617,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_train(sub)
     _add_export(sub)
+    _add_configure(sub)
     _add_inspect(sub)
     _add_plot(sub)
     _add_ovito_script(sub)

@@ -95,6 +95,35 @@ def add_compact_constants(source: str | Path, out: str | Path) -> Path:
                       stored.compact)
 
 
+def configure_boundary(source: str | Path, out: str | Path, changes: dict[str, str]) -> Path:
+    """Write ``out``: the model file ``source`` with the boundary step's settings ``changes`` (field name of
+    :class:`~icephase_lmp.boundary.BoundarySettings` -> value as text), its denoiser (the TorchScript module,
+    bit for bit, and the compact constants), classifier and thresholds kept (``icephase configure``)."""
+    from dataclasses import fields, replace
+
+    from .boundary import BoundarySettings
+    from .errors import ClassifierError
+
+    model = load_model(source)
+    kinds = {f.name: f.type for f in fields(BoundarySettings)}
+    typed = {}
+    for key, text in changes.items():
+        if key not in kinds:
+            raise ClassifierError(f"--boundary {key}=...: no such setting; the boundary step has "
+                                  f"{', '.join(kinds)}")
+        number = int if kinds[key] in (int, "int") else float
+        try:
+            typed[key] = number(text)
+        except ValueError:
+            raise ClassifierError(f"--boundary {key}={text}: give {'a whole number' if number is int else 'a number'}") from None
+    try:
+        classifier = replace(model.classifier, boundary=replace(model.classifier.boundary, **typed))
+    except ValueError as exc:  # the settings' own range checks, and the classifier's (radius within its reach)
+        raise ClassifierError(f"--boundary: {exc}") from None
+    metadata = dict(model.metadata, boundary=classifier.boundary.to_dict())
+    return save_model(out, model.denoiser, classifier, metadata, model.network_weights(), model.compact)
+
+
 def export_run(
     source: str | Path,
     classifier: Classifier,

@@ -8,7 +8,9 @@ once. The boundary step
 (``boundary``) runs in rounds: between two rounds the plugin sends every atom's code to its ghost copies
 (a forward communication) and calls :func:`grow` with the codes of the whole cloud; the first-shell test is
 made there, on the same cloud, so that nothing but codes travels between the rounds (it is made once per call
-and kept for the later rounds, and only around the local atoms: the ghosts of a small box outnumber them). Last, the plugin sends
+and kept for the later rounds, and only around the local atoms: the ghosts of a small box outnumber them);
+where the model has the support check (``support_radius``) and a round changed a code, the codes go to the
+ghosts once more and the plugin calls :func:`support`. Last, the plugin sends
 every atom's reduced SOAP vector (from :func:`classify`) to its ghost copies and calls
 :func:`other_crystal`; where any atom is then crystal-labelled (a phase or other crystal) and any liquid, it
 sends the codes once more and calls :func:`settle`. Any exception raised here is turned into a LAMMPS error by the plugin, on every rank.
@@ -20,11 +22,12 @@ import hashlib
 
 import numpy as np
 
-from .boundary import BoundarySettings, ShellOrder, Shells, grow_once, shell_order
+from .boundary import BoundarySettings, ShellOrder, Shells, grow_once, shell_order, supported
 from .classifier import Classifier
 from .denoiser_kernel import radial_tables
 from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
 from .other_crystal import find_other_crystal, settle_shells
+from .geometry import cloud_pairs
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
 from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 
@@ -41,7 +44,8 @@ def model_metadata_json(model_path: str) -> str:
 
     meta = read_metadata(model_path)
     # model files exported before the boundary step existed get its defaults, as their classifier does
-    meta.setdefault("boundary", BoundarySettings().to_dict())
+    # (and those from before a later setting, the value that keeps what they were validated with)
+    meta["boundary"] = BoundarySettings.from_dict(meta.get("boundary")).to_dict()
     # and those from before the phase vote, its settings (off)
     meta.setdefault("phase_vote", PhaseVoteSettings().to_dict())
     meta["policy"] = {"min_oxygen_distance": MIN_OXYGEN_DISTANCE, "too_close_distance": TOO_CLOSE_DISTANCE,
@@ -114,6 +118,20 @@ def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray
     positions, codes = _cloud_codes("grow", positions, n_local, codes)
     shells, order = _first_shells(clf.boundary, positions, n_local)
     return grow_once(codes, order, shells, clf.boundary).astype(np.int32)
+
+
+def support(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """The boundary step's support check (``boundary.supported``) for the first ``n_local`` atoms: ``codes`` holds
+    every atom's code after the rounds (ghosts: their owner's, by forward communication), ``before`` the local
+    atoms' codes before the rounds. Returns the new codes of the local atoms (int32). The cloud reaches the
+    SOAP reach beyond the local atoms, farther than the support radius (the classifier checks)."""
+    clf = _classifier(model_path)
+    positions, codes = _cloud_codes("support", positions, n_local, codes)
+    before = np.asarray(before, dtype=np.int32).ravel()
+    if len(before) != n_local:
+        raise ValueError(f"support: {len(before)} codes before the rounds for {n_local} local atoms")
+    i, j = cloud_pairs(positions, np.arange(n_local), clf.boundary.support_radius)
+    return supported(before, codes, i, j, clf.boundary).astype(np.int32)
 
 
 def vote(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:

@@ -156,7 +156,7 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     timing(false), boundary_rounds(-1), other_crystal(true), phase_vote(true), r_max(0.0), ghost_cutoff(0.0),
     receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0),
     default_iterations(0), default_tolerance(0.0),
-    default_boundary_rounds(0), boundary_shell(0.0), phase_vote_radius(0.0), logged(false), graph_logged(false), nmax(0),
+    default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), phase_vote_radius(0.0), logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
     counts(nullptr)
 {
@@ -352,6 +352,8 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   if (meta.contains("boundary")) {
     default_boundary_rounds = meta.at("boundary").at("rounds").get<int>();
     boundary_shell = meta.at("boundary").at("shell").get<double>();
+    // model files from before the support check have none (lammps_bridge fills in 0: off)
+    support_radius = meta.at("boundary").value("support_radius", 0.0);
   }
   phase_vote_radius = meta.at("phase_vote").at("radius").get<double>();
 
@@ -609,8 +611,12 @@ void ComputeIcephase::log_settings()
                       threshold, soap_reach_note);
   if (boundary_rounds > 0)
     mesg += fmt::format("  boundary step: {} round(s): a liquid-labelled oxygen next to ice that "
-                        "continues its crystal (first shell {} A) takes its neighbour's phase\n",
-                        boundary_rounds, boundary_shell);
+                        "continues its crystal (first shell {} A) takes its neighbour's phase{}\n",
+                        boundary_rounds, boundary_shell,
+                        support_radius > 0.0
+                            ? fmt::format("; it stays ice only where half of the oxygens within {} A are ice",
+                                          support_radius)
+                            : "");
   else
     mesg += "  boundary step: off\n";
   mesg += phase_vote ? fmt::format("  phase vote: an ice-labelled oxygen takes the phase most ice-labelled "
@@ -1777,6 +1783,8 @@ void ComputeIcephase::extend_ice()
   if (!on_any_rank(has_liquid_centre()) || !on_any_rank(ice)) return;
 
   std::string err;
+  const std::vector<int> before(soap.codes.begin(), soap.codes.begin() + nlocal);
+  bool grew = false;
   for (int round = 0; round < boundary_rounds; round++) {
     share_labels();
     if (nlocal > 0 &&
@@ -1790,7 +1798,25 @@ void ComputeIcephase::extend_ice()
       soap.codes[s] = soap.grown[s];
       label[cloud.atoms[soap.index[s]]] = soap.grown[s];
     }
+    grew = grew || changed;
     if (round + 1 < boundary_rounds && !on_any_rank(changed)) break;
+  }
+
+  // the support check (icephase_lmp.boundary.supported): the codes after the
+  // rounds go to the ghosts once more, and each centre the rounds made ice stays
+  // ice only where enough of the oxygens around it are ice; one pass, every
+  // centre deciding on the same codes
+  if (support_radius <= 0.0 || !on_any_rank(grew)) return;
+  share_labels();
+  if (nlocal > 0 &&
+      !IcephasePython::support(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
+                               before.data(), soap.grown.data(), err))
+    err = "Compute icephase: the boundary step's support check failed: " + err;
+  check_grown_codes(err, "the boundary step's support check", false);
+  all_or_error(err);
+  for (int s = 0; s < nlocal; s++) {
+    soap.codes[s] = soap.grown[s];
+    label[cloud.atoms[soap.index[s]]] = soap.grown[s];
   }
 }
 

@@ -105,6 +105,7 @@ class ComputeIcephase : public Compute {
   std::map<std::string, double> default_thresholds;    // "denoised/euclidean" -> value
   int default_boundary_rounds;
   double boundary_shell;    // first-shell radius of the boundary step (A), for the log
+  double support_radius;    // the boundary step's support check (A; 0: off), from the model
   double phase_vote_radius;    // the phase vote's radius (A); 0: the model has none
 
   std::unique_ptr<Denoiser> denoiser;

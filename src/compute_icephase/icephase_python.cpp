@@ -233,6 +233,32 @@ bool IcephasePython::grow(const std::string &model_path, const double *positions
   return codes_of_cloud("grow", model_path, positions, n, nlocal, cloud_codes, grown, err);
 }
 
+bool IcephasePython::support(const std::string &model_path, const double *positions, int n,
+                             int nlocal, const int *cloud_codes, const int *before, int *out,
+                             std::string &err)
+{
+  return call_python(err, [&]() {
+    py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
+    py::array_t<int> codes(static_cast<py::ssize_t>(n));
+    py::array_t<int> local_before(static_cast<py::ssize_t>(nlocal));
+    if (n > 0) {
+      std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
+      std::memcpy(codes.mutable_data(), cloud_codes, sizeof(int) * n);
+    }
+    if (nlocal > 0) std::memcpy(local_before.mutable_data(), before, sizeof(int) * nlocal);
+    auto result = bridge()
+                      .attr("support")(model_path, pos, nlocal, codes, local_before)
+                      .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
+    if (result.size() != nlocal) {
+      err = "icephase_lmp.lammps_bridge.support() returned " + std::to_string(result.size()) +
+          " codes for " + std::to_string(nlocal) + " atoms";
+      return false;
+    }
+    if (nlocal > 0) std::memcpy(out, result.data(), sizeof(int) * nlocal);
+    return true;
+  });
+}
+
 bool IcephasePython::vote(const std::string &model_path, const double *positions, int n,
                           int nlocal, const int *cloud_codes, int *voted, std::string &err)
 {

@@ -67,6 +67,12 @@ bool classify(const std::string &model_path, const double *positions, int n, int
 bool grow(const std::string &model_path, const double *positions, int n, int nlocal,
           const int *cloud_codes, int *grown, std::string &err);
 
+// The boundary step's support check for the first nlocal of n atoms: cloud_codes
+// holds every atom's code after the rounds, before the nlocal codes before them;
+// out receives the nlocal new codes (grown ice without support back to liquid).
+bool support(const std::string &model_path, const double *positions, int n, int nlocal,
+             const int *cloud_codes, const int *before, int *out, std::string &err);
+
 // The phase vote for the first nlocal of n atoms: cloud_codes holds the
 // classifier's code of all n atoms; voted receives the nlocal new codes.
 bool vote(const std::string &model_path, const double *positions, int n, int nlocal,
