@@ -117,8 +117,8 @@ def test_route_b_adds_the_first_layer_of_a_face_whose_other_side_is_disordered(r
     codes = np.where(z < 12.0, 2, LIQUID).astype(np.int32)
     layer = (z > 12.0) & (z < 13.5)
     pbc = (True,) * 3
-    without = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=1, min_ordered_ice_bonds=0))
-    with_b = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=1))
+    without = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=1, min_ordered_ice_bonds=0, support_radius=0.0))
+    with_b = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=1, support_radius=0.0))
     assert layer.sum() > 20
     assert (without[layer] > LIQUID).mean() < 0.6 and (with_b[layer] > LIQUID).mean() > 0.7
     assert (with_b[layer] > LIQUID).sum() >= (without[layer] > LIQUID).sum() + 5
@@ -162,7 +162,7 @@ def test_support_check_trims_ice_grown_into_disorder_not_the_crystal():
     crystal_side = x < half
     depth = np.minimum(x, half - x)
     codes = np.where(crystal_side & (depth > 4.0), 1, LIQUID).astype(np.int32)
-    rounds = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=4))
+    rounds = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=4, support_radius=0.0))
     checked = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=4, support_radius=5.0))
     taken_back = (rounds > LIQUID) & (checked == LIQUID)
     assert taken_back[~crystal_side].sum() >= 5 and not taken_back[crystal_side].any()
@@ -176,6 +176,7 @@ def test_support_check_trims_ice_grown_into_disorder_not_the_crystal():
 def test_model_files_from_before_the_support_check_keep_it_off():
     old = {k: v for k, v in BoundarySettings(support_radius=5.0).to_dict().items() if k != "support_radius"}
     assert BoundarySettings.from_dict(old).support_radius == 0.0
+    assert (BoundarySettings().rounds, BoundarySettings().support_radius) == (4, 5.0)  # what a new export gets
     with pytest.raises(ValueError, match="out of range"):
         BoundarySettings(min_support=1.5)
     with pytest.raises(ValueError, match="out of range"):
@@ -193,7 +194,7 @@ def test_extend_ice_grows_a_layer_per_round_and_stops_at_disorder(rng):
     codes = np.where(x < 6.0, 1, LIQUID)
     grown = [codes]
     for rounds in (1, 2, 3):
-        grown.append(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=rounds)))
+        grown.append(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=rounds, support_radius=0.0)))
     sizes = [np.count_nonzero(g) for g in grown]
     assert sizes[0] < sizes[1] < sizes[2] < sizes[3]
     assert set(np.unique(grown[3])) <= {LIQUID, 1}
@@ -220,7 +221,7 @@ def test_extend_ice_stopping_early_gives_every_rounds_result(rng):
     last = len(by_hand) - 2  # rounds after which nothing changes any more
     assert 3 < last < 38, "the growth should go on for a few rounds, then stop"
     for rounds in (1, 3, last, last + 5):
-        assert np.array_equal(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=rounds)),
+        assert np.array_equal(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=rounds, support_radius=0.0)),
                               by_hand[min(rounds, last)])
     all_ice = np.ones(len(codes), dtype=np.int32)
     assert np.array_equal(extend_ice(all_ice, pos, cell, (True,) * 3, BoundarySettings(rounds=3)), all_ice)

@@ -13,7 +13,10 @@ own, calls a few percent of a (denoised) supercooled liquid ordered. So the two 
        neighbours are ordered, whatever its bonds to the liquid side (CHILL+'s "interfacial ice": a molecule
        of the first layer continues the crystal on two bonds while its other two reach into the liquid, so
        its shell as a whole fails (a));
-3. step 2 is repeated ``rounds`` times (each round reaches one more molecular layer).
+3. step 2 is repeated ``rounds`` times (each round reaches one more molecular layer);
+4. the support check (:func:`supported`): a molecule that the rounds made ice keeps its label only where at
+   least half of the molecules within ``support_radius`` are ice-labelled, as at a face; a chain of rounds
+   that stepped into the liquid along the few molecules denoising leaves ordered there goes back to liquid.
 
 A disordered liquid cannot grow ice this way unless the classifier already found ice next to it, so a liquid
 with no crystal stays liquid whatever the first-shell test says about single molecules; and the phase always
@@ -44,10 +47,11 @@ class BoundarySettings:
     """Settings of the boundary step; stored in the model file so that the LAMMPS compute uses the same."""
 
     #: growth rounds (molecular layers added at most); 0 turns the boundary step off. The classifier's ice
-    #: ends 3-5 A inside the crystal (up to ~6 A for sI, whose cages are as wide as the SOAP sphere), and a
-    #: round advances about one layer; more rounds start to walk into the liquid along the molecules that
-    #: denoising leaves ordered there (benchmarks/interfaces.py, docs/validation.md)
-    rounds: int = 3
+    #: ends 3-5 A inside the crystal (up to ~9 A for sI, whose cages are as wide as the SOAP sphere), and a
+    #: round advances about one layer. Without the support check, more than three rounds walk into the liquid
+    #: along the molecules that denoising leaves ordered there; with it, a fourth round fills more of the first
+    #: layer (sI) and the liquid beyond the face stays liquid (benchmarks/interfaces.py, docs/validation.md)
+    rounds: int = 4
     #: first-shell radius (A): the first minimum of the O-O radial distribution of water and ice is at
     #: 3.2-3.5 A in every common model (TIP4P/Ice, TIP4P/2005, SPC/E, mW); CHILL+ uses 3.5 A
     shell: float = 3.5
@@ -68,10 +72,12 @@ class BoundarySettings:
     #: the liquid pressed into the shell at a face. Dense ices (VI: 12-13, VII: 14 within 3.5 A) never pass:
     #: their near-centrosymmetric shells make q3 vanish, and a vanishing q3 reads as an "eclipsed" bond
     route_b_max_neighbours: int = 5
-    #: the support check after the rounds (:func:`keep_supported`): a molecule the rounds labelled ice keeps its
+    #: the support check after the rounds (:func:`supported`): a molecule the rounds labelled ice keeps its
     #: label only if at least ``min_support`` of the molecules within ``support_radius`` (A; itself included)
-    #: are ice-labelled; 0 turns it off (model files from before it existed). See :func:`keep_supported`.
-    support_radius: float = 0.0
+    #: are ice-labelled; 0 turns it off (model files from before it existed). The radius is the SOAP cutoff
+    #: of our models (5 A), the sphere whose liquid part made the classifier miss the molecule; one half is
+    #: what a molecule at a flat face has.
+    support_radius: float = 5.0
     min_support: float = 0.5
 
     def __post_init__(self) -> None:
