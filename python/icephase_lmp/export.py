@@ -115,7 +115,8 @@ def configure_boundary(source: str | Path, out: str | Path, changes: dict[str, s
         try:
             typed[key] = number(text)
         except ValueError:
-            raise ClassifierError(f"--boundary {key}={text}: give {'a whole number' if number is int else 'a number'}") from None
+            what = "a whole number" if number is int else "a number"
+            raise ClassifierError(f"--boundary {key}={text}: give {what}") from None
     try:
         classifier = replace(model.classifier, boundary=replace(model.classifier.boundary, **typed))
     except ValueError as exc:  # the settings' own range checks, and the classifier's (radius within its reach)

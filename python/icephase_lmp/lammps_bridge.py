@@ -25,9 +25,9 @@ import numpy as np
 from .boundary import BoundarySettings, ShellOrder, Shells, grow_once, shell_order, supported
 from .classifier import Classifier
 from .denoiser_kernel import radial_tables
+from .geometry import cloud_pairs
 from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
 from .other_crystal import find_other_crystal, settle_shells
-from .geometry import cloud_pairs
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
 from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 

@@ -156,7 +156,7 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     timing(false), boundary_rounds(-1), other_crystal(true), phase_vote(true), r_max(0.0), ghost_cutoff(0.0),
     receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0),
     default_iterations(0), default_tolerance(0.0),
-    default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), phase_vote_radius(0.0), logged(false), graph_logged(false), nmax(0),
+    default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), min_support(0.5), phase_vote_radius(0.0), logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
     counts(nullptr)
 {
@@ -354,6 +354,7 @@ void ComputeIcephase::parse_metadata(const std::string &text)
     boundary_shell = meta.at("boundary").at("shell").get<double>();
     // model files from before the support check have none (lammps_bridge fills in 0: off)
     support_radius = meta.at("boundary").value("support_radius", 0.0);
+    min_support = meta.at("boundary").value("min_support", 0.5);
   }
   phase_vote_radius = meta.at("phase_vote").at("radius").get<double>();
 
@@ -614,8 +615,8 @@ void ComputeIcephase::log_settings()
                         "continues its crystal (first shell {} A) takes its neighbour's phase{}\n",
                         boundary_rounds, boundary_shell,
                         support_radius > 0.0
-                            ? fmt::format("; it stays ice only where half of the oxygens within {} A are ice",
-                                          support_radius)
+                            ? fmt::format("; it stays ice only where at least {}% of the oxygens "
+                                          "within {} A are ice", 100.0 * min_support, support_radius)
                             : "");
   else
     mesg += "  boundary step: off\n";

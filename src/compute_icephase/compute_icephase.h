@@ -106,6 +106,7 @@ class ComputeIcephase : public Compute {
   int default_boundary_rounds;
   double boundary_shell;    // first-shell radius of the boundary step (A), for the log
   double support_radius;    // the boundary step's support check (A; 0: off), from the model
+  double min_support;       // ... and the share of ice it needs there, for the log
   double phase_vote_radius;    // the phase vote's radius (A); 0: the model has none
 
   std::unique_ptr<Denoiser> denoiser;
