@@ -234,7 +234,7 @@ def supported(before: np.ndarray, after: np.ndarray, i: np.ndarray, j: np.ndarra
     molecule that the rounds turned from liquid (``before``) to ice set back to liquid where fewer than
     ``settings.min_support`` of the molecules within ``settings.support_radius`` of it, itself included, are
     ice-labelled. ``after`` covers every atom the directed pairs (i, j) (i a centre, j any atom, closer than
-    the radius) mention, centres first. One pass, every centre deciding on the same ``after``: the result
+    the radius; those of the grown centres are all that is read) mention, centres first. One pass, every centre deciding on the same ``after``: the result
     does not depend on the order of the molecules or how the compute spreads them over ranks.
 
     Why. The rounds follow the first-shell test, which a few percent of the molecules of a (denoised) liquid

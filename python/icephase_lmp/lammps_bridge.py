@@ -29,7 +29,7 @@ from .geometry import cloud_pairs
 from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
 from .other_crystal import find_other_crystal, settle_shells
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
-from .phases import MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
+from .phases import LIQUID, MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 
 _CLASSIFIERS: dict[str, Classifier] = {}
 
@@ -130,7 +130,9 @@ def support(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndar
     before = np.asarray(before, dtype=np.int32).ravel()
     if len(before) != n_local:
         raise ValueError(f"support: {len(before)} codes before the rounds for {n_local} local atoms")
-    i, j = cloud_pairs(positions, np.arange(n_local), clf.boundary.support_radius)
+    # only the molecules the rounds made ice are checked: the pairs of those alone
+    grown = np.flatnonzero((before == LIQUID) & (codes[:n_local] > LIQUID))
+    i, j = cloud_pairs(positions, grown, clf.boundary.support_radius)
     return supported(before, codes, i, j, clf.boundary).astype(np.int32)
 
 

@@ -352,9 +352,10 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   if (meta.contains("boundary")) {
     default_boundary_rounds = meta.at("boundary").at("rounds").get<int>();
     boundary_shell = meta.at("boundary").at("shell").get<double>();
-    // model files from before the support check have none (lammps_bridge fills in 0: off)
-    support_radius = meta.at("boundary").value("support_radius", 0.0);
-    min_support = meta.at("boundary").value("min_support", 0.5);
+    // lammps_bridge.model_metadata_json fills in every setting (for files from before the support
+    // check: radius 0, off)
+    support_radius = meta.at("boundary").at("support_radius").get<double>();
+    min_support = meta.at("boundary").at("min_support").get<double>();
   }
   phase_vote_radius = meta.at("phase_vote").at("radius").get<double>();
 

@@ -201,11 +201,12 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
   });
 }
 
-// lammps_bridge.<function>(model_path, positions (n x 3), nlocal, codes (n)) -> nlocal codes: the
-// boundary step's grow, the phase vote and the other-crystal step's settle
+// lammps_bridge.<function>(model_path, positions (n x 3), nlocal, codes (n)[, local_codes (nlocal)])
+// -> nlocal codes: the boundary step's grow and support check (which also takes the local codes
+// before the rounds), the phase vote and the other-crystal step's settle
 static bool codes_of_cloud(const char *function, const std::string &model_path,
                            const double *positions, int n, int nlocal, const int *cloud_codes,
-                           int *out, std::string &err)
+                           int *out, std::string &err, const int *local_codes = nullptr)
 {
   return call_python(err, [&]() {
     py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
@@ -214,9 +215,16 @@ static bool codes_of_cloud(const char *function, const std::string &model_path,
       std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
       std::memcpy(codes.mutable_data(), cloud_codes, sizeof(int) * n);
     }
-    auto result = bridge()
-                      .attr(function)(model_path, pos, nlocal, codes)
-                      .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
+    py::object call = bridge().attr(function);
+    py::object returned;
+    if (local_codes) {
+      py::array_t<int> local(static_cast<py::ssize_t>(nlocal));
+      if (nlocal > 0) std::memcpy(local.mutable_data(), local_codes, sizeof(int) * nlocal);
+      returned = call(model_path, pos, nlocal, codes, local);
+    } else {
+      returned = call(model_path, pos, nlocal, codes);
+    }
+    auto result = returned.cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
     if (result.size() != nlocal) {
       err = std::string("icephase_lmp.lammps_bridge.") + function + "() returned " +
           std::to_string(result.size()) + " codes for " + std::to_string(nlocal) + " atoms";
@@ -237,26 +245,7 @@ bool IcephasePython::support(const std::string &model_path, const double *positi
                              int nlocal, const int *cloud_codes, const int *before, int *out,
                              std::string &err)
 {
-  return call_python(err, [&]() {
-    py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
-    py::array_t<int> codes(static_cast<py::ssize_t>(n));
-    py::array_t<int> local_before(static_cast<py::ssize_t>(nlocal));
-    if (n > 0) {
-      std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
-      std::memcpy(codes.mutable_data(), cloud_codes, sizeof(int) * n);
-    }
-    if (nlocal > 0) std::memcpy(local_before.mutable_data(), before, sizeof(int) * nlocal);
-    auto result = bridge()
-                      .attr("support")(model_path, pos, nlocal, codes, local_before)
-                      .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
-    if (result.size() != nlocal) {
-      err = "icephase_lmp.lammps_bridge.support() returned " + std::to_string(result.size()) +
-          " codes for " + std::to_string(nlocal) + " atoms";
-      return false;
-    }
-    if (nlocal > 0) std::memcpy(out, result.data(), sizeof(int) * nlocal);
-    return true;
-  });
+  return codes_of_cloud("support", model_path, positions, n, nlocal, cloud_codes, out, err, before);
 }
 
 bool IcephasePython::vote(const std::string &model_path, const double *positions, int n,
