@@ -8,7 +8,11 @@ model; the queries are repeated to reach the larger sizes) against the shipped m
 metrics the classifier offers:
 - the best of --repeats wall times of each, and the ratio sklearn / icephase;
 - whether the argmins agree (the labels) and the largest absolute difference of the distances;
-then the same agreement over every oxygen of frame 0 of all nine GCIceNet systems.
+then the same agreement over every oxygen of frame 0 of all nine GCIceNet systems; then, per system, the
+searches the classifier has used on that frame after denoising (what `icephase classify` searches), in us per
+row: the plain scan of every reference, the k-d tree bounded by the liquid threshold with the scan for the rows
+it does not answer (the classifier's search before the fifteenth session, and still without the compiled
+kernel), and the indexed search (`ReferenceIndex`, the classifier's search now), with whether the three agree.
 
 Both run with the process's default threads (numpy's BLAS and sklearn's OpenMP alike); --threads caps
 them, through threadpoolctl, for a single-core figure.
@@ -29,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from icephase_lmp.classifier import METRICS, nearest_reference
+from icephase_lmp.classifier import METRICS, ReferenceIndex, ReferenceTree, nearest_reference
+from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
 from icephase_lmp.readers import read_frames
 from icephase_lmp.selection import Selection
@@ -51,6 +56,19 @@ def queries(model, data: Path) -> dict[str, np.ndarray]:
         frame = next(read_frames(data / f"md_{tag}_10frame.xtc", data / f"md_{tag}.tpr", Selection(name="OW"),
                                  slice(0, 1)))
         out[tag] = clf.reduce(clf.soap_features(frame.positions, frame.cell, frame.pbc))
+    return out
+
+
+def denoised_queries(model, data: Path) -> dict[str, np.ndarray]:
+    """Reduced SOAP vectors of every oxygen of frame 0 of each system after the model's denoiser."""
+    clf = model.classifier
+    out = {}
+    for tag in TAGS:
+        frame = next(read_frames(data / f"md_{tag}_10frame.xtc", data / f"md_{tag}.tpr", Selection(name="OW"),
+                                 slice(0, 1)))
+        clean = denoise(model.offline_denoiser(), frame.positions, frame.cell, frame.pbc, model.r_max,
+                        model.iterations, model.tolerance).positions
+        out[tag] = clf.reduce(clf.soap_features(clean, frame.cell, frame.pbc))
     return out
 
 
@@ -99,6 +117,30 @@ def main() -> None:
             results = [compare(q, refs, metric) for q in per_system.values()]
             print(f"{metric:9s} argmins equal in all {len(TAGS)} systems: {all(r[0] for r in results)}; "
                   f"max |distance difference| {max(r[1] for r in results):.2e}")
+        clf = model.classifier
+        metric = clf.metric
+        threshold = clf.threshold(metric, denoised=True)
+        tree, index = ReferenceTree(refs, metric), ReferenceIndex(refs, metric)
+        print(f"\nper system after denoising, {metric}, liquid threshold {threshold:.3g}: us per row (best of "
+              f"{args.repeats})")
+        print(f"{'sys':4s} {'rows':>5s} {'liquid':>6s} {'scan':>7s} {'tree+scan':>10s} {'indexed':>8s} "
+              f"{'tree+scan/indexed':>18s} {'same':>5s}")
+        sums = np.zeros(3)
+        n_all = 0
+        for tag, rows in denoised_queries(model, args.data).items():
+            searches = (lambda: nearest_reference(rows, refs, metric),
+                        lambda: nearest_reference(rows, refs, metric, tree=tree, bound=threshold),
+                        lambda: nearest_reference(rows, refs, metric, index=index))
+            answers = [search() for search in searches]
+            same = all(np.array_equal(answers[0][0], x[0]) and np.array_equal(answers[0][1], x[1]) for x in answers)
+            us = np.array([1e6 * best_of(args.repeats, search) / len(rows) for search in searches])
+            sums += us * len(rows)
+            n_all += len(rows)
+            liquid = float(np.mean(answers[0][1] > threshold))
+            print(f"{tag:4s} {len(rows):5d} {100 * liquid:5.1f}% {us[0]:7.1f} {us[1]:10.1f} {us[2]:8.1f} "
+                  f"{us[1] / us[2]:17.2f}x {str(same):>5s}")
+        mean = sums / n_all
+        print(f"{'all':4s} {n_all:5d} {'':6s} {mean[0]:7.1f} {mean[1]:10.1f} {mean[2]:8.1f} {mean[1] / mean[2]:17.2f}x")
 
 
 if __name__ == "__main__":

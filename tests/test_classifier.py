@@ -160,6 +160,69 @@ def test_the_compiled_scan_gives_the_float64_answer_ties_included(metric, rng):
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_the_indexed_search_gives_the_plain_answer_ties_included(metric, rng):
+    """ReferenceIndex + _soap_kernel.nearest_indexed against the plain float64 search: clustered references
+    (a few phases, many environments each) with a block of one repeated vector (exact ties) and an empty
+    group, rows near a cluster (ice), far from all (liquid), on a reference, beside a
+    repeated one, and with a NaN; the same answers row by row, alone or in another batch."""
+    from icephase_lmp import soap
+    from icephase_lmp.classifier import ReferenceIndex, nearest_reference
+
+    if soap._soap_kernel is None:
+        pytest.skip("icephase_lmp._soap_kernel was not built")
+    centres = 10.0 * rng.standard_normal((6, 30))
+    refs = np.concatenate([c + rng.standard_normal((400, 30)) for c in centres])
+    refs = np.concatenate([refs[:1000], np.repeat(refs[[7]], 120, axis=0), refs[1000:]])
+    near = centres[rng.integers(0, 6, 300)] + 1.2 * rng.standard_normal((300, 30))
+    far = 25.0 * rng.standard_normal((300, 30))
+    a = np.concatenate([near, far, refs[[3, 2000]], refs[[7]] + 1e-9, refs[[1500]] + 1e-3])
+    a = np.concatenate([a, a[:1]])
+    a[-1, 4] = np.nan
+    index = ReferenceIndex(refs, metric)
+    assert np.array_equal(np.sort(index.order), np.arange(len(refs)))
+    # a group left empty by the k-means steps (two centres picked from the repeated block) is skipped
+    index.starts = np.concatenate([index.starts[:5], index.starts[4:]])
+    index.centres = np.concatenate([index.centres[:4], index.centres[3:4] + 1.0, index.centres[4:]])
+    plain = nearest_reference(a, refs, metric, compiled=False)
+    indexed = nearest_reference(a, refs, metric, index=index)
+    np.testing.assert_array_equal(indexed[0], plain[0])
+    np.testing.assert_array_equal(indexed[1], plain[1])
+    unsure = index.nearest(a)[1]
+    assert unsure[-1] and unsure[602] and unsure.sum() < 10  # the NaN row and the tie, few others
+    assert indexed[0][602] == 7  # of the repeated copies, the lowest index
+    alone = [nearest_reference(a[r : r + 1], refs, metric, index=index)[0][0] for r in range(len(a))]
+    np.testing.assert_array_equal(indexed[0], alone)
+    np.testing.assert_array_equal(nearest_reference(a[::-1], refs, metric, index=index)[0][::-1], indexed[0])
+
+
+def test_the_classifier_searches_with_the_index_and_agrees_with_the_tree(classifier, references, rng, monkeypatch):
+    """classify_reduced builds a ReferenceIndex where the kernel was built and a ReferenceTree without it;
+    the two give the same codes and distances on ice, noisy ice and liquid-like rows."""
+    from icephase_lmp import soap
+    from icephase_lmp.classifier import ReferenceIndex, ReferenceTree
+
+    if soap._soap_kernel is None:
+        pytest.skip("icephase_lmp._soap_kernel was not built")
+    ice = supercell(references[0].atoms, 14.0)
+    pos, cell = liquid_like(300, 1.0, rng)
+    rows = np.concatenate([
+        classifier.reduce(classifier.soap_features(ice.positions + s * rng.standard_normal(ice.positions.shape),
+                                                   ice.cell.array)) for s in (0.0, 0.1, 0.3)
+    ] + [classifier.reduce(classifier.soap_features(pos, cell))])
+    threshold = float(np.median(classifier.classify_reduced(rows, "euclidean", 1e9).distances))
+    indexed = classifier.classify_reduced(rows, "euclidean", threshold)
+    assert isinstance(classifier._trees[(True, "euclidean")], ReferenceIndex)
+    classifier._trees.clear()
+    monkeypatch.setattr(soap, "_soap_kernel", None)
+    tree = classifier.classify_reduced(rows, "euclidean", threshold)
+    assert isinstance(classifier._trees[(True, "euclidean")], ReferenceTree)
+    np.testing.assert_array_equal(indexed.codes, tree.codes)
+    np.testing.assert_array_equal(indexed.nearest, tree.nearest)
+    np.testing.assert_array_equal(indexed.distances, tree.distances)
+    assert 0 < (indexed.codes == LIQUID).sum() < len(rows)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_the_reference_tree_gives_the_exact_nearest_reference(metric, rng):
     from icephase_lmp.classifier import ReferenceTree, nearest_reference
 

@@ -22,9 +22,10 @@
 // oxygen) grew with the system beyond every cache; here each centre's vectors are gathered into a scratch
 // array that is reused. `pairs_within` serves the other-crystal step's 8 A search the same way.
 //
-// Two more compiled helpers of the offline pipeline live here, beside the searches: `periodic_pairs`, the
-// denoiser's periodic neighbour list (geometry.neighbor_edges), and `repeat_counts`, the other-crystal step's
-// count of repeated environments (other_crystal.py).
+// More compiled helpers of the offline pipeline live here, beside the searches: `periodic_pairs`, the
+// denoiser's periodic neighbour list (geometry.neighbor_edges), `repeat_counts`, the other-crystal step's
+// count of repeated environments (other_crystal.py), and the classifier's nearest-reference searches
+// (`nearest_scores`, a float32 scan of every reference; `nearest_indexed`, an exact search through groups).
 //
 // SPDX-License-Identifier: GPL-2.0-or-later
 
@@ -40,6 +41,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace py = pybind11;
@@ -783,12 +785,140 @@ py::tuple nearest_scores(py::array_t<float, py::array::c_style | py::array::forc
   return py::make_tuple(winner, unsure);
 }
 
+// The classifier's nearest-reference search with an index (classifier.ReferenceIndex), in float64: the references
+// are grouped around centres, each group sorted by the distance of its members to their centre (member_d), and
+// each group's radius is its largest member_d. By the triangle inequality no member of a group lies closer to a
+// row than |row - centre| - radius, and no member closer than |(|row - centre|) - member_d|; so a row visits the
+// groups in order of the first bound and, in each, the members outwards from |row - centre|, until the bound
+// passes its best distance (plus its margin). The float32 scan reads every reference for every row: for a
+// liquid-labelled row of a model with many references that was most of the classifier's time, and the k-d
+// tree with a bound found nothing for such rows after visiting most of it.
+//
+// Per row: the reference (by its index in `order`) with the smallest squared distance, and whether the row is
+// unsure: another visited reference lies within margin[row] of it (every reference within the margin is
+// visited: the bounds carry it), or the row is not finite. The caller searches unsure rows again with the
+// float64 scores of the plain search, so every answer is the plain search's whenever margin bounds the
+// difference of the two float64 computations.
+constexpr double INDEX_SLACK = 1e-12;    // relative: covers the rounding of the bounds themselves
+
+// Four partial sums (components c mod 4), added in a fixed order: a single running sum is a chain of k dependent
+// additions, and the search is bound by that latency. The result depends on the two vectors alone.
+ICEPHASE_HOT inline double squared_distance(const double *a, const double *b, long k)
+{
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  long c = 0;
+  for (; c + 4 <= k; c += 4)
+    for (int j = 0; j < 4; ++j) {
+      const double d = a[c + j] - b[c + j];
+      s[j] += d * d;
+    }
+  for (int j = 0; c < k; ++c, ++j) {
+    const double d = a[c] - b[c];
+    s[j] += d * d;
+  }
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+py::tuple nearest_indexed(py::array_t<double, py::array::c_style | py::array::forcecast> rows,
+                          py::array_t<double, py::array::c_style | py::array::forcecast> members,
+                          py::array_t<int64_t, py::array::c_style | py::array::forcecast> order,
+                          py::array_t<int64_t, py::array::c_style | py::array::forcecast> starts,
+                          py::array_t<double, py::array::c_style | py::array::forcecast> centres,
+                          py::array_t<double, py::array::c_style | py::array::forcecast> member_d,
+                          py::array_t<double, py::array::c_style | py::array::forcecast> margin)
+{
+  if (rows.ndim() != 2 || members.ndim() != 2 || order.ndim() != 1 || starts.ndim() != 1 || centres.ndim() != 2 ||
+      member_d.ndim() != 1 || margin.ndim() != 1)
+    throw std::invalid_argument("rows (n, k), members (M, k), order (M,), starts (G + 1,), centres (G, k), "
+                                "member_d (M,) and margin (n,) expected");
+  const long n = rows.shape(0), k = rows.shape(1), refs = members.shape(0), groups = centres.shape(0);
+  if (members.shape(1) != k || centres.shape(1) != k || order.shape(0) != refs || member_d.shape(0) != refs ||
+      starts.shape(0) != groups + 1 || margin.shape(0) != n)
+    throw std::invalid_argument("rows, members, order, starts, centres, member_d and margin do not match in shape");
+  if (refs == 0) throw std::invalid_argument("no references");
+  const int64_t *start = starts.data(), *index = order.data();
+  if (start[0] != 0 || start[groups] != refs)
+    throw std::invalid_argument("starts must run from 0 to the number of references");
+  for (long g = 0; g < groups; ++g)
+    if (start[g + 1] < start[g]) throw std::invalid_argument("starts must not decrease");
+  py::array_t<int64_t> winner(n);
+  py::array_t<bool> unsure(n);
+  int64_t *best_of = winner.mutable_data();
+  bool *unsure_of = unsure.mutable_data();
+  const double *a = rows.data(), *b = members.data(), *cen = centres.data(), *md = member_d.data();
+  const double *slack = margin.data();
+  {
+    py::gil_scoped_release release;
+    std::vector<std::pair<double, long>> queue;    // (lower bound, group)
+    std::vector<double> to_centre(groups);
+    for (long r = 0; r < n; ++r) {
+      const double *row = a + r * k;
+      bool finite = true;
+      for (long c = 0; c < k; ++c) finite = finite && std::fabs(row[c]) < 1e150;
+      if (!finite) {
+        best_of[r] = 0;
+        unsure_of[r] = true;
+        continue;
+      }
+      // the groups' lower bounds; the group of the smallest is read first (it sets a tight best), the others
+      // in their order where their bound still allows (sorting them all cost more than it saved)
+      queue.clear();
+      long first = -1;
+      double first_bound = std::numeric_limits<double>::infinity();
+      for (long g = 0; g < groups; ++g) {
+        if (start[g + 1] == start[g]) continue;
+        to_centre[g] = std::sqrt(squared_distance(row, cen + g * k, k));
+        const double bound = to_centre[g] - md[start[g + 1] - 1];
+        queue.emplace_back(bound, g);
+        if (bound < first_bound || first < 0) {
+          first_bound = bound;
+          first = (long) queue.size() - 1;
+        }
+      }
+      if (first > 0) std::swap(queue[0], queue[first]);
+      double low = std::numeric_limits<double>::infinity(), second = low;
+      long best = -1;
+      // distance beyond which nothing can come within the margin of the best
+      auto reach = [&]() { return std::sqrt(low + slack[r]) * (1.0 + INDEX_SLACK) + INDEX_SLACK; };
+      auto visit = [&](long m) {
+        const double s = squared_distance(row, b + m * k, k);
+        if (s < low) {
+          second = low;
+          low = s;
+          best = m;
+        } else if (s < second) {
+          second = s;
+        }
+      };
+      for (const auto &[bound, g] : queue) {
+        if (bound > reach()) continue;
+        // members sorted by member_d: start where member_d meets |row - centre| and walk out both ways
+        const double dc = to_centre[g];
+        const long lo = start[g], hi = start[g + 1];
+        long up = std::lower_bound(md + lo, md + hi, dc) - md, down = up - 1;
+        while (up < hi || down >= lo) {
+          const double limit = reach();
+          const bool go_up = up < hi && md[up] - dc <= limit, go_down = down >= lo && dc - md[down] <= limit;
+          if (!go_up && !go_down) break;
+          if (go_up) visit(up++);
+          if (go_down) visit(down--);
+          if (!go_up) up = hi;
+          if (!go_down) down = lo - 1;
+        }
+      }
+      best_of[r] = best < 0 ? 0 : index[best];
+      unsure_of[r] = best < 0 || second <= low + slack[r];
+    }
+  }
+  return py::make_tuple(winner, unsure);
+}
+
 }    // namespace
 
 PYBIND11_MODULE(_soap_kernel, m)
 {
   m.doc() = "SOAP power spectrum from a spline table of DScribe's GTO radial basis, the neighbour searches it and the "
-            "denoiser use, the other-crystal step's repeat count and the classifier's nearest-reference scan (see soap.py)";
+            "denoiser use, the other-crystal step's repeat count and the classifier's nearest-reference searches (see soap.py)";
   m.attr("MAX_N") = 4 * BLOCK;
   m.def("power_spectrum", &power_spectrum, py::arg("points"), py::arg("centres"), py::arg("reach"), py::arg("table"),
         py::arg("spacing"), py::arg("n_max"), py::arg("self_term"), py::arg("prel"),
@@ -805,6 +935,11 @@ PYBIND11_MODULE(_soap_kernel, m)
         py::arg("margin"),
         "(winner (n,), unsure (n,)): per row, the reference with the smallest float32 score offsets + rows @ "
         "weights_t, and whether another scores within margin of it (or a score is NaN).");
+  m.def("nearest_indexed", &nearest_indexed, py::arg("rows"), py::arg("members"), py::arg("order"),
+        py::arg("starts"), py::arg("centres"), py::arg("member_d"), py::arg("margin"),
+        "(winner (n,), unsure (n,)): per row, the reference (its index in `order`) with the smallest float64 squared "
+        "distance, found through groups of references around centres, and whether another lies within margin of it "
+        "(or the row is not finite).");
   m.def("periodic_pairs", &periodic_pairs, py::arg("positions"), py::arg("cell"), py::arg("cutoff"),
         py::arg("half") = false,
         "(index (2, E), shift (E, 3)): every directed pair of a fully periodic box closer than `cutoff`, with the "

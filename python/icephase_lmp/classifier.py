@@ -156,7 +156,8 @@ class Classifier:
     boundary: BoundarySettings = field(default_factory=BoundarySettings)
     #: the phase vote between classification and the boundary step (see ``phase_vote``; off by default)
     phase_vote: PhaseVoteSettings = field(default_factory=PhaseVoteSettings)
-    #: k-d trees over the reference environments, made on first use (``ReferenceTree``); not part of the model
+    #: search structures over the reference environments (``ReferenceIndex``, or ``ReferenceTree`` without the
+    #: compiled kernel), made on first use; not part of the model
     _trees: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     #: the scaler and the PCA folded into one affine map (weights (F, k), offset (k,)), made on first use
     _projection: tuple | None = field(default=None, init=False, repr=False, compare=False)
@@ -272,8 +273,14 @@ class Classifier:
         ref_features, ref_codes = self.references(denoised)  # nearest_reference checks the metric
         key = (denoised, metric)
         if metric in METRICS and key not in self._trees:
-            self._trees[key] = ReferenceTree(ref_features, metric)
-        best, distances = nearest_reference(reduced, ref_features, metric, tree=self._trees.get(key), bound=threshold)
+            # the compiled search's groups where the package was built with a compiler, else the k-d tree
+            compiled = soap_module._soap_kernel is not None
+            self._trees[key] = (ReferenceIndex if compiled else ReferenceTree)(ref_features, metric)
+        search = self._trees.get(key)
+        if isinstance(search, ReferenceIndex):
+            best, distances = nearest_reference(reduced, ref_features, metric, index=search)
+        else:
+            best, distances = nearest_reference(reduced, ref_features, metric, tree=search, bound=threshold)
         nearest = ref_codes[best].astype(np.int32)
         codes = np.where(distances > threshold, LIQUID, nearest).astype(np.int32)
         return ClassificationResult(codes, distances, nearest)
@@ -426,6 +433,70 @@ class ReferenceTree:
         return np.where(hit, i, 0), hit
 
 
+class ReferenceIndex:
+    """Groups of reference environments around centres, for the compiled exact search of every row
+    (``_soap_kernel.nearest_indexed``).
+
+    The float32 scan reads every reference for every row, and the k-d tree answers only rows with a reference
+    within the liquid threshold; with the eleven-phase model's 19,331 references a liquid-labelled or
+    other-crystal row cost 40-90 us that way (docs/validation.md, "The indexed search"). Here each reference
+    belongs to its nearest centre, and the triangle inequality bounds how close any member of a group can come
+    to a row (``|row - centre| - radius``, and per member ``||row - centre| - |member - centre||``), so a row
+    reads the few groups and members that can hold its nearest reference: an exact search, not an approximate
+    one. The centres are every (M / G)-th reference moved by :data:`INDEX_LLOYD_STEPS` k-means steps
+    (deterministic; no random start), G = :data:`INDEX_GROUPS_PER_ROOT` sqrt(M): a row then reads about
+    G centres and a few groups, against M references. For the cosine metric the groups hold unit vectors
+    (the smallest 1 - cos is the smallest |u - v|).
+    """
+
+    def __init__(self, references: np.ndarray, metric: str):
+        b = np.asarray(references, dtype=np.float64)
+        if len(b) == 0:
+            raise ClassifierError("the classifier has no reference environments")
+        self.metric = metric
+        points = _unit_rows(b) if metric == "cosine" else b
+        n_groups = max(1, min(len(points), round(INDEX_GROUPS_PER_ROOT * math.sqrt(len(points)))))
+        centres = points[np.linspace(0, len(points) - 1, n_groups).round().astype(np.int64)].copy()
+        for _ in range(INDEX_LLOYD_STEPS):
+            group = _closest_centre(points, centres)
+            counts = np.bincount(group, minlength=n_groups)
+            sums = np.zeros_like(centres)
+            np.add.at(sums, group, points)
+            filled = counts > 0  # an emptied centre stays where it was (its group is empty and skipped)
+            centres[filled] = sums[filled] / counts[filled, None]
+        group = _closest_centre(points, centres)
+        member_d = np.linalg.norm(points - centres[group], axis=1)
+        order = np.lexsort((member_d, group))  # by group, then by distance to the group's centre
+        #: the points in group order, their indices among the references, and each group's first member
+        self.members = np.ascontiguousarray(points[order])
+        self.order = order.astype(np.int64)
+        self.member_d = np.ascontiguousarray(member_d[order])
+        self.starts = np.searchsorted(group[order], np.arange(n_groups + 1)).astype(np.int64)
+        self.centres = np.ascontiguousarray(centres)
+        #: the largest squared norm of a point: the scale of the rounding margin
+        self.size = float((points * points).sum(1).max())
+
+    def nearest(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index, unsure) of each row: the reference with the smallest float64 squared distance, and whether
+        another lies within the rounding margin of it (or the row is not finite): those rows need the plain
+        search's float64 scores to tell which one wins."""
+        query = _unit_rows(rows) if self.metric == "cosine" else np.asarray(rows, dtype=np.float64)
+        margin = _FLOAT64_SLACK * ((query * query).sum(1) + self.size)
+        return soap_module._soap_kernel.nearest_indexed(
+            query, self.members, self.order, self.starts, self.centres, self.member_d, margin)
+
+
+def _closest_centre(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre of each point (by the expanded square; a near tie may go either way, which
+    only moves a point between two groups whose bounds both hold)."""
+    out = np.empty(len(points), dtype=np.int64)
+    c2 = (centres * centres).sum(1)
+    for start in range(0, len(points), 4096):
+        part = points[start : start + 4096]
+        out[start : start + len(part)] = np.argmin(c2 - 2.0 * part @ centres.T, axis=1)
+    return out
+
+
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -436,17 +507,30 @@ _NEAREST_CHUNK = 64
 #: Bound on the float32 rounding of a score ||b||^2 - 2 a.b (or -a.b / ||b||) relative to ||a||^2 + ||b||^2
 #: (or ||a||): a few units of float32 (6e-8) times the 30-term dot product, with a wide margin.
 _FLOAT32_SLACK = 1e-5
+#: The same bound for the indexed search's float64 squared distances against the plain search's float64
+#: scores: both round by a few units of 1.1e-16 times the 30-term sums; 1e-12 leaves a factor ~100. A row
+#: whose runner-up lies within it is rare (an exact tie) and goes to the plain search's float64 step.
+_FLOAT64_SLACK = 1e-12
+#: Groups of the reference index per square root of the number of references, and the k-means steps that
+#: move its centres: measured on the eleven-phase model's 19,331 references and the GCIceNet frames
+#: (docs/validation.md, "The indexed search").
+INDEX_GROUPS_PER_ROOT = 1.0
+INDEX_LLOYD_STEPS = 5
 
 
 def nearest_reference(
     reduced: np.ndarray, references: np.ndarray, metric: str, chunk: int = _NEAREST_CHUNK,
     tree: ReferenceTree | None = None, bound: float | None = None, compiled: bool | None = None,
+    index: ReferenceIndex | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Index of, and distance to, the nearest reference of each row.
 
     With ``tree`` (made from the same ``references`` and ``metric``) and ``bound``, rows with a reference
     within ``bound`` are answered by the tree; the others, and every row without a tree, by the matrix
-    product. Both give the exact nearest reference, and each winner's distance is computed from the two
+    product. With ``index`` (a :class:`ReferenceIndex` of the same ``references`` and ``metric``; it needs the
+    compiled kernel) every row is answered by the indexed search instead, and the rare row it is unsure of
+    (a runner-up within float64 rounding, a NaN) by the product's float64 step. All give the exact nearest
+    reference, the same one, and each winner's distance is computed from the two
     vectors (the product's shortcut for the argmin is never reported).
 
     In the product only what the argmin needs is formed for the whole (rows x references) block:
@@ -474,6 +558,14 @@ def nearest_reference(
         return best, row_distance(a, b[best], metric)
     if len(b) == 0:
         raise ClassifierError("the classifier has no reference environments")
+    if index is not None:
+        if soap_module._soap_kernel is None:
+            raise ClassifierError("icephase_lmp._soap_kernel was not built (no C++ compiler at install)")
+        best, unsure = index.nearest(a)
+        rows = np.flatnonzero(unsure)
+        if len(rows):
+            best[rows] = nearest_reference(a[rows], b, metric, chunk, compiled=False)[0]
+        return best, row_distance(a, b[best], metric)
     # scores to minimise: the exact ones (float64) and their float32 twins
     if metric == "euclidean":
         weights, offsets = -2.0 * b, (b * b).sum(1)
