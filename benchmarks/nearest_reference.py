@@ -48,27 +48,19 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
     return min(timeit.repeat(fn, repeat=repeats, number=1))
 
 
-def queries(model, data: Path) -> dict[str, np.ndarray]:
-    """Reduced SOAP vectors (n, k) of every oxygen of frame 0 of each GCIceNet system (no denoising)."""
+def queries(model, data: Path, denoised: bool = False) -> dict[str, np.ndarray]:
+    """Reduced SOAP vectors (n, k) of every oxygen of frame 0 of each GCIceNet system, without denoising or
+    (``denoised``) after the model's denoiser."""
     clf = model.classifier
     out = {}
     for tag in TAGS:
         frame = next(read_frames(data / f"md_{tag}_10frame.xtc", data / f"md_{tag}.tpr", Selection(name="OW"),
                                  slice(0, 1)))
-        out[tag] = clf.reduce(clf.soap_features(frame.positions, frame.cell, frame.pbc))
-    return out
-
-
-def denoised_queries(model, data: Path) -> dict[str, np.ndarray]:
-    """Reduced SOAP vectors of every oxygen of frame 0 of each system after the model's denoiser."""
-    clf = model.classifier
-    out = {}
-    for tag in TAGS:
-        frame = next(read_frames(data / f"md_{tag}_10frame.xtc", data / f"md_{tag}.tpr", Selection(name="OW"),
-                                 slice(0, 1)))
-        clean = denoise(model.offline_denoiser(), frame.positions, frame.cell, frame.pbc, model.r_max,
-                        model.iterations, model.tolerance).positions
-        out[tag] = clf.reduce(clf.soap_features(clean, frame.cell, frame.pbc))
+        positions = frame.positions
+        if denoised:
+            positions = denoise(model.offline_denoiser(), positions, frame.cell, frame.pbc, model.r_max,
+                                model.iterations, model.tolerance).positions
+        out[tag] = clf.reduce(clf.soap_features(positions, frame.cell, frame.pbc))
     return out
 
 
@@ -127,7 +119,7 @@ def main() -> None:
               f"{'tree+scan/indexed':>18s} {'same':>5s}")
         sums = np.zeros(3)
         n_all = 0
-        for tag, rows in denoised_queries(model, args.data).items():
+        for tag, rows in queries(model, args.data, denoised=True).items():
             searches = (lambda: nearest_reference(rows, refs, metric),
                         lambda: nearest_reference(rows, refs, metric, tree=tree, bound=threshold),
                         lambda: nearest_reference(rows, refs, metric, index=index))

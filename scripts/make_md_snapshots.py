@@ -12,7 +12,7 @@ coexistence_tip4p2005_240K (the same in TIP4P/2005, 10 K below its melting point
 liquid_tip4p2005_200K (TIP4P/2005 at 0.8 of its melting point; benchmarks only), seed_R12_240K and seed_R10_240K (Ih seeds
 in supercooled TIP4P/Ice; benchmarks only),
 liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), ice_v_250K,
-ice_xii_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
+ice_xii_250K, ice_iv_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
 for; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
 ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa), ice_vii_250K (3 GPa); and, 2 K below each model's
 melting point (benchmarks only), ice_ih_268K, ice_ic_268K, sI_268K (TIP4P/Ice) and ice_ih_tip4p2005_248K; at
@@ -148,9 +148,10 @@ def near_melting(steps: dict[str, int]) -> list[System]:
 
 
 def ices_without_reference(steps: dict[str, int]) -> list[System]:
-    """Crystals the shipped model has no reference for (issue 14), at 250 K: ices V and XII at 0.5 GPa
-    (both metastable there in TIP4P/Ice's phase diagram; a short run keeps them on their lattice), and the
-    empty sII and sH clathrate frameworks at 1 atm. Benchmarks of "other crystal"; never calibrated on."""
+    """Crystals the shipped model has no reference for (issue 14), at 250 K: ices V, XII and IV at 0.5 GPa
+    (all metastable there in TIP4P/Ice's phase diagram; a short run keeps them on their lattice), and the
+    empty sII and sH clathrate frameworks at 1 atm. Benchmarks of "other crystal" for the default model; the
+    extended model's calibration runs (models/make_extended_model.sh)."""
     stages = ["equilibrate", "production"]
     return [
         System("ice_v_250K", "in.ice_ih_250K", "5", (3, 4, 3), 250.0, steps, stages, pressure=4935.0,
@@ -158,6 +159,9 @@ def ices_without_reference(steps: dict[str, int]) -> list[System]:
         System("ice_xii_250K", "in.ice_ih_250K", "12", (3, 3, 4), 250.0, steps, stages, pressure=4935.0),
         System("sII_250K", "in.ice_ih_250K", "CS2", (2, 2, 2), 250.0, steps, stages),
         System("sH_250K", "in.ice_ih_250K", "HS3", (2, 2, 2), 250.0, steps, stages, extra_vars={"baro": "tri"}),
+        # ice IV (rhombohedral; metastable in V's region of the diagram, where it forms from the liquid)
+        System("ice_iv_250K", "in.ice_ih_250K", "4", (2, 2, 2), 250.0, steps, stages, pressure=4935.0,
+               extra_vars={"baro": "tri"}),
     ]
 
 

@@ -158,7 +158,7 @@ class Classifier:
     phase_vote: PhaseVoteSettings = field(default_factory=PhaseVoteSettings)
     #: search structures over the reference environments (``ReferenceIndex``, or ``ReferenceTree`` without the
     #: compiled kernel), made on first use; not part of the model
-    _trees: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _searches: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     #: the scaler and the PCA folded into one affine map (weights (F, k), offset (k,)), made on first use
     _projection: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -190,7 +190,7 @@ class Classifier:
     def add_references(self, reduced: np.ndarray, codes: np.ndarray, denoised: bool) -> None:
         """Append reference environments: ``reduced`` (m, k) in PCA space, ``codes`` (m,) in 1..len(names);
         ``denoised`` marks them as made by the denoiser (compared with denoised input only)."""
-        self._trees.clear()
+        self._searches.clear()
         reduced = np.asarray(reduced, dtype=np.float64).reshape(-1, self.ref_features.shape[1])
         codes = np.asarray(codes, dtype=np.int32).ravel()
         if len(codes) != len(reduced):
@@ -272,11 +272,11 @@ class Classifier:
         """:meth:`classify` of features already reduced by :meth:`reduce`, shape (n, k)."""
         ref_features, ref_codes = self.references(denoised)  # nearest_reference checks the metric
         key = (denoised, metric)
-        if metric in METRICS and key not in self._trees:
+        if metric in METRICS and key not in self._searches:
             # the compiled search's groups where the package was built with a compiler, else the k-d tree
             compiled = soap_module._soap_kernel is not None
-            self._trees[key] = (ReferenceIndex if compiled else ReferenceTree)(ref_features, metric)
-        search = self._trees.get(key)
+            self._searches[key] = (ReferenceIndex if compiled else ReferenceTree)(ref_features, metric)
+        search = self._searches.get(key)
         if isinstance(search, ReferenceIndex):
             best, distances = nearest_reference(reduced, ref_features, metric, index=search)
         else:

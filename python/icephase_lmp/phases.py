@@ -84,12 +84,14 @@ BUILTIN_PHASES: tuple[Phase, ...] = (
 
 #: Further phases with a name, lattice and colour of their own: ``icephase train --reference V`` finds them
 #: by name, and the shipped eleven-phase model (models/icephase-11phase.pth, made by
-#: models/make_extended_model.sh) holds them after the seven, in this code order 8..11.
+#: models/make_extended_model.sh) holds the first four after the seven, in this code order 8..11. Ice IV
+#: (metastable between III, V and VI; its oxygen motifs resemble V's) is known by name for models that add it.
 EXTENDED_PHASES: tuple[Phase, ...] = (
     Phase(8, "V", "5", 28, (0.890, 0.467, 0.761)),
     Phase(9, "XII", "12", 24, (0.737, 0.741, 0.133)),
     Phase(10, "sII", "CS2", 136, (0.400, 0.761, 0.647)),
     Phase(11, "sH", "HS3", 68, (0.700, 0.870, 0.300)),
+    Phase(12, "IV", "4", 128, (0.600, 0.300, 0.550)),
 )
 #: Every phase known by name: the seven, then the extended ones.
 KNOWN_PHASES: tuple[Phase, ...] = BUILTIN_PHASES + EXTENDED_PHASES
