@@ -4,8 +4,8 @@ Ideal GenIce2 supercells (>= 20 A) of crystals that the shipped model has no ref
 the sII and sH clathrate frameworks), with i.i.d. Gaussian noise of 0.1 and 0.2 A on every oxygen (our ice Ih
 MD at 250 K distorts first-shell O-O distances as much as 0.08 A of such noise: models/README.md), and two
 phases it has references for (Ih, VI) as controls. Then, where they exist, our TIP4P/Ice MD of the same
-crystals (scripts/make_md_snapshots.py --only ice_v_250K ice_xii_250K sII_250K sH_250K: V and XII at 250 K and
-0.5 GPa, empty sII and sH at 250 K and 1 atm; every 4th frame): the real test. The GCIceNet phase T, also MD,
+crystals (scripts/make_md_snapshots.py --only ice_v_250K ice_xii_250K sII_250K sH_250K ice_iv_250K: V, XII and
+IV at 250 K and 0.5 GPa, empty sII and sH at 250 K and 1 atm; every 4th frame): the real test. The GCIceNet phase T, also MD,
 is in benchmarks/gcicenet_accuracy.py (last block).
 
 Printed per crystal and noise level: molecules labelled other crystal, liquid, and each phase (%), with
@@ -31,7 +31,7 @@ from icephase_lmp.trajectory import read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 #: our MD of crystals without a reference (make_md_snapshots.py)
-MD_RUNS = {"ice_v_250K": "V", "ice_xii_250K": "XII", "sII_250K": "sII", "sH_250K": "sH"}
+MD_RUNS = {"ice_v_250K": "V", "ice_xii_250K": "XII", "sII_250K": "sII", "sH_250K": "sH", "ice_iv_250K": "IV"}
 
 #: GenIce2 lattice -> name; the first five have no reference in the shipped model
 CRYSTALS = {"5": "V", "12": "XII", "4": "IV", "CS2": "sII", "HS3": "sH", "1h": "Ih (reference)", "6": "VI (reference)"}

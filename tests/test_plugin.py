@@ -991,12 +991,12 @@ def test_denoising_steps_are_bounded_and_runaway_output_stops(ih, model, tmp_pat
 
 
 # ---- issue 14: other crystal ---------------------------------------------------------------------------------
-def noisy_ice_v(tmp_path: Path, sigma: float) -> tuple["System", Path]:
-    """GenIce2's ice V (no reference in the seven-phase model), >= 20 A, with ``sigma`` A of Gaussian noise
-    (seed 11), as a System and a LAMMPS data file."""
+def noisy_ice_v(tmp_path: Path, sigma: float, lattice: str = "5") -> tuple["System", Path]:
+    """GenIce2's ice V (no reference in the seven-phase model; or another ``lattice``), >= 20 A, with ``sigma`` A
+    of Gaussian noise (seed 11), as a System and a LAMMPS data file."""
     from icephase_lmp.references import genice_cell, supercell
 
-    atoms = supercell(genice_cell("5"), 20.0)
+    atoms = supercell(genice_cell(lattice), 20.0)
     pos = atoms.positions + np.random.default_rng(11).normal(0.0, sigma, atoms.positions.shape)
     cell, pos = lammps_frame(atoms.cell.array, pos)
     system = System(pos, cell, np.ones(len(pos), dtype=int))
@@ -1020,7 +1020,8 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     assert n_other >= 0.5 * len(codes), "the test system should exercise the other-crystal step"
     with monkeypatch.context() as patch:  # the repeat test alone
         patch.setattr(icephase_lmp.pipeline, "label_other_crystal",
-                      lambda c, r, x, box, pbc, metric, thr, shell: find_other_crystal(c, r, x, box, pbc, metric, thr))
+                      lambda c, r, x, box, pbc, metric, thr, shell, early=None:
+                      find_other_crystal(c, r, x, box, pbc, metric, thr, early))
         repeats_only = offline(offline_model, model, system)[0]
     assert n_other > np.count_nonzero(repeats_only == OTHER_CRYSTAL), "the test system should enclose some liquid"
     with monkeypatch.context() as patch:  # without the rule for crystal labels isolated in liquid
@@ -1047,6 +1048,28 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     assert counts[3] == counts[1] + counts[2]  # with the step off, those molecules are liquid
     off = read_dump(tmp_path / "off.dump")
     assert not np.any(off[:, 1] == OTHER_CRYSTAL)
+
+
+@pytest.mark.parametrize("nprocs", [1, 3])
+def test_early_repeat_look_same_as_offline_on_any_number_of_ranks(model, offline_model, tmp_path, nprocs,
+                                                                  monkeypatch):
+    """Ice IV (GenIce2 lattice 4, no reference) with 0.25 A of noise: the repeat test's second look, after
+    REPEAT_TEST_ITERATIONS, changes many labels offline; the compute (positions kept after those iterations,
+    the vectors there of the molecules the test reads, forwarded to the ghosts) gives the offline labels on 1
+    and 3 ranks."""
+    import icephase_lmp.pipeline
+
+    system, data = noisy_ice_v(tmp_path, 0.25, lattice="4")
+    codes, dist, _ = offline(offline_model, model, system)
+    with monkeypatch.context() as patch:  # one look, at the classified positions
+        patch.setattr(icephase_lmp.pipeline, "REPEAT_TEST_ITERATIONS", 10**6)
+        one_look = offline(offline_model, model, system)[0]
+    assert np.count_nonzero(one_look != codes) >= 20, "the test system should exercise the second look"
+    script = header(data, model.metadata["ghost_cutoff"]) + "\n".join([compute_and_dump(model), "run 0"])
+    run = run_lammps(tmp_path, script, nprocs=nprocs)
+    assert run.returncode == 0, run.output[-3000:]
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"second look, {nprocs} ranks")
 
 
 @pytest.mark.parametrize("nprocs", [1, 3])

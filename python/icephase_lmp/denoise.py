@@ -40,6 +40,8 @@ class DenoiseResult:
     max_steps: list[float] = field(default_factory=list)
     #: root-mean-square displacement in each iteration (A)
     rms_steps: list[float] = field(default_factory=list)
+    #: the positions after ``snapshot`` iterations where more followed (``denoise(snapshot=...)``), else None
+    early_positions: np.ndarray | None = None
 
     @property
     def iterations(self) -> int:
@@ -85,6 +87,7 @@ def denoise(
     iterations: int = 8,
     tolerance: float = 0.0,
     device: "str | torch.device" = "cpu",
+    snapshot: int = 0,
 ) -> DenoiseResult:
     """Apply ``iterations`` denoising steps r <- r - eps(r), stopping early once the largest step is below
     ``tolerance``.
@@ -112,12 +115,15 @@ def denoise(
         Stop once the largest step of an iteration is below this, Angstrom (0: never).
     device : str or torch.device, optional
         Where the denoiser runs.
+    snapshot : int, optional
+        Keep the positions after this many iterations as ``early_positions`` where the run goes on beyond
+        them (the other-crystal step's repeat test reads them); 0: keep none.
 
     Returns
     -------
     DenoiseResult
         Positions (N, 3) after the last step, not wrapped back into the cell (each atom moves continuously),
-        and the largest and RMS step of each iteration, Angstrom.
+        the largest and RMS step of each iteration, Angstrom, and the ``snapshot`` positions.
 
     Raises
     ------
@@ -168,6 +174,8 @@ def denoise(
         pos = pos - step
         result.max_steps.append(float(norms.max()) if len(norms) else 0.0)
         result.rms_steps.append(float(np.sqrt((norms**2).mean())) if len(norms) else 0.0)
+        if result.iterations == snapshot and snapshot < iterations:
+            result.early_positions = pos.copy()
         if result.max_steps[-1] < tolerance:
             break
     result.positions = pos

@@ -27,7 +27,8 @@ from .classifier import Classifier
 from .denoiser_kernel import radial_tables
 from .geometry import cloud_pairs
 from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
-from .other_crystal import find_other_crystal, settle_shells
+from .other_crystal import REPEAT_TEST_ITERATIONS, find_other_crystal, settle_shells
+from .other_crystal import repeat_vectors as repeat_vectors_of
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
 
@@ -39,7 +40,8 @@ def model_metadata_json(model_path: str) -> str:
 
     ``read_metadata`` validates it and checks the archive's checksums. Added under ``"policy"``: the
     limits that the compute applies exactly as the offline pipeline does, from their one definition
-    (the oxygen distance below which a pair is not water, and the denoising step limits)."""
+    (the oxygen distance below which a pair is not water, the denoising step limits, the other-crystal code
+    and the iterations before the positions its repeat test reads)."""
     import json
 
     meta = read_metadata(model_path)
@@ -49,7 +51,7 @@ def model_metadata_json(model_path: str) -> str:
     # and those from before the phase vote, its settings (off)
     meta.setdefault("phase_vote", PhaseVoteSettings().to_dict())
     meta["policy"] = {"min_oxygen_distance": MIN_OXYGEN_DISTANCE, "too_close_distance": TOO_CLOSE_DISTANCE,
-                      "other_crystal_code": OTHER_CRYSTAL,
+                      "other_crystal_code": OTHER_CRYSTAL, "repeat_test_iterations": REPEAT_TEST_ITERATIONS,
                       "reduced_features": int(_classifier(model_path).pca_components.shape[0]),
                       **denoising_limits()}
     return json.dumps(meta)
@@ -163,19 +165,36 @@ def _first_shells(settings: BoundarySettings, positions: np.ndarray, n_local: in
 
 def other_crystal(
     model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, reduced: np.ndarray, metric: str,
-    threshold: float,
+    threshold: float, early_positions: np.ndarray | None = None, early_reduced: np.ndarray | None = None,
 ) -> np.ndarray:
     """The "other crystal" step (``other_crystal.py``) for the first ``n_local`` atoms: ``codes`` their codes
     after the boundary step, ``reduced`` the reduced SOAP vector of every atom of the cloud (ghosts: their
-    owner's, by forward communication; NaN where none was computed, which never counts as a repeat).
-    Returns the new codes of the local atoms (int32)."""
+    owner's, by forward communication; NaN where none was computed, which never counts as a repeat);
+    ``early_positions`` and ``early_reduced``, where given, the same after ``REPEAT_TEST_ITERATIONS``
+    (:func:`repeat_vectors`). Returns the new codes of the local atoms (int32)."""
     positions = _cloud(positions, n_local)
     codes = np.asarray(codes, dtype=np.int32).ravel()
-    reduced = np.asarray(reduced, dtype=np.float64)
-    if len(codes) != n_local or reduced.ndim != 2 or len(reduced) != len(positions):
-        raise ValueError(f"other_crystal: {len(codes)} codes and {reduced.shape} vectors for {len(positions)} atoms, "
-                         f"{n_local} local")
-    return find_other_crystal(codes, reduced, positions, None, (False, False, False), metric, threshold)
+    early = None
+    for name, vectors in (("reduced", reduced), ("early_reduced", early_reduced)):
+        if vectors is None:
+            continue
+        vectors = np.asarray(vectors, dtype=np.float64)
+        if len(codes) != n_local or vectors.ndim != 2 or len(vectors) != len(positions):
+            raise ValueError(f"other_crystal: {len(codes)} codes and {vectors.shape} {name} vectors for "
+                             f"{len(positions)} atoms, {n_local} local")
+    if early_positions is not None and early_reduced is not None:
+        early = (np.asarray(early_reduced, dtype=np.float64), _cloud(early_positions, n_local))
+    return find_other_crystal(codes, np.asarray(reduced, dtype=np.float64), positions, None, (False, False, False),
+                              metric, threshold, early)
+
+
+def repeat_vectors(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
+    """Reduced SOAP vectors (float64, (n_local, k)) of the local atoms that the other-crystal step's repeat test
+    reads (``other_crystal.repeat_test_centres``: liquid-labelled, or within its radius of a liquid-labelled
+    atom), NaN for the others: ``positions`` the cloud after ``REPEAT_TEST_ITERATIONS`` denoising iterations,
+    ``codes`` every cloud atom's code after the boundary step."""
+    positions, codes = _cloud_codes("repeat_vectors", positions, n_local, codes)
+    return repeat_vectors_of(_classifier(model_path), codes, positions, None, (False, False, False), n_local)
 
 
 def settle(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:

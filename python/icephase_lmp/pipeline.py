@@ -16,7 +16,7 @@ from .denoise import DenoiseResult, check_cell, denoise
 from .errors import ClassifierError, DenoiseError
 from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
-from .other_crystal import label_other_crystal
+from .other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, repeat_vectors
 from .phase_vote import PhaseVoteSettings, vote_phases
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
@@ -177,7 +177,7 @@ class Pipeline:
         if self.use_denoiser:
             result = denoise(
                 self.model.offline_denoiser(self.device), pos[kept], cell, pbc, self.model.r_max, self.iterations,
-                self.tolerance, self.device,
+                self.tolerance, self.device, snapshot=REPEAT_TEST_ITERATIONS if self.other_crystal else 0,
             )
             # the denoiser moves atoms continuously, across the cell's faces too: back into the cell
             clean[kept] = wrap_positions(result.positions, cell, pbc)
@@ -189,8 +189,13 @@ class Pipeline:
         voted = vote_phases(out.codes, clean[kept], cell, pbc, self.phase_vote)
         grown = extend_ice(voted, clean[kept], cell, pbc, self.boundary)
         if self.other_crystal:
+            early = None
+            if result is not None and result.early_positions is not None:
+                # the repeat test looks after the first iterations too (other_crystal.py says why)
+                early_positions = wrap_positions(result.early_positions, cell, pbc)
+                early = (repeat_vectors(clf, grown, early_positions, cell, pbc), early_positions)
             grown = label_other_crystal(grown, reduced, clean[kept], cell, pbc, self.metric, self.threshold,
-                                        self.boundary.shell)
+                                        self.boundary.shell, early)
         codes[kept] = grown
         distances[kept] = out.distances
         # on the input positions, as LAMMPS's compute cluster/atom sees them (docs/nucleation.md)

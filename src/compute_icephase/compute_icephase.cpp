@@ -154,7 +154,7 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     max_neighbours(0), close_warned(false),
     config_valid(false), config_step(-1), iterations(-1), tolerance(-1.0), nthreads(1),
     timing(false), boundary_rounds(-1), other_crystal(true), phase_vote(true), r_max(0.0), ghost_cutoff(0.0),
-    receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0),
+    receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0), repeat_iterations(0),
     default_iterations(0), default_tolerance(0.0),
     default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), min_support(0.5), phase_vote_radius(0.0), logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
@@ -380,6 +380,7 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   runaway_step = policy.at("runaway_step").get<double>();
   max_neighbours = policy.at("max_neighbours").get<int>();
   other_code = policy.at("other_crystal_code").get<int>();
+  repeat_iterations = policy.at("repeat_test_iterations").get<int>();
   nreduced = policy.at("reduced_features").get<int>();
   if (other_code >= -1 || nreduced < 1)
     throw std::runtime_error("the other-crystal code and the reduced SOAP size of icephase_lmp are "
@@ -624,10 +625,13 @@ void ComputeIcephase::log_settings()
   mesg += phase_vote ? fmt::format("  phase vote: an ice-labelled oxygen takes the phase most ice-labelled "
                                     "oxygens within {} A carry\n", phase_vote_radius)
                       : "  phase vote: off\n";
+  const std::string second_look = repeat_iterations < iterations
+      ? fmt::format(" (at the denoised positions, or after {} iterations)", repeat_iterations)
+      : "";
   mesg += other_crystal ? fmt::format("  other crystal: a liquid-labelled oxygen whose environment "
-                                      "repeats among its neighbours, or whose first shell is mostly "
+                                      "repeats among its neighbours{}, or whose first shell is mostly "
                                       "such oxygens, is labelled {}; crystal-labelled oxygens isolated "
-                                      "in liquid (one, or a pair) become liquid\n", other_code)
+                                      "in liquid (one, or a pair) become liquid\n", second_look, other_code)
                         : "  other crystal: off\n";
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);
@@ -1108,6 +1112,7 @@ void ComputeIcephase::denoise()
   }
 
   std::string err;
+  cloud.has_repeat_x = false;
   for (int iter = 0; iter < iterations; iter++) {
     t0 = MPI_Wtime();
     fill_positions();
@@ -1130,6 +1135,13 @@ void ComputeIcephase::denoise()
     timer.denoise += t2 - t1;
     timer.comm += MPI_Wtime() - t2;
     timer.iterations++;
+    // the other-crystal repeat test reads the positions after the first iterations
+    // (icephase_lmp.other_crystal.REPEAT_TEST_ITERATIONS says why), where more follow
+    if (other_crystal && iter + 1 == repeat_iterations && repeat_iterations < iterations) {
+      fill_positions();
+      cloud.repeat_x = cloud.x;
+      cloud.has_repeat_x = true;
+    }
     if (tolerance > 0.0 && maxstep_all < tolerance) break;
   }
   fold_ghosts(any_remote);
@@ -1823,6 +1835,36 @@ void ComputeIcephase::extend_ice()
 }
 
 /* ----------------------------------------------------------------------
+   cloud_vectors (per classifier atom [nreduced]) = each atom's vector of
+   local_vectors (per centre [nreduced]) on the rank that owns it: a forward
+   communication; NaN for atoms no rank computed one for
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::share_vectors(const std::vector<double> &local_vectors,
+                                    std::vector<double> &cloud_vectors)
+{
+  const int nall = atom->nlocal + atom->nghost;
+  const int nsoap = (int) soap.index.size();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int i = 0; i < nall; i++)
+    for (int f = 0; f < nreduced; f++) reduced[i][f] = nan;
+  for (int s = 0; s < soap.nlocal; s++)
+    for (int f = 0; f < nreduced; f++)
+      reduced[cloud.atoms[soap.index[s]]][f] = local_vectors[(size_t) s * nreduced + f];
+
+  double t0 = MPI_Wtime();
+  comm_mode = COMM_REDUCED;
+  comm->forward_comm(this);
+  comm_mode = COMM_DISP;
+  timer.comm += MPI_Wtime() - t0;
+
+  cloud_vectors.resize((size_t) nsoap * nreduced);
+  for (int s = 0; s < nsoap; s++)
+    for (int f = 0; f < nreduced; f++)
+      cloud_vectors[(size_t) s * nreduced + f] = reduced[cloud.atoms[soap.index[s]]][f];
+}
+
+/* ----------------------------------------------------------------------
    "other crystal" (icephase_lmp.other_crystal): every analysed atom's
    reduced SOAP vector goes to its ghost copies (forward communication;
    NaN where none was computed, which never counts as a repeat), then the
@@ -1840,36 +1882,40 @@ void ComputeIcephase::extend_ice()
 
 void ComputeIcephase::find_other_crystal()
 {
-  const int nall = atom->nlocal + atom->nghost;
   const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   // only liquid-labelled centres can change: with none on any rank, skip the
   // communication and the Python call (an all-ice box)
   if (!on_any_rank(has_liquid_centre())) return;
 
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  for (int i = 0; i < nall; i++)
-    for (int f = 0; f < nreduced; f++) reduced[i][f] = nan;
-  for (int s = 0; s < nlocal; s++)
-    for (int f = 0; f < nreduced; f++)
-      reduced[cloud.atoms[soap.index[s]]][f] = soap.reduced[(size_t) s * nreduced + f];
+  share_vectors(soap.reduced, soap.cloud_reduced);
 
-  double t0 = MPI_Wtime();
-  comm_mode = COMM_REDUCED;
-  comm->forward_comm(this);
-  comm_mode = COMM_DISP;
-  timer.comm += MPI_Wtime() - t0;
-
-  soap.cloud_reduced.resize((size_t) nsoap * nreduced);
-  for (int s = 0; s < nsoap; s++)
-    for (int f = 0; f < nreduced; f++)
-      soap.cloud_reduced[(size_t) s * nreduced + f] = reduced[cloud.atoms[soap.index[s]]][f];
-  soap.grown.resize(nlocal);
-
+  // where the denoiser ran beyond repeat_iterations, the repeat test looks at
+  // the positions after them too: the reduced vectors there of the centres it
+  // compares (liquid-labelled or near one, by every cloud atom's code), NaN
+  // elsewhere
   std::string err;
+  const double *early_positions = nullptr, *early_vectors = nullptr;
+  if (cloud.has_repeat_x) {
+    local_labels();
+    share_labels();
+    gather_positions(cloud.repeat_x, soap.index, nsoap, soap.repeat_x);
+    soap.repeat_reduced.assign((size_t) nlocal * nreduced, 0.0);
+    if (nlocal > 0 &&
+        !IcephasePython::repeat_vectors(model_path, soap.repeat_x.data(), nsoap, nlocal,
+                                        soap.cloud_codes.data(), soap.repeat_reduced.data(), nreduced,
+                                        err))
+      err = "Compute icephase: the other-crystal step failed: " + err;
+    all_or_error(err);
+    share_vectors(soap.repeat_reduced, soap.cloud_repeat_reduced);
+    early_positions = soap.repeat_x.data();
+    early_vectors = soap.cloud_repeat_reduced.data();
+  }
+
+  soap.grown.resize(nlocal);
   if (nlocal > 0 &&
       !IcephasePython::other_crystal(model_path, soap.positions, nsoap, nlocal, soap.codes.data(),
                                      soap.cloud_reduced.data(), nreduced, metric, threshold,
-                                     soap.grown.data(), err))
+                                     early_positions, early_vectors, soap.grown.data(), err))
     err = "Compute icephase: the other-crystal step failed: " + err;
   check_grown_codes(err, "the other-crystal step", true);
   all_or_error(err);
@@ -2225,7 +2271,8 @@ double ComputeIcephase::memory_usage()
                         &soap.grown})
     bytes += (double) v->capacity() * sizeof(int);
   for (const auto *v : {&cloud.image, &cloud.x, &soap.x, &soap.centres_x, &soap.distances,
-                        &soap.reduced, &soap.cloud_reduced, &config_box, &config_atoms})
+                        &soap.reduced, &soap.cloud_reduced, &cloud.repeat_x, &soap.repeat_x,
+                        &soap.repeat_reduced, &soap.cloud_repeat_reduced, &config_box, &config_atoms})
     bytes += (double) v->capacity() * sizeof(double);
   bytes += (double) (graph.x32.capacity() + graph.shift32.capacity()) * sizeof(float);
   bytes += (double) graph.edges.capacity() * sizeof(int64_t);

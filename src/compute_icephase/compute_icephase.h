@@ -98,6 +98,7 @@ class ComputeIcephase : public Compute {
   static constexpr int LIQUID = 0;    // the liquid's code (init checks the phase table)
   int other_code;            // the "other crystal" code (negative; icephase_lmp.phases.OTHER_CRYSTAL)
   int nreduced;              // length of the classifier's reduced SOAP vector (forward communication)
+  int repeat_iterations;     // iterations before the positions the other-crystal repeat test reads
   std::vector<std::string> phase_names;    // index = code + 1 (code -1 = not analysed)
   std::string default_metric;
   int default_iterations;
@@ -138,6 +139,8 @@ class ComputeIcephase : public Compute {
     std::vector<int> owner;      // per cloud atom: cloud index of the node standing for it
     std::vector<double> image;   // per cloud atom [3]: x - x(owner), 0 for nodes (A)
     std::vector<double> x;       // per cloud atom [3]: current (denoised) position
+    std::vector<double> repeat_x;    // per cloud atom [3]: after repeat_iterations (other crystal)
+    bool has_repeat_x = false;       // repeat_x was taken this invocation (more iterations followed)
     double lo[3] = {0.0, 0.0, 0.0};    // extent of the cloud before denoising (the graph's bins)
     double hi[3] = {0.0, 0.0, 0.0};
     int nremote = 0;    // ghost oxygens of this rank whose owner is on another rank
@@ -191,6 +194,9 @@ class ComputeIcephase : public Compute {
     std::vector<int> grown;        // per centre: code after the current boundary round
     std::vector<double> reduced;   // per centre [nreduced]: reduced SOAP vector
     std::vector<double> cloud_reduced;    // per classifier atom [nreduced] (other crystal step)
+    std::vector<double> repeat_x;         // positions of the classifier's atoms [3] after repeat_iterations
+    std::vector<double> repeat_reduced;         // per centre [nreduced]: reduced vector there (or NaN)
+    std::vector<double> cloud_repeat_reduced;   // per classifier atom [nreduced]: the same, shared
   } soap;
 
   // timing yes: the split of one invocation (s)
@@ -244,6 +250,7 @@ class ComputeIcephase : public Compute {
   void vote_phases();
   void extend_ice();
   void find_other_crystal();
+  void share_vectors(const std::vector<double> &local_vectors, std::vector<double> &cloud_vectors);
   void check_grown_codes(std::string &err, const char *step, bool other_allowed) const;
   int count_slot(int code) const;
   double store_results();

@@ -260,23 +260,53 @@ bool IcephasePython::settle(const std::string &model_path, const double *positio
   return codes_of_cloud("settle", model_path, positions, n, nlocal, cloud_codes, out, err);
 }
 
-bool IcephasePython::other_crystal(const std::string &model_path, const double *positions, int n,
-                                   int nlocal, const int *codes, const double *reduced,
-                                   int nreduced, const std::string &metric, double threshold,
-                                   int *out, std::string &err)
+bool IcephasePython::repeat_vectors(const std::string &model_path, const double *positions, int n,
+                                    int nlocal, const int *cloud_codes, double *reduced, int nreduced,
+                                    std::string &err)
 {
   return call_python(err, [&]() {
     py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
-    py::array_t<int> local_codes(static_cast<py::ssize_t>(nlocal));
-    py::array_t<double> vectors({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(nreduced)});
+    py::array_t<int> codes(static_cast<py::ssize_t>(n));
     if (n > 0) {
       std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
-      std::memcpy(vectors.mutable_data(), reduced, sizeof(double) * n * nreduced);
+      std::memcpy(codes.mutable_data(), cloud_codes, sizeof(int) * n);
     }
+    auto r = bridge()
+                 .attr("repeat_vectors")(model_path, pos, nlocal, codes)
+                 .cast<py::array_t<double, py::array::c_style | py::array::forcecast>>();
+    if (r.size() != (py::ssize_t) nlocal * nreduced) {
+      err = "icephase_lmp.lammps_bridge.repeat_vectors() returned " + std::to_string(r.size()) +
+          " values for " + std::to_string(nlocal) + " atoms (" + std::to_string(nreduced) + " each)";
+      return false;
+    }
+    if (nlocal > 0) std::memcpy(reduced, r.data(), sizeof(double) * nlocal * nreduced);
+    return true;
+  });
+}
+
+bool IcephasePython::other_crystal(const std::string &model_path, const double *positions, int n,
+                                   int nlocal, const int *codes, const double *reduced,
+                                   int nreduced, const std::string &metric, double threshold,
+                                   const double *early_positions, const double *early_reduced,
+                                   int *out, std::string &err)
+{
+  return call_python(err, [&]() {
+    auto cloud_array = [n](const double *values, int width) {
+      py::array_t<double> a({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(width)});
+      if (n > 0) std::memcpy(a.mutable_data(), values, sizeof(double) * n * width);
+      return a;
+    };
+    py::array_t<int> local_codes(static_cast<py::ssize_t>(nlocal));
     if (nlocal > 0) std::memcpy(local_codes.mutable_data(), codes, sizeof(int) * nlocal);
+    py::object early_pos = py::none(), early_vec = py::none();
+    if (early_positions && early_reduced) {
+      early_pos = cloud_array(early_positions, 3);
+      early_vec = cloud_array(early_reduced, nreduced);
+    }
     auto result = bridge()
-                      .attr("other_crystal")(model_path, pos, nlocal, local_codes, vectors, metric,
-                                             threshold)
+                      .attr("other_crystal")(model_path, cloud_array(positions, 3), nlocal, local_codes,
+                                             cloud_array(reduced, nreduced), metric, threshold, early_pos,
+                                             early_vec)
                       .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
     if (result.size() != nlocal) {
       err = "icephase_lmp.lammps_bridge.other_crystal() returned " +

@@ -85,12 +85,21 @@ bool vote(const std::string &model_path, const double *positions, int n, int nlo
 bool settle(const std::string &model_path, const double *positions, int n, int nlocal,
             const int *cloud_codes, int *out, std::string &err);
 
+// The reduced SOAP vectors (nlocal x nreduced, into reduced) that the "other crystal"
+// step's repeat test reads, at positions after its iterations: NaN rows for the local
+// atoms it never compares (cloud_codes: every atom's code after the boundary step).
+bool repeat_vectors(const std::string &model_path, const double *positions, int n, int nlocal,
+                    const int *cloud_codes, double *reduced, int nreduced, std::string &err);
+
 // The "other crystal" step for the first nlocal of n atoms: codes (nlocal) after
 // the boundary step, reduced (n x nreduced) every atom's reduced SOAP vector
-// (NaN where unknown); out receives the nlocal new codes.
+// (NaN where unknown); early_positions (n x 3) and early_reduced (n x nreduced):
+// the same after repeat_test_iterations, or both null; out receives the nlocal
+// new codes.
 bool other_crystal(const std::string &model_path, const double *positions, int n, int nlocal,
                    const int *codes, const double *reduced, int nreduced, const std::string &metric,
-                   double threshold, int *out, std::string &err);
+                   double threshold, const double *early_positions, const double *early_reduced,
+                   int *out, std::string &err);
 
 }    // namespace IcephasePython
 
