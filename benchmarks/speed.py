@@ -17,10 +17,11 @@ kernel) instead: with no --baseline the same model, so the ratio is what the ker
 `--baseline-search matscipy` likewise gives the baseline's denoiser matscipy's neighbour search (the code
 before the compiled periodic search, seventh session), and `--baseline-radial network` the radial MLP on
 every edge instead of the tabulated radial weights (the code before the tables, eighth session), and
-`--baseline-precision double` the SOAP expansion in double precision (the code before the ninth session).
+`--baseline-precision double` the SOAP expansion in double precision (the code before the ninth session), and
+`--baseline-one-look` the other-crystal repeat test at the classified positions only (before the sixteenth).
 
 Usage: python benchmarks/speed.py [--model M] [--baseline B] [--baseline-soap dscribe]
-       [--baseline-search matscipy] [--baseline-radial network] [--baseline-precision double]
+       [--baseline-search matscipy] [--baseline-radial network] [--baseline-precision double] [--baseline-one-look]
        [--repeats 3] [--data DIR]
 """
 
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 from icephase_lmp import geometry
+from icephase_lmp import pipeline as pipeline_module
 from icephase_lmp import soap as soap_module
 from icephase_lmp.denoise import denoise
 from icephase_lmp.denoiser_kernel import KernelDenoiser
@@ -108,13 +110,17 @@ def main() -> None:
     ap.add_argument("--baseline-precision", choices=tuple(soap_module.PRECISIONS),
                     help="arithmetic of the baseline's SOAP kernel (default: this process's, single; double = "
                          "before the ninth session)")
+    ap.add_argument("--baseline-one-look", action="store_true",
+                    help="the baseline's other-crystal repeat test at the classified positions only (the code "
+                         "before the sixteenth session's second look after REPEAT_TEST_ITERATIONS)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
     models = {"model": load_model(args.model)}
-    if args.baseline or args.baseline_soap or args.baseline_search or args.baseline_radial or args.baseline_precision:
+    if (args.baseline or args.baseline_soap or args.baseline_search or args.baseline_radial or args.baseline_precision
+            or args.baseline_one_look):
         models["baseline"] = load_model(args.baseline or args.model)
     if args.baseline_radial == "network":
         baseline = models["baseline"]
@@ -126,6 +132,9 @@ def main() -> None:
     # geometry.neighbor_edges searches with matscipy where the box holds fewer than PERIODIC_BINS cutoffs
     bins = {"model": geometry.PERIODIC_BINS,
             "baseline": np.inf if args.baseline_search == "matscipy" else geometry.PERIODIC_BINS}
+    # a snapshot after more iterations than any model runs is never taken: one look
+    looks = {"model": pipeline_module.REPEAT_TEST_ITERATIONS,
+             "baseline": 10**6 if args.baseline_one_look else pipeline_module.REPEAT_TEST_ITERATIONS}
     for key, model in models.items():
         search = "matscipy" if np.isinf(bins[key]) else "compiled where the box allows"
         soap = backends[key] + (f" in {precisions[key]} precision" if backends[key] == "icephase" else "")
@@ -146,6 +155,7 @@ def main() -> None:
             soap_module.BACKEND = backends[key]  # descriptors are cached per backend and precision
             soap_module.PRECISION = precisions[key]
             geometry.PERIODIC_BINS = bins[key]
+            pipeline_module.REPEAT_TEST_ITERATIONS = looks[key]
             c = costs(model, frame, args.repeats)
             sums[key] += (c["total"], c["denoise"], c["soap"], c["other"])
             us = {k: 1e6 * v / n for k, v in c.items()}

@@ -193,17 +193,40 @@ def test_denoise_keeps_the_positions_after_the_snapshot_iterations(shipped_model
     assert denoise(den, pos, atoms.cell.array, (True,) * 3, shipped_model.r_max, 5).early_positions is None
 
 
-def test_the_repeat_test_reads_liquid_molecules_and_their_neighbours():
-    """repeat_test_centres: the liquid-labelled molecules and every molecule within RADIUS of one, nothing else;
-    in an open cloud, only the first n_centres are answered for."""
-    from icephase_lmp.other_crystal import repeat_test_centres
+def test_the_second_look_is_for_liquid_molecules_with_a_near_twin():
+    """second_look_centres: a liquid-labelled centre with a neighbour within RADIUS whose environment lies within
+    SECOND_LOOK_FACTOR thresholds of its own; not a crystal-labelled one, not one whose twin is farther in
+    space or in environment, not through a NaN vector; repeat_vectors computes exactly those centres."""
+    from icephase_lmp.other_crystal import SECOND_LOOK_FACTOR, repeat_vectors, second_look_centres
 
-    x = np.array([[0.0, 0, 0], [RADIUS - 0.5, 0, 0], [RADIUS + 0.5, 0, 0], [30.0, 0, 0], [30.0 + RADIUS - 1, 0, 0]])
-    codes = np.array([LIQUID, 1, 1, 1, 1])
-    np.testing.assert_array_equal(repeat_test_centres(codes, x, None, (False,) * 3), [1, 1, 0, 0, 0])
-    codes = np.array([1, 1, 1, 1, LIQUID])
-    np.testing.assert_array_equal(repeat_test_centres(codes, x, None, (False,) * 3, 4), [0, 0, 0, 1])
-    assert not repeat_test_centres(np.ones(5, dtype=int), x, None, (False,) * 3).any()
+    x = np.array([[0.0, 0, 0], [3.0, 0, 0], [20.0, 0, 0], [23.0, 0, 0], [40.0, 0, 0], [40.0 + RADIUS + 1, 0, 0],
+                  [60.0, 0, 0], [63.0, 0, 0]])
+    thr = 1.0
+    v = np.zeros((8, 4))
+    v[1, 0] = 0.9 * SECOND_LOOK_FACTOR * thr  # 0 and 1: twins
+    v[3, 0] = 1.1 * SECOND_LOOK_FACTOR * thr  # 2 and 3: too different
+    v[7] = np.nan  # 6 and 7: no vector
+    codes = np.array([LIQUID, LIQUID, LIQUID, LIQUID, LIQUID, LIQUID, LIQUID, LIQUID])
+    got = second_look_centres(codes, v, x, None, (False,) * 3, "euclidean", thr)
+    np.testing.assert_array_equal(got, [1, 1, 0, 0, 0, 0, 0, 0])  # 4 and 5: same vector, 9 A apart
+    codes[1] = 1
+    np.testing.assert_array_equal(second_look_centres(codes, v, x, None, (False,) * 3, "euclidean", thr),
+                                  [1, 0, 0, 0, 0, 0, 0, 0])
+
+    class Counting:  # a classifier stand-in that records which centres it describes
+        pca_components = np.zeros((4, 1))
+
+        def soap_features(self, positions, cell, pbc, centers):
+            self.centers = np.asarray(centers)
+            return np.ones((len(centers), 1))
+
+        def reduce(self, feats):
+            return np.ones((len(feats), 4))
+
+    clf = Counting()
+    out = repeat_vectors(clf, got, x, None, (False,) * 3)
+    np.testing.assert_array_equal(clf.centers, [0, 1])
+    assert np.all(out[:2] == 1) and np.isnan(out[2:]).all()
 
 
 def test_a_molecule_repeats_where_it_does_at_either_look():

@@ -27,7 +27,7 @@ from .classifier import Classifier
 from .denoiser_kernel import radial_tables
 from .geometry import cloud_pairs
 from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
-from .other_crystal import REPEAT_TEST_ITERATIONS, find_other_crystal, settle_shells
+from .other_crystal import REPEAT_TEST_ITERATIONS, find_other_crystal, second_look_centres, settle_shells
 from .other_crystal import repeat_vectors as repeat_vectors_of
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
@@ -188,13 +188,23 @@ def other_crystal(
                               metric, threshold, early)
 
 
-def repeat_vectors(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
-    """Reduced SOAP vectors (float64, (n_local, k)) of the local atoms that the other-crystal step's repeat test
-    reads (``other_crystal.repeat_test_centres``: liquid-labelled, or within its radius of a liquid-labelled
-    atom), NaN for the others: ``positions`` the cloud after ``REPEAT_TEST_ITERATIONS`` denoising iterations,
-    ``codes`` every cloud atom's code after the boundary step."""
-    positions, codes = _cloud_codes("repeat_vectors", positions, n_local, codes)
-    return repeat_vectors_of(_classifier(model_path), codes, positions, None, (False, False, False), n_local)
+def repeat_vectors(
+    model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, reduced: np.ndarray, metric: str,
+    threshold: float, early_positions: np.ndarray,
+) -> np.ndarray:
+    """Reduced SOAP vectors (float64, (n_local, k)) at ``early_positions`` (the cloud after
+    ``REPEAT_TEST_ITERATIONS``) of the local atoms the repeat test looks at a second time
+    (``other_crystal.second_look_centres``, from ``codes`` of the local atoms and ``reduced``, every cloud
+    atom's vector at the classified ``positions``), NaN for the others."""
+    positions = _cloud(positions, n_local)
+    codes = np.asarray(codes, dtype=np.int32).ravel()
+    reduced = np.asarray(reduced, dtype=np.float64)
+    if len(codes) != n_local or reduced.ndim != 2 or len(reduced) != len(positions):
+        raise ValueError(f"repeat_vectors: {len(codes)} codes and {reduced.shape} vectors for {len(positions)} "
+                         f"atoms, {n_local} local")
+    second = second_look_centres(codes, reduced, positions, None, (False, False, False), metric, threshold)
+    return repeat_vectors_of(_classifier(model_path), second, _cloud(early_positions, n_local), None,
+                             (False, False, False))
 
 
 def settle(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:

@@ -59,9 +59,14 @@ MIN_REPEATS = 3
 #: ice IV (no reference in any shipped model) the share of molecules with three repeats falls from 95% after
 #: 2 iterations to 89% after 4 and 47% after 8, and the seven-phase model called 48% of it liquid. Other
 #: crystals with large i.i.d. noise (ideal V, XII, sH + 0.2-0.25 A) repeat more after all iterations: hence
-#: both looks. No liquid molecule of ours had three repeats at either (docs/validation.md, "The repeat test
-#: after two iterations").
+#: both looks. No liquid molecule of ours had three repeats at either (docs/validation.md, "The second look").
 REPEAT_TEST_ITERATIONS = 2
+#: The second look is for the liquid-labelled molecules with a neighbour whose environment lies within this
+#: many thresholds of their own at the classified positions, and compares them with such molecules only (the
+#: others' vectors are not computed: a second SOAP of every liquid molecule cost 1.5-2x the first in a liquid
+#: frame). A crystal the later steps smear keeps its sites near each other: 96.7% of our ice IV molecules
+#: are within 1.25 thresholds of a neighbour; 0.1-2.3% of our supercooled liquids' molecules are.
+SECOND_LOOK_FACTOR = 1.25
 
 
 #: First-shell neighbours a molecule needs before it can be enclosed: fewer is a molecule at a surface or in
@@ -109,31 +114,31 @@ def repeat_counts(
     return np.bincount(np.concatenate(repeats), minlength=n_centres)
 
 
-def repeat_test_centres(codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc,
-                        n_centres: int | None = None) -> np.ndarray:
-    """(n_centres,) bool: the molecules whose environment the repeat test reads: every liquid-labelled one and
-    every one within :data:`RADIUS` of a liquid-labelled one (``codes`` of all molecules of ``positions``, the
-    first ``n_centres`` (default all) the centres; an open cloud where ``cell`` is None). The others are never
-    compared, so their vectors need not be computed."""
+def second_look_centres(codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
+                        pbc, metric: str, threshold: float) -> np.ndarray:
+    """(n,) bool for the ``n = len(codes)`` centres: the liquid-labelled ones that the repeat test looks at a
+    second time, after :data:`REPEAT_TEST_ITERATIONS`: those with a neighbour within :data:`RADIUS` whose
+    environment (``reduced``, at the classified ``positions``; NaN rows never count) lies within
+    :data:`SECOND_LOOK_FACTOR` times the threshold of their own."""
     codes = np.asarray(codes, dtype=np.int32)
-    n = len(codes) if n_centres is None else n_centres
-    need = codes[:n] == LIQUID
     liquid = np.flatnonzero(codes == LIQUID)
+    out = np.zeros(len(codes), dtype=bool)
     if len(liquid) == 0:
-        return need
-    # pairs (liquid-labelled molecule, any molecule): the second of each is needed where it is a centre
-    _, j = centre_pairs(np.asarray(positions, dtype=np.float64), cell, pbc, liquid, RADIUS)
-    need[j[j < n]] = True
-    return need
+        return out
+    pairs = centre_pairs(np.asarray(positions, dtype=np.float64), cell, pbc, liquid, RADIUS)
+    near = repeat_counts(np.asarray(reduced, dtype=np.float64), pairs, metric, SECOND_LOOK_FACTOR * threshold,
+                         len(codes))
+    out[liquid] = near[liquid] >= 1
+    return out
 
 
-def repeat_vectors(classifier: "Classifier", codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
-                   pbc, n_centres: int | None = None) -> np.ndarray:
-    """(n_centres, k): the classifier's reduced SOAP vectors at ``positions`` of the centres the repeat test
-    reads (:func:`repeat_test_centres`), NaN for the others (never compared, so never computed)."""
-    need = np.flatnonzero(repeat_test_centres(codes, positions, cell, pbc, n_centres))
-    n = len(codes) if n_centres is None else n_centres
-    out = np.full((n, classifier.pca_components.shape[0]), np.nan)
+def repeat_vectors(classifier: "Classifier", centres: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
+                   pbc) -> np.ndarray:
+    """(n, k): the classifier's reduced SOAP vectors at ``positions`` of the ``centres`` (a bool mask over the
+    first n molecules, :func:`second_look_centres`), NaN for the others, which the second look never counts."""
+    centres = np.asarray(centres, dtype=bool)
+    out = np.full((len(centres), classifier.pca_components.shape[0]), np.nan)
+    need = np.flatnonzero(centres)
     if len(need):
         out[need] = classifier.reduce(classifier.soap_features(positions, cell, pbc, centers=need))
     return out

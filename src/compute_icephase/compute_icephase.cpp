@@ -1890,20 +1890,18 @@ void ComputeIcephase::find_other_crystal()
   share_vectors(soap.reduced, soap.cloud_reduced);
 
   // where the denoiser ran beyond repeat_iterations, the repeat test looks at
-  // the positions after them too: the reduced vectors there of the centres it
-  // compares (liquid-labelled or near one, by every cloud atom's code), NaN
-  // elsewhere
+  // the positions after them too, for the liquid-labelled centres with a
+  // neighbour of nearly the same environment: their reduced vectors there
+  // (NaN for the others) go to the ghosts like the first ones
   std::string err;
   const double *early_positions = nullptr, *early_vectors = nullptr;
   if (cloud.has_repeat_x) {
-    local_labels();
-    share_labels();
     gather_positions(cloud.repeat_x, soap.index, nsoap, soap.repeat_x);
     soap.repeat_reduced.assign((size_t) nlocal * nreduced, 0.0);
     if (nlocal > 0 &&
-        !IcephasePython::repeat_vectors(model_path, soap.repeat_x.data(), nsoap, nlocal,
-                                        soap.cloud_codes.data(), soap.repeat_reduced.data(), nreduced,
-                                        err))
+        !IcephasePython::repeat_vectors(model_path, soap.positions, nsoap, nlocal, soap.codes.data(),
+                                        soap.cloud_reduced.data(), nreduced, metric, threshold,
+                                        soap.repeat_x.data(), soap.repeat_reduced.data(), err))
       err = "Compute icephase: the other-crystal step failed: " + err;
     all_or_error(err);
     share_vectors(soap.repeat_reduced, soap.cloud_repeat_reduced);

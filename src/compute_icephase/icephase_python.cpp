@@ -261,25 +261,29 @@ bool IcephasePython::settle(const std::string &model_path, const double *positio
 }
 
 bool IcephasePython::repeat_vectors(const std::string &model_path, const double *positions, int n,
-                                    int nlocal, const int *cloud_codes, double *reduced, int nreduced,
-                                    std::string &err)
+                                    int nlocal, const int *codes, const double *reduced, int nreduced,
+                                    const std::string &metric, double threshold,
+                                    const double *early_positions, double *early_reduced, std::string &err)
 {
   return call_python(err, [&]() {
-    py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
-    py::array_t<int> codes(static_cast<py::ssize_t>(n));
-    if (n > 0) {
-      std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
-      std::memcpy(codes.mutable_data(), cloud_codes, sizeof(int) * n);
-    }
+    auto cloud_array = [n](const double *values, int width) {
+      py::array_t<double> a({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(width)});
+      if (n > 0) std::memcpy(a.mutable_data(), values, sizeof(double) * n * width);
+      return a;
+    };
+    py::array_t<int> local_codes(static_cast<py::ssize_t>(nlocal));
+    if (nlocal > 0) std::memcpy(local_codes.mutable_data(), codes, sizeof(int) * nlocal);
     auto r = bridge()
-                 .attr("repeat_vectors")(model_path, pos, nlocal, codes)
+                 .attr("repeat_vectors")(model_path, cloud_array(positions, 3), nlocal, local_codes,
+                                         cloud_array(reduced, nreduced), metric, threshold,
+                                         cloud_array(early_positions, 3))
                  .cast<py::array_t<double, py::array::c_style | py::array::forcecast>>();
     if (r.size() != (py::ssize_t) nlocal * nreduced) {
       err = "icephase_lmp.lammps_bridge.repeat_vectors() returned " + std::to_string(r.size()) +
           " values for " + std::to_string(nlocal) + " atoms (" + std::to_string(nreduced) + " each)";
       return false;
     }
-    if (nlocal > 0) std::memcpy(reduced, r.data(), sizeof(double) * nlocal * nreduced);
+    if (nlocal > 0) std::memcpy(early_reduced, r.data(), sizeof(double) * nlocal * nreduced);
     return true;
   });
 }

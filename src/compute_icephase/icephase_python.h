@@ -85,11 +85,14 @@ bool vote(const std::string &model_path, const double *positions, int n, int nlo
 bool settle(const std::string &model_path, const double *positions, int n, int nlocal,
             const int *cloud_codes, int *out, std::string &err);
 
-// The reduced SOAP vectors (nlocal x nreduced, into reduced) that the "other crystal"
-// step's repeat test reads, at positions after its iterations: NaN rows for the local
-// atoms it never compares (cloud_codes: every atom's code after the boundary step).
+// The reduced SOAP vectors (nlocal x nreduced, into early_reduced) at early_positions (n x 3,
+// after the repeat test's iterations) of the local atoms the "other crystal" step looks at a
+// second time, chosen from codes (nlocal, after the boundary step) and reduced (n x nreduced,
+// every atom's vector at positions); NaN rows for the others.
 bool repeat_vectors(const std::string &model_path, const double *positions, int n, int nlocal,
-                    const int *cloud_codes, double *reduced, int nreduced, std::string &err);
+                    const int *codes, const double *reduced, int nreduced, const std::string &metric,
+                    double threshold, const double *early_positions, double *early_reduced,
+                    std::string &err);
 
 // The "other crystal" step for the first nlocal of n atoms: codes (nlocal) after
 // the boundary step, reduced (n x nreduced) every atom's reduced SOAP vector
