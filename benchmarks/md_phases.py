@@ -12,7 +12,8 @@ extended model these frames are unseen (the seven-phase model was calibrated on 
 
 Printed per run and model: molecules, % right, % liquid, % other crystal, % another phase.
 
-Usage: python benchmarks/md_phases.py [--model M] [--baseline B] [--frames 1:21:2] [--md runs/md]
+Usage: python benchmarks/md_phases.py [--model M] [--baseline B] [--baseline-one-look] [--frames 1:21:2]
+       [--md runs/md]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from icephase_lmp import pipeline as pipeline_module
 from icephase_lmp.model_file import load_model
 from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 from icephase_lmp.pipeline import Pipeline
@@ -57,12 +59,18 @@ def main() -> None:
     ap.add_argument("--frames", default="1:21:2")
     ap.add_argument("--md", type=Path, default=REPO / "runs" / "md")
     ap.add_argument("--mw", type=Path, default=REPO / "runs" / "interfaces" / "liquid_220K.lammpstrj")
+    ap.add_argument("--baseline-one-look", action="store_true",
+                    help="the baseline (default: the model) with the other-crystal repeat test at the classified "
+                         "positions only (the code before the sixteenth session's second look)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     models = {"model": load_model(args.model)}
-    if args.baseline:
-        models["baseline"] = load_model(args.baseline)
+    if args.baseline or args.baseline_one_look:
+        models["baseline"] = load_model(args.baseline or args.model)
+    # a snapshot after more iterations than any model runs is never taken: one look
+    looks = {"model": pipeline_module.REPEAT_TEST_ITERATIONS,
+             "baseline": 10**6 if args.baseline_one_look else pipeline_module.REPEAT_TEST_ITERATIONS}
     for key, m in models.items():
         print(f"{key:8s} {m.path.name}: {', '.join(m.classifier.code_names[c] for c in sorted(m.classifier.code_names) if c > 0)}")
     runs = [(name, args.md / f"{name}.lammpstrj", phase) for name, phase in RUNS.items()]
@@ -81,6 +89,7 @@ def main() -> None:
             names = m.classifier.code_names
             want = expected_code(phase, names)
             pipe = Pipeline(m)
+            pipeline_module.REPEAT_TEST_ITERATIONS = looks[key]
             codes = np.concatenate([pipe.run(f.positions, f.cell, f.pbc).codes
                                     for f in read_frames(path, None, Selection(), frames)])
             n = len(codes)
