@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from icephase_lmp.boundary import BoundarySettings, Shells, extend_ice, ordered_shells
-from icephase_lmp.other_crystal import label_other_crystal
+from icephase_lmp.other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, second_look
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
@@ -79,13 +79,16 @@ class Labeller:
 
     def frame(self, f) -> dict:
         # what the offline pipeline runs (the compiled message kernel where the model file allows)
-        d = denoise(self.model.offline_denoiser(), f.positions, f.cell, f.pbc, self.model.r_max, self.model.iterations)
+        d = denoise(self.model.offline_denoiser(), f.positions, f.cell, f.pbc, self.model.r_max, self.model.iterations,
+                    snapshot=REPEAT_TEST_ITERATIONS)
         clf = self.model.classifier
         reduced = clf.reduce(clf.soap_features(d.positions, f.cell, f.pbc))
         previous = clf.classify_reduced(reduced, clf.metric, self.threshold).codes
         ours = extend_ice(previous, d.positions, f.cell, f.pbc, self.boundary)
+        early = second_look(clf, ours, reduced, d.positions, d.early_positions, f.cell, f.pbc, clf.metric,
+                            self.threshold)
         ours = label_other_crystal(ours, reduced, d.positions, f.cell, f.pbc, clf.metric, self.threshold,
-                                   self.boundary.shell)
+                                   self.boundary.shell, early)
         route_a = extend_ice(previous, d.positions, f.cell, f.pbc, replace(self.boundary, min_ordered_ice_bonds=0))
         return {"ours": ours, "route a": route_a, "previous": previous, "chill": chill_plus(f.positions, f.cell),
                 "denoised": d.positions}

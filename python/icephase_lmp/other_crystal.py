@@ -144,6 +144,18 @@ def repeat_vectors(classifier: "Classifier", centres: np.ndarray, positions: np.
     return out
 
 
+def second_look(classifier: "Classifier", codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray,
+                early_positions: np.ndarray | None, cell: np.ndarray | None, pbc, metric: str,
+                threshold: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """What the repeat test reads at its second look on a whole frame: (vectors, positions) after
+    :data:`REPEAT_TEST_ITERATIONS` (``early_positions``, from ``denoise(snapshot=...)``) for
+    :func:`find_other_crystal`'s ``early``; None where the denoiser ran no further than that."""
+    if early_positions is None:
+        return None
+    centres = second_look_centres(codes, reduced, positions, cell, pbc, metric, threshold)
+    return repeat_vectors(classifier, centres, early_positions, cell, pbc), early_positions
+
+
 def mark_other_crystal(codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """``codes`` with every liquid centre of at least :data:`MIN_REPEATS` repeats turned into ``OTHER_CRYSTAL``."""
     codes = np.asarray(codes, dtype=np.int32).copy()

@@ -16,7 +16,7 @@ from .denoise import DenoiseResult, check_cell, denoise
 from .errors import ClassifierError, DenoiseError
 from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
-from .other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, repeat_vectors, second_look_centres
+from .other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, second_look
 from .phase_vote import PhaseVoteSettings, vote_phases
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
@@ -189,12 +189,12 @@ class Pipeline:
         voted = vote_phases(out.codes, clean[kept], cell, pbc, self.phase_vote)
         grown = extend_ice(voted, clean[kept], cell, pbc, self.boundary)
         if self.other_crystal:
-            early = None
-            if result is not None and result.early_positions is not None:
-                # the repeat test looks after the first iterations too (other_crystal.py says why)
-                early_positions = wrap_positions(result.early_positions, cell, pbc)
-                second = second_look_centres(grown, reduced, clean[kept], cell, pbc, self.metric, self.threshold)
-                early = (repeat_vectors(clf, second, early_positions, cell, pbc), early_positions)
+            # the repeat test looks after the first iterations too (other_crystal.py says why)
+            early_positions = None if result is None else result.early_positions
+            if early_positions is not None:
+                early_positions = wrap_positions(early_positions, cell, pbc)
+            early = second_look(clf, grown, reduced, clean[kept], early_positions, cell, pbc, self.metric,
+                                self.threshold)
             grown = label_other_crystal(grown, reduced, clean[kept], cell, pbc, self.metric, self.threshold,
                                         self.boundary.shell, early)
         codes[kept] = grown
