@@ -260,19 +260,29 @@ bool IcephasePython::settle(const std::string &model_path, const double *positio
   return codes_of_cloud("settle", model_path, positions, n, nlocal, cloud_codes, out, err);
 }
 
+// copies of the caller's buffers (reused for the next invocation): rows x width doubles, n ints
+static py::array_t<double> copied(const double *values, int rows, int width)
+{
+  py::array_t<double> a({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(width)});
+  if (rows > 0) std::memcpy(a.mutable_data(), values, sizeof(double) * rows * width);
+  return a;
+}
+
+static py::array_t<int> copied(const int *values, int n)
+{
+  py::array_t<int> a(static_cast<py::ssize_t>(n));
+  if (n > 0) std::memcpy(a.mutable_data(), values, sizeof(int) * n);
+  return a;
+}
+
 bool IcephasePython::repeat_vectors(const std::string &model_path, const double *positions, int n,
                                     int nlocal, const int *codes, const double *reduced, int nreduced,
                                     const std::string &metric, double threshold,
                                     const double *early_positions, double *early_reduced, std::string &err)
 {
   return call_python(err, [&]() {
-    auto cloud_array = [n](const double *values, int width) {
-      py::array_t<double> a({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(width)});
-      if (n > 0) std::memcpy(a.mutable_data(), values, sizeof(double) * n * width);
-      return a;
-    };
-    py::array_t<int> local_codes(static_cast<py::ssize_t>(nlocal));
-    if (nlocal > 0) std::memcpy(local_codes.mutable_data(), codes, sizeof(int) * nlocal);
+    auto cloud_array = [n](const double *values, int width) { return copied(values, n, width); };
+    py::array_t<int> local_codes = copied(codes, nlocal);
     auto r = bridge()
                  .attr("repeat_vectors")(model_path, cloud_array(positions, 3), nlocal, local_codes,
                                          cloud_array(reduced, nreduced), metric, threshold,
@@ -295,13 +305,8 @@ bool IcephasePython::other_crystal(const std::string &model_path, const double *
                                    int *out, std::string &err)
 {
   return call_python(err, [&]() {
-    auto cloud_array = [n](const double *values, int width) {
-      py::array_t<double> a({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(width)});
-      if (n > 0) std::memcpy(a.mutable_data(), values, sizeof(double) * n * width);
-      return a;
-    };
-    py::array_t<int> local_codes(static_cast<py::ssize_t>(nlocal));
-    if (nlocal > 0) std::memcpy(local_codes.mutable_data(), codes, sizeof(int) * nlocal);
+    auto cloud_array = [n](const double *values, int width) { return copied(values, n, width); };
+    py::array_t<int> local_codes = copied(codes, nlocal);
     py::object early_pos = py::none(), early_vec = py::none();
     if (early_positions && early_reduced) {
       early_pos = cloud_array(early_positions, 3);
