@@ -12,6 +12,10 @@ boundary step leave liquid becomes ``OTHER_CRYSTAL`` when at least ``MIN_REPEATS
 model's ice/liquid threshold, in the model's metric. No new parameter is fitted: "closer than the
 threshold" is what already means "the same environment" for the classifier.
 
+The test looks twice where the denoiser runs more than :data:`REPEAT_TEST_ITERATIONS` iterations: at the
+classified positions and at those after the first iterations, which a crystal the denoiser was never trained
+on still has before the later steps smear it (:func:`second_look`); a molecule repeats where it does at either.
+
 Molecules inside such a crystal that the test misses (a site whose environment no neighbour repeats
 closely enough: a defect, or a site with only one or two copies within 8 A) are enclosed by it: a
 liquid-labelled molecule whose first shell (the boundary step's, 3.5 A) holds at least
