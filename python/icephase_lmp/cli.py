@@ -488,11 +488,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     vote = clf.phase_vote.radius
     print("phase vote       " + (f"an ice-labelled O takes the phase most ice-labelled O within {vote:g} A carry"
                                  if vote > 0 else "off"))
-    from .other_crystal import ENCLOSED_FRACTION, MIN_REPEATS, RADIUS as OTHER_RADIUS  # `inspect` alone needs it
+    from .other_crystal import ENCLOSED_FRACTION, MIN_REPEATS, REPEAT_TEST_ITERATIONS  # `inspect` alone needs it
+    from .other_crystal import RADIUS as OTHER_RADIUS
 
+    second = (f" at the denoised positions or after {REPEAT_TEST_ITERATIONS} iterations"
+              if meta["iterations"] > REPEAT_TEST_ITERATIONS else "")
     print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"])
           + f"; {OTHER_CRYSTAL} {OTHER_CRYSTAL_NAME} (a liquid-labelled molecule whose environment repeats "
-          f"among {MIN_REPEATS}+ neighbours within {OTHER_RADIUS:g} A, or whose first shell is >= "
+          f"among {MIN_REPEATS}+ neighbours within {OTHER_RADIUS:g} A{second}, or whose first shell is >= "
           f"{ENCLOSED_FRACTION:.0%} such molecules; any model); crystal labels isolated in liquid (one "
           "molecule, or a pair): liquid")
     steps = meta.get("training", {}).get("steps_done")
