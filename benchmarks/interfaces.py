@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from icephase_lmp.boundary import BoundarySettings, Shells, extend_ice, ordered_shells
-from icephase_lmp.other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, second_look
+from icephase_lmp.other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, liquid_pairs, second_look
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
@@ -85,10 +85,11 @@ class Labeller:
         reduced = clf.reduce(clf.soap_features(d.positions, f.cell, f.pbc))
         previous = clf.classify_reduced(reduced, clf.metric, self.threshold).codes
         ours = extend_ice(previous, d.positions, f.cell, f.pbc, self.boundary)
+        pairs = liquid_pairs(ours, d.positions, f.cell, f.pbc)
         early = second_look(clf, ours, reduced, d.positions, d.early_positions, f.cell, f.pbc, clf.metric,
-                            self.threshold)
+                            self.threshold, pairs)
         ours = label_other_crystal(ours, reduced, d.positions, f.cell, f.pbc, clf.metric, self.threshold,
-                                   self.boundary.shell, early)
+                                   self.boundary.shell, early, pairs)
         route_a = extend_ice(previous, d.positions, f.cell, f.pbc, replace(self.boundary, min_ordered_ice_bonds=0))
         return {"ours": ours, "route a": route_a, "previous": previous, "chill": chill_plus(f.positions, f.cell),
                 "denoised": d.positions}

@@ -1020,8 +1020,8 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     assert n_other >= 0.5 * len(codes), "the test system should exercise the other-crystal step"
     with monkeypatch.context() as patch:  # the repeat test alone
         patch.setattr(icephase_lmp.pipeline, "label_other_crystal",
-                      lambda c, r, x, box, pbc, metric, thr, shell, early=None:
-                      find_other_crystal(c, r, x, box, pbc, metric, thr, early))
+                      lambda c, r, x, box, pbc, metric, thr, shell, early=None, pairs=None:
+                      find_other_crystal(c, r, x, box, pbc, metric, thr, early, pairs))
         repeats_only = offline(offline_model, model, system)[0]
     assert n_other > np.count_nonzero(repeats_only == OTHER_CRYSTAL), "the test system should enclose some liquid"
     with monkeypatch.context() as patch:  # without the rule for crystal labels isolated in liquid

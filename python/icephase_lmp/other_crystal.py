@@ -118,22 +118,34 @@ def repeat_counts(
     return np.bincount(np.concatenate(repeats), minlength=n_centres)
 
 
+Pairs = tuple[np.ndarray, np.ndarray]
+
+
+def liquid_pairs(codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc) -> Pairs:
+    """(i, j): every molecule j within :data:`RADIUS` of a liquid-labelled centre i (``codes`` of the centres,
+    the first ``len(codes)`` molecules of ``positions``): the pairs the repeat test compares. Only liquid-
+    labelled centres can change, and in the compute's open cloud the ghosts can outnumber the centres: the
+    search runs around those centres only."""
+    liquid = np.flatnonzero(np.asarray(codes) == LIQUID)
+    return centre_pairs(np.asarray(positions, dtype=np.float64), cell, pbc, liquid, RADIUS)
+
+
 def second_look_centres(codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
-                        pbc, metric: str, threshold: float) -> np.ndarray:
+                        pbc, metric: str, threshold: float, pairs: Pairs | None = None) -> np.ndarray:
     """(n,) bool for the ``n = len(codes)`` centres: the liquid-labelled ones that the repeat test looks at a
     second time, after :data:`REPEAT_TEST_ITERATIONS`: those with a neighbour within :data:`RADIUS` whose
     environment (``reduced``, at the classified ``positions``; NaN rows never count) lies within
-    :data:`SECOND_LOOK_FACTOR` times the threshold of their own."""
+    :data:`SECOND_LOOK_FACTOR` times the threshold of their own. ``pairs``: :func:`liquid_pairs`, where
+    already found."""
     codes = np.asarray(codes, dtype=np.int32)
-    liquid = np.flatnonzero(codes == LIQUID)
-    out = np.zeros(len(codes), dtype=bool)
-    if len(liquid) == 0:
-        return out
-    pairs = centre_pairs(np.asarray(positions, dtype=np.float64), cell, pbc, liquid, RADIUS)
+    liquid = codes == LIQUID
+    if not liquid.any():
+        return liquid
+    if pairs is None:
+        pairs = liquid_pairs(codes, positions, cell, pbc)
     near = repeat_counts(np.asarray(reduced, dtype=np.float64), pairs, metric, SECOND_LOOK_FACTOR * threshold,
                          len(codes))
-    out[liquid] = near[liquid] >= 1
-    return out
+    return liquid & (near >= 1)
 
 
 def repeat_vectors(classifier: "Classifier", centres: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
@@ -150,13 +162,13 @@ def repeat_vectors(classifier: "Classifier", centres: np.ndarray, positions: np.
 
 def second_look(classifier: "Classifier", codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray,
                 early_positions: np.ndarray | None, cell: np.ndarray | None, pbc, metric: str,
-                threshold: float) -> tuple[np.ndarray, np.ndarray] | None:
+                threshold: float, pairs: Pairs | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """What the repeat test reads at its second look on a whole frame: (vectors, positions) after
     :data:`REPEAT_TEST_ITERATIONS` (``early_positions``, from ``denoise(snapshot=...)``) for
     :func:`find_other_crystal`'s ``early``; None where the denoiser ran no further than that."""
     if early_positions is None:
         return None
-    centres = second_look_centres(codes, reduced, positions, cell, pbc, metric, threshold)
+    centres = second_look_centres(codes, reduced, positions, cell, pbc, metric, threshold, pairs)
     return repeat_vectors(classifier, centres, early_positions, cell, pbc), early_positions
 
 
@@ -177,6 +189,7 @@ def find_other_crystal(
     metric: str,
     threshold: float,
     early: tuple[np.ndarray, np.ndarray] | None = None,
+    pairs: Pairs | None = None,
 ) -> np.ndarray:
     """The "other crystal" step for the first ``n`` = ``len(codes)`` molecules of a configuration: a whole
     (periodic) frame offline, or the LAMMPS compute's open cloud of local atoms and their ghosts. With
@@ -206,16 +219,17 @@ def find_other_crystal(
     liquid = codes == LIQUID
     if not liquid.any():  # nothing to decide (a crystal the classifier knows): skip the neighbour search
         return codes.copy()
-    positions = np.asarray(positions, dtype=np.float64)
-    # only liquid-labelled centres can change: the others' pairs are not measured
-    # (in the compute's open cloud the ghosts can outnumber the centres: search around the centres only)
-    i, j = centre_pairs(positions, cell, pbc, np.flatnonzero(liquid), RADIUS)
-    counts = repeat_counts(np.asarray(reduced, dtype=np.float64), (i, j), metric, threshold, len(codes))
+    if pairs is None:
+        pairs = liquid_pairs(codes, positions, cell, pbc)
+    counts = repeat_counts(np.asarray(reduced, dtype=np.float64), pairs, metric, threshold, len(codes))
     if early is not None:
-        early_reduced, early_positions = early
-        pairs = centre_pairs(np.asarray(early_positions, dtype=np.float64), cell, pbc, np.flatnonzero(liquid), RADIUS)
-        counts = np.maximum(counts, repeat_counts(np.asarray(early_reduced, dtype=np.float64), pairs, metric,
-                                                  threshold, len(codes)))
+        # the second look: around the centres that have a vector there (second_look_centres) only
+        early_reduced, early_positions = np.asarray(early[0], dtype=np.float64), early[1]
+        looked = liquid & np.isfinite(early_reduced[: len(codes)]).all(axis=1)
+        if looked.any():
+            second = centre_pairs(np.asarray(early_positions, dtype=np.float64), cell, pbc, np.flatnonzero(looked),
+                                  RADIUS)
+            counts = np.maximum(counts, repeat_counts(early_reduced, second, metric, threshold, len(codes)))
     return mark_other_crystal(codes, counts)
 
 
@@ -274,11 +288,11 @@ def settle_shells(
 
 def label_other_crystal(
     codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, metric: str,
-    threshold: float, shell: float, early: tuple[np.ndarray, np.ndarray] | None = None,
+    threshold: float, shell: float, early: tuple[np.ndarray, np.ndarray] | None = None, pairs: Pairs | None = None,
 ) -> np.ndarray:
     """The whole "other crystal" step on a whole frame: the repeat test (:func:`find_other_crystal`; with
     ``early``, the vectors and positions after :data:`REPEAT_TEST_ITERATIONS` too), then the first-shell
-    checks of :func:`settle_shells` (molecules enclosed by other crystal; crystal labels isolated in liquid).
-    The LAMMPS compute runs the two apart, with the ghosts' codes sent between them."""
-    marked = find_other_crystal(codes, reduced, positions, cell, pbc, metric, threshold, early)
+    checks of :func:`settle_shells` (molecules enclosed by other crystal; crystal labels isolated in liquid);
+    ``pairs``: :func:`liquid_pairs`, where already found. The LAMMPS compute runs the two apart, with the ghosts' codes sent between them."""
+    marked = find_other_crystal(codes, reduced, positions, cell, pbc, metric, threshold, early, pairs)
     return settle_shells(marked, positions, cell, pbc, shell)

@@ -16,7 +16,7 @@ from .denoise import DenoiseResult, check_cell, denoise
 from .errors import ClassifierError, DenoiseError
 from .geometry import perpendicular_widths, too_close, wrap_positions
 from .model_file import IcephaseModel, load_model
-from .other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, second_look
+from .other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, liquid_pairs, second_look
 from .phase_vote import PhaseVoteSettings, vote_phases
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
 
@@ -193,10 +193,11 @@ class Pipeline:
             early_positions = None if result is None else result.early_positions
             if early_positions is not None:
                 early_positions = wrap_positions(early_positions, cell, pbc)
+            pairs = liquid_pairs(grown, clean[kept], cell, pbc)
             early = second_look(clf, grown, reduced, clean[kept], early_positions, cell, pbc, self.metric,
-                                self.threshold)
+                                self.threshold, pairs)
             grown = label_other_crystal(grown, reduced, clean[kept], cell, pbc, self.metric, self.threshold,
-                                        self.boundary.shell, early)
+                                        self.boundary.shell, early, pairs)
         codes[kept] = grown
         distances[kept] = out.distances
         # on the input positions, as LAMMPS's compute cluster/atom sees them (docs/nucleation.md)
