@@ -146,5 +146,5 @@ def test_shipped_model_names_work_where_the_api_takes_a_model(wet_ice, tmp_path,
         for name in (file_name, file_name.removesuffix(".pth")):
             assert pipeline_for(name).model.path.resolve() == shipped_model_named(name).resolve()
     atoms, oxygens = wet_ice
-    labels = icephase_lmp.classify(atoms, model="icephase-11phase")
+    labels = icephase_lmp.classify(atoms, model="icephase-12phase")
     assert len(labels.codes) == len(oxygens) and (labels.codes == 1).mean() > 0.9

@@ -104,7 +104,7 @@ def test_architectures_without_a_compact_form_stay_nequip():
 def test_shipped_models_store_the_compact_form_of_their_weights(rng):
     """Every shipped file: the stored denoiser is the compact form, and it is the network their stored
     weights (the ones fine-tuning starts from) make."""
-    for name in ("icephase-7phase", "icephase-7phase-fast", "icephase-11phase"):
+    for name in ("icephase-7phase", "icephase-7phase-fast", "icephase-12phase"):
         model = load_model(name)
         assert model.metadata["denoiser_module"] == "compact"
         config = DenoiserConfig(**model.metadata["denoiser"])

@@ -1,4 +1,4 @@
-"""The shipped eleven-phase model (models/icephase-11phase.pth): the seven phases plus ice V, ice XII, sII and sH."""
+"""The shipped twelve-phase model (models/icephase-12phase.pth): the seven phases plus ice V, ice XII, sII, sH and IV."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from icephase_lmp.model_file import EXTENDED_MODEL_NAME, load_model, shipped_mod
 from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 from icephase_lmp.references import builtin_reference, supercell
 
-ELEVEN = ["Ih", "Ic", "II", "III", "VI", "VII", "sI", "V", "XII", "sII", "sH"]
+TWELVE = ["Ih", "Ic", "II", "III", "VI", "VII", "sI", "V", "XII", "sII", "sH", "IV"]
 
 
 @pytest.fixture(scope="module")
 def extended():
-    return load_model("icephase-11phase")
+    return load_model("icephase-12phase")
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +26,18 @@ def pipeline(extended):
 
 
 def test_the_extended_model_ships_and_loads_by_name(extended):
-    """Found by name like the other shipped models (package data), with its eleven phases in code order, the
+    """Found by name like the other shipped models (package data), with its twelve phases in code order, the
     calibrated thresholds and the phase vote it was measured with."""
-    assert shipped_model_named("icephase-11phase") == shipped_model_named(EXTENDED_MODEL_NAME)
-    assert shipped_model_named("icephase-11phase").is_file()
+    assert shipped_model_named("icephase-12phase") == shipped_model_named(EXTENDED_MODEL_NAME)
+    assert shipped_model_named("icephase-12phase").is_file()
     names = extended.classifier.code_names
-    assert [names[c] for c in sorted(names) if c > LIQUID] == ELEVEN
+    assert [names[c] for c in sorted(names) if c > LIQUID] == TWELVE
     clf = extended.classifier
     assert clf.threshold("euclidean", denoised=True) > 0 and clf.threshold("cosine", denoised=True) > 0
-    assert clf.phase_vote.radius == 5.0
+    assert clf.phase_vote.radius == 8.0
 
 
-@pytest.mark.parametrize("phase", ["V", "XII", "sII", "sH"])
+@pytest.mark.parametrize("phase", ["V", "XII", "sII", "sH", "IV"])
 def test_the_added_phases_are_named(pipeline, extended, phase):
     """GenIce2's cell of each added phase, >= 20 A, with 0.15 A of Gaussian noise: labelled that phase (measured
     100%; the seven-phase model calls them other crystal)."""
@@ -49,7 +49,7 @@ def test_the_added_phases_are_named(pipeline, extended, phase):
 
 
 def test_gcicenet_liquid_is_liquid_and_t_other_crystal(pipeline):
-    """GCIceNet's TIP4P/Ice liquid (frame 0, 1,024 molecules) all liquid; its phase T, which none of the eleven
+    """GCIceNet's TIP4P/Ice liquid (frame 0, 1,024 molecules) all liquid; its phase T, which none of the twelve
     references is, >= 95% other crystal and < 1% liquid (measured 100%)."""
     from icephase_lmp.trajectory import Selection, read_frames
 
@@ -62,3 +62,15 @@ def test_gcicenet_liquid_is_liquid_and_t_other_crystal(pipeline):
     t = frame("T")
     codes = pipeline.run(t.positions, t.cell, t.pbc).codes
     assert (codes == OTHER_CRYSTAL).mean() >= 0.95 and (codes == LIQUID).mean() < 0.01
+
+
+def test_the_replaced_eleven_phase_name_says_what_to_use(tmp_path, monkeypatch):
+    """The eleven-phase file of 2026-12-03 no longer ships: asked for by name, the error names its successor."""
+    from icephase_lmp.errors import ModelFileError
+    from icephase_lmp.model_file import model_file_path
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("icephase-11phase", "icephase-11phase.pth"):
+        with pytest.raises(ModelFileError, match="replaced by 'icephase-12phase'.*--model icephase-12phase"):
+            model_file_path(name)
+    assert model_file_path("icephase-12phase") == shipped_model_named(EXTENDED_MODEL_NAME)

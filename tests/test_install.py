@@ -80,7 +80,7 @@ def test_installed_package_is_the_fresh_copy_with_its_model(fresh_env, tmp_path)
     out = run([python, "-c", "import icephase_lmp.model_file as m; "
                "print('\\n'.join(f'{n} {m.shipped_model_named(n)}' for n in m.SHIPPED_MODEL_NAMES))"], cwd=tmp_path)
     found = dict(line.split() for line in out.strip().splitlines())
-    assert set(found) == {"icephase-7phase.pth", "icephase-7phase-fast.pth", "icephase-11phase.pth"}
+    assert set(found) == {"icephase-7phase.pth", "icephase-7phase-fast.pth", "icephase-12phase.pth"}
     for name, path in found.items():
         assert Path(path).is_relative_to(site) and Path(path).read_bytes() == (REPO / "models" / name).read_bytes()
 

@@ -40,7 +40,7 @@ def load_cached(path: str | Path | None = None, device: str = "cpu") -> Icephase
     """``model_file.load_model``, once per file (and modification time) and device in this process."""
     from .model_file import SHIPPED_MODEL, load_model, model_file_path
 
-    # a shipped model's name ("icephase-11phase") becomes its file first (resolving the bare name would not);
+    # a shipped model's name ("icephase-12phase") becomes its file first (resolving the bare name would not);
     # a missing file raises ModelFileError here
     resolved = model_file_path(path if path is not None else SHIPPED_MODEL).resolve()
     key = (str(resolved), device, resolved.stat().st_mtime_ns)

@@ -3,7 +3,7 @@
 Why. A crystal is a region, not one molecule. The classifier, the phase vote, the boundary step and the
 "other crystal" repeat test each decide per molecule, and in a liquid chance now and then brings a single
 molecule within the threshold of a reference environment, or gives it three neighbours with its own
-environment. With the eleven-phase model (models/icephase-11phase.pth) on our MD (every frame,
+environment. With the eleven-phase model (the shipped file of 2026-12-03) on our MD (every frame,
 ``runs/md`` and ``runs/interfaces``; a throw-away probe): TIP4P/Ice liquid at 300 K, 4 of 16,128 molecules
 labelled other crystal; mW liquid at 220 K, 2 of 23,520 other crystal; TIP4P/Ice at 220 K, 3 of 8,448 ice
 III. Every one of the six other-crystal molecules and one of the ice III ones had only liquid-labelled

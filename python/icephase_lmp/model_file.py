@@ -56,9 +56,11 @@ SHIPPED_MODEL_NAME = "icephase-7phase.pth"
 #: The shipped model with a denoiser fine-tuned to converge in 4 iterations instead of 8: about half the
 #: cost of a call, at a price measured in docs/validation.md ("A faster model"); not the default.
 FAST_MODEL_NAME = "icephase-7phase-fast.pth"
-#: The seven phases plus ice V, ice XII, sII and sH: for high-pressure ices and hydrates, at about 1.2x the
-#: cost per call and with narrower margins (models/README.md, docs/validation.md); not the default.
-EXTENDED_MODEL_NAME = "icephase-11phase.pth"
+#: The seven phases plus ice V, ice XII, sII, sH and ice IV: for high-pressure ices and hydrates, at about
+#: 1.15x the cost per call and with narrower margins (models/README.md, docs/validation.md); not the default.
+EXTENDED_MODEL_NAME = "icephase-12phase.pth"
+#: Shipped files that a later one replaced: a name asked for gets an error that names its successor.
+REPLACED_MODEL_NAMES = {"icephase-11phase.pth": EXTENDED_MODEL_NAME}
 #: Every model file that ships with the package. Wherever a model path is taken, these names (with or
 #: without ".pth") work.
 SHIPPED_MODEL_NAMES = (SHIPPED_MODEL_NAME, FAST_MODEL_NAME, EXTENDED_MODEL_NAME)
@@ -406,11 +408,15 @@ def shipped_model_named(name: str) -> Path | None:
 
 
 def model_file_path(path: str | Path) -> Path:
-    """The file a model argument names: a path, or the name of a shipped model (``icephase-11phase``, with or
+    """The file a model argument names: a path, or the name of a shipped model (``icephase-12phase``, with or
     without ".pth") where no such file is in the working directory. Raises ``ModelFileError`` if none exists."""
     path = Path(path)
     named = shipped_model_named(path.name) if path.parent == Path(".") and not path.is_file() else None
     path = named or path
+    replaced = REPLACED_MODEL_NAMES.get(path.name if path.name.endswith(".pth") else f"{path.name}.pth")
+    if not path.is_file() and replaced and path.parent == Path("."):
+        raise ModelFileError(f"the shipped model {path.name!r} was replaced by {Path(replaced).stem!r}, which names "
+                             f"the same phases and more: pass --model {Path(replaced).stem}")
     if not path.is_file():
         hint = (" (the shipped model is missing from this installation: reinstall icephase-lmp, or in a checkout "
                 "restore models/icephase-7phase.pth with git; or pass --model)" if path == SHIPPED_MODEL else "")

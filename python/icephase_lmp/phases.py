@@ -83,9 +83,9 @@ BUILTIN_PHASES: tuple[Phase, ...] = (
 )
 
 #: Further phases with a name, lattice and colour of their own: ``icephase train --reference V`` finds them
-#: by name, and the shipped eleven-phase model (models/icephase-11phase.pth, made by
-#: models/make_extended_model.sh) holds the first four after the seven, in this code order 8..11. Ice IV
-#: (metastable between III, V and VI; its oxygen motifs resemble V's) is known by name for models that add it.
+#: by name, and the shipped twelve-phase model (models/icephase-12phase.pth, made by
+#: models/make_extended_model.sh) holds them after the seven, in this code order 8..12. (Ice IV is metastable in
+#: V's region of the diagram; its oxygen motifs resemble V's, and a model with V but without IV called it "V".)
 EXTENDED_PHASES: tuple[Phase, ...] = (
     Phase(8, "V", "5", 28, (0.890, 0.467, 0.761)),
     Phase(9, "XII", "12", 24, (0.737, 0.741, 0.133)),
