@@ -4,9 +4,9 @@ Ideal GenIce2 supercells (>= 20 A) of crystals that the shipped model has no ref
 the sII and sH clathrate frameworks), with i.i.d. Gaussian noise of 0.1 and 0.2 A on every oxygen (our ice Ih
 MD at 250 K distorts first-shell O-O distances as much as 0.08 A of such noise: models/README.md), and two
 phases it has references for (Ih, VI) as controls. Then, where they exist, our TIP4P/Ice MD of the same
-crystals (scripts/make_md_snapshots.py --only ice_v_250K ice_xii_250K sII_250K sH_250K ice_iv_250K: V, XII and
-IV at 250 K and 0.5 GPa, empty sII and sH at 250 K and 1 atm; every 4th frame): the real test. The GCIceNet phase T, also MD,
-is in benchmarks/gcicenet_accuracy.py (last block).
+crystals (scripts/make_md_snapshots.py --only ice_v_250K ice_xii_250K sII_250K sH_250K ice_iv_250K: V, XII
+and IV at 250 K and 0.5 GPa, empty sII and sH at 250 K and 1 atm; every 4th frame): the real test. The
+GCIceNet phase T, also MD, is in benchmarks/gcicenet_accuracy.py (last block).
 
 Printed per crystal and noise level: molecules labelled other crystal, liquid, and each phase (%), with
 the step on and, beside it, the classifier + boundary step alone (what the model gave before the step).

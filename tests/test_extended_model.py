@@ -1,4 +1,4 @@
-"""The shipped twelve-phase model (models/icephase-12phase.pth): the seven phases plus ice V, ice XII, sII, sH and IV."""
+"""The shipped twelve-phase model (models/icephase-12phase.pth): the seven phases plus ice V, XII, sII, sH and IV."""
 
 from __future__ import annotations
 

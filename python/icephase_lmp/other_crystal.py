@@ -61,7 +61,7 @@ MIN_REPEATS = 3
 #: thermal noise, the denoiser's trained task for any crystal; later steps can pull a crystal it was never
 #: trained on towards the ones it knows, and not alike at symmetry-equivalent sites. On our TIP4P/Ice MD of
 #: ice IV (no reference in any shipped model) the share of molecules with three repeats falls from 95% after
-#: 2 iterations to 89% after 4 and 47% after 8, and the seven-phase model called 48% of it liquid. Other
+#: 2 iterations to 89% after 4 and 47% after 8, and the seven-phase model called 46% of it liquid. Other
 #: crystals with large i.i.d. noise (ideal V, XII, sH + 0.2-0.25 A) repeat more after all iterations: hence
 #: both looks. No liquid molecule of ours had three repeats at either (docs/validation.md, "The second look").
 REPEAT_TEST_ITERATIONS = 2
@@ -148,7 +148,7 @@ def second_look_centres(codes: np.ndarray, reduced: np.ndarray, positions: np.nd
     return liquid & (near >= 1)
 
 
-def repeat_vectors(classifier: "Classifier", centres: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
+def repeat_vectors(classifier: Classifier, centres: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
                    pbc) -> np.ndarray:
     """(n, k): the classifier's reduced SOAP vectors at ``positions`` of the ``centres`` (a bool mask over the
     first n molecules, :func:`second_look_centres`), NaN for the others, which the second look never counts."""
@@ -160,7 +160,7 @@ def repeat_vectors(classifier: "Classifier", centres: np.ndarray, positions: np.
     return out
 
 
-def second_look(classifier: "Classifier", codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray,
+def second_look(classifier: Classifier, codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray,
                 early_positions: np.ndarray | None, cell: np.ndarray | None, pbc, metric: str,
                 threshold: float, pairs: Pairs | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """What the repeat test reads at its second look on a whole frame: (vectors, positions) after
@@ -293,6 +293,7 @@ def label_other_crystal(
     """The whole "other crystal" step on a whole frame: the repeat test (:func:`find_other_crystal`; with
     ``early``, the vectors and positions after :data:`REPEAT_TEST_ITERATIONS` too), then the first-shell
     checks of :func:`settle_shells` (molecules enclosed by other crystal; crystal labels isolated in liquid);
-    ``pairs``: :func:`liquid_pairs`, where already found. The LAMMPS compute runs the two apart, with the ghosts' codes sent between them."""
+    ``pairs``: :func:`liquid_pairs`, where already found. The LAMMPS compute runs the two apart, with the
+    ghosts' codes sent between them."""
     marked = find_other_crystal(codes, reduced, positions, cell, pbc, metric, threshold, early, pairs)
     return settle_shells(marked, positions, cell, pbc, shell)
