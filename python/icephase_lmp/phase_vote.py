@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .geometry import cloud_pairs, neighbor_edges
+from .geometry import centre_pairs, cloud_pairs
 from .phases import LIQUID
 
 
@@ -67,8 +67,10 @@ def vote_once(codes: np.ndarray, i: np.ndarray, j: np.ndarray, n_centres: int) -
     if n_centres == 0 or codes.max(initial=LIQUID) <= LIQUID:
         return out
     voters = (codes[i] > LIQUID) & (codes[j] > LIQUID)
-    counts = np.zeros((n_centres, int(codes.max()) + 1), dtype=np.int64)
-    np.add.at(counts, (i[voters], codes[j[voters]]), 1)
+    width = int(codes.max()) + 1
+    # one bincount over (centre, phase) cells: np.add.at cost ~20 us per oxygen for a vote over 8 A
+    counts = np.bincount(i[voters] * width + codes[j[voters]], minlength=n_centres * width)
+    counts = counts.reshape(n_centres, width)
     own = np.flatnonzero(out > LIQUID)
     counts[own, out[own]] += 1
     best = counts[own].max(axis=1)
@@ -85,8 +87,10 @@ def vote_phases(
     codes = np.asarray(codes, dtype=np.int32)
     if settings.radius <= 0.0 or codes.max(initial=LIQUID) <= LIQUID:
         return codes.copy()
-    edges, _ = neighbor_edges(positions, cell, pbc, settings.radius)
-    return vote_once(codes, edges[0], edges[1], len(codes))
+    # pairs around the molecules with a phase only (the others keep their code), in any box size
+    i, j = centre_pairs(np.asarray(positions, dtype=np.float64), cell, pbc, np.flatnonzero(codes > LIQUID),
+                        settings.radius)
+    return vote_once(codes, i, j, len(codes))
 
 
 def vote_in_cloud(codes: np.ndarray, positions: np.ndarray, n_local: int, settings: PhaseVoteSettings) -> np.ndarray:
