@@ -54,8 +54,8 @@ LIQUID_BEYOND = 4.0  # A: liquid this far beyond the plane must be labelled liqu
 EXPECTED = {"1h": "Ih", "1c": "Ic", "CS1": "sI", "Ih": "Ih"}
 
 
-def chill_plus(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """True where OVITO's CHILL+ calls the molecule anything but "other"."""
+def chill_plus_types(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """OVITO's CHILL+ class of each molecule (``ChillPlusModifier.Type``), cutoff 3.5 A."""
     from ovito.data import DataCollection
     from ovito.modifiers import ChillPlusModifier
     from ovito.pipeline import Pipeline, StaticSource
@@ -66,8 +66,27 @@ def chill_plus(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
     particles.create_property("Position", data=positions)
     pipeline = Pipeline(source=StaticSource(data=data))
     pipeline.modifiers.append(ChillPlusModifier(cutoff=3.5))
-    out = pipeline.compute()
-    return np.asarray(out.particles["Structure Type"]) != ChillPlusModifier.Type.OTHER
+    return np.asarray(pipeline.compute().particles["Structure Type"])
+
+
+def chill_plus(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """True where OVITO's CHILL+ calls the molecule anything but "other"."""
+    from ovito.modifiers import ChillPlusModifier
+
+    return chill_plus_types(positions, cell) != ChillPlusModifier.Type.OTHER
+
+
+def inherent_nucleus(frame) -> np.ndarray:
+    """True for the molecules of the crystalline nucleus in a frame's inherent structure (its energy minimised:
+    no thermal motion, and no model of ours in it): the largest cluster (3.5 A) of the molecules that CHILL+
+    calls hexagonal, cubic or interfacial ice there. Hydrate-like classes are left out: the minimised liquid
+    holds scattered cage fragments, and the seeds are ice Ih."""
+    from ovito.modifiers import ChillPlusModifier
+
+    kinds = ChillPlusModifier.Type
+    types = chill_plus_types(frame.positions, frame.cell)
+    ice = np.isin(types, [kinds.HEXAGONAL_ICE, kinds.CUBIC_ICE, kinds.INTERFACIAL_ICE])
+    return ice_clusters(ice.astype(np.int32), frame.positions, frame.cell, frame.pbc, 3.5).ids == 1
 
 
 class Labeller:
@@ -231,6 +250,37 @@ def report_seed(info: dict, frames: list, labels: list) -> None:
         chill_denoised.append(f"{100 * chill_plus(lb['denoised'], f.cell)[seed].mean():5.1f}")
     print("  seed ordered at all, % per frame: ordered shell (route a's test) on the denoised positions "
           + " ".join(ordered) + "; CHILL+ on the denoised positions " + " ".join(chill_denoised))
+    if info.get("inherent"):
+        report_inherent(info, frames, labels)
+
+
+def report_inherent(info: dict, frames: list, labels: list) -> None:
+    """The seed against the nucleus of each frame's inherent structure (``inherent_nucleus``): a truth that
+    holds the molecules that are crystalline, from the seed or grown onto it, and not the seed's surface
+    molecules that disordered after release."""
+    minimised = {f.timestep: f for f in read_frames(Path(info["inherent"]))}
+    nuclei = []
+    for f in frames:
+        m = minimised[f.timestep]
+        if not np.array_equal(m.atom_ids, f.atom_ids):
+            raise SystemExit(f"{info['inherent']}: step {f.timestep} holds other atoms than the MD frame")
+        nuclei.append(inherent_nucleus(m))
+    cells = []
+    for f, nucleus in zip(frames, nuclei):
+        seed = np.isin(f.atom_ids, info["seed_ids"])
+        cells.append(f"{nucleus.sum():4d}/{100 * nucleus[seed].mean():5.1f}/{(nucleus & ~seed).sum():3d}")
+    print("  inherent structure's nucleus per frame: " + "  ".join(cells)
+          + "   (molecules / % of the seed in it / molecules not of the seed)")
+    for name, key in (("ours", "ours"), ("CHILL+", "chill")):
+        cells = []
+        for f, lb, nucleus in zip(frames, labels, nuclei):
+            ice = lb[key] > LIQUID if key != "chill" else lb[key]
+            pos = lb["denoised"] if key != "chill" else f.positions
+            cl = ice_clusters(ice.astype(np.int32), pos, f.cell, f.pbc, 3.5).largest
+            cells.append(f"{100 * ice[nucleus].mean():5.1f}/{(ice & ~nucleus).sum() / nucleus.sum():4.2f}/"
+                         f"{cl / nucleus.sum():4.2f}")
+        print(f"  {name:10s} " + "  ".join(cells)
+              + "   (nucleus ice % / outside per nucleus molecule / largest cluster per nucleus molecule)")
 
 
 def report_surface(info: dict, frames: list, labels: list, code_of: dict) -> None:
@@ -290,6 +340,10 @@ def main() -> None:
     code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
     print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
     infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]
+    for info in infos:
+        minimised = args.data / f"{info['name']}.inherent.lammpstrj"
+        if info["kind"] == "seed" and minimised.exists():
+            info["inherent"] = str(minimised)
     infos += coexistence_infos(args.md) + seed_infos(args.md) + supercooled_infos(args.md)
     for info in infos:
         if args.only and info["name"] not in args.only:

@@ -12,7 +12,10 @@ built from GenIce2's oxygen sites, so the ground truth is known by construction:
              centre and scaled with the box length (``slab`` in the json).
   seed_R*    a spherical ice Ih seed of radius R cut from the lattice and put into supercooled liquid at
              230 K: liquid within 2.5 A of a seed atom is removed, the liquid relaxes around the held seed,
-             then everything is released (NPT) and frames are taken 2-6 ps later. Truth: ``seed_ids``.
+             then everything is released (NPT) and frames are taken 2-6 ps later. Truth: ``seed_ids``,
+             and NAME.inherent.lammpstrj: each frame's inherent structure (its energy minimised, which
+             removes the thermal motion without a model of ours or CHILL+'s), where the benchmark finds
+             which molecules are crystalline, seed or not (the seed's surface disorders after release).
   liquid_*   supercooled liquid (no crystal anywhere).
   surface_*  an ice Ih slab with free basal or prismatic surfaces (vacuum above and below; the ice/vapour interface of
              premelting studies): the crystal is built ~30 A thick in a box 40 A longer, then NVT at the
@@ -21,7 +24,7 @@ built from GenIce2's oxygen sites, so the ground truth is known by construction:
 
 Writes OUT/NAME.lammpstrj (id type element x y z, oxygens only) and OUT/NAME.json for each system.
 
-    .venv/bin/python scripts/make_interface_md.py [--out runs/interfaces] [--only NAME ...] [--list]
+    .venv/bin/python scripts/make_interface_md.py [--out runs/interfaces] [--only NAME ...] [--list] [--inherent-structures]
 """
 
 from __future__ import annotations
@@ -284,12 +287,41 @@ run 400
 write_dump seed custom {s.name}.seed_ids id modify sort id
 """
     wall = run(s.name, script, out)
+    wall += write_inherent_structures(s.name, out)
     ids = [int(w) for line in (out / f"{s.name}.seed_ids").read_text().splitlines()[9:] for w in line.split()[:1]]
     return {"name": s.name, "kind": "seed", "temperature": s.temperature, "radius": s.radius,
             "seed_molecules": len(seed), "seed_ids": ids,
             "protocol": "liquid melted at 400 K, cooled to T, 20 ps at T; seed inserted, liquid within 2.5 A "
                         "removed, 5 ps with the seed held, released (NPT); frames 2, 4, 6 ps after release",
             "wall_s": wall}
+
+
+def write_inherent_structures(name: str, out: Path) -> float:
+    """OUT/NAME.inherent.lammpstrj: every frame of OUT/NAME.lammpstrj with its energy minimised (conjugate
+    gradients to a force norm of 1e-6 kcal/mol/A, the box as in the frame). Returns LAMMPS's wall time."""
+    steps = []
+    lines = (out / f"{name}.lammpstrj").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("ITEM: TIMESTEP"):
+            steps.append(int(lines[i + 1]))
+    target = out / f"{name}.inherent.lammpstrj"
+    target.unlink(missing_ok=True)
+    script = f"""units real
+atom_style atomic
+boundary p p p
+read_data {name}.start.data
+mass 1 {MW_MASS}
+pair_style sw
+pair_coeff * * mW.sw O
+min_style cg
+"""
+    for step in steps:
+        # the minimiser advances the step count: set it back so that each minimised frame has its MD step
+        script += (f"read_dump {name}.lammpstrj {step} x y z box yes purge yes replace no add keep\n"
+                   "minimize 0 1e-6 5000 50000\n"
+                   f"reset_timestep {step}\n"
+                   f"write_dump all custom {target.name} id type element x y z modify element O sort id append yes\n")
+    return run(f"{name}.inherent", script, out)
 
 
 def make_surface(s: Surface, out: Path) -> dict:
@@ -318,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "interfaces")
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--inherent-structures", action="store_true",
+                    help="only write the seeds' inherent structures (NAME.inherent.lammpstrj) from their existing MD")
     args = ap.parse_args(argv)
     if args.list:
         print("\n".join(s.name for s in SYSTEMS))
@@ -326,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for s in SYSTEMS:
         if args.only and s.name not in args.only:
+            continue
+        if args.inherent_structures:
+            if isinstance(s, Seed) and (out / f"{s.name}.lammpstrj").exists():
+                print(f"[{s.name}] inherent structures in {write_inherent_structures(s.name, out):.0f} s", flush=True)
             continue
         print(f"[{s.name}] ...", flush=True)
         maker = {Slab: make_slab, Seed: make_seed, Liquid: make_liquid, Surface: make_surface}[type(s)]
