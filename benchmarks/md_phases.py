@@ -3,7 +3,7 @@
 Our TIP4P/Ice runs at 250 K (scripts/make_md_snapshots.py; Ih, Ic, sI, sII, sH at 1 atm, II and III at
 0.3 GPa, V, XII and IV at 0.5 GPa, VI at 1 GPa, VII at 3 GPa; each checked to stay on its lattice), Ih, Ic and sI
 at 268 K and TIP4P/2005 Ih at 248 K (2 K below each model's melting point), Ih at 0.2 GPa, VI at 2 GPa and
-280 K, VII at 8 GPa and 300 K, the liquid at 300 K and 220 K
+280 K, VII at 8 GPa and 300 K, the empty TS-I and HS-I hydrates at 250 K (no model has them), the liquid at 300 K and 220 K
 (0.81 Tm), and mW liquid at 220 K (runs/interfaces). The right label of a crystal is its
 phase where the model has a reference for it, else "other crystal" (code -2); of a liquid, liquid.
 
@@ -38,6 +38,8 @@ RUNS = {
     "ice_ih_250K": "Ih", "ice_ic_250K": "Ic", "ice_ii_250K": "II", "ice_iii_250K": "III", "ice_vi_250K": "VI",
     "ice_vii_250K": "VII", "sI_250K": "sI", "ice_v_250K": "V", "ice_xii_250K": "XII", "sII_250K": "sII",
     "sH_250K": "sH", "ice_iv_250K": "IV", "liquid_300K": None, "liquid_220K": None,
+    # empty TS-I and HS-I hydrate frameworks: no shipped model has a reference for them ("other crystal")
+    "ts1_250K": "TS-I", "hs1_250K": "HS-I",
     # 2 K below the water model's melting point (TIP4P/Ice 270 K; TIP4P/2005 250 K): the hottest crystals
     "ice_ih_268K": "Ih", "ice_ic_268K": "Ic", "sI_268K": "sI", "ice_ih_tip4p2005_248K": "Ih",
     # away from the calibration's pressures: compressed Ih, VI at 2 GPa and 280 K, VII at 8 GPa and 300 K

@@ -13,7 +13,8 @@ liquid_tip4p2005_200K (TIP4P/2005 at 0.8 of its melting point; benchmarks only),
 in supercooled TIP4P/Ice; benchmarks only),
 liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), ice_v_250K,
 ice_xii_250K, ice_iv_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
-for; not used for calibration), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
+for; not used for calibration), ts1_250K and hs1_250K (empty TS-I and HS-I hydrate frameworks: crystals no shipped
+model has a reference for; benchmarks only), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
 ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa), ice_vii_250K (3 GPa); and, 2 K below each model's
 melting point (benchmarks only), ice_ih_268K, ice_ic_268K, sI_268K (TIP4P/Ice) and ice_ih_tip4p2005_248K; at
 other pressures (benchmarks only) ice_ih_0.2GPa_250K, ice_vi_2GPa_280K, ice_vii_8GPa_300K.
@@ -129,6 +130,7 @@ def systems(quick: bool) -> list[System]:
         System("sI_250K", "in.ice_ih_250K", "sI", (2, 2, 2), 250.0, bulk, ["equilibrate", "production"]),
         *high_pressure_ices((4, 4, 4), bulk),
         *ices_without_reference(bulk),
+        *crystals_left_out(bulk),
         *near_melting(bulk),
         *other_pressures((4, 4, 4), bulk),
     ]
@@ -162,6 +164,17 @@ def ices_without_reference(steps: dict[str, int]) -> list[System]:
         # ice IV (rhombohedral; metastable in V's region of the diagram, where it forms from the liquid)
         System("ice_iv_250K", "in.ice_ih_250K", "4", (2, 2, 2), 250.0, steps, stages, pressure=4935.0,
                extra_vars={"baro": "tri"}),
+    ]
+
+
+def crystals_left_out(steps: dict[str, int]) -> list[System]:
+    """Crystals that no shipped model has a reference for, even the twelve-phase one: the empty frameworks of
+    the tetragonal TS-I hydrate (bromine hydrate's; GenIce2 "TS1") and the hexagonal HS-I hydrate (GenIce2
+    "HS1") at 250 K and 1 atm. Benchmarks of "other crystal" (benchmarks/md_phases.py); never calibrated on."""
+    stages = ["equilibrate", "production"]
+    return [
+        System("ts1_250K", "in.ice_ih_250K", "TS1", (1, 1, 2), 250.0, steps, stages),
+        System("hs1_250K", "in.ice_ih_250K", "HS1", (1, 2, 2), 250.0, steps, stages),
     ]
 
 

@@ -165,6 +165,48 @@ def test_a_liquid_molecule_enclosed_by_other_crystal_joins_it():
     assert len(join_enclosed(codes, pos, cell, (True,) * 3, 3.5, n_centres=10)) == 10
 
 
+def test_a_phase_label_inside_other_crystal_joins_it():
+    """Ice Ic labelled other crystal around one phase-labelled molecule: with more than OTHER_MAJORITY of the
+    crystal-labelled molecules within RADIUS (itself included) other crystal it joins, at exactly half it keeps
+    its phase; liquid neighbours do not count; only phase-labelled molecules change; without other crystal
+    nothing does. settle_shells applies it, and a phase label isolated in liquid still becomes liquid."""
+    from icephase_lmp.other_crystal import OTHER_MAJORITY, phase_inside_other_crystal, settle_shells
+
+    assert OTHER_MAJORITY == 0.5
+    atoms = supercell(genice_cell("1c"), 24.0)
+    pos, cell, pbc = atoms.positions, atoms.cell.array, (True,) * 3
+    (i, j), _ = neighbor_edges(pos, cell, pbc, RADIUS)
+    around = np.sort(j[i == 0])
+    assert len(around) >= 20
+    (i1, j1), _ = neighbor_edges(pos, cell, pbc, 3.5)
+    first = set(j1[i1 == 0].tolist())
+    beyond = np.array([a for a in around if a not in first])  # within RADIUS, outside the first shell
+    codes = np.full(len(pos), LIQUID, dtype=np.int32)
+    codes[0] = 1
+    crystal = around if len(around) % 2 == 1 else around[1:]  # with itself, an even number crystal-labelled
+    codes[crystal] = 1
+    half = (len(crystal) + 1) // 2
+    codes[crystal[:half]] = OTHER_CRYSTAL  # exactly half of the crystal-labelled molecules
+    assert not phase_inside_other_crystal(codes, pos, cell, pbc)[0]
+    codes[crystal[half]] = OTHER_CRYSTAL  # one more: a majority
+    found = phase_inside_other_crystal(codes, pos, cell, pbc)
+    assert found[0]
+    assert not np.any(found[codes != 1])  # only phase-labelled molecules
+    # liquid does not count: two other-crystal molecules beyond the first shell, the rest liquid, is a majority
+    sparse = np.full(len(pos), LIQUID, dtype=np.int32)
+    sparse[0] = 1
+    sparse[beyond[:2]] = OTHER_CRYSTAL
+    assert phase_inside_other_crystal(sparse, pos, cell, pbc)[0]
+    # nothing other crystal: nothing found; n_centres: only the first ones are decided
+    plain = np.where(codes == OTHER_CRYSTAL, 1, codes)
+    assert not phase_inside_other_crystal(plain, pos, cell, pbc).any()
+    assert len(phase_inside_other_crystal(codes, pos, cell, pbc, n_centres=10)) == 10
+    # settle_shells applies it; in the sparse case the phase label is isolated in liquid (no crystal label in its
+    # first shell), and that rule wins: liquid
+    assert settle_shells(codes, pos, cell, pbc, 3.5)[0] == OTHER_CRYSTAL
+    assert settle_shells(sparse, pos, cell, pbc, 3.5)[0] == LIQUID
+
+
 def test_gcicenet_phase_t_is_other_crystal_not_liquid(pipeline):
     """GCIceNet's phase T (a dense crystal without a reference), frame 0: the repeat test alone left 1.2% of
     its molecules liquid over the 11 frames, every one with 10-13 other-crystal molecules in its first

@@ -128,9 +128,10 @@ def write_data(path: Path, system: System, masses: dict[int, float] | None = Non
     return path
 
 
-def offline(offline_model, model: ModelSetup, system: System, select: np.ndarray | None = None):
-    """Offline pipeline (denoise + classify + boundary step) on the periodic system; returns codes, distances,
-    displacement.
+def offline(offline_model, model: ModelSetup, system: System, select: np.ndarray | None = None,
+            other_crystal: bool = True):
+    """Offline pipeline (denoise + classify + boundary step, and the "other crystal" step unless
+    ``other_crystal`` is False) on the periodic system; returns codes, distances, displacement.
 
     With one BLAS thread, as LAMMPS runs here (OMP_NUM_THREADS=1): DScribe orthonormalises its GTO radial
     basis with numpy linear algebra on an ill-conditioned overlap matrix, so the SOAP vectors depend on the
@@ -141,7 +142,7 @@ def offline(offline_model, model: ModelSetup, system: System, select: np.ndarray
     from icephase_lmp.pipeline import Pipeline
 
     pos = system.positions if select is None else system.positions[select]
-    pipeline = Pipeline(offline_model, metric=model.metric, threshold=model.threshold)
+    pipeline = Pipeline(offline_model, metric=model.metric, threshold=model.threshold, other_crystal=other_crystal)
     with threadpool_limits(limits=1):
         res = pipeline.run(pos, system.cell, (True, True, True))
     # the pipeline returns positions wrapped into the cell: the displacement is the shortest image
@@ -1045,9 +1046,13 @@ def test_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_mod
     assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"other crystal, {nprocs} ranks")
     counts = thermo_row(run.log, ["Step", "c_ice[1]", f"c_ice[{k}]", "c_off[1]", f"c_off[{k}]"])
     assert counts[2] == n_other and counts[4] == 0
-    assert counts[3] == counts[1] + counts[2]  # with the step off, those molecules are liquid
+    # with the step off, the labels of the offline pipeline without it: those molecules are liquid, or keep the
+    # phase the classifier gave them where the step's last pass had found them inside other crystal
+    off_codes = offline(offline_model, model, system, other_crystal=False)[0]
+    assert np.any((codes == OTHER_CRYSTAL) & (off_codes > LIQUID)), "the test system should have phase labels inside"
     off = read_dump(tmp_path / "off.dump")
-    assert not np.any(off[:, 1] == OTHER_CRYSTAL)
+    assert np.array_equal(off[:, 1].astype(int), off_codes)
+    assert counts[3] == np.count_nonzero(off_codes == LIQUID)
 
 
 @pytest.mark.parametrize("nprocs", [1, 3])
@@ -1070,6 +1075,31 @@ def test_early_repeat_look_same_as_offline_on_any_number_of_ranks(model, offline
     assert run.returncode == 0, run.output[-3000:]
     rows = read_dump(tmp_path / "labels.dump")
     assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"second look, {nprocs} ranks")
+
+
+@pytest.mark.parametrize("nprocs", [1, 3])
+def test_phase_labels_inside_other_crystal_same_as_offline_on_any_number_of_ranks(model, offline_model, tmp_path,
+                                                                                  nprocs, monkeypatch):
+    """Ice XII (GenIce2 lattice 12, no reference in the seven-phase model) with 0.1 A of noise: offline, the
+    classifier gives scattered molecules a phase, each inside other crystal, and the last pass turns them
+    into other crystal; no molecule is liquid, so the compute must run that pass on the codes of a box with
+    a phase and other crystal but no liquid. The labels are the offline ones on 1 and 3 ranks."""
+    import icephase_lmp.other_crystal
+
+    system, data = noisy_ice_v(tmp_path, 0.1, lattice="12")
+    codes, dist, _ = offline(offline_model, model, system)
+    with monkeypatch.context() as patch:  # without the rule
+        patch.setattr(icephase_lmp.other_crystal, "phase_inside_other_crystal",
+                      lambda c, x, box, pbc, n_centres=None: np.zeros(len(c) if n_centres is None else n_centres,
+                                                                      dtype=bool))
+        without = offline(offline_model, model, system)[0]
+    assert np.count_nonzero(without > LIQUID) >= 20, "the test system should hold phase labels in other crystal"
+    assert not np.any(codes == LIQUID) and np.all(codes == OTHER_CRYSTAL), np.unique(codes, return_counts=True)
+    script = header(data, model.metadata["ghost_cutoff"]) + "\n".join([compute_and_dump(model), "run 0"])
+    run = run_lammps(tmp_path, script, nprocs=nprocs)
+    assert run.returncode == 0, run.output[-3000:]
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"phase in other crystal, {nprocs} ranks")
 
 
 @pytest.mark.parametrize("nprocs", [1, 3])

@@ -1871,13 +1871,15 @@ void ComputeIcephase::share_vectors(const std::vector<double> &local_vectors,
    Python side labels each liquid-labelled local centre with at least three
    neighbours within 8 A of the same environment. The cloud reaches the
    SOAP reach (~9 A) beyond the centres, which covers the 8 A. Then, where
-   any atom is crystal-labelled (a phase or other crystal) and any liquid,
-   the codes go to the ghosts once more (icephase_lmp.other_crystal.
+   any atom is crystal-labelled (a phase or other crystal) and any liquid, or
+   some atoms carry a phase and some other crystal, the codes go to the ghosts
+   once more (icephase_lmp.other_crystal.
    settle_shells): a liquid-labelled centre whose first shell is mostly other
    crystal joins it, a crystal-labelled centre isolated in liquid (alone,
    or with one crystal-labelled neighbour that is itself isolated but for
-   it) becomes liquid. Every centre decides on the codes of the repeat
-   test, so ranks do not matter.
+   it) becomes liquid, and a phase-labelled centre whose crystal-labelled
+   atoms within 8 A are mostly other crystal joins it. Every centre decides
+   on the codes of the repeat test, so ranks do not matter.
 ------------------------------------------------------------------------- */
 
 void ComputeIcephase::find_other_crystal()
@@ -1917,16 +1919,20 @@ void ComputeIcephase::find_other_crystal()
     err = "Compute icephase: the other-crystal step failed: " + err;
   check_grown_codes(err, "the other-crystal step", true);
   all_or_error(err);
-  bool crystal = false;
+  bool phase = false, other = false;
   for (int s = 0; s < nlocal; s++) {
     soap.codes[s] = soap.grown[s];
-    crystal = crystal || soap.codes[s] > LIQUID || soap.codes[s] == other_code;
+    phase = phase || soap.codes[s] > LIQUID;
+    other = other || soap.codes[s] == other_code;
   }
 
-  // liquid-labelled centres enclosed by other crystal join it; crystal labels
-  // isolated in liquid (one or two) become liquid. Both need a crystal-labelled
-  // and a liquid-labelled atom somewhere: else nothing can change
-  if (!on_any_rank(crystal) || !on_any_rank(has_liquid_centre())) return;
+  // liquid-labelled centres enclosed by other crystal join it and crystal labels
+  // isolated in liquid (one or two) become liquid: both need a crystal-labelled
+  // and a liquid-labelled atom somewhere; phase labels inside other crystal join
+  // it: that needs both. Else nothing can change
+  const bool crystal = on_any_rank(phase || other);
+  const bool liquid_and_crystal = crystal && on_any_rank(has_liquid_centre());
+  if (!liquid_and_crystal && !(crystal && on_any_rank(phase) && on_any_rank(other))) return;
   local_labels();
   share_labels();
   if (nlocal > 0 &&
