@@ -235,25 +235,54 @@ def test_denoise_keeps_the_positions_after_the_snapshot_iterations(shipped_model
     assert denoise(den, pos, atoms.cell.array, (True,) * 3, shipped_model.r_max, 5).early_positions is None
 
 
-def test_the_second_look_is_for_liquid_molecules_with_a_near_twin():
-    """second_look_centres: a liquid-labelled centre with a neighbour within RADIUS whose environment lies within
-    SECOND_LOOK_FACTOR thresholds of its own; not a crystal-labelled one, not one whose twin is farther in
-    space or in environment, not through a NaN vector; repeat_vectors computes exactly those centres."""
-    from icephase_lmp.other_crystal import SECOND_LOOK_FACTOR, repeat_vectors, second_look_centres
+def test_the_second_look_is_for_first_look_misses_and_their_near_twins():
+    """first_look_misses: a liquid-labelled centre with a neighbour within RADIUS whose environment lies within
+    SECOND_LOOK_FACTOR thresholds of its own, but fewer than MIN_REPEATS repeats; not a crystal-labelled one,
+    not one whose twin is farther in space or in environment, not through a NaN vector, not one that already
+    repeats. second_look_centres: the misses and the liquid-labelled near twins of a miss, also where the miss
+    is only known from its flag (a ghost in the compute); repeat_vectors computes exactly those centres."""
+    from icephase_lmp.other_crystal import (
+        SECOND_LOOK_FACTOR,
+        first_look_misses,
+        liquid_pairs,
+        repeat_vectors,
+        second_look_centres,
+    )
 
+    assert MIN_REPEATS == 3
+    # 0-1 twins; 2-3 too different; 4-5 the same vector 9 A apart; 6-7 no vector; 8-11 repeat each other
+    # (three repeats each); 12 is a near twin of all four and repeats none of them
     x = np.array([[0.0, 0, 0], [3.0, 0, 0], [20.0, 0, 0], [23.0, 0, 0], [40.0, 0, 0], [40.0 + RADIUS + 1, 0, 0],
-                  [60.0, 0, 0], [63.0, 0, 0]])
+                  [60.0, 0, 0], [63.0, 0, 0], [80.0, 0, 0], [83.0, 0, 0], [80.0, 3.0, 0], [80.0, 0, 3.0],
+                  [80.0, 0, -3.0]])
     thr = 1.0
-    v = np.zeros((8, 4))
+    v = np.zeros((len(x), 4))
     v[1, 0] = 0.9 * SECOND_LOOK_FACTOR * thr  # 0 and 1: twins
     v[3, 0] = 1.1 * SECOND_LOOK_FACTOR * thr  # 2 and 3: too different
     v[7] = np.nan  # 6 and 7: no vector
-    codes = np.array([LIQUID, LIQUID, LIQUID, LIQUID, LIQUID, LIQUID, LIQUID, LIQUID])
-    got = second_look_centres(codes, v, x, None, (False,) * 3, "euclidean", thr)
-    np.testing.assert_array_equal(got, [1, 1, 0, 0, 0, 0, 0, 0])  # 4 and 5: same vector, 9 A apart
+    v[9:12, 0] = 0.5 * thr  # 0.5 thresholds from 8, 0 from each other
+    v[12, 1] = 1.1 * thr  # 1.1 thresholds from 8, 1.21 from 9-11
+    codes = np.full(len(x), LIQUID)
+    pairs = liquid_pairs(codes, x, None, (False,) * 3)
+    misses = first_look_misses(codes, v, "euclidean", thr, pairs)
+    np.testing.assert_array_equal(np.flatnonzero(misses), [0, 1, 12])
+    got = second_look_centres(codes, v, misses, "euclidean", thr, pairs)
+    np.testing.assert_array_equal(np.flatnonzero(got), [0, 1, 8, 9, 10, 11, 12])
+    # a miss known only by its flag (a ghost's, from its owner): 8-11 are read as its near twins
+    flagged = np.zeros(len(x), dtype=bool)
+    flagged[12] = True
+    np.testing.assert_array_equal(np.flatnonzero(second_look_centres(codes, v, flagged, "euclidean", thr, pairs)),
+                                  [8, 9, 10, 11, 12])
+    # no miss anywhere: no second look
+    assert not second_look_centres(codes, v, np.zeros(len(x), dtype=bool), "euclidean", thr, pairs).any()
+    # a crystal-labelled twin is not a centre: 0 still misses (its twin is a neighbour), 1 is not looked at
     codes[1] = 1
-    np.testing.assert_array_equal(second_look_centres(codes, v, x, None, (False,) * 3, "euclidean", thr),
-                                  [1, 0, 0, 0, 0, 0, 0, 0])
+    pairs = liquid_pairs(codes, x, None, (False,) * 3)
+    misses = first_look_misses(codes, v, "euclidean", thr, pairs)
+    np.testing.assert_array_equal(np.flatnonzero(misses), [0, 12])
+    np.testing.assert_array_equal(np.flatnonzero(second_look_centres(codes, v, misses, "euclidean", thr, pairs)),
+                                  [0, 8, 9, 10, 11, 12])
+    got = second_look_centres(codes, v, misses, "euclidean", thr, pairs)
 
     class Counting:  # a classifier stand-in that records which centres it describes
         pca_components = np.zeros((4, 1))
@@ -267,8 +296,8 @@ def test_the_second_look_is_for_liquid_molecules_with_a_near_twin():
 
     clf = Counting()
     out = repeat_vectors(clf, got, x, None, (False,) * 3)
-    np.testing.assert_array_equal(clf.centers, [0, 1])
-    assert np.all(out[:2] == 1) and np.isnan(out[2:]).all()
+    np.testing.assert_array_equal(clf.centers, [0, 8, 9, 10, 11, 12])
+    assert np.all(out[got] == 1) and np.isnan(out[~got]).all()
 
 
 def test_a_molecule_repeats_where_it_does_at_either_look():

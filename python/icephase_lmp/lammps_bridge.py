@@ -27,7 +27,15 @@ from .classifier import Classifier
 from .denoiser_kernel import radial_tables
 from .geometry import cloud_pairs
 from .model_file import COMPACT_FILE, read_classifier, read_metadata, read_weights
-from .other_crystal import REPEAT_TEST_ITERATIONS, find_other_crystal, second_look_centres, settle_shells
+from .other_crystal import first_look_misses as first_look_misses_of
+from .other_crystal import (
+    REPEAT_TEST_ITERATIONS,
+    Pairs,
+    find_other_crystal,
+    liquid_pairs,
+    second_look_centres,
+    settle_shells,
+)
 from .other_crystal import repeat_vectors as repeat_vectors_of
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
@@ -163,6 +171,39 @@ def _first_shells(settings: BoundarySettings, positions: np.ndarray, n_local: in
     return found
 
 
+#: the pairs the repeat test compares in the last cloud the other-crystal step saw: first_look_misses,
+#: repeat_vectors and other_crystal read the same positions and codes in one call of the compute
+_LAST_LIQUID_PAIRS: dict[bytes, Pairs] = {}
+
+
+def _liquid_pairs(positions: np.ndarray, codes: np.ndarray) -> Pairs:
+    key = hashlib.blake2b(positions.tobytes() + codes.tobytes(), digest_size=16).digest()
+    found = _LAST_LIQUID_PAIRS.get(key)
+    if found is None:
+        found = liquid_pairs(codes, positions, None, (False, False, False))
+        _LAST_LIQUID_PAIRS.clear()
+        _LAST_LIQUID_PAIRS[key] = found
+    return found
+
+
+def _step_arrays(step: str, positions: np.ndarray, n_local: int, codes: np.ndarray,
+                 **vectors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The cloud's positions, the local codes (int32) and the named per-atom vectors (float64, one row per
+    cloud atom), checked against each other."""
+    positions = _cloud(positions, n_local)
+    codes = np.asarray(codes, dtype=np.int32).ravel()
+    out = {}
+    for name, values in vectors.items():
+        if values is None:
+            continue
+        values = np.asarray(values, dtype=np.float64)
+        if len(codes) != n_local or values.ndim != 2 or len(values) != len(positions):
+            raise ValueError(f"{step}: {len(codes)} codes and {values.shape} {name} vectors for {len(positions)} "
+                             f"atoms, {n_local} local")
+        out[name] = values
+    return positions, codes, out
+
+
 def other_crystal(
     model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, reduced: np.ndarray, metric: str,
     threshold: float, early_positions: np.ndarray | None = None, early_reduced: np.ndarray | None = None,
@@ -172,37 +213,41 @@ def other_crystal(
     owner's, by forward communication; NaN where none was computed, which never counts as a repeat);
     ``early_positions`` and ``early_reduced``, where given, the same after ``REPEAT_TEST_ITERATIONS``
     (:func:`repeat_vectors`). Returns the new codes of the local atoms (int32)."""
-    positions = _cloud(positions, n_local)
-    codes = np.asarray(codes, dtype=np.int32).ravel()
+    positions, codes, v = _step_arrays("other_crystal", positions, n_local, codes, reduced=reduced,
+                                       early_reduced=early_reduced)
     early = None
-    for name, vectors in (("reduced", reduced), ("early_reduced", early_reduced)):
-        if vectors is None:
-            continue
-        vectors = np.asarray(vectors, dtype=np.float64)
-        if len(codes) != n_local or vectors.ndim != 2 or len(vectors) != len(positions):
-            raise ValueError(f"other_crystal: {len(codes)} codes and {vectors.shape} {name} vectors for "
-                             f"{len(positions)} atoms, {n_local} local")
-    if early_positions is not None and early_reduced is not None:
-        early = (np.asarray(early_reduced, dtype=np.float64), _cloud(early_positions, n_local))
-    return find_other_crystal(codes, np.asarray(reduced, dtype=np.float64), positions, None, (False, False, False),
-                              metric, threshold, early)
+    if early_positions is not None and "early_reduced" in v:
+        early = (v["early_reduced"], _cloud(early_positions, n_local))
+    return find_other_crystal(codes, v["reduced"], positions, None, (False, False, False), metric, threshold, early,
+                              _liquid_pairs(positions, codes))
+
+
+def first_look_misses(
+    model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, reduced: np.ndarray, metric: str,
+    threshold: float,
+) -> np.ndarray:
+    """1 for the local atoms the repeat test looks at a second time (``other_crystal.first_look_misses``:
+    liquid-labelled, with a near twin but without three repeats at the classified positions), else 0 (int32,
+    n_local); arguments as for :func:`other_crystal`. The compute sends these flags to the ghosts for
+    :func:`repeat_vectors`."""
+    positions, codes, v = _step_arrays("first_look_misses", positions, n_local, codes, reduced=reduced)
+    misses = first_look_misses_of(codes, v["reduced"], metric, threshold, _liquid_pairs(positions, codes))
+    return misses.astype(np.int32)
 
 
 def repeat_vectors(
     model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, reduced: np.ndarray, metric: str,
-    threshold: float, early_positions: np.ndarray,
+    threshold: float, early_positions: np.ndarray, misses: np.ndarray,
 ) -> np.ndarray:
     """Reduced SOAP vectors (float64, (n_local, k)) at ``early_positions`` (the cloud after
-    ``REPEAT_TEST_ITERATIONS``) of the local atoms the repeat test looks at a second time
-    (``other_crystal.second_look_centres``, from ``codes`` of the local atoms and ``reduced``, every cloud
-    atom's vector at the classified ``positions``), NaN for the others."""
-    positions = _cloud(positions, n_local)
-    codes = np.asarray(codes, dtype=np.int32).ravel()
-    reduced = np.asarray(reduced, dtype=np.float64)
-    if len(codes) != n_local or reduced.ndim != 2 or len(reduced) != len(positions):
-        raise ValueError(f"repeat_vectors: {len(codes)} codes and {reduced.shape} vectors for {len(positions)} "
-                         f"atoms, {n_local} local")
-    second = second_look_centres(codes, reduced, positions, None, (False, False, False), metric, threshold)
+    ``REPEAT_TEST_ITERATIONS``) of the local atoms the repeat test reads at its second look
+    (``other_crystal.second_look_centres``: the misses and their near twins), NaN for the others; ``misses``
+    holds :func:`first_look_misses`'s flag of every cloud atom (ghosts: their owner's)."""
+    positions, codes, v = _step_arrays("repeat_vectors", positions, n_local, codes, reduced=reduced)
+    misses = np.asarray(misses).ravel()
+    if len(misses) != len(positions):
+        raise ValueError(f"repeat_vectors: {len(misses)} flags for {len(positions)} atoms")
+    second = second_look_centres(codes, v["reduced"], misses != 0, metric, threshold, _liquid_pairs(positions, codes))
     return repeat_vectors_of(_classifier(model_path), second, _cloud(early_positions, n_local), None,
                              (False, False, False))
 

@@ -15,6 +15,8 @@ threshold" is what already means "the same environment" for the classifier.
 The test looks twice where the denoiser runs more than :data:`REPEAT_TEST_ITERATIONS` iterations: at the
 classified positions and at those after the first iterations, which a crystal the denoiser was never trained
 on still has before the later steps smear it (:func:`second_look`); a molecule repeats where it does at either.
+The second look is for the molecules the first misses that have a near twin (:func:`first_look_misses`), and
+reads the vectors of those and their near twins only (:func:`second_look_centres`).
 
 Molecules inside such a crystal that the test misses (a site whose environment no neighbour repeats
 closely enough: a defect, or a site with only one or two copies within 8 A) are enclosed by it: a
@@ -70,11 +72,13 @@ MIN_REPEATS = 3
 #: crystals with large i.i.d. noise (ideal V, XII, sH + 0.2-0.25 A) repeat more after all iterations: hence
 #: both looks. No liquid molecule of ours had three repeats at either (docs/validation.md, "The second look").
 REPEAT_TEST_ITERATIONS = 2
-#: The second look is for the liquid-labelled molecules with a neighbour whose environment lies within this
-#: many thresholds of their own at the classified positions, and compares them with such molecules only (the
-#: others' vectors are not computed: a second SOAP of every liquid molecule cost 1.5-2x the first in a liquid
-#: frame). A crystal the later steps smear keeps its sites near each other: 96.7% of our ice IV molecules
-#: are within 1.25 thresholds of a neighbour; 0.1-2.3% of our supercooled liquids' molecules are.
+#: The second look is for the liquid-labelled molecules with a neighbour (a *near twin*) whose environment lies
+#: within this many thresholds of their own at the classified positions but too few repeats there, and
+#: compares them with their near twins only (the others' vectors are not computed: a second SOAP of every
+#: liquid molecule cost 1.5-2x the first in a liquid frame, and of every molecule with a near twin 1.4x the
+#: whole call on GCIceNet's T, where the first look already finds all but 1-1.3% of the crystal). A crystal the
+#: later steps smear keeps its sites near each other: 96.7% of our ice IV molecules are within 1.25 thresholds
+#: of a neighbour; 0.1-2.3% of our supercooled liquids' molecules are.
 SECOND_LOOK_FACTOR = 1.25
 
 
@@ -141,22 +145,41 @@ def liquid_pairs(codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | No
     return centre_pairs(np.asarray(positions, dtype=np.float64), cell, pbc, liquid, RADIUS)
 
 
-def second_look_centres(codes: np.ndarray, reduced: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
-                        pbc, metric: str, threshold: float, pairs: Pairs | None = None) -> np.ndarray:
-    """(n,) bool for the ``n = len(codes)`` centres: the liquid-labelled ones that the repeat test looks at a
-    second time, after :data:`REPEAT_TEST_ITERATIONS`: those with a neighbour within :data:`RADIUS` whose
-    environment (``reduced``, at the classified ``positions``; NaN rows never count) lies within
-    :data:`SECOND_LOOK_FACTOR` times the threshold of their own. ``pairs``: :func:`liquid_pairs`, where
-    already found."""
+def first_look_misses(codes: np.ndarray, reduced: np.ndarray, metric: str, threshold: float,
+                      pairs: Pairs) -> np.ndarray:
+    """(n,) bool for the ``n = len(codes)`` centres: the liquid-labelled ones the second look is for, which
+    have a *near twin* (a neighbour within :data:`RADIUS` whose environment, ``reduced`` at the classified
+    positions, lies within :data:`SECOND_LOOK_FACTOR` times the threshold of their own; NaN rows never count)
+    but fewer than :data:`MIN_REPEATS` repeats there. ``pairs``: :func:`liquid_pairs`."""
     codes = np.asarray(codes, dtype=np.int32)
     liquid = codes == LIQUID
     if not liquid.any():
         return liquid
-    if pairs is None:
-        pairs = liquid_pairs(codes, positions, cell, pbc)
-    near = repeat_counts(np.asarray(reduced, dtype=np.float64), pairs, metric, SECOND_LOOK_FACTOR * threshold,
-                         len(codes))
-    return liquid & (near >= 1)
+    reduced = np.asarray(reduced, dtype=np.float64)
+    near = repeat_counts(reduced, pairs, metric, SECOND_LOOK_FACTOR * threshold, len(codes))
+    same = repeat_counts(reduced, pairs, metric, threshold, len(codes))
+    return liquid & (near >= 1) & (same < MIN_REPEATS)
+
+
+def second_look_centres(codes: np.ndarray, reduced: np.ndarray, misses: np.ndarray, metric: str,
+                        threshold: float, pairs: Pairs) -> np.ndarray:
+    """(n,) bool for the ``n = len(codes)`` centres: those whose vectors the second look reads, the misses
+    (:func:`first_look_misses`) and the liquid-labelled near twins of a miss. ``misses`` covers every
+    molecule of ``reduced``: a whole frame, or the LAMMPS compute's cloud with the ghosts' flags from their
+    owners (a molecule's own neighbourhood decides whether it misses). A molecule that repeats at the first
+    look is other crystal whatever the second says, so where the first look already finds a crystal (GCIceNet's
+    T: 1-1.3% of its molecules miss) the second computes the few vectors a miss is compared with."""
+    codes = np.asarray(codes, dtype=np.int32)
+    n = len(codes)
+    misses = np.asarray(misses, dtype=bool)
+    out = misses[:n] & (codes == LIQUID)
+    if not misses.any():
+        return out
+    i, j = pairs
+    towards = misses[j] & (i < n)
+    twins = repeat_counts(np.asarray(reduced, dtype=np.float64), (i[towards], j[towards]), metric,
+                          SECOND_LOOK_FACTOR * threshold, n)
+    return out | ((codes == LIQUID) & (twins >= 1))
 
 
 def repeat_vectors(classifier: Classifier, centres: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
@@ -179,7 +202,10 @@ def second_look(classifier: Classifier, codes: np.ndarray, reduced: np.ndarray, 
     :func:`find_other_crystal`'s ``early``; None where the denoiser ran no further than that."""
     if early_positions is None:
         return None
-    centres = second_look_centres(codes, reduced, positions, cell, pbc, metric, threshold, pairs)
+    if pairs is None:
+        pairs = liquid_pairs(codes, positions, cell, pbc)
+    misses = first_look_misses(codes, reduced, metric, threshold, pairs)
+    centres = second_look_centres(codes, reduced, misses, metric, threshold, pairs)
     return repeat_vectors(classifier, centres, early_positions, cell, pbc), early_positions
 
 

@@ -1738,6 +1738,28 @@ void ComputeIcephase::share_labels()
 }
 
 /* ----------------------------------------------------------------------
+   cloud_flags (per classifier atom) = the local_flags (per centre) of the
+   atom on the rank that owns it, 0 for atoms no rank analysed: a forward
+   communication through label[], which local_labels() fills again before
+   the codes are next shared
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::share_flags(const std::vector<int> &local_flags, std::vector<int> &cloud_flags)
+{
+  const int nall = atom->nlocal + atom->nghost;
+  const int nsoap = (int) soap.index.size();
+  for (int i = 0; i < nall; i++) label[i] = 0.0;
+  for (int s = 0; s < soap.nlocal; s++) label[cloud.atoms[soap.index[s]]] = local_flags[s];
+  const double t0 = MPI_Wtime();
+  comm_mode = COMM_LABEL;
+  comm->forward_comm(this);
+  comm_mode = COMM_DISP;
+  timer.comm += MPI_Wtime() - t0;
+  cloud_flags.resize(nsoap);
+  for (int s = 0; s < nsoap; s++) cloud_flags[s] = (int) label[cloud.atoms[soap.index[s]]];
+}
+
+/* ----------------------------------------------------------------------
    phase vote (icephase_lmp.phase_vote): every analysed atom's code goes to
    its ghost copies (forward communication), then the Python side gives each
    ice-labelled local centre the phase most ice-labelled atoms within the
@@ -1893,22 +1915,38 @@ void ComputeIcephase::find_other_crystal()
 
   // where the denoiser ran beyond repeat_iterations, the repeat test looks at
   // the positions after them too, for the liquid-labelled centres with a
-  // neighbour of nearly the same environment: their reduced vectors there
-  // (NaN for the others) go to the ghosts like the first ones
+  // neighbour of nearly the same environment but too few repeats at the first
+  // look (their owners decide: the neighbourhood is theirs; the flags go to the
+  // ghosts), compared with their near twins: the reduced vectors there of those
+  // centres and twins (NaN for the others) go to the ghosts like the first ones.
+  // Where no centre misses on any rank, there is no second look
   std::string err;
   const double *early_positions = nullptr, *early_vectors = nullptr;
   if (cloud.has_repeat_x) {
-    gather_positions(cloud.repeat_x, soap.index, nsoap, soap.repeat_x);
-    soap.repeat_reduced.assign((size_t) nlocal * nreduced, 0.0);
+    soap.misses.assign(nlocal, 0);
     if (nlocal > 0 &&
-        !IcephasePython::repeat_vectors(model_path, soap.positions, nsoap, nlocal, soap.codes.data(),
-                                        soap.cloud_reduced.data(), nreduced, metric, threshold,
-                                        soap.repeat_x.data(), soap.repeat_reduced.data(), err))
+        !IcephasePython::first_look_misses(model_path, soap.positions, nsoap, nlocal, soap.codes.data(),
+                                           soap.cloud_reduced.data(), nreduced, metric, threshold,
+                                           soap.misses.data(), err))
       err = "Compute icephase: the other-crystal step failed: " + err;
     all_or_error(err);
-    share_vectors(soap.repeat_reduced, soap.cloud_repeat_reduced);
-    early_positions = soap.repeat_x.data();
-    early_vectors = soap.cloud_repeat_reduced.data();
+    bool miss = false;
+    for (int s = 0; s < nlocal; s++) miss = miss || soap.misses[s] != 0;
+    if (on_any_rank(miss)) {
+      share_flags(soap.misses, soap.cloud_misses);
+      gather_positions(cloud.repeat_x, soap.index, nsoap, soap.repeat_x);
+      soap.repeat_reduced.assign((size_t) nlocal * nreduced, 0.0);
+      if (nlocal > 0 &&
+          !IcephasePython::repeat_vectors(model_path, soap.positions, nsoap, nlocal, soap.codes.data(),
+                                          soap.cloud_reduced.data(), nreduced, metric, threshold,
+                                          soap.repeat_x.data(), soap.cloud_misses.data(),
+                                          soap.repeat_reduced.data(), err))
+        err = "Compute icephase: the other-crystal step failed: " + err;
+      all_or_error(err);
+      share_vectors(soap.repeat_reduced, soap.cloud_repeat_reduced);
+      early_positions = soap.repeat_x.data();
+      early_vectors = soap.cloud_repeat_reduced.data();
+    }
   }
 
   soap.grown.resize(nlocal);

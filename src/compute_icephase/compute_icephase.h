@@ -194,6 +194,8 @@ class ComputeIcephase : public Compute {
     std::vector<int> grown;        // per centre: code after the current boundary round
     std::vector<double> reduced;   // per centre [nreduced]: reduced SOAP vector
     std::vector<double> cloud_reduced;    // per classifier atom [nreduced] (other crystal step)
+    std::vector<int> misses;              // per centre: 1 where the repeat test looks a second time
+    std::vector<int> cloud_misses;        // per classifier atom: the same, shared
     std::vector<double> repeat_x;         // positions of the classifier's atoms [3] after repeat_iterations
     std::vector<double> repeat_reduced;         // per centre [nreduced]: reduced vector there (or NaN)
     std::vector<double> cloud_repeat_reduced;   // per classifier atom [nreduced]: the same, shared
@@ -247,6 +249,7 @@ class ComputeIcephase : public Compute {
   void classify();
   void local_labels();
   void share_labels();
+  void share_flags(const std::vector<int> &local_flags, std::vector<int> &cloud_flags);
   void vote_phases();
   void extend_ice();
   void find_other_crystal();

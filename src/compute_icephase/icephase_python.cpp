@@ -275,10 +275,31 @@ static py::array_t<int> copied(const int *values, int n)
   return a;
 }
 
+bool IcephasePython::first_look_misses(const std::string &model_path, const double *positions, int n,
+                                       int nlocal, const int *codes, const double *reduced, int nreduced,
+                                       const std::string &metric, double threshold, int *out,
+                                       std::string &err)
+{
+  return call_python(err, [&]() {
+    auto r = bridge()
+                 .attr("first_look_misses")(model_path, copied(positions, n, 3), nlocal, copied(codes, nlocal),
+                                            copied(reduced, n, nreduced), metric, threshold)
+                 .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
+    if (r.size() != nlocal) {
+      err = "icephase_lmp.lammps_bridge.first_look_misses() returned " + std::to_string(r.size()) +
+          " flags for " + std::to_string(nlocal) + " atoms";
+      return false;
+    }
+    if (nlocal > 0) std::memcpy(out, r.data(), sizeof(int) * nlocal);
+    return true;
+  });
+}
+
 bool IcephasePython::repeat_vectors(const std::string &model_path, const double *positions, int n,
                                     int nlocal, const int *codes, const double *reduced, int nreduced,
                                     const std::string &metric, double threshold,
-                                    const double *early_positions, double *early_reduced, std::string &err)
+                                    const double *early_positions, const int *misses,
+                                    double *early_reduced, std::string &err)
 {
   return call_python(err, [&]() {
     auto cloud_array = [n](const double *values, int width) { return copied(values, n, width); };
@@ -286,7 +307,7 @@ bool IcephasePython::repeat_vectors(const std::string &model_path, const double 
     auto r = bridge()
                  .attr("repeat_vectors")(model_path, cloud_array(positions, 3), nlocal, local_codes,
                                          cloud_array(reduced, nreduced), metric, threshold,
-                                         cloud_array(early_positions, 3))
+                                         cloud_array(early_positions, 3), copied(misses, n))
                  .cast<py::array_t<double, py::array::c_style | py::array::forcecast>>();
     if (r.size() != (py::ssize_t) nlocal * nreduced) {
       err = "icephase_lmp.lammps_bridge.repeat_vectors() returned " + std::to_string(r.size()) +

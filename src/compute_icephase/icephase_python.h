@@ -85,14 +85,21 @@ bool vote(const std::string &model_path, const double *positions, int n, int nlo
 bool settle(const std::string &model_path, const double *positions, int n, int nlocal,
             const int *cloud_codes, int *out, std::string &err);
 
+// 1 (into out, nlocal) for the local atoms the "other crystal" step looks at a second time
+// (liquid-labelled after the boundary step, codes (nlocal); a near twin but fewer than three
+// repeats among reduced (n x nreduced, every atom's vector at positions)), else 0.
+bool first_look_misses(const std::string &model_path, const double *positions, int n, int nlocal,
+                       const int *codes, const double *reduced, int nreduced, const std::string &metric,
+                       double threshold, int *out, std::string &err);
+
 // The reduced SOAP vectors (nlocal x nreduced, into early_reduced) at early_positions (n x 3,
-// after the repeat test's iterations) of the local atoms the "other crystal" step looks at a
-// second time, chosen from codes (nlocal, after the boundary step) and reduced (n x nreduced,
-// every atom's vector at positions); NaN rows for the others.
+// after the repeat test's iterations) of the local atoms the "other crystal" step reads at its
+// second look: those that miss (misses, n: every atom's first_look_misses flag, ghosts' from
+// their owners) and their near twins; NaN rows for the others.
 bool repeat_vectors(const std::string &model_path, const double *positions, int n, int nlocal,
                     const int *codes, const double *reduced, int nreduced, const std::string &metric,
-                    double threshold, const double *early_positions, double *early_reduced,
-                    std::string &err);
+                    double threshold, const double *early_positions, const int *misses,
+                    double *early_reduced, std::string &err);
 
 // The "other crystal" step for the first nlocal of n atoms: codes (nlocal) after
 // the boundary step, reduced (n x nreduced) every atom's reduced SOAP vector
