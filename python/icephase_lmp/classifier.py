@@ -475,6 +475,14 @@ class ReferenceIndex:
         self.centres = np.ascontiguousarray(centres)
         #: the largest squared norm of a point: the scale of the rounding margin
         self.size = float((points * points).sum(1).max())
+        self._references = b
+        self._scores: _ProductScores | None = None
+
+    def product_scores(self) -> "_ProductScores":
+        """The product search's scores of these references (for the rows this search is unsure of), made once."""
+        if self._scores is None:
+            self._scores = _ProductScores.of(self._references, self.metric)
+        return self._scores
 
     def nearest(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(index, unsure) of each row: the reference with the smallest float64 squared distance, and whether
@@ -564,24 +572,51 @@ def nearest_reference(
         best, unsure = index.nearest(a)
         rows = np.flatnonzero(unsure)
         if len(rows):
-            best[rows] = nearest_reference(a[rows], b, metric, chunk, compiled=False)[0]
+            # the plain search's float64 step, with the index's scores of the references (made once: forming
+            # them for every call cost more than the indexed search itself on a crystal frame)
+            best[rows] = _plain_search(a[rows], b, index.product_scores(), metric, chunk, compiled=False)[0]
         return best, row_distance(a, b[best], metric)
-    # scores to minimise: the exact ones (float64) and their float32 twins
-    if metric == "euclidean":
-        weights, offsets = -2.0 * b, (b * b).sum(1)
-        b_size = float(offsets.max())
-    else:
-        weights, offsets = -_unit_rows(b), np.zeros(len(b))
-        b_size = 1.0
-    weights32, offsets32 = weights.astype(np.float32), offsets.astype(np.float32)
+    return _plain_search(a, b, _ProductScores.of(b, metric), metric, chunk, compiled)
+
+
+@dataclass(frozen=True)
+class _ProductScores:
+    """What the product search minimises, per reference: ||b||^2 - 2 a.b for the Euclidean metric (``weights``
+    -2b, ``offsets`` ||b||^2), -a.b / ||b|| for the cosine one; in float64 and as float32 twins, and the scale of
+    the rounding margin (``b_size``)."""
+
+    weights: np.ndarray
+    offsets: np.ndarray
+    weights32: np.ndarray
+    offsets32: np.ndarray
+    b_size: float
+
+    @classmethod
+    def of(cls, b: np.ndarray, metric: str) -> "_ProductScores":
+        if metric == "euclidean":
+            weights, offsets = -2.0 * b, (b * b).sum(1)
+            b_size = float(offsets.max())
+        else:
+            weights, offsets = -_unit_rows(b), np.zeros(len(b))
+            b_size = 1.0
+        return cls(weights, offsets, np.ascontiguousarray(weights.astype(np.float32).T), offsets.astype(np.float32),
+                   b_size)
+
+
+def _plain_search(a: np.ndarray, b: np.ndarray, scores: _ProductScores, metric: str, chunk: int,
+                  compiled: bool | None) -> tuple[np.ndarray, np.ndarray]:
+    """The product search of :func:`nearest_reference` (its docstring says how): (index, distance) per row."""
+    weights, offsets, offsets32 = scores.weights, scores.offsets, scores.offsets32
+    weights32 = scores.weights32.T  # (references, k) as float32
+    best = np.zeros(len(a), dtype=np.int64)
     # per row: how close to the smallest float32 score a second one must come for the row to be searched in float64
     a_size = (a * a).sum(1) if metric == "euclidean" else np.linalg.norm(a, axis=1)
-    margin = 2.0 * _FLOAT32_SLACK * (a_size + b_size)
+    margin = 2.0 * _FLOAT32_SLACK * (a_size + scores.b_size)
     if compiled and soap_module._soap_kernel is None:
         raise ClassifierError("icephase_lmp._soap_kernel was not built (no C++ compiler at install)")
     if compiled is not False and soap_module._soap_kernel is not None:
-        best, unsure = soap_module._soap_kernel.nearest_scores(
-            a.astype(np.float32), np.ascontiguousarray(weights32.T), offsets32, margin)
+        best, unsure = soap_module._soap_kernel.nearest_scores(a.astype(np.float32), scores.weights32, offsets32,
+                                                               margin)
         rows = np.flatnonzero(unsure)
         best[rows] = _float64_winners(a[rows], weights, offsets, weights32, offsets32, margin[rows], chunk)
         return best, row_distance(a, b[best], metric)
