@@ -1100,6 +1100,7 @@ def test_phase_labels_inside_other_crystal_same_as_offline_on_any_number_of_rank
     assert run.returncode == 0, run.output[-3000:]
     rows = read_dump(tmp_path / "labels.dump")
     assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"phase in other crystal, {nprocs} ranks")
+    assert "an ice-labelled oxygen whose crystal-labelled neighbours are mostly such oxygens" in run.log
 
 
 @pytest.mark.parametrize("nprocs", [1, 3])

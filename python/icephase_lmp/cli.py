@@ -488,7 +488,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     vote = clf.phase_vote.radius
     print("phase vote       " + (f"an ice-labelled O takes the phase most ice-labelled O within {vote:g} A carry"
                                  if vote > 0 else "off"))
-    from .other_crystal import ENCLOSED_FRACTION, MIN_REPEATS, REPEAT_TEST_ITERATIONS  # `inspect` alone needs it
+    from .other_crystal import (  # `inspect` alone needs it
+        ENCLOSED_FRACTION,
+        MIN_REPEATS,
+        OTHER_MAJORITY,
+        REPEAT_TEST_ITERATIONS,
+    )
     from .other_crystal import RADIUS as OTHER_RADIUS
 
     second = (f" at the denoised positions or after {REPEAT_TEST_ITERATIONS} iterations"
@@ -496,8 +501,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print("codes            " + ", ".join(f"{p['code']} {p['name']}" for p in meta["phases"])
           + f"; {OTHER_CRYSTAL} {OTHER_CRYSTAL_NAME} (a liquid-labelled molecule whose environment repeats "
           f"among {MIN_REPEATS}+ neighbours within {OTHER_RADIUS:g} A{second}, or whose first shell is >= "
-          f"{ENCLOSED_FRACTION:.0%} such molecules; any model); crystal labels isolated in liquid (one "
-          "molecule, or a pair): liquid")
+          f"{ENCLOSED_FRACTION:.0%} such molecules, or a phase-labelled one with more than "
+          f"{OTHER_MAJORITY:.0%} of the crystal labels within {OTHER_RADIUS:g} A such molecules; any model); "
+          "crystal labels isolated in liquid (one molecule, or a pair): liquid")
     steps = meta.get("training", {}).get("steps_done")
     if steps is not None:
         print(f"training         {steps} steps")

@@ -630,7 +630,9 @@ void ComputeIcephase::log_settings()
       : "";
   mesg += other_crystal ? fmt::format("  other crystal: a liquid-labelled oxygen whose environment "
                                       "repeats among its neighbours{}, or whose first shell is mostly "
-                                      "such oxygens, is labelled {}; crystal-labelled oxygens isolated "
+                                      "such oxygens, is labelled {}, and so is an ice-labelled oxygen whose "
+                                      "crystal-labelled neighbours are mostly such oxygens; "
+                                      "crystal-labelled oxygens isolated "
                                       "in liquid (one, or a pair) become liquid\n", second_look, other_code)
                         : "  other crystal: off\n";
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
