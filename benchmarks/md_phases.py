@@ -3,7 +3,8 @@
 Our TIP4P/Ice runs at 250 K (scripts/make_md_snapshots.py; Ih, Ic, sI, sII, sH at 1 atm, II and III at
 0.3 GPa, V, XII and IV at 0.5 GPa, VI at 1 GPa, VII at 3 GPa; each checked to stay on its lattice), Ih, Ic and sI
 at 268 K and TIP4P/2005 Ih at 248 K (2 K below each model's melting point), Ih at 0.2 GPa, VI at 2 GPa and
-280 K, VII at 8 GPa and 300 K, the empty TS-I and HS-I hydrates at 250 K (no model has them), the liquid at 300 K and 220 K
+280 K, VII at 8 GPa and 300 K, the empty TS-I and HS-I hydrates at 250 K (no model has them), the liquid at
+300 K and 220 K
 (0.81 Tm), and mW liquid at 220 K (runs/interfaces). The right label of a crystal is its
 phase where the model has a reference for it, else "other crystal" (code -2); of a liquid, liquid.
 

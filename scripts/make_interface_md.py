@@ -24,7 +24,8 @@ built from GenIce2's oxygen sites, so the ground truth is known by construction:
 
 Writes OUT/NAME.lammpstrj (id type element x y z, oxygens only) and OUT/NAME.json for each system.
 
-    .venv/bin/python scripts/make_interface_md.py [--out runs/interfaces] [--only NAME ...] [--list] [--inherent-structures]
+    .venv/bin/python scripts/make_interface_md.py [--out runs/interfaces] [--only NAME ...] [--list]
+        [--inherent-structures]
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ in supercooled TIP4P/Ice; benchmarks only),
 liquid_300K, liquid_220K (deeply supercooled, for false-ice rates; not used for calibration), ice_v_250K,
 ice_xii_250K, ice_iv_250K (0.5 GPa), sII_250K, sH_250K (empty frameworks: crystals the shipped model has no reference
 for; not used for calibration), ts1_250K and hs1_250K (empty TS-I and HS-I hydrate frameworks: crystals no shipped
-model has a reference for; benchmarks only), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate framework), and
+model has a reference for; benchmarks only), and the extra calibration runs ice_ic_250K, sI_250K (an empty sI clathrate
+framework), and
 ice_ii_250K, ice_iii_250K (0.3 GPa), ice_vi_250K (1 GPa), ice_vii_250K (3 GPa); and, 2 K below each model's
 melting point (benchmarks only), ice_ih_268K, ice_ic_268K, sI_268K (TIP4P/Ice) and ice_ih_tip4p2005_248K; at
 other pressures (benchmarks only) ice_ih_0.2GPa_250K, ice_vi_2GPa_280K, ice_vii_8GPa_300K.

@@ -254,7 +254,8 @@ def repeat_vectors(
 
 def settle(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
     """The last part of the "other crystal" step (``other_crystal.settle_shells``: molecules enclosed by other
-    crystal, phase labels inside it, crystal labels isolated in liquid) for the first ``n_local`` atoms: ``codes`` holds every atom's code
+    crystal, phase labels inside it, crystal labels isolated in liquid) for the first ``n_local`` atoms: ``codes``
+    holds every atom's code
     after :func:`other_crystal` (ghosts: their owner's, by forward communication). Returns the new codes of
     the local atoms (int32)."""
     clf = _classifier(model_path)
