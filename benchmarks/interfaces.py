@@ -19,7 +19,10 @@ in total (ours also "of the right phase"), the liquid more than 4 A beyond the p
 seeds, the seed labelled ice, ice labels outside the seed relative to the seed size, and the largest ice
 cluster (3.5 A), then how much of the seed is ordered at all (its outer 2 A is interface by construction
 and disorders after release): the seed molecules that pass route (a)'s ordered-shell test on the denoised
-positions, and that CHILL+ calls ice on the denoised positions; for liquids, the false-ice fraction and the
+positions, and that CHILL+ calls ice on the denoised positions; and, for the mW seeds whose inherent structures
+scripts/make_interface_md.py wrote (NAME.inherent.lammpstrj), the nucleus there (:func:`inherent_nucleus`) and
+both tools against it (labelled ice, labels outside it, largest cluster per nucleus molecule); for liquids,
+the false-ice fraction and the
 largest false-ice cluster; for ice with free surfaces (ice/vapour, surface_*), the fraction labelled ice by
 depth below the outermost molecular layer (every molecule started as ice Ih; near the melting point the
 outer layers premelt, so there the ice fraction is what to compare with CHILL+, not a score).
