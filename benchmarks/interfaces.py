@@ -230,6 +230,14 @@ def report_slab(info: dict, frames: list, labels: list, code_of: dict) -> None:
               f"{100 * ice[inside].mean():7.2f} {liquid}")
 
 
+def ice_and_cluster(f, lb: dict, key: str) -> tuple[np.ndarray, int]:
+    """Molecules a labelling calls ice (``key``: ours, route a, previous, or "chill" for CHILL+) and the size of
+    its largest ice cluster (3.5 A; on the positions that labelling read)."""
+    ice = lb[key] > LIQUID if key != "chill" else lb[key]
+    pos = lb["denoised"] if key != "chill" else f.positions
+    return ice, ice_clusters(ice.astype(np.int32), pos, f.cell, f.pbc, 3.5).largest
+
+
 def report_seed(info: dict, frames: list, labels: list) -> None:
     print(f"\n{info['name']} (R = {info['radius']:.0f} A, {info['seed_molecules']} seed molecules, "
           f"{info['temperature']:.0f} K): per frame")
@@ -240,9 +248,7 @@ def report_seed(info: dict, frames: list, labels: list) -> None:
         cells = []
         for f, lb in zip(frames, labels):
             seed = np.isin(f.atom_ids, info["seed_ids"])
-            ice = lb[key] > LIQUID if key != "chill" else lb[key]
-            pos = lb["denoised"] if key != "chill" else f.positions
-            cl = ice_clusters(ice.astype(np.int32), pos, f.cell, f.pbc, 3.5).largest
+            ice, cl = ice_and_cluster(f, lb, key)
             cells.append(f"{100 * ice[seed].mean():5.1f}/{(ice & ~seed).sum() / seed.sum():4.2f}/{cl:4d}")
         print(f"  {name:10s} " + "  ".join(cells) + "   (seed ice % / outside per seed / largest cluster)")
     ordered, chill_denoised = [], []
@@ -277,9 +283,7 @@ def report_inherent(info: dict, frames: list, labels: list) -> None:
     for name, key in (("ours", "ours"), ("CHILL+", "chill")):
         cells = []
         for f, lb, nucleus in zip(frames, labels, nuclei):
-            ice = lb[key] > LIQUID if key != "chill" else lb[key]
-            pos = lb["denoised"] if key != "chill" else f.positions
-            cl = ice_clusters(ice.astype(np.int32), pos, f.cell, f.pbc, 3.5).largest
+            ice, cl = ice_and_cluster(f, lb, key)
             cells.append(f"{100 * ice[nucleus].mean():5.1f}/{(ice & ~nucleus).sum() / nucleus.sum():4.2f}/"
                          f"{cl / nucleus.sum():4.2f}")
         print(f"  {name:10s} " + "  ".join(cells)

@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 
 from icephase_lmp.references import genice_cell, scaled_to_density  # noqa: E402
+from icephase_lmp.trajectory import read_frames  # noqa: E402
 
 #: mW parameters (Molinero & Moore, J. Phys. Chem. B 113, 4008 (2009)) in LAMMPS sw file order:
 #: epsilon (kcal/mol) sigma (A) a lambda gamma cos(theta0) A B p q tol
@@ -300,11 +301,7 @@ write_dump seed custom {s.name}.seed_ids id modify sort id
 def write_inherent_structures(name: str, out: Path) -> float:
     """OUT/NAME.inherent.lammpstrj: every frame of OUT/NAME.lammpstrj with its energy minimised (conjugate
     gradients to a force norm of 1e-6 kcal/mol/A, the box as in the frame). Returns LAMMPS's wall time."""
-    steps = []
-    lines = (out / f"{name}.lammpstrj").read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("ITEM: TIMESTEP"):
-            steps.append(int(lines[i + 1]))
+    steps = [f.timestep for f in read_frames(out / f"{name}.lammpstrj")]
     target = out / f"{name}.inherent.lammpstrj"
     target.unlink(missing_ok=True)
     script = f"""units real

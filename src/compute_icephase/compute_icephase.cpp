@@ -1725,18 +1725,28 @@ void ComputeIcephase::local_labels()
 }
 
 /* ----------------------------------------------------------------------
-   every ghost gets its owner's label (forward communication); then
-   soap.cloud_codes = the code of every atom of the classifier's cloud
+   every ghost gets its owner's label[] (forward communication); then
+   cloud_values = label[] of every atom of the classifier's cloud
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::share_labels()
+void ComputeIcephase::forward_labels(std::vector<int> &cloud_values)
 {
   comm_mode = COMM_LABEL;
   comm->forward_comm(this);
   comm_mode = COMM_DISP;
   const int nsoap = (int) soap.index.size();
-  soap.cloud_codes.resize(nsoap);
-  for (int s = 0; s < nsoap; s++) soap.cloud_codes[s] = (int) label[cloud.atoms[soap.index[s]]];
+  cloud_values.resize(nsoap);
+  for (int s = 0; s < nsoap; s++) cloud_values[s] = (int) label[cloud.atoms[soap.index[s]]];
+}
+
+/* ----------------------------------------------------------------------
+   soap.cloud_codes = the code (label[], local_labels) of every atom of the
+   classifier's cloud, the ghosts' from their owners
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::share_labels()
+{
+  forward_labels(soap.cloud_codes);
 }
 
 /* ----------------------------------------------------------------------
@@ -1749,16 +1759,11 @@ void ComputeIcephase::share_labels()
 void ComputeIcephase::share_flags(const std::vector<int> &local_flags, std::vector<int> &cloud_flags)
 {
   const int nall = atom->nlocal + atom->nghost;
-  const int nsoap = (int) soap.index.size();
   for (int i = 0; i < nall; i++) label[i] = 0.0;
   for (int s = 0; s < soap.nlocal; s++) label[cloud.atoms[soap.index[s]]] = local_flags[s];
   const double t0 = MPI_Wtime();
-  comm_mode = COMM_LABEL;
-  comm->forward_comm(this);
-  comm_mode = COMM_DISP;
+  forward_labels(cloud_flags);
   timer.comm += MPI_Wtime() - t0;
-  cloud_flags.resize(nsoap);
-  for (int s = 0; s < nsoap; s++) cloud_flags[s] = (int) label[cloud.atoms[soap.index[s]]];
 }
 
 /* ----------------------------------------------------------------------

@@ -248,6 +248,7 @@ class ComputeIcephase : public Compute {
   void select_environment();
   void classify();
   void local_labels();
+  void forward_labels(std::vector<int> &cloud_values);
   void share_labels();
   void share_flags(const std::vector<int> &local_flags, std::vector<int> &cloud_flags);
   void vote_phases();
