@@ -21,7 +21,7 @@ The inputs are in benchmarks/lammps/. Timings are wall-clock of single runs; on 
 with whatever else runs. --quick runs a reduced version (small systems, few steps) in under a minute.
 
 Usage: .venv/bin/python benchmarks/lammps_overhead.py [--quick] [--model M] [--baseline B [--only-compare]]
-       [--parts abcd] [--workdir DIR]
+       [--parts abcd] [--workdir DIR] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -135,14 +135,18 @@ def loop_time(log: str) -> float:
     return float(found[-1][0])
 
 
-def compute_keywords(model: Path) -> str:
-    """`timing yes`, and an explicit threshold if the model has no calibrated one for its metric."""
+def compute_keywords(model: Path, device: str = "cpu") -> str:
+    """`timing yes`, the device, and an explicit threshold if the model has no calibrated one for its metric.
+
+    The device is named (default cpu) because the compute's own default, auto, takes a GPU wherever libtorch
+    sees one: the figures here are per CPU thread unless --device cuda asks otherwise."""
     from icephase_lmp.model_file import read_metadata
 
     meta = read_metadata(model)
+    keywords = f"timing yes device {device}"
     if f"denoised/{meta['metric']}" in meta["thresholds"]:
-        return "timing yes"
-    return f"timing yes threshold {FALLBACK_THRESHOLD:g}"
+        return keywords
+    return f"{keywords} threshold {FALLBACK_THRESHOLD:g}"
 
 
 # ---- systems -------------------------------------------------------------------------------------
@@ -376,6 +380,8 @@ def main() -> None:
     ap.add_argument("--only-compare", action="store_true", help="with --baseline: run (e) alone")
     ap.add_argument("--parts", default="abcd", help="which of (a)+(b), (c), (d) to run, e.g. d (default: abcd)")
     ap.add_argument("--workdir", type=Path, help="keep the inputs, logs and dumps here (default: a temporary folder)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="the compute's device keyword in (a)-(d) (default cpu: figures per CPU thread)")
     ap.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--calls", type=int, default=1000, help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=120.0, help=argparse.SUPPRESS)
@@ -393,7 +399,7 @@ def main() -> None:
     from icephase_lmp.model_file import read_metadata
 
     ghost = float(np.ceil(read_metadata(model)["ghost_cutoff"] * 100.0 - 1e-6) / 100.0)
-    keywords = compute_keywords(model)
+    keywords = compute_keywords(model, args.device)
     scale = QUICK if args.quick else FULL
     work = args.workdir or Path(tempfile.mkdtemp(prefix="icephase_lammps_overhead_"))
     work.mkdir(parents=True, exist_ok=True)
