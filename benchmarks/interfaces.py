@@ -29,7 +29,8 @@ outer layers premelt, so there the ice fraction is what to compare with CHILL+, 
 
 Usage: python benchmarks/interfaces.py [--data runs/interfaces] [--md runs/md] [--model M] [--only NAME ...]
        [--rounds N] [--min-ordered-bonds K] [--min-ice-neighbours M] [--min-ordered-ice-bonds B]
-       [--support-radius R] [--min-support F]   (other boundary-step settings)
+       [--support-radius R] [--min-support F] [--small-cluster-rounds N] [--small-cluster-size M]
+       (other boundary-step settings)
 """
 
 from __future__ import annotations
@@ -338,12 +339,15 @@ def main() -> None:
     ap.add_argument("--min-ordered-ice-bonds", type=int)
     ap.add_argument("--support-radius", type=float)
     ap.add_argument("--min-support", type=float)
+    ap.add_argument("--small-cluster-rounds", type=int)
+    ap.add_argument("--small-cluster-size", type=int)
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
     labeller = Labeller(args.model, rounds=args.rounds, min_ordered_bonds=args.min_ordered_bonds,
                         min_ice_neighbours=args.min_ice_neighbours, min_ordered_ice_bonds=args.min_ordered_ice_bonds,
-                        support_radius=args.support_radius, min_support=args.min_support)
+                        support_radius=args.support_radius, min_support=args.min_support,
+                        small_cluster_rounds=args.small_cluster_rounds, small_cluster_size=args.small_cluster_size)
     code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
     print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
     infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]

@@ -15,6 +15,12 @@ from icephase_lmp.references import builtin_reference, supercell
 SETTINGS = BoundarySettings()
 
 
+def rounds_only(**settings) -> BoundarySettings:
+    """Settings for the tests of the rounds and the support check on their own: step 5 (small crystallites)
+    off, since every test system here is one small cluster."""
+    return BoundarySettings(small_cluster_rounds=0, **settings)
+
+
 def crystal(name: str, width: float = 14.0):
     atoms = supercell(builtin_reference(name).atoms, width)
     return atoms.positions.copy(), atoms.cell.array.copy()
@@ -162,15 +168,15 @@ def test_support_check_trims_ice_grown_into_disorder_not_the_crystal():
     crystal_side = x < half
     depth = np.minimum(x, half - x)
     codes = np.where(crystal_side & (depth > 4.0), 1, LIQUID).astype(np.int32)
-    rounds = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=4, support_radius=0.0))
-    checked = extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=4, support_radius=5.0))
+    rounds = extend_ice(codes, pos, cell, pbc, rounds_only(rounds=4, support_radius=0.0))
+    checked = extend_ice(codes, pos, cell, pbc, rounds_only(rounds=4, support_radius=5.0))
     taken_back = (rounds > LIQUID) & (checked == LIQUID)
     assert taken_back[~crystal_side].sum() >= 5 and not taken_back[crystal_side].any()
     assert (rounds[crystal_side] > LIQUID).sum() > 2 * (codes > LIQUID).sum()  # the rounds did fill the crystal
     edges, _ = neighbor_edges(pos, cell, pbc, 5.0)
     assert np.array_equal(checked, supported(codes, rounds, edges[0], edges[1], BoundarySettings(support_radius=5.0)))
     # off (radius 0), the rounds alone
-    assert np.array_equal(extend_ice(codes, pos, cell, pbc, BoundarySettings(rounds=4, support_radius=0.0)), rounds)
+    assert np.array_equal(extend_ice(codes, pos, cell, pbc, rounds_only(rounds=4, support_radius=0.0)), rounds)
 
 
 def test_model_files_from_before_the_support_check_keep_it_off():
@@ -194,7 +200,7 @@ def test_extend_ice_grows_a_layer_per_round_and_stops_at_disorder(rng):
     codes = np.where(x < 6.0, 1, LIQUID)
     grown = [codes]
     for rounds in (1, 2, 3):
-        grown.append(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=rounds, support_radius=0.0)))
+        grown.append(extend_ice(codes, pos, cell, (True,) * 3, rounds_only(rounds=rounds, support_radius=0.0)))
     sizes = [np.count_nonzero(g) for g in grown]
     assert sizes[0] < sizes[1] < sizes[2] < sizes[3]
     assert set(np.unique(grown[3])) <= {LIQUID, 1}
@@ -221,10 +227,42 @@ def test_extend_ice_stopping_early_gives_every_rounds_result(rng):
     last = len(by_hand) - 2  # rounds after which nothing changes any more
     assert 3 < last < 38, "the growth should go on for a few rounds, then stop"
     for rounds in (1, 3, last, last + 5):
-        assert np.array_equal(extend_ice(codes, pos, cell, (True,) * 3, BoundarySettings(rounds=rounds, support_radius=0.0)),
+        assert np.array_equal(extend_ice(codes, pos, cell, (True,) * 3, rounds_only(rounds=rounds, support_radius=0.0)),
                               by_hand[min(rounds, last)])
     all_ice = np.ones(len(codes), dtype=np.int32)
     assert np.array_equal(extend_ice(all_ice, pos, cell, (True,) * 3, BoundarySettings(rounds=3)), all_ice)
+
+
+
+def test_small_crystallites_get_more_rounds_large_clusters_do_not():
+    """Step 5 on an ideal Ih crystal (every shell ordered, so each round adds a layer), labelled phase 1 in a
+    slab (x < 5 A, periodic in y and z: one large cluster) and phase 2 in a small ball 15 A away; one round,
+    then one more for clusters of fewer than ``small_cluster_size`` molecules. The ball grows as two rounds
+    grow it alone, the slab as one round alone, each keeping its phase; with no cluster small enough, one
+    round is all."""
+    pos, cell = crystal("Ih", 36.0)
+    pbc = (True,) * 3
+    x = pos[:, 0] % cell[0, 0]
+    centre = pos[np.argmin(np.linalg.norm(pos - np.array([20.5, 0.5 * cell[1, 1], 0.5 * cell[2, 2]]), axis=1))]
+    d = pos - centre
+    d -= np.round(d @ np.linalg.inv(cell)) @ cell
+    slab, ball = x < 5.0, np.linalg.norm(d, axis=1) < 3.0
+    codes = np.where(slab, 1, np.where(ball, 2, LIQUID)).astype(np.int32)
+    one, two = rounds_only(rounds=1, support_radius=0.0), rounds_only(rounds=2, support_radius=0.0)
+    slab_one = extend_ice(np.where(slab, 1, LIQUID), pos, cell, pbc, one)
+    ball_one = extend_ice(np.where(ball, 2, LIQUID), pos, cell, pbc, one)
+    ball_two = extend_ice(np.where(ball, 2, LIQUID), pos, cell, pbc, two)
+    assert (ball_one > LIQUID).sum() < (ball_two > LIQUID).sum() < (slab_one > LIQUID).sum()
+    step5 = BoundarySettings(rounds=1, support_radius=0.0, small_cluster_rounds=1, small_cluster_share=1.0,
+                             small_cluster_size=int((slab_one > LIQUID).sum()))  # the slab's cluster is not small
+    assert np.array_equal(extend_ice(codes, pos, cell, pbc, step5), np.where(slab_one > LIQUID, slab_one, ball_two))
+    # held by size, or by share: the slab alone is small where it is less than the share of all molecules
+    by_share = BoundarySettings(rounds=1, support_radius=0.0, small_cluster_rounds=1, small_cluster_size=10**6,
+                                small_cluster_share=((slab_one > LIQUID).sum() - 0.5) / len(pos))
+    assert np.array_equal(extend_ice(codes, pos, cell, pbc, by_share), np.where(slab_one > LIQUID, slab_one, ball_two))
+    for held in (dict(small_cluster_size=1), dict(small_cluster_share=0.0)):
+        nothing_small = BoundarySettings(rounds=1, support_radius=0.0, small_cluster_rounds=1, **held)
+        assert np.array_equal(extend_ice(codes, pos, cell, pbc, nothing_small), extend_ice(codes, pos, cell, pbc, one))
 
 
 def test_liquid_without_ice_stays_liquid(rng):

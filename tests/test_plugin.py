@@ -853,6 +853,15 @@ def ice_slab_in_liquid(seed: int = 5) -> System:
     return System(pos, cell, np.ones(len(pos), dtype=int))
 
 
+def ice_ball_in_noise() -> System:
+    """conftest.ice_ball_in_disorder in LAMMPS's frame."""
+    from conftest import ice_ball_in_disorder
+
+    pos, cell = ice_ball_in_disorder()
+    cell, pos = lammps_frame(cell, pos)
+    return System(pos, cell, np.ones(len(pos), dtype=int))
+
+
 @pytest.mark.parametrize("nprocs,ice", [(1, True), (2, True), (1, False)])
 def test_nucleation_recipe(model, tmp_path, nprocs, ice):
     """docs/nucleation.md: the largest ice cluster on the fly equals the offline cluster search on the
@@ -941,6 +950,60 @@ def test_support_check_same_as_offline_on_any_number_of_ranks(supported_model, t
     rows = read_dump(tmp_path / "labels.dump")
     assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, setup.threshold, f"support check, {nprocs} ranks")
 
+
+
+@pytest.fixture(scope="module")
+def crystallite_models(model, tmp_path_factory):
+    """The test model offline with step 5 of the boundary step (small crystallites) as shipped and with it
+    off, and the model file with clusters of 150 molecules or more held out of it (`icephase configure`),
+    with that setting offline."""
+    from dataclasses import replace
+
+    from icephase_lmp.cli import main
+    from icephase_lmp.model_file import load_model, read_metadata
+
+    shipped, off = load_model(model.path), load_model(model.path)
+    off.classifier.boundary = replace(off.classifier.boundary, small_cluster_rounds=0)
+    path = tmp_path_factory.mktemp("crystallites") / "size150.pth"
+    assert main(["configure", str(model.path), "--out", str(path), "--boundary", "small_cluster_size=150"]) == 0
+    return shipped, off, replace(model, path=path, metadata=read_metadata(path)), load_model(path)
+
+
+@pytest.mark.parametrize("nprocs", [1, 2, 4])
+def test_small_crystallites_same_as_offline_on_any_number_of_ranks(model, crystallite_models, tmp_path, nprocs):
+    """An ice crystallite (~220 molecules of 1,600) in a noisy lattice that the boundary step can grow into:
+    step 5 gives it more rounds, which change labels here; the compute finds the cluster's size over all
+    ranks and gives the offline labels on 1, 2 and 4 ranks."""
+    shipped, off, _, _ = crystallite_models
+    system = ice_ball_in_noise()
+    codes, dist, _ = offline(shipped, model, system)
+    without, _, _ = offline(off, model, system)
+    assert np.count_nonzero(codes != without) >= 30, "the test system should exercise step 5"
+    data = write_data(tmp_path / "ball.data", system)
+    script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model) + "run 0\n"
+    run = run_lammps(tmp_path, script, nprocs=nprocs)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "ice clusters of fewer than 400 oxygens and 25% of all get 4 more round(s)" in run.log
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"small crystallites, {nprocs} ranks")
+
+
+def test_small_crystallite_sizes_are_counted_over_all_ranks(model, crystallite_models, tmp_path):
+    """The same crystallite with clusters of 150 or more held out of step 5: offline it (~220) is held; on 4
+    ranks, each holding about a quarter of it (`processors * 2 2`), a size counted per rank would call it small
+    and grow it (step 5's labels differ from these by 30 or more)."""
+    shipped, _, setup, size150 = crystallite_models
+    system = ice_ball_in_noise()
+    codes, dist, _ = offline(size150, setup, system)
+    grown, _, _ = offline(shipped, model, system)
+    assert np.count_nonzero(codes != grown) >= 30
+    data = write_data(tmp_path / "ball.data", system)
+    script = ("processors * 2 2\n" + header(data, setup.metadata["ghost_cutoff"]) + compute_and_dump(setup)
+              + "run 0\n")
+    run = run_lammps(tmp_path, script, nprocs=4)
+    assert run.returncode == 0, run.output[-3000:]
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, setup.threshold, "cluster sizes, 4 ranks")
 
 # ---- issue 11: the policies shared with the offline pipeline ------------------------------------------------
 def test_oxygens_too_close_are_labelled_as_offline(ih, model, offline_model, tmp_path):

@@ -10,7 +10,10 @@ once. The boundary step
 made there, on the same cloud, so that nothing but codes travels between the rounds (it is made once per call
 and kept for the later rounds, and only around the local atoms: the ghosts of a small box outnumber them);
 where the model has the support check (``support_radius``) and a round changed a code, the codes go to the
-ghosts once more and the plugin calls :func:`support`. Last, the plugin sends
+ghosts once more and the plugin calls :func:`support`. For small crystallites (``small_cluster_rounds``) the
+plugin then finds each ice cluster's size: passes of :func:`cluster_ids`, the IDs sent to the ghosts between
+passes, until none changes, and a count over all ranks; then more rounds and a support check as before,
+the larger clusters' atoms carrying the other-crystal code meanwhile. Last, the plugin sends
 every atom's reduced SOAP vector (from :func:`classify`) to its ghost copies and calls
 :func:`other_crystal`; where any atom is then crystal-labelled (a phase or other crystal) and any liquid, it
 sends the codes once more and calls :func:`settle`. Any exception raised here is turned into a LAMMPS error by the plugin, on every rank.
@@ -21,6 +24,8 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .boundary import BoundarySettings, ShellOrder, Shells, grow_once, shell_order, supported
 from .classifier import Classifier
@@ -144,6 +149,29 @@ def support(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndar
     grown = np.flatnonzero((before == LIQUID) & (codes[:n_local] > LIQUID))
     i, j = cloud_pairs(positions, grown, clf.boundary.support_radius)
     return supported(before, codes, i, j, clf.boundary).astype(np.int32)
+
+
+def cluster_ids(model_path: str, positions: np.ndarray, n_local: int, ids: np.ndarray) -> np.ndarray:
+    """One pass of the small-crystallite step's cluster search (``boundary.extend_ice``, step 5) for the first
+    ``n_local`` atoms: ``ids`` holds every cloud atom's cluster ID (0: not ice; ghosts: their owner's, by
+    forward communication). Each local ice atom takes the smallest ID among the ice atoms bonded to it
+    (first-shell bonds, ``BoundarySettings.shell``) through the cloud; the plugin repeats the pass until no rank
+    changes an ID, when every ice atom carries the smallest atom ID of its cluster. Returns the local atoms'
+    IDs (int32)."""
+    clf = _classifier(model_path)
+    positions, ids = _cloud_codes("cluster_ids", positions, n_local, ids)
+    out = ids[:n_local].copy()
+    ice = np.flatnonzero(ids > 0)
+    if len(ice) == 0:
+        return out
+    i, j = cloud_pairs(positions[ice], np.arange(len(ice)), clf.boundary.shell)
+    _, component = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(len(ice), len(ice))),
+                                        directed=False)
+    smallest = np.full(component.max() + 1, np.iinfo(np.int32).max, dtype=np.int64)
+    np.minimum.at(smallest, component, ids[ice])
+    found = np.zeros(len(ids), dtype=np.int64)
+    found[ice] = smallest[component]
+    return np.where(out > 0, found[:n_local], 0).astype(np.int32)
 
 
 def vote(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:

@@ -156,7 +156,8 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     timing(false), boundary_rounds(-1), other_crystal(true), phase_vote(true), r_max(0.0), ghost_cutoff(0.0),
     receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0), repeat_iterations(0),
     default_iterations(0), default_tolerance(0.0),
-    default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), min_support(0.5), phase_vote_radius(0.0), logged(false), graph_logged(false), nmax(0),
+    default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), min_support(0.5), small_cluster_rounds(0), small_cluster_size(0),
+    small_cluster_share(0.0),    phase_vote_radius(0.0), logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
     counts(nullptr)
 {
@@ -356,6 +357,9 @@ void ComputeIcephase::parse_metadata(const std::string &text)
     // check: radius 0, off)
     support_radius = meta.at("boundary").at("support_radius").get<double>();
     min_support = meta.at("boundary").at("min_support").get<double>();
+    small_cluster_rounds = meta.at("boundary").at("small_cluster_rounds").get<int>();
+    small_cluster_size = meta.at("boundary").at("small_cluster_size").get<int>();
+    small_cluster_share = meta.at("boundary").at("small_cluster_share").get<double>();
   }
   phase_vote_radius = meta.at("phase_vote").at("radius").get<double>();
 
@@ -614,11 +618,16 @@ void ComputeIcephase::log_settings()
                       threshold, soap_reach_note);
   if (boundary_rounds > 0)
     mesg += fmt::format("  boundary step: {} round(s): a liquid-labelled oxygen next to ice that "
-                        "continues its crystal (first shell {} A) takes its neighbour's phase{}\n",
+                        "continues its crystal (first shell {} A) takes its neighbour's phase{}{}\n",
                         boundary_rounds, boundary_shell,
                         support_radius > 0.0
                             ? fmt::format("; it stays ice only where at least {}% of the oxygens "
                                           "within {} A are ice", 100.0 * min_support, support_radius)
+                            : "",
+                        small_cluster_rounds > 0
+                            ? fmt::format("; ice clusters of fewer than {} oxygens and {}% of all get {} "
+                                          "more round(s)", small_cluster_size, 100.0 * small_cluster_share,
+                                          small_cluster_rounds)
                             : "");
   else
     mesg += "  boundary step: off\n";
@@ -1813,9 +1822,8 @@ void ComputeIcephase::vote_phases()
 
 void ComputeIcephase::extend_ice()
 {
-  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   local_labels();
-  soap.grown.resize(nlocal);
+  soap.grown.resize(soap.nlocal);
 
   // a round changes a centre only if some centre is liquid and some atom ice, and
   // a round that changed nothing anywhere would be repeated exactly: skip those
@@ -1825,10 +1833,22 @@ void ComputeIcephase::extend_ice()
   for (int k = 0; k < cloud.nlocal; k++) ice = ice || label[cloud.atoms[k]] > LIQUID;
   if (!on_any_rank(has_liquid_centre()) || !on_any_rank(ice)) return;
 
+  const std::vector<int> before(soap.codes.begin(), soap.codes.begin() + soap.nlocal);
+  if (grow_rounds(boundary_rounds)) support_check(before, {});
+  grow_small_clusters();
+}
+
+/* ----------------------------------------------------------------------
+   the boundary step's rounds (icephase_lmp.boundary.grow_once) on
+   soap.codes and label[]; returns whether any rank's codes changed
+------------------------------------------------------------------------- */
+
+bool ComputeIcephase::grow_rounds(int rounds)
+{
+  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   std::string err;
-  const std::vector<int> before(soap.codes.begin(), soap.codes.begin() + nlocal);
   bool grew = false;
-  for (int round = 0; round < boundary_rounds; round++) {
+  for (int round = 0; round < rounds; round++) {
     share_labels();
     if (nlocal > 0 &&
         !IcephasePython::grow(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
@@ -1841,26 +1861,133 @@ void ComputeIcephase::extend_ice()
       soap.codes[s] = soap.grown[s];
       label[cloud.atoms[soap.index[s]]] = soap.grown[s];
     }
+    changed = on_any_rank(changed);
     grew = grew || changed;
-    if (round + 1 < boundary_rounds && !on_any_rank(changed)) break;
+    if (!changed) break;
   }
+  return grew;
+}
 
-  // the support check (icephase_lmp.boundary.supported): the codes after the
-  // rounds go to the ghosts once more, and each centre the rounds made ice stays
-  // ice only where enough of the oxygens around it are ice; one pass, every
-  // centre deciding on the same codes
-  if (support_radius <= 0.0 || !on_any_rank(grew)) return;
+/* ----------------------------------------------------------------------
+   the support check (icephase_lmp.boundary.supported): the codes after the
+   rounds go to the ghosts once more, and each centre the rounds made ice
+   (liquid in before) stays ice only where enough of the oxygens around it
+   are ice; one pass, every centre deciding on the same codes. held_codes
+   (empty, or one per centre): codes to put back where they differ from
+   before, after the check
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::support_check(const std::vector<int> &before, const std::vector<int> &held_codes)
+{
+  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
+  if (support_radius <= 0.0) return;
+  std::string err;
   share_labels();
   if (nlocal > 0 &&
       !IcephasePython::support(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
                                before.data(), soap.grown.data(), err))
     err = "Compute icephase: the boundary step's support check failed: " + err;
-  check_grown_codes(err, "the boundary step's support check", false);
+  check_grown_codes(err, "the boundary step's support check", !held_codes.empty());
   all_or_error(err);
   for (int s = 0; s < nlocal; s++) {
     soap.codes[s] = soap.grown[s];
     label[cloud.atoms[soap.index[s]]] = soap.grown[s];
   }
+}
+
+/* ----------------------------------------------------------------------
+   small crystallites (step 5 of icephase_lmp.boundary): the ice clusters
+   (first-shell bonds) of fewer than small_cluster_size oxygens and less
+   than small_cluster_share of all analysed ones (boundary.small_cluster_limit),
+   counted over all ranks, get small_cluster_rounds more rounds and a support check
+   of what those grew; the oxygens of larger clusters carry the other-crystal
+   code meanwhile (boundary.HELD: the boundary step runs before the
+   other-crystal step, so no oxygen has that code yet, and the rounds and the
+   support check read it as neither liquid nor ice), then their own again
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::grow_small_clusters()
+{
+  const int nlocal = soap.nlocal;
+  if (small_cluster_rounds <= 0 || !on_any_rank(has_liquid_centre())) return;
+  const std::vector<bigint> sizes = local_cluster_sizes();
+  bigint nmine = nlocal, nall = 0;
+  MPI_Allreduce(&nmine, &nall, 1, MPI_LMP_BIGINT, MPI_SUM, world);
+  const double limit = std::min((double) small_cluster_size, small_cluster_share * (double) nall);
+  bool small = false;
+  std::vector<int> held_codes(nlocal, LIQUID);
+  const std::vector<int> base(soap.codes.begin(), soap.codes.begin() + nlocal);
+  for (int s = 0; s < nlocal; s++) {
+    if (base[s] <= LIQUID) continue;
+    if ((double) sizes[s] < limit) {
+      small = true;
+    } else {
+      held_codes[s] = base[s];
+      soap.codes[s] = other_code;
+    }
+  }
+  if (on_any_rank(small)) {
+    local_labels();
+    const std::vector<int> before(soap.codes.begin(), soap.codes.begin() + nlocal);
+    if (grow_rounds(small_cluster_rounds)) support_check(before, held_codes);
+  }
+  for (int s = 0; s < nlocal; s++)
+    if (base[s] > LIQUID && (double) sizes[s] >= limit) soap.codes[s] = held_codes[s];
+  local_labels();
+}
+
+/* ----------------------------------------------------------------------
+   the size of each local centre's ice cluster (0 for liquid): every ice
+   centre starts from its atom ID; each pass, the ghosts get their owners'
+   IDs and the Python side gives each local centre the smallest ID of the
+   ice atoms bonded to it through the rank's cloud, until no rank changes
+   one (the passes a cluster needs grow with the ranks it spans); then every
+   rank's count per ID goes to all ranks
+------------------------------------------------------------------------- */
+
+std::vector<bigint> ComputeIcephase::local_cluster_sizes()
+{
+  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
+  std::vector<int> ids(nlocal, 0), cloud_ids, next(nlocal, 0);
+  for (int s = 0; s < nlocal; s++)
+    if (soap.codes[s] > LIQUID) ids[s] = (int) atom->tag[cloud.atoms[soap.index[s]]];
+  std::string err;
+  while (true) {
+    share_flags(ids, cloud_ids);
+    if (nlocal > 0 &&
+        !IcephasePython::cluster_ids(model_path, soap.positions, nsoap, nlocal, cloud_ids.data(),
+                                     next.data(), err))
+      err = "Compute icephase: the boundary step's cluster search failed: " + err;
+    all_or_error(err);
+    bool changed = false;
+    for (int s = 0; s < nlocal; s++) {
+      changed = changed || next[s] != ids[s];
+      ids[s] = next[s];
+    }
+    if (!on_any_rank(changed)) break;
+  }
+
+  std::map<int, bigint> mine;
+  for (int s = 0; s < nlocal; s++)
+    if (ids[s] > 0) mine[ids[s]]++;
+  std::vector<bigint> flat;
+  for (const auto &item : mine) {
+    flat.push_back(item.first);
+    flat.push_back(item.second);
+  }
+  int nmine = (int) flat.size();
+  std::vector<int> counts(comm->nprocs), offsets(comm->nprocs, 0);
+  MPI_Allgather(&nmine, 1, MPI_INT, counts.data(), 1, MPI_INT, world);
+  for (int p = 1; p < comm->nprocs; p++) offsets[p] = offsets[p - 1] + counts[p - 1];
+  std::vector<bigint> all(offsets.back() + counts.back());
+  MPI_Allgatherv(flat.data(), nmine, MPI_LMP_BIGINT, all.data(), counts.data(), offsets.data(),
+                 MPI_LMP_BIGINT, world);
+  std::map<bigint, bigint> total;
+  for (size_t k = 0; k + 1 < all.size(); k += 2) total[all[k]] += all[k + 1];
+  std::vector<bigint> sizes(nlocal, 0);
+  for (int s = 0; s < nlocal; s++)
+    if (ids[s] > 0) sizes[s] = total[ids[s]];
+  return sizes;
 }
 
 /* ----------------------------------------------------------------------

@@ -108,6 +108,9 @@ class ComputeIcephase : public Compute {
   double boundary_shell;    // first-shell radius of the boundary step (A), for the log
   double support_radius;    // the boundary step's support check (A; 0: off), from the model
   double min_support;       // ... and the share of ice it needs there, for the log
+  int small_cluster_rounds;    // more rounds for ice clusters of fewer than small_cluster_size
+  int small_cluster_size;      // molecules (boundary.BoundarySettings; 0 rounds: off) ...
+  double small_cluster_share;  // ... or this share of the analysed oxygens where that is fewer
   double phase_vote_radius;    // the phase vote's radius (A); 0: the model has none
 
   std::unique_ptr<Denoiser> denoiser;
@@ -253,6 +256,10 @@ class ComputeIcephase : public Compute {
   void share_flags(const std::vector<int> &local_flags, std::vector<int> &cloud_flags);
   void vote_phases();
   void extend_ice();
+  bool grow_rounds(int rounds);
+  void support_check(const std::vector<int> &before, const std::vector<int> &held_codes);
+  void grow_small_clusters();
+  std::vector<bigint> local_cluster_sizes();
   void find_other_crystal();
   void share_vectors(const std::vector<double> &local_vectors, std::vector<double> &cloud_vectors);
   void check_grown_codes(std::string &err, const char *step, bool other_allowed) const;

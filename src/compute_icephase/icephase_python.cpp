@@ -248,6 +248,12 @@ bool IcephasePython::support(const std::string &model_path, const double *positi
   return codes_of_cloud("support", model_path, positions, n, nlocal, cloud_codes, out, err, before);
 }
 
+bool IcephasePython::cluster_ids(const std::string &model_path, const double *positions, int n,
+                                 int nlocal, const int *cloud_ids, int *out, std::string &err)
+{
+  return codes_of_cloud("cluster_ids", model_path, positions, n, nlocal, cloud_ids, out, err);
+}
+
 bool IcephasePython::vote(const std::string &model_path, const double *positions, int n,
                           int nlocal, const int *cloud_codes, int *voted, std::string &err)
 {

@@ -73,6 +73,12 @@ bool grow(const std::string &model_path, const double *positions, int n, int nlo
 bool support(const std::string &model_path, const double *positions, int n, int nlocal,
              const int *cloud_codes, const int *before, int *out, std::string &err);
 
+// One pass of the boundary step's cluster search for the first nlocal of n atoms:
+// cloud_ids holds every atom's cluster ID (0: not ice); out receives the nlocal
+// smallest IDs of the ice atoms bonded to each through the cloud.
+bool cluster_ids(const std::string &model_path, const double *positions, int n, int nlocal,
+                 const int *cloud_ids, int *out, std::string &err);
+
 // The phase vote for the first nlocal of n atoms: cloud_codes holds the
 // classifier's code of all n atoms; voted receives the nlocal new codes.
 bool vote(const std::string &model_path, const double *positions, int n, int nlocal,
