@@ -237,6 +237,19 @@ def compute_and_dump(model: ModelSetup, extra: str = "", group: str = "all", nam
     ])
 
 
+
+def assert_compute_gives(codes: np.ndarray, dist: np.ndarray, setup: ModelSetup, system: System, tmp_path: Path,
+                         nprocs: int, what: str, log_says: str = "", before: str = "") -> None:
+    """Run the compute on ``system`` (``before``: commands ahead of the header, e.g. `processors`) and check
+    that it gives ``codes``/``dist`` (the offline result) and that its log holds ``log_says``."""
+    data = write_data(tmp_path / "system.data", system)
+    script = before + header(data, setup.metadata["ghost_cutoff"]) + compute_and_dump(setup) + "run 0\n"
+    run = run_lammps(tmp_path, script, nprocs=nprocs)
+    assert run.returncode == 0, run.output[-3000:]
+    assert log_says in run.log
+    rows = read_dump(tmp_path / "labels.dump")
+    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, setup.threshold, what)
+
 # ---- shared systems ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ih(tmp_path_factory, model, offline_model):
@@ -942,14 +955,8 @@ def test_support_check_same_as_offline_on_any_number_of_ranks(supported_model, t
     codes, dist, _ = offline(offline_model, setup, system)
     unchecked, _, _ = offline(without, setup, system)
     assert np.count_nonzero(codes != unchecked) >= 5, "the test system should exercise the support check"
-    data = write_data(tmp_path / "slab.data", system)
-    script = header(data, setup.metadata["ghost_cutoff"]) + compute_and_dump(setup) + "run 0\n"
-    run = run_lammps(tmp_path, script, nprocs=nprocs)
-    assert run.returncode == 0, run.output[-3000:]
-    assert "it stays ice only where at least 50% of the oxygens within 5 A are ice" in run.log
-    rows = read_dump(tmp_path / "labels.dump")
-    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, setup.threshold, f"support check, {nprocs} ranks")
-
+    assert_compute_gives(codes, dist, setup, system, tmp_path, nprocs, f"support check, {nprocs} ranks",
+                         "it stays ice only where at least 50% of the oxygens within 5 A are ice")
 
 
 @pytest.fixture(scope="module")
@@ -979,13 +986,8 @@ def test_small_crystallites_same_as_offline_on_any_number_of_ranks(model, crysta
     codes, dist, _ = offline(shipped, model, system)
     without, _, _ = offline(off, model, system)
     assert np.count_nonzero(codes != without) >= 30, "the test system should exercise step 5"
-    data = write_data(tmp_path / "ball.data", system)
-    script = header(data, model.metadata["ghost_cutoff"]) + compute_and_dump(model) + "run 0\n"
-    run = run_lammps(tmp_path, script, nprocs=nprocs)
-    assert run.returncode == 0, run.output[-3000:]
-    assert "ice clusters of fewer than 400 oxygens and 25% of all get 4 more round(s)" in run.log
-    rows = read_dump(tmp_path / "labels.dump")
-    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"small crystallites, {nprocs} ranks")
+    assert_compute_gives(codes, dist, model, system, tmp_path, nprocs, f"small crystallites, {nprocs} ranks",
+                         "ice clusters of fewer than 400 oxygens and 25% of all get 4 more round(s)")
 
 
 def test_small_crystallite_sizes_are_counted_over_all_ranks(model, crystallite_models, tmp_path):
@@ -997,13 +999,7 @@ def test_small_crystallite_sizes_are_counted_over_all_ranks(model, crystallite_m
     codes, dist, _ = offline(size150, setup, system)
     grown, _, _ = offline(shipped, model, system)
     assert np.count_nonzero(codes != grown) >= 30
-    data = write_data(tmp_path / "ball.data", system)
-    script = ("processors * 2 2\n" + header(data, setup.metadata["ghost_cutoff"]) + compute_and_dump(setup)
-              + "run 0\n")
-    run = run_lammps(tmp_path, script, nprocs=4)
-    assert run.returncode == 0, run.output[-3000:]
-    rows = read_dump(tmp_path / "labels.dump")
-    assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, setup.threshold, "cluster sizes, 4 ranks")
+    assert_compute_gives(codes, dist, setup, system, tmp_path, 4, "cluster sizes, 4 ranks", before="processors * 2 2\n")
 
 # ---- issue 11: the policies shared with the offline pipeline ------------------------------------------------
 def test_oxygens_too_close_are_labelled_as_offline(ih, model, offline_model, tmp_path):
