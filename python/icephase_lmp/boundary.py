@@ -291,7 +291,8 @@ def supported(before: np.ndarray, after: np.ndarray, i: np.ndarray, j: np.ndarra
 def extend_ice(
     codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, settings: BoundarySettings
 ) -> np.ndarray:
-    """The boundary step on a whole (periodic) configuration: ``settings.rounds`` rounds of :func:`grow_once`.
+    """The boundary step on a whole (periodic) configuration: ``settings.rounds`` rounds of :func:`grow_once`,
+    the support check, and the small crystallites' rounds (steps 2-5 of the module docstring).
 
     Parameters
     ----------
