@@ -156,8 +156,9 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     timing(false), boundary_rounds(-1), other_crystal(true), phase_vote(true), r_max(0.0), ghost_cutoff(0.0),
     receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0), repeat_iterations(0),
     default_iterations(0), default_tolerance(0.0),
-    default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), min_support(0.5), small_cluster_rounds(0), small_cluster_size(0),
-    small_cluster_share(0.0),    phase_vote_radius(0.0), logged(false), graph_logged(false), nmax(0),
+    default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), min_support(0.5),
+    small_cluster_rounds(0), small_cluster_size(0), small_cluster_share(0.0), phase_vote_radius(0.0),
+    logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
     counts(nullptr)
 {
