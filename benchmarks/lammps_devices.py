@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,20 +25,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lammps_overhead import (INPUTS, MODEL, PLUGIN, REPO, Call, checked_inputs, compute_keywords,  # noqa: E402
-                             parse_calls, run_lammps)
+from lammps_overhead import (INPUTS, MODEL, PLUGIN, Call, checked_inputs, compute_keywords,  # noqa: E402
+                             oxygen_box, parse_calls, run_lammps)
 
 DEVICES = ("cpu", "cuda")
-
-
-def oxygen_box(work: Path, width: float) -> Path:
-    data = work / f"oxygen_{width:g}.data"
-    if not data.is_file():
-        proc = subprocess.run([sys.executable, str(REPO / "examples" / "lammps_inputs" / "make_ice_oxygen_data.py"),
-                               "--out", str(data), "--width", str(width)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(proc.stderr)
-    return data
 
 
 def read_labels(dump: Path) -> np.ndarray:

@@ -179,6 +179,18 @@ def write_oxygen_data(path: Path, reps: tuple[int, int, int], sigma: float = 0.1
     return len(pos)
 
 
+def oxygen_box(work: Path, width: float) -> Path:
+    """Oxygen-only ice Ih with a disordered slab, smallest box width ``width`` A
+    (examples/lammps_inputs/make_ice_oxygen_data.py), written once into ``work``; returns its path."""
+    data = work / f"oxygen_{width:g}.data"
+    if not data.is_file():
+        proc = subprocess.run([sys.executable, str(REPO / "examples" / "lammps_inputs" / "make_ice_oxygen_data.py"),
+                               "--out", str(data), "--width", str(width)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+    return data
+
+
 # ---- (a) + (b) -----------------------------------------------------------------------------------
 def md_files(work: Path, reps: tuple[int, int, int]) -> str:
     """The TIP4P/Ice ice Ih data file of ``reps`` unit cells (and the settings file); returns its name."""
@@ -354,14 +366,7 @@ def parallel_speedup(work: Path, scale: Scale, model: Path, ghost: float, keywor
 def model_comparison(work: Path, scale: Scale, model: Path, baseline: Path) -> None:
     """Per-call cost of two model files side by side: the same oxygen-only boxes, 1 rank, the runs of the two
     models alternating (model, baseline, model, baseline) so that a change in the machine's load hits both."""
-    sizes = []
-    for width in scale.compare_widths:
-        data = work / f"compare_{width:g}.data"
-        proc = subprocess.run([sys.executable, str(REPO / "examples" / "lammps_inputs" / "make_ice_oxygen_data.py"),
-                               "--out", str(data), "--width", str(width)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(proc.stderr)
-        sizes.append(data)
+    sizes = [oxygen_box(work, width) for width in scale.compare_widths]
     from icephase_lmp.model_file import read_metadata
 
     ghost = max(float(read_metadata(m)["ghost_cutoff"]) for m in (model, baseline))

@@ -19,7 +19,8 @@ own, calls a few percent of a (denoised) supercooled liquid ordered. So the two 
    that stepped into the liquid along the few molecules denoising leaves ordered there goes back to liquid;
 5. small crystallites: the ice clusters (first-shell bonds) of fewer than ``small_cluster_size`` molecules and
    less than ``small_cluster_share`` of all get ``small_cluster_rounds`` more rounds and a support check of what
-   those grew, the larger clusters held as they are. The classifier's ice ends deeper inside a nucleus smaller than its reach than inside a flat face.
+   those grew, the larger clusters held as they are. The classifier's ice ends deeper inside a nucleus smaller
+   than its reach than inside a flat face.
 
 A disordered liquid cannot grow ice this way unless the classifier already found ice next to it, so a liquid
 with no crystal stays liquid whatever the first-shell test says about single molecules; and the phase always

@@ -1916,7 +1916,7 @@ void ComputeIcephase::grow_small_clusters()
   MPI_Allreduce(&nmine, &nall, 1, MPI_LMP_BIGINT, MPI_SUM, world);
   const double limit = std::min((double) small_cluster_size, small_cluster_share * (double) nall);
   bool small = false;
-  std::vector<int> held_codes(nlocal, LIQUID);
+  std::vector<int> held_codes(nlocal, LIQUID);    // a held centre's own code, LIQUID for the rest
   const std::vector<int> base(soap.codes.begin(), soap.codes.begin() + nlocal);
   for (int s = 0; s < nlocal; s++) {
     if (base[s] <= LIQUID) continue;
@@ -1933,7 +1933,7 @@ void ComputeIcephase::grow_small_clusters()
     if (grow_rounds(small_cluster_rounds)) support_check(before, held_codes);
   }
   for (int s = 0; s < nlocal; s++)
-    if (base[s] > LIQUID && (double) sizes[s] >= limit) soap.codes[s] = held_codes[s];
+    if (held_codes[s] > LIQUID) soap.codes[s] = held_codes[s];
   local_labels();
 }
 
