@@ -341,13 +341,18 @@ def main() -> None:
     ap.add_argument("--min-support", type=float)
     ap.add_argument("--small-cluster-rounds", type=int)
     ap.add_argument("--small-cluster-size", type=int)
+    ap.add_argument("--small-cluster-share", type=float)
+    ap.add_argument("--flat-support", action="store_true",
+                    help="step 5's support check with a flat face's share (convex_support off: the model before it)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=UserWarning)
     labeller = Labeller(args.model, rounds=args.rounds, min_ordered_bonds=args.min_ordered_bonds,
                         min_ice_neighbours=args.min_ice_neighbours, min_ordered_ice_bonds=args.min_ordered_ice_bonds,
                         support_radius=args.support_radius, min_support=args.min_support,
-                        small_cluster_rounds=args.small_cluster_rounds, small_cluster_size=args.small_cluster_size)
+                        small_cluster_rounds=args.small_cluster_rounds, small_cluster_size=args.small_cluster_size,
+                        small_cluster_share=args.small_cluster_share,
+                        convex_support=False if args.flat_support else None)
     code_of = {v: k for k, v in labeller.model.classifier.code_names.items()}
     print(f"model {labeller.model.path}; threshold {labeller.threshold}; boundary {labeller.boundary}")
     infos = [json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))]

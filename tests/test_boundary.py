@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import ice_next_to_disorder, liquid_like
 
-from icephase_lmp.boundary import (BoundarySettings, Shells, ShellOrder, extend_ice, grow_once, ordered_shells,
-                                   shell_order, supported)
+from icephase_lmp.boundary import (BoundarySettings, Shells, ShellOrder, convex_support_scale, extend_ice, grow_once,
+                                   ordered_shells, shell_order, supported)
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.phases import LIQUID
 from icephase_lmp.references import builtin_reference, supercell
@@ -263,6 +263,66 @@ def test_small_crystallites_get_more_rounds_large_clusters_do_not():
     for held in (dict(small_cluster_size=1), dict(small_cluster_share=0.0)):
         nothing_small = BoundarySettings(rounds=1, support_radius=0.0, small_cluster_rounds=1, **held)
         assert np.array_equal(extend_ice(codes, pos, cell, pbc, nothing_small), extend_ice(codes, pos, cell, pbc, one))
+
+
+@pytest.mark.parametrize("radius", [10.0, 15.0, 30.0])
+def test_convex_support_scale_is_the_ice_share_at_the_surface_of_a_ball(radius):
+    """Points on a fine cubic grid, a ball of ``radius`` of them "ice": at a point on the ball's surface, the ice
+    share of the 5 A sphere around it is half the scale that the cluster and sphere counts give (a flat face:
+    one half), within the grid's discreteness."""
+    r, step = 5.0, 0.4
+    axis = np.arange(-radius - 2 * r, radius + 2 * r + step / 2, step)
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    ball = np.linalg.norm(grid, axis=1) <= radius
+    surface = grid[ball][np.argmax(grid[ball][:, 0])]  # on the ball's surface, along +x
+    sphere = np.linalg.norm(grid - surface, axis=1) <= r
+    share = (sphere & ball).sum() / sphere.sum()
+    assert share < 0.5 - 0.05 * (10.0 / radius)  # curved: clearly below a flat face's half
+    assert share == pytest.approx(0.5 * convex_support_scale(ball.sum(), sphere.sum()), abs=0.015)
+
+
+def test_convex_support_scale_limits():
+    """Outside any cluster: 1; a cluster no larger than the sphere: the share of a ball of the sphere's radius
+    (5/16 of 1/2); a very large one: a flat face."""
+    scale = convex_support_scale(np.array([0, 5, 17, 10**9]), np.array([17, 17, 17, 17]))
+    assert scale[0] == 1.0 and scale[1] == scale[2] == pytest.approx(0.625) and scale[3] == pytest.approx(1.0, abs=1e-2)
+
+
+def test_supported_asks_less_on_the_surface_of_a_small_cluster():
+    """The hand-made centres of the test above: centre 0 (2 of 5 ice, 40%) goes back to liquid at a flat face's
+    50%, but stays ice where its cluster is no larger than its sphere (50% x 0.625 = 31%); a cluster of a million
+    molecules is a flat face again; a size of 0 asks the flat share."""
+    before = np.array([LIQUID, LIQUID, 1, LIQUID], dtype=np.int32)
+    after = np.array([1, 1, 1, LIQUID, 1, LIQUID, LIQUID, LIQUID, 1, LIQUID], dtype=np.int32)
+    i = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 3])
+    j = np.array([4, 5, 6, 7, 8, 6, 7, 5, 9, 4])
+    settings = BoundarySettings(support_radius=5.0)
+    assert supported(before, after, i, j, settings, np.array([3, 3, 3, 0])).tolist() == [1, 1, 1, LIQUID]
+    for sizes in ([10**6] * 4, [0] * 4):
+        assert supported(before, after, i, j, settings, np.array(sizes)).tolist() == [LIQUID, 1, 1, LIQUID]
+
+
+def test_small_crystallites_support_check_is_for_a_convex_surface():
+    """Step 5 on an ideal Ih crystal (every shell ordered): a ball of ice (R = 6 A) grows one more round, and the
+    support check cuts back much of that layer, whose sphere is less than half ice on a curved surface; asked
+    for a convex surface's share, more of it stays ice. A slab (a large cluster, held) is the same either way."""
+    pos, cell = crystal("Ih", 36.0)
+    pbc = (True,) * 3
+    x = pos[:, 0] % cell[0, 0]
+    centre = pos[np.argmin(np.linalg.norm(pos - np.array([20.5, 0.5 * cell[1, 1], 0.5 * cell[2, 2]]), axis=1))]
+    d = pos - centre
+    d -= np.round(d @ np.linalg.inv(cell)) @ cell
+    slab, ball = x < 5.0, np.linalg.norm(d, axis=1) < 6.0
+    codes = np.where(slab, 1, np.where(ball, 2, LIQUID)).astype(np.int32)
+    convex = BoundarySettings(rounds=1, support_radius=5.0, small_cluster_rounds=1, small_cluster_share=1.0,
+                              small_cluster_size=int(slab.sum()))
+    flat = BoundarySettings(**{**convex.to_dict(), "convex_support": False})
+    with_convex, with_flat = extend_ice(codes, pos, cell, pbc, convex), extend_ice(codes, pos, cell, pbc, flat)
+    assert np.array_equal(with_convex == 1, with_flat == 1)
+    ball_convex, ball_flat = (with_convex == 2).sum(), (with_flat == 2).sum()
+    assert ball_convex >= ball_flat + 10, (ball_convex, ball_flat)
+    # the flat check keeps a subset of what the convex one keeps
+    assert not np.any((with_flat == 2) & (with_convex != 2))
 
 
 def test_liquid_without_ice_stays_liquid(rng):

@@ -962,39 +962,44 @@ def test_support_check_same_as_offline_on_any_number_of_ranks(supported_model, t
 @pytest.fixture(scope="module")
 def crystallite_models(model, tmp_path_factory):
     """The test model offline with step 5 of the boundary step (small crystallites) as shipped and with it
-    off, and the model file with clusters of 150 molecules or more held out of it (`icephase configure`),
-    with that setting offline."""
+    off, the model file with clusters of 150 molecules or more held out of it (`icephase configure`),
+    with that setting offline, and the model offline with step 5's support check asking a flat face's share."""
     from dataclasses import replace
 
     from icephase_lmp.cli import main
     from icephase_lmp.model_file import load_model, read_metadata
 
-    shipped, off = load_model(model.path), load_model(model.path)
+    shipped, off, flat = load_model(model.path), load_model(model.path), load_model(model.path)
     off.classifier.boundary = replace(off.classifier.boundary, small_cluster_rounds=0)
+    flat.classifier.boundary = replace(flat.classifier.boundary, convex_support=False)
     path = tmp_path_factory.mktemp("crystallites") / "size150.pth"
     assert main(["configure", str(model.path), "--out", str(path), "--boundary", "small_cluster_size=150"]) == 0
-    return shipped, off, replace(model, path=path, metadata=read_metadata(path)), load_model(path)
+    return shipped, off, replace(model, path=path, metadata=read_metadata(path)), load_model(path), flat
 
 
 @pytest.mark.parametrize("nprocs", [1, 2, 4])
 def test_small_crystallites_same_as_offline_on_any_number_of_ranks(model, crystallite_models, tmp_path, nprocs):
     """An ice crystallite (~220 molecules of 1,600) in a noisy lattice that the boundary step can grow into:
-    step 5 gives it more rounds, which change labels here; the compute finds the cluster's size over all
-    ranks and gives the offline labels on 1, 2 and 4 ranks."""
-    shipped, off, _, _ = crystallite_models
+    step 5 gives it more rounds, which change labels here, and the support check of what they grew asks the
+    share of a convex surface, which changes some more; the compute finds the clusters' sizes over all ranks
+    (before the rounds and after) and gives the offline labels on 1, 2 and 4 ranks."""
+    shipped, off, _, _, flat = crystallite_models
     system = ice_ball_in_noise()
     codes, dist, _ = offline(shipped, model, system)
     without, _, _ = offline(off, model, system)
+    flat_codes, _, _ = offline(flat, model, system)
     assert np.count_nonzero(codes != without) >= 30, "the test system should exercise step 5"
+    assert np.count_nonzero(codes != flat_codes) >= 5, "the test system should exercise the convex support check"
     assert_compute_gives(codes, dist, model, system, tmp_path, nprocs, f"small crystallites, {nprocs} ranks",
-                         "ice clusters of fewer than 400 oxygens and 25% of all get 4 more round(s)")
+                         "ice clusters of fewer than 400 oxygens and 25% of all get 4 more round(s), checked "
+                         "with the share of ice a convex surface has")
 
 
 def test_small_crystallite_sizes_are_counted_over_all_ranks(model, crystallite_models, tmp_path):
     """The same crystallite with clusters of 150 or more held out of step 5: offline it (~220) is held; on 4
     ranks, each holding about a quarter of it (`processors * 2 2`), a size counted per rank would call it small
     and grow it (step 5's labels differ from these by 30 or more)."""
-    shipped, _, setup, size150 = crystallite_models
+    shipped, _, setup, size150, _ = crystallite_models
     system = ice_ball_in_noise()
     codes, dist, _ = offline(size150, setup, system)
     grown, _, _ = offline(shipped, model, system)

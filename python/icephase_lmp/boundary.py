@@ -20,7 +20,8 @@ own, calls a few percent of a (denoised) supercooled liquid ordered. So the two 
 5. small crystallites: the ice clusters (first-shell bonds) of fewer than ``small_cluster_size`` molecules and
    less than ``small_cluster_share`` of all get ``small_cluster_rounds`` more rounds and a support check of what
    those grew, the larger clusters held as they are. The classifier's ice ends deeper inside a nucleus smaller
-   than its reach than inside a flat face.
+   than its reach than inside a flat face. That check asks for the ice share a molecule on the surface of a
+   ball of its cluster's size has (``convex_support``), less than a flat face's half.
 
 A disordered liquid cannot grow ice this way unless the classifier already found ice next to it, so a liquid
 with no crystal stays liquid whatever the first-shell test says about single molecules; and the phase always
@@ -106,6 +107,12 @@ class BoundarySettings:
     #: 400 molecules but its faces are flat, and the extra rounds would carry its ice into the liquid
     #: (`tests/test_plugin.py`, the in.ice_oxygen example); a nucleus in a seeding box is a few percent of it
     small_cluster_share: float = 0.25
+    #: ... and the support check of what those rounds grew asks for the ice share that a molecule on the
+    #: surface of a ball of its cluster's size has (:func:`convex_support_scale`), not a flat face's one half:
+    #: the support sphere of a molecule on a small nucleus holds less ice because the surface curves away
+    #: (R = 10 A: 41%), so the flat-face share stopped the extra rounds a shell short of the nucleus. False:
+    #: the flat-face share (model files from before it existed get it on, as shipped)
+    convex_support: bool = True
 
     def __post_init__(self) -> None:
         if not (self.rounds >= 0 and self.support_radius >= 0.0 and 0.0 <= self.min_support <= 1.0
@@ -259,11 +266,13 @@ def grow_once(
     return new
 
 
-def supported(before: np.ndarray, after: np.ndarray, i: np.ndarray, j: np.ndarray, settings: BoundarySettings) -> np.ndarray:
+def supported(before: np.ndarray, after: np.ndarray, i: np.ndarray, j: np.ndarray, settings: BoundarySettings,
+              cluster_sizes: np.ndarray | None = None) -> np.ndarray:
     """The support check on the centres ``0 .. len(before) - 1``: their codes ``after`` the rounds, with each
     molecule that the rounds turned from liquid (``before``) to ice set back to liquid where fewer than
     ``settings.min_support`` of the molecules within ``settings.support_radius`` of it, itself included, are
-    ice-labelled. ``after`` covers every atom the directed pairs (i, j) (i a centre, j any atom, closer than
+    ice-labelled. ``cluster_sizes`` (step 5's check; one per centre: the size of its ice cluster after the
+    rounds): that share scaled for the convex surface of a cluster of that size (:func:`convex_support_scale`). ``after`` covers every atom the directed pairs (i, j) (i a centre, j any atom, closer than
     the radius; those of the grown centres are all that is read) mention, centres first. One pass, every centre deciding on the same ``after``: the result
     does not depend on the order of the molecules or how the compute spreads them over ranks.
 
@@ -284,9 +293,28 @@ def supported(before: np.ndarray, after: np.ndarray, i: np.ndarray, j: np.ndarra
     ice = np.asarray(after, dtype=np.int32) > LIQUID
     neighbours = np.bincount(i, minlength=n)[:n]
     ice_neighbours = np.bincount(i, weights=ice[j], minlength=n)[:n]
+    share = np.full(n, settings.min_support)
+    if cluster_sizes is not None:
+        share *= convex_support_scale(np.asarray(cluster_sizes)[:n], 1.0 + neighbours)
     # itself included: one more molecule, and an ice-labelled one
-    out[grown & ((1.0 + ice_neighbours) < settings.min_support * (1.0 + neighbours))] = LIQUID
+    out[grown & ((1.0 + ice_neighbours) < share * (1.0 + neighbours))] = LIQUID
     return out
+
+
+def convex_support_scale(cluster_sizes: np.ndarray, sphere_molecules: np.ndarray) -> np.ndarray:
+    """The factor on ``min_support`` for a molecule of an ice cluster of ``cluster_sizes`` molecules whose support
+    sphere holds ``sphere_molecules`` (itself included): the ice share of that sphere, centred on the surface
+    of a ball of the cluster's size, over a flat face's one half (step 5's support check).
+
+    Why. A sphere of radius r centred on the surface of a ball of radius R >= r has a share
+    1/2 - 3 r / (16 R) of its volume inside the ball (the lens of the two spheres); a flat face (R -> inf) has
+    one half. Ball and sphere hold molecules at about the same density, so R / r = (N / M)^(1/3) with N the
+    cluster's and M the sphere's molecules: no density or water model enters. Below R = r (a cluster that fits
+    in one support sphere) the share is held at that of R = r, 5/16: the lens formula ends there, and such a
+    cluster is as convex as a crystallite can be. A size of 0 (not in an ice cluster) gives 1."""
+    sizes = np.asarray(cluster_sizes, dtype=np.float64)
+    ratio = np.cbrt(sizes / np.maximum(np.asarray(sphere_molecules, dtype=np.float64), 1.0))
+    return np.where(sizes > 0, 1.0 - 3.0 / (8.0 * np.maximum(ratio, 1.0)), 1.0)
 
 
 def extend_ice(
@@ -327,17 +355,15 @@ def extend_ice(
         return codes
     held = (codes > LIQUID) & ~small
     grown = _rounds_and_support(np.where(held, HELD, codes).astype(np.int32), settings.small_cluster_rounds,
-                                positions, cell, pbc, settings, shells, order)
+                                positions, cell, pbc, settings, shells, order, convex=settings.convex_support)
     return np.where(held, codes, grown).astype(np.int32)
 
 
 def small_clusters(clusters: Clusters, settings: BoundarySettings, n_molecules: int) -> np.ndarray:
     """Which molecules belong to a small crystallite (step 5: the ones :func:`extend_ice` gives
     ``small_cluster_rounds`` more rounds): an ice cluster of fewer than :func:`small_cluster_limit` molecules."""
-    ice = clusters.ids > 0
-    sizes = np.zeros(len(clusters.ids), dtype=np.int64)
-    sizes[ice] = clusters.sizes[clusters.ids[ice] - 1]
-    return ice & (sizes < small_cluster_limit(settings, n_molecules))
+    sizes = clusters.size_of_each()
+    return (sizes > 0) & (sizes < small_cluster_limit(settings, n_molecules))
 
 
 def small_cluster_limit(settings: BoundarySettings, n_molecules: int) -> float:
@@ -347,8 +373,9 @@ def small_cluster_limit(settings: BoundarySettings, n_molecules: int) -> float:
 
 
 def _rounds_and_support(codes: np.ndarray, rounds: int, positions: np.ndarray, cell: np.ndarray | None, pbc,
-                        settings: BoundarySettings, shells: Shells, order: ShellOrder) -> np.ndarray:
-    """``rounds`` rounds of :func:`grow_once`, then the support check on what they grew."""
+                        settings: BoundarySettings, shells: Shells, order: ShellOrder, convex: bool = False) -> np.ndarray:
+    """``rounds`` rounds of :func:`grow_once`, then the support check on what they grew (``convex``: with the
+    share scaled for the size of each molecule's ice cluster after the rounds)."""
     before = codes
     for _ in range(rounds):
         grown = grow_once(codes, order, shells, settings).astype(np.int32)
@@ -357,5 +384,8 @@ def _rounds_and_support(codes: np.ndarray, rounds: int, positions: np.ndarray, c
         codes = grown
     if settings.support_radius > 0.0 and not np.array_equal(codes, before):
         edges, _ = neighbor_edges(positions, cell, pbc, settings.support_radius)
-        codes = supported(before, codes, edges[0], edges[1], settings)
+        sizes = None
+        if convex:
+            sizes = ice_clusters(codes, positions, cell, pbc, settings.shell).size_of_each()
+        codes = supported(before, codes, edges[0], edges[1], settings, sizes)
     return codes

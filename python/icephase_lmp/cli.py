@@ -484,7 +484,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"boundary step    {b.rounds} rounds: liquid-labelled O next to ice takes its phase if its first shell "
           f"({b.shell} A) is ordered (>= {b.min_ordered_bonds} of 4 bonds staggered/eclipsed){route_b}"
           + (f"; it stays ice only where >= {b.min_support:.0%} of the O within {b.support_radius:g} A are ice"
-             if b.support_radius > 0 else ""))
+             if b.support_radius > 0 else "")
+          + (f"; ice clusters of fewer than {b.small_cluster_size} O and {b.small_cluster_share:.0%} of all get "
+             f"{b.small_cluster_rounds} more rounds"
+             + (", checked with the share of ice a convex surface has" if b.convex_support and b.support_radius > 0
+                else "") if b.small_cluster_rounds > 0 else ""))
     vote = clf.phase_vote.radius
     print("phase vote       " + (f"an ice-labelled O takes the phase most ice-labelled O within {vote:g} A carry"
                                  if vote > 0 else "off"))

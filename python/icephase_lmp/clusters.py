@@ -30,6 +30,13 @@ class Clusters:
         """Molecules in the largest cluster (0 without ice)."""
         return int(self.sizes[0]) if len(self.sizes) else 0
 
+    def size_of_each(self) -> np.ndarray:
+        """(n,) int64: the size of each molecule's cluster, 0 for molecules not ice."""
+        sizes = np.zeros(len(self.ids), dtype=np.int64)
+        ice = self.ids > 0
+        sizes[ice] = self.sizes[self.ids[ice] - 1]
+        return sizes
+
 
 def ice_clusters(codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc, cutoff: float) -> Clusters:
     """Clusters of molecules with a phase code above liquid (any ice phase: a nucleus may hold Ih and Ic).

@@ -111,6 +111,12 @@ def configure_boundary(source: str | Path, out: str | Path, changes: dict[str, s
         if key not in kinds:
             raise ClassifierError(f"--boundary {key}=...: no such setting; the boundary step has "
                                   f"{', '.join(kinds)}")
+        if kinds[key] in (bool, "bool"):
+            switch = {"true": True, "on": True, "1": True, "false": False, "off": False, "0": False}
+            if text.lower() not in switch:
+                raise ClassifierError(f"--boundary {key}={text}: give true or false")
+            typed[key] = switch[text.lower()]
+            continue
         number = int if kinds[key] in (int, "int") else float
         try:
             typed[key] = number(text)

@@ -13,7 +13,8 @@ where the model has the support check (``support_radius``) and a round changed a
 ghosts once more and the plugin calls :func:`support`. For small crystallites (``small_cluster_rounds``) the
 plugin then finds each ice cluster's size: passes of :func:`cluster_ids`, the IDs sent to the ghosts between
 passes, until none changes, and a count over all ranks; then more rounds and a support check as before,
-the larger clusters' atoms carrying the other-crystal code meanwhile. Last, the plugin sends
+the larger clusters' atoms carrying the other-crystal code meanwhile (with ``convex_support``, the sizes of
+the clusters after those rounds are found the same way and go to :func:`support`). Last, the plugin sends
 every atom's reduced SOAP vector (from :func:`classify`) to its ghost copies and calls
 :func:`other_crystal`; where any atom is then crystal-labelled (a phase or other crystal) and any liquid, it
 sends the codes once more and calls :func:`settle`. Any exception raised here is turned into a LAMMPS error by the plugin, on every rank.
@@ -135,20 +136,27 @@ def grow(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray
     return grow_once(codes, order, shells, clf.boundary).astype(np.int32)
 
 
-def support(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, before: np.ndarray) -> np.ndarray:
+def support(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray, before: np.ndarray,
+            cluster_sizes: np.ndarray | None = None) -> np.ndarray:
     """The boundary step's support check (``boundary.supported``) for the first ``n_local`` atoms: ``codes`` holds
     every atom's code after the rounds (ghosts: their owner's, by forward communication), ``before`` the local
-    atoms' codes before the rounds. Returns the new codes of the local atoms (int32). The cloud reaches the
-    SOAP reach beyond the local atoms, farther than the support radius (the classifier checks)."""
+    atoms' codes before the rounds, ``cluster_sizes`` (step 5's check with ``convex_support``; else None) the
+    size of each local atom's ice cluster after the rounds, counted over all ranks. Returns the new codes of
+    the local atoms (int32). The cloud reaches the SOAP reach beyond the local atoms, farther than the support
+    radius (the classifier checks)."""
     clf = _classifier(model_path)
     positions, codes = _cloud_codes("support", positions, n_local, codes)
     before = np.asarray(before, dtype=np.int32).ravel()
     if len(before) != n_local:
         raise ValueError(f"support: {len(before)} codes before the rounds for {n_local} local atoms")
+    if cluster_sizes is not None:
+        cluster_sizes = np.asarray(cluster_sizes, dtype=np.int64).ravel()
+        if len(cluster_sizes) != n_local:
+            raise ValueError(f"support: {len(cluster_sizes)} cluster sizes for {n_local} local atoms")
     # only the molecules the rounds made ice are checked: the pairs of those alone
     grown = np.flatnonzero((before == LIQUID) & (codes[:n_local] > LIQUID))
     i, j = cloud_pairs(positions, grown, clf.boundary.support_radius)
-    return supported(before, codes, i, j, clf.boundary).astype(np.int32)
+    return supported(before, codes, i, j, clf.boundary, cluster_sizes).astype(np.int32)
 
 
 def cluster_ids(model_path: str, positions: np.ndarray, n_local: int, ids: np.ndarray) -> np.ndarray:

@@ -157,7 +157,8 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0), repeat_iterations(0),
     default_iterations(0), default_tolerance(0.0),
     default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), min_support(0.5),
-    small_cluster_rounds(0), small_cluster_size(0), small_cluster_share(0.0), phase_vote_radius(0.0),
+    small_cluster_rounds(0), small_cluster_size(0), small_cluster_share(0.0), convex_support(false),
+    phase_vote_radius(0.0),
     logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
     counts(nullptr)
@@ -361,6 +362,7 @@ void ComputeIcephase::parse_metadata(const std::string &text)
     small_cluster_rounds = meta.at("boundary").at("small_cluster_rounds").get<int>();
     small_cluster_size = meta.at("boundary").at("small_cluster_size").get<int>();
     small_cluster_share = meta.at("boundary").at("small_cluster_share").get<double>();
+    convex_support = meta.at("boundary").at("convex_support").get<bool>();
   }
   phase_vote_radius = meta.at("phase_vote").at("radius").get<double>();
 
@@ -627,8 +629,11 @@ void ComputeIcephase::log_settings()
                             : "",
                         small_cluster_rounds > 0
                             ? fmt::format("; ice clusters of fewer than {} oxygens and {}% of all get {} "
-                                          "more round(s)", small_cluster_size, 100.0 * small_cluster_share,
-                                          small_cluster_rounds)
+                                          "more round(s){}", small_cluster_size, 100.0 * small_cluster_share,
+                                          small_cluster_rounds,
+                                          convex_support && support_radius > 0.0
+                                              ? ", checked with the share of ice a convex surface has"
+                                              : "")
                             : "");
   else
     mesg += "  boundary step: off\n";
@@ -1835,7 +1840,7 @@ void ComputeIcephase::extend_ice()
   if (!on_any_rank(has_liquid_centre()) || !on_any_rank(ice)) return;
 
   const std::vector<int> before(soap.codes.begin(), soap.codes.begin() + soap.nlocal);
-  if (grow_rounds(boundary_rounds)) support_check(before, {});
+  if (grow_rounds(boundary_rounds)) support_check(before, {}, {});
   grow_small_clusters();
 }
 
@@ -1875,10 +1880,13 @@ bool ComputeIcephase::grow_rounds(int rounds)
    (liquid in before) stays ice only where enough of the oxygens around it
    are ice; one pass, every centre deciding on the same codes. held_codes
    (empty, or one per centre): codes to put back where they differ from
-   before, after the check
+   before, after the check; cluster_sizes (empty, or one per centre: the
+   size of its ice cluster): the share scaled for a convex surface
+   (boundary.convex_support_scale)
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::support_check(const std::vector<int> &before, const std::vector<int> &held_codes)
+void ComputeIcephase::support_check(const std::vector<int> &before, const std::vector<int> &held_codes,
+                                    const std::vector<int> &cluster_sizes)
 {
   const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   if (support_radius <= 0.0) return;
@@ -1886,7 +1894,8 @@ void ComputeIcephase::support_check(const std::vector<int> &before, const std::v
   share_labels();
   if (nlocal > 0 &&
       !IcephasePython::support(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
-                               before.data(), soap.grown.data(), err))
+                               before.data(), cluster_sizes.empty() ? nullptr : cluster_sizes.data(),
+                               soap.grown.data(), err))
     err = "Compute icephase: the boundary step's support check failed: " + err;
   check_grown_codes(err, "the boundary step's support check", !held_codes.empty());
   all_or_error(err);
@@ -1901,7 +1910,8 @@ void ComputeIcephase::support_check(const std::vector<int> &before, const std::v
    (first-shell bonds) of fewer than small_cluster_size oxygens and less
    than small_cluster_share of all analysed ones (boundary.small_cluster_limit),
    counted over all ranks, get small_cluster_rounds more rounds and a support check
-   of what those grew; the oxygens of larger clusters carry the other-crystal
+   of what those grew (with convex_support, asking for the share of ice a
+   molecule on the surface of a ball of its grown cluster's size has); the oxygens of larger clusters carry the other-crystal
    code meanwhile (boundary.HELD: the boundary step runs before the
    other-crystal step, so no oxygen has that code yet, and the rounds and the
    support check read it as neither liquid nor ice), then their own again
@@ -1930,7 +1940,17 @@ void ComputeIcephase::grow_small_clusters()
   if (on_any_rank(small)) {
     local_labels();
     const std::vector<int> before(soap.codes.begin(), soap.codes.begin() + nlocal);
-    if (grow_rounds(small_cluster_rounds)) support_check(before, held_codes);
+    if (grow_rounds(small_cluster_rounds)) {
+      // the size of each oxygen's cluster as grown (the held ones carry the
+      // other-crystal code, not ice): the support check of a convex surface
+      std::vector<int> grown_sizes;
+      if (convex_support && support_radius > 0.0) {
+        for (const bigint size : local_cluster_sizes())
+          grown_sizes.push_back((int) std::min(size, (bigint) std::numeric_limits<int>::max()));
+        local_labels();    // the cluster search sent its IDs through label[]
+      }
+      support_check(before, held_codes, grown_sizes);
+    }
   }
   for (int s = 0; s < nlocal; s++)
     if (held_codes[s] > LIQUID) soap.codes[s] = held_codes[s];

@@ -111,6 +111,7 @@ class ComputeIcephase : public Compute {
   int small_cluster_rounds;    // more rounds for ice clusters of fewer than small_cluster_size
   int small_cluster_size;      // molecules (boundary.BoundarySettings; 0 rounds: off) ...
   double small_cluster_share;  // ... or this share of the analysed oxygens where that is fewer
+  bool convex_support;         // their support check with the share a convex surface has
   double phase_vote_radius;    // the phase vote's radius (A); 0: the model has none
 
   std::unique_ptr<Denoiser> denoiser;
@@ -257,7 +258,8 @@ class ComputeIcephase : public Compute {
   void vote_phases();
   void extend_ice();
   bool grow_rounds(int rounds);
-  void support_check(const std::vector<int> &before, const std::vector<int> &held_codes);
+  void support_check(const std::vector<int> &before, const std::vector<int> &held_codes,
+                     const std::vector<int> &cluster_sizes);
   void grow_small_clusters();
   std::vector<bigint> local_cluster_sizes();
   void find_other_crystal();

@@ -201,12 +201,14 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
   });
 }
 
-// lammps_bridge.<function>(model_path, positions (n x 3), nlocal, codes (n)[, local_codes (nlocal)])
-// -> nlocal codes: the boundary step's grow and support check (which also takes the local codes
-// before the rounds), the phase vote and the other-crystal step's settle
+// lammps_bridge.<function>(model_path, positions (n x 3), nlocal, codes (n)[, local_codes (nlocal)
+// [, local_extra (nlocal)]]) -> nlocal codes: the boundary step's grow and support check (which also
+// takes the local codes before the rounds and, in step 5, the local cluster sizes), the phase vote and
+// the other-crystal step's settle
 static bool codes_of_cloud(const char *function, const std::string &model_path,
                            const double *positions, int n, int nlocal, const int *cloud_codes,
-                           int *out, std::string &err, const int *local_codes = nullptr)
+                           int *out, std::string &err, const int *local_codes = nullptr,
+                           const int *local_extra = nullptr)
 {
   return call_python(err, [&]() {
     py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
@@ -220,7 +222,14 @@ static bool codes_of_cloud(const char *function, const std::string &model_path,
     if (local_codes) {
       py::array_t<int> local(static_cast<py::ssize_t>(nlocal));
       if (nlocal > 0) std::memcpy(local.mutable_data(), local_codes, sizeof(int) * nlocal);
-      returned = call(model_path, pos, nlocal, codes, local);
+      py::object extra = py::none();
+      if (local_extra) {
+        py::array_t<int> values(static_cast<py::ssize_t>(nlocal));
+        if (nlocal > 0) std::memcpy(values.mutable_data(), local_extra, sizeof(int) * nlocal);
+        extra = values;
+      }
+      returned = local_extra ? call(model_path, pos, nlocal, codes, local, extra)
+                             : call(model_path, pos, nlocal, codes, local);
     } else {
       returned = call(model_path, pos, nlocal, codes);
     }
@@ -242,10 +251,11 @@ bool IcephasePython::grow(const std::string &model_path, const double *positions
 }
 
 bool IcephasePython::support(const std::string &model_path, const double *positions, int n,
-                             int nlocal, const int *cloud_codes, const int *before, int *out,
-                             std::string &err)
+                             int nlocal, const int *cloud_codes, const int *before,
+                             const int *cluster_sizes, int *out, std::string &err)
 {
-  return codes_of_cloud("support", model_path, positions, n, nlocal, cloud_codes, out, err, before);
+  return codes_of_cloud("support", model_path, positions, n, nlocal, cloud_codes, out, err, before,
+                        cluster_sizes);
 }
 
 bool IcephasePython::cluster_ids(const std::string &model_path, const double *positions, int n,

@@ -68,10 +68,13 @@ bool grow(const std::string &model_path, const double *positions, int n, int nlo
           const int *cloud_codes, int *grown, std::string &err);
 
 // The boundary step's support check for the first nlocal of n atoms: cloud_codes
-// holds every atom's code after the rounds, before the nlocal codes before them;
-// out receives the nlocal new codes (grown ice without support back to liquid).
+// holds every atom's code after the rounds, before the nlocal codes before them,
+// cluster_sizes (nullptr, or step 5's: nlocal sizes of the atoms' ice clusters after
+// the rounds, for the share a convex surface has); out receives the nlocal new codes
+// (grown ice without support back to liquid).
 bool support(const std::string &model_path, const double *positions, int n, int nlocal,
-             const int *cloud_codes, const int *before, int *out, std::string &err);
+             const int *cloud_codes, const int *before, const int *cluster_sizes, int *out,
+             std::string &err);
 
 // One pass of the boundary step's cluster search for the first nlocal of n atoms:
 // cloud_ids holds every atom's cluster ID (0: not ice); out receives the nlocal
