@@ -234,19 +234,25 @@ def test_extend_ice_stopping_early_gives_every_rounds_result(rng):
 
 
 
+def slab_and_ball(radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An ideal Ih crystal 36 A wide, and which of its molecules form a slab (x < 5 A, periodic in y and z) and a
+    ball of ``radius`` about 15 A from it (step 5's tests)."""
+    pos, cell = crystal("Ih", 36.0)
+    x = pos[:, 0] % cell[0, 0]
+    centre = pos[np.argmin(np.linalg.norm(pos - np.array([20.5, 0.5 * cell[1, 1], 0.5 * cell[2, 2]]), axis=1))]
+    d = pos - centre
+    d -= np.round(d @ np.linalg.inv(cell)) @ cell
+    return pos, cell, x < 5.0, np.linalg.norm(d, axis=1) < radius
+
+
 def test_small_crystallites_get_more_rounds_large_clusters_do_not():
     """Step 5 on an ideal Ih crystal (every shell ordered, so each round adds a layer), labelled phase 1 in a
     slab (x < 5 A, periodic in y and z: one large cluster) and phase 2 in a small ball 15 A away; one round,
     then one more for clusters of fewer than ``small_cluster_size`` molecules. The ball grows as two rounds
     grow it alone, the slab as one round alone, each keeping its phase; with no cluster small enough, one
     round is all."""
-    pos, cell = crystal("Ih", 36.0)
+    pos, cell, slab, ball = slab_and_ball(3.0)
     pbc = (True,) * 3
-    x = pos[:, 0] % cell[0, 0]
-    centre = pos[np.argmin(np.linalg.norm(pos - np.array([20.5, 0.5 * cell[1, 1], 0.5 * cell[2, 2]]), axis=1))]
-    d = pos - centre
-    d -= np.round(d @ np.linalg.inv(cell)) @ cell
-    slab, ball = x < 5.0, np.linalg.norm(d, axis=1) < 3.0
     codes = np.where(slab, 1, np.where(ball, 2, LIQUID)).astype(np.int32)
     one, two = rounds_only(rounds=1, support_radius=0.0), rounds_only(rounds=2, support_radius=0.0)
     slab_one = extend_ice(np.where(slab, 1, LIQUID), pos, cell, pbc, one)
@@ -306,13 +312,8 @@ def test_small_crystallites_support_check_is_for_a_convex_surface():
     """Step 5 on an ideal Ih crystal (every shell ordered): a ball of ice (R = 6 A) grows one more round, and the
     support check cuts back much of that layer, whose sphere is less than half ice on a curved surface; asked
     for a convex surface's share, more of it stays ice. A slab (a large cluster, held) is the same either way."""
-    pos, cell = crystal("Ih", 36.0)
+    pos, cell, slab, ball = slab_and_ball(6.0)
     pbc = (True,) * 3
-    x = pos[:, 0] % cell[0, 0]
-    centre = pos[np.argmin(np.linalg.norm(pos - np.array([20.5, 0.5 * cell[1, 1], 0.5 * cell[2, 2]]), axis=1))]
-    d = pos - centre
-    d -= np.round(d @ np.linalg.inv(cell)) @ cell
-    slab, ball = x < 5.0, np.linalg.norm(d, axis=1) < 6.0
     codes = np.where(slab, 1, np.where(ball, 2, LIQUID)).astype(np.int32)
     convex = BoundarySettings(rounds=1, support_radius=5.0, small_cluster_rounds=1, small_cluster_share=1.0,
                               small_cluster_size=int(slab.sum()))
