@@ -12,7 +12,7 @@ built from GenIce2's oxygen sites, so the ground truth is known by construction:
              centre and scaled with the box length (``slab`` in the json).
   seed_R*    a spherical ice Ih seed of radius R cut from the lattice and put into supercooled liquid at
              230 K: liquid within 2.5 A of a seed atom is removed, the liquid relaxes around the held seed,
-             then everything is released (NPT) and frames are taken 2-6 ps later. Truth: ``seed_ids``,
+             then everything is released (NPT) and frames are taken 3 and 5 ps later. Truth: ``seed_ids``,
              and NAME.inherent.lammpstrj: each frame's inherent structure (its energy minimised, which
              removes the thermal motion without a model of ours or CHILL+'s), where the benchmark finds
              which molecules are crystalline, seed or not (the seed's surface disorders after release).
@@ -294,7 +294,7 @@ write_dump seed custom {s.name}.seed_ids id modify sort id
     return {"name": s.name, "kind": "seed", "temperature": s.temperature, "radius": s.radius,
             "seed_molecules": len(seed), "seed_ids": ids,
             "protocol": "liquid melted at 400 K, cooled to T, 20 ps at T; seed inserted, liquid within 2.5 A "
-                        "removed, 5 ps with the seed held, released (NPT); frames 2, 4, 6 ps after release",
+                        "removed, 5 ps with the seed held, released (NPT); frames 3 and 5 ps after release",
             "wall_s": wall}
 
 
