@@ -16,6 +16,7 @@ built from GenIce2's oxygen sites, so the ground truth is known by construction:
              and NAME.inherent.lammpstrj: each frame's inherent structure (its energy minimised, which
              removes the thermal motion without a model of ours or CHILL+'s), where the benchmark finds
              which molecules are crystalline, seed or not (the seed's surface disorders after release).
+             seed_R*_b: a second sample of each radius, made the same way with other random seeds.
   liquid_*   supercooled liquid (no crystal anywhere).
   surface_*  an ice Ih slab with free basal or prismatic surfaces (vacuum above and below; the ice/vapour interface of
              premelting studies): the crystal is built ~30 A thick in a box 40 A longer, then NVT at the
@@ -76,6 +77,8 @@ class Seed:
     radius: float
     temperature: float = 230.0
     box: float = 52.0
+    #: 0: the first set's random seeds (fixed by R); else seeds from the name (seed_of): an independent sample
+    sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ SYSTEMS = [
     Slab("slab_ic_250K", "1c", 2, 250.0),
     Slab("slab_si_240K", "CS1", 2, 240.0, width=24.0, length=72.0),
     *(Seed(f"seed_R{r}", float(r)) for r in (8, 10, 12, 14, 16)),
+    *(Seed(f"seed_R{r}_b", float(r), sample=1) for r in (8, 10, 12, 14, 16)),
     Liquid("liquid_220K", 220.0),
     Surface("surface_ih_basal_230K", 230.0),
     Surface("surface_ih_basal_260K", 260.0),
@@ -255,7 +259,9 @@ def make_liquid(s: Liquid, out: Path) -> dict:
 
 
 def make_seed(s: Seed, out: Path) -> dict:
-    script, (pos, lengths) = liquid_script(s.name, s.box, s.temperature, 1234 + int(s.radius))
+    liquid_rng, seed_rng = ((1234 + int(s.radius), 4000 + int(s.radius)) if s.sample == 0
+                            else (seed_of(s.name), seed_of(s.name + " seed")))
+    script, (pos, lengths) = liquid_script(s.name, s.box, s.temperature, liquid_rng)
     write_data(out / f"{s.name}.start.data", pos, lengths)
     # the seed: lattice sites within R of a lattice point near the box centre, in a box of their own
     cell_pos, cell_len = oriented_cell("1h", 2)
@@ -281,7 +287,7 @@ fix relax liquid nvt temp {s.temperature} {s.temperature} 1000
 run 500
 unfix relax
 unfix hold
-velocity seed create {s.temperature} {4000 + int(s.radius)}
+velocity seed create {s.temperature} {seed_rng}
 fix md all npt temp {s.temperature} {s.temperature} 1000 iso 1 1 10000
 run 200
 {dump_lines(s.name, 200)}

@@ -64,16 +64,18 @@ def liquid_like(n: int, density: float, rng: np.random.Generator, min_dist: floa
 
 
 def ice_ball_in_disorder(seed: int = 3, width: float = 36.0, radius: float = 11.0,
-                         noise: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
+                         noise: float = 0.45, film: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Ice Ih with 0.1 A of noise within ``radius`` of the box centre and ``noise`` A elsewhere: a crystallite
     (~220 molecules labelled ice of 1,600) in a lattice too noisy for the classifier but ordered enough after
-    denoising for the boundary step to grow into (step 5's test: small crystallites get more rounds)."""
+    denoising for the boundary step to grow into (step 5's test: small crystallites get more rounds).
+    ``film``: within ``radius`` of the plane x = L/2 instead, a film across the box."""
     from icephase_lmp.references import builtin_reference, supercell
 
     atoms = supercell(builtin_reference("Ih").atoms, width)
     cell = atoms.cell.array.copy()
     pos = atoms.positions.copy()
-    inside = np.linalg.norm(pos - 0.5 * cell.sum(axis=0), axis=1) < radius
+    offset = pos - 0.5 * cell.sum(axis=0)
+    inside = np.abs(offset[:, 0]) < radius if film else np.linalg.norm(offset, axis=1) < radius
     sigma = np.where(inside, 0.1, noise)
     return pos + np.random.default_rng(seed).normal(size=pos.shape) * sigma[:, None], cell
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import ice_next_to_disorder, liquid_like
 
 from icephase_lmp.boundary import (BoundarySettings, Shells, ShellOrder, convex_support_scale, extend_ice, grow_once,
-                                   ordered_shells, shell_order, supported)
+                                   ordered_shells, shell_order, spanning_clusters, supported)
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.phases import LIQUID
 from icephase_lmp.references import builtin_reference, supercell
@@ -259,15 +259,17 @@ def test_small_crystallites_get_more_rounds_large_clusters_do_not():
     ball_one = extend_ice(np.where(ball, 2, LIQUID), pos, cell, pbc, one)
     ball_two = extend_ice(np.where(ball, 2, LIQUID), pos, cell, pbc, two)
     assert (ball_one > LIQUID).sum() < (ball_two > LIQUID).sum() < (slab_one > LIQUID).sum()
+    # the size and share gates alone (the slab also reaches across the box: test_films_and_slabs_are_faces)
     step5 = BoundarySettings(rounds=1, support_radius=0.0, small_cluster_rounds=1, small_cluster_share=1.0,
-                             small_cluster_size=int((slab_one > LIQUID).sum()))  # the slab's cluster is not small
+                             small_cluster_size=int((slab_one > LIQUID).sum()), hold_spanning=False)
     assert np.array_equal(extend_ice(codes, pos, cell, pbc, step5), np.where(slab_one > LIQUID, slab_one, ball_two))
     # held by size, or by share: the slab alone is small where it is less than the share of all molecules
     by_share = BoundarySettings(rounds=1, support_radius=0.0, small_cluster_rounds=1, small_cluster_size=10**6,
-                                small_cluster_share=((slab_one > LIQUID).sum() - 0.5) / len(pos))
+                                small_cluster_share=((slab_one > LIQUID).sum() - 0.5) / len(pos), hold_spanning=False)
     assert np.array_equal(extend_ice(codes, pos, cell, pbc, by_share), np.where(slab_one > LIQUID, slab_one, ball_two))
     for held in (dict(small_cluster_size=1), dict(small_cluster_share=0.0)):
-        nothing_small = BoundarySettings(rounds=1, support_radius=0.0, small_cluster_rounds=1, **held)
+        nothing_small = BoundarySettings(rounds=1, support_radius=0.0, small_cluster_rounds=1, hold_spanning=False,
+                                         **held)
         assert np.array_equal(extend_ice(codes, pos, cell, pbc, nothing_small), extend_ice(codes, pos, cell, pbc, one))
 
 
@@ -306,6 +308,48 @@ def test_supported_asks_less_on_the_surface_of_a_small_cluster():
     assert supported(before, after, i, j, settings, np.array([3, 3, 3, 0])).tolist() == [1, 1, 1, LIQUID]
     for sizes in ([10**6] * 4, [0] * 4):
         assert supported(before, after, i, j, settings, np.array(sizes)).tolist() == [LIQUID, 1, 1, LIQUID]
+
+
+def test_spanning_clusters_are_films_slabs_and_rods():
+    """On an ideal Ih crystal: a slab (x < 5 A) and a rod along z reach across the box, a ball does not,
+    wherever the box's origin lies; only the members given count; without a box nothing does."""
+    pos, cell, slab, ball = slab_and_ball(6.0)
+    pbc = (True,) * 3
+    y = pos[:, 1] % cell[1, 1]
+    rod = ((pos[:, 0] % cell[0, 0]) > 20.0) & ((pos[:, 0] % cell[0, 0]) < 27.0) & (y > 5.0) & (y < 12.0)
+    assert not np.any(rod & (slab | ball))
+    codes = np.where(slab, 1, np.where(ball, 2, np.where(rod, 3, LIQUID))).astype(np.int32)
+    for origin in (np.zeros(3), np.array([3.3, -7.1, 11.7])):
+        clusters = ice_clusters(codes, pos + origin, cell, pbc, 3.5)
+        assert len(clusters.sizes) == 3
+        spans = spanning_clusters(clusters, codes > LIQUID, pos + origin, cell, pbc, 3.5)
+        of = {name: spans[clusters.ids[np.flatnonzero(part)[0]] - 1] for name, part in
+              (("slab", slab), ("ball", ball), ("rod", rod))}
+        assert of == {"slab": True, "ball": False, "rod": True}
+    # the rod reaches across along z only: not periodic there, it does not
+    clusters = ice_clusters(codes, pos, cell, (True, True, False), 3.5)
+    assert not spanning_clusters(clusters, rod, pos, cell, (True, True, False), 3.5).any()
+    assert not spanning_clusters(clusters, codes > LIQUID, pos, None, (False,) * 3, 3.5).any()
+
+
+def test_films_and_slabs_are_faces_whatever_their_size():
+    """Step 5 on the ideal crystal with both gates open (size 10^6, share 1): the slab (160 molecules) reaches
+    across the box and is held, as one round alone grows it, while the ball gets its extra round; without
+    the spanning gate the slab grows a round more too."""
+    pos, cell, slab, ball = slab_and_ball(3.0)
+    pbc = (True,) * 3
+    codes = np.where(slab, 1, np.where(ball, 2, LIQUID)).astype(np.int32)
+    open_gates = dict(rounds=1, support_radius=0.0, small_cluster_rounds=1, small_cluster_size=10**6,
+                      small_cluster_share=1.0)
+    one, two = rounds_only(rounds=1, support_radius=0.0), rounds_only(rounds=2, support_radius=0.0)
+    slab_one = extend_ice(np.where(slab, 1, LIQUID), pos, cell, pbc, one)
+    slab_two = extend_ice(np.where(slab, 1, LIQUID), pos, cell, pbc, two)
+    ball_two = extend_ice(np.where(ball, 2, LIQUID), pos, cell, pbc, two)
+    assert (slab_two > LIQUID).sum() > (slab_one > LIQUID).sum()
+    held = extend_ice(codes, pos, cell, pbc, BoundarySettings(**open_gates))
+    assert np.array_equal(held, np.where(slab_one > LIQUID, slab_one, ball_two))
+    grown = extend_ice(codes, pos, cell, pbc, BoundarySettings(**open_gates, hold_spanning=False))
+    assert np.array_equal(grown, np.where(slab_two > LIQUID, slab_two, ball_two))
 
 
 def test_small_crystallites_support_check_is_for_a_convex_surface():

@@ -88,13 +88,16 @@ def test_configure_changes_the_boundary_step_and_keeps_the_rest(small_model_file
     assert main(["inspect", str(new)]) == 0
     out = capsys.readouterr().out
     assert "stays ice only where >= 50% of the O within 5 A are ice" in out
-    assert "get 4 more rounds, checked with the share of ice a convex surface has" in out
+    assert ("that do not reach across the box get 4 more rounds, checked with the share of ice a convex surface "
+            "has") in out
     flat = tmp_path / "flat.pth"
-    assert main(["configure", str(new), "--out", str(flat), "--boundary", "convex_support=false"]) == 0
+    assert main(["configure", str(new), "--out", str(flat), "--boundary", "convex_support=false",
+                 "--boundary", "hold_spanning=off"]) == 0
     assert load_model(flat).classifier.boundary.convex_support is False
+    assert load_model(flat).classifier.boundary.hold_spanning is False
     assert main(["inspect", str(flat)]) == 0
     out = capsys.readouterr().out
-    assert "get 4 more rounds\n" in out and "convex surface" not in out
+    assert "25% of all get 4 more rounds\n" in out and "convex surface" not in out
     for bad, message in (("rnds=4", "no such setting"), ("rounds=x", "a whole number"),
                          ("convex_support=maybe", "give true or false"),
                          ("min_support=2", "out of range"), ("support_radius=30", "exceeds the SOAP reach")):

@@ -866,11 +866,11 @@ def ice_slab_in_liquid(seed: int = 5) -> System:
     return System(pos, cell, np.ones(len(pos), dtype=int))
 
 
-def ice_ball_in_noise() -> System:
-    """conftest.ice_ball_in_disorder in LAMMPS's frame."""
+def ice_ball_in_noise(film: bool = False) -> System:
+    """conftest.ice_ball_in_disorder in LAMMPS's frame (``film``: its film across the box, 8 A thick)."""
     from conftest import ice_ball_in_disorder
 
-    pos, cell = ice_ball_in_disorder()
+    pos, cell = ice_ball_in_disorder(film=True, radius=4.0) if film else ice_ball_in_disorder()
     cell, pos = lammps_frame(cell, pos)
     return System(pos, cell, np.ones(len(pos), dtype=int))
 
@@ -991,8 +991,8 @@ def test_small_crystallites_same_as_offline_on_any_number_of_ranks(model, crysta
     assert np.count_nonzero(codes != without) >= 30, "the test system should exercise step 5"
     assert np.count_nonzero(codes != flat_codes) >= 5, "the test system should exercise the convex support check"
     assert_compute_gives(codes, dist, model, system, tmp_path, nprocs, f"small crystallites, {nprocs} ranks",
-                         "ice clusters of fewer than 400 oxygens and 25% of all get 4 more round(s), checked "
-                         "with the share of ice a convex surface has")
+                         "ice clusters of fewer than 400 oxygens and 25% of all that do not reach across the box "
+                         "get 4 more round(s), checked with the share of ice a convex surface has")
 
 
 def test_small_crystallite_sizes_are_counted_over_all_ranks(model, crystallite_models, tmp_path):
@@ -1005,6 +1005,38 @@ def test_small_crystallite_sizes_are_counted_over_all_ranks(model, crystallite_m
     grown, _, _ = offline(shipped, model, system)
     assert np.count_nonzero(codes != grown) >= 30
     assert_compute_gives(codes, dist, setup, system, tmp_path, 4, "cluster sizes, 4 ranks", before="processors * 2 2\n")
+
+@pytest.fixture(scope="module")
+def open_gate_models(model, tmp_path_factory):
+    """The test model file with step 5's size and share gates open (`icephase configure`: 1,000 molecules,
+    share 1), and that model offline with the spanning gate on (as in the file) and off."""
+    from dataclasses import replace
+
+    from icephase_lmp.cli import main
+    from icephase_lmp.model_file import load_model, read_metadata
+
+    path = tmp_path_factory.mktemp("open_gates") / "open.pth"
+    assert main(["configure", str(model.path), "--out", str(path), "--boundary", "small_cluster_size=1000",
+                 "--boundary", "small_cluster_share=1"]) == 0
+    spanning, without = load_model(path), load_model(path)
+    without.classifier.boundary = replace(without.classifier.boundary, hold_spanning=False)
+    return replace(model, path=path, metadata=read_metadata(path)), spanning, without
+
+
+@pytest.mark.parametrize("nprocs", [1, 4])
+def test_films_across_the_box_are_held_on_any_number_of_ranks(open_gate_models, tmp_path, nprocs):
+    """A film of ice across the box in a noisy lattice, below step 5's (opened) size and share gates: it
+    reaches across the box, so it is held, which changes 30 or more labels against growing it; the compute
+    gathers the film's coordinates over all ranks (4 ranks split it four ways, `processors 1 2 2`: no rank
+    sees it reach across) and gives the offline labels."""
+    setup, spanning, without = open_gate_models
+    system = ice_ball_in_noise(film=True)
+    codes, dist, _ = offline(spanning, setup, system)
+    grown, _, _ = offline(without, setup, system)
+    assert np.count_nonzero(codes != grown) >= 30, "the test system should exercise the spanning gate"
+    assert_compute_gives(codes, dist, setup, system, tmp_path, nprocs, f"film, {nprocs} ranks",
+                         "that do not reach across the box get 4 more round(s)",
+                         before="processors 1 2 2\n" if nprocs == 4 else "")
 
 # ---- issue 11: the policies shared with the offline pipeline ------------------------------------------------
 def test_oxygens_too_close_are_labelled_as_offline(ih, model, offline_model, tmp_path):

@@ -21,7 +21,8 @@ own, calls a few percent of a (denoised) supercooled liquid ordered. So the two 
    less than ``small_cluster_share`` of all get ``small_cluster_rounds`` more rounds and a support check of what
    those grew, the larger clusters held as they are. The classifier's ice ends deeper inside a nucleus smaller
    than its reach than inside a flat face. That check asks for the ice share a molecule on the surface of a
-   ball of its cluster's size has (``convex_support``), less than a flat face's half.
+   ball of its cluster's size has (``convex_support``), less than a flat face's half. A cluster that reaches
+   across the periodic box (a film, a slab) is a face whatever its size (``hold_spanning``).
 
 A disordered liquid cannot grow ice this way unless the classifier already found ice next to it, so a liquid
 with no crystal stays liquid whatever the first-shell test says about single molecules; and the phase always
@@ -44,7 +45,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .clusters import Clusters, ice_clusters
-from .geometry import cloud_pairs, neighbor_edges
+from .geometry import cloud_pairs, neighbor_edges, perpendicular_widths
 from .phases import LIQUID, OTHER_CRYSTAL
 
 #: the code a molecule of a large ice cluster carries through the small crystallites' rounds (step 5): other
@@ -113,6 +114,11 @@ class BoundarySettings:
     #: (R = 10 A: 41%), so the flat-face share stopped the extra rounds a shell short of the nucleus. False:
     #: the flat-face share (model files from before it existed get it on, as shipped)
     convex_support: bool = True
+    #: ... and a cluster that reaches across the periodic box along a cell axis (its molecules, projected on
+    #: that axis, leave no gap wider than ``shell``: a film, a slab, a rod) is a face whatever its size, held
+    #: out of step 5: a film of ice on a substrate in a large box is below both gates but flat. False: size and
+    #: share alone (model files from before it existed get it on, as shipped)
+    hold_spanning: bool = True
 
     def __post_init__(self) -> None:
         if not (self.rounds >= 0 and self.support_radius >= 0.0 and 0.0 <= self.min_support <= 1.0
@@ -350,7 +356,11 @@ def extend_ice(
     codes = _rounds_and_support(codes, settings.rounds, positions, cell, pbc, settings, shells, order)
     if settings.small_cluster_rounds <= 0 or not np.any(codes == LIQUID):
         return codes
-    small = small_clusters(ice_clusters(codes, positions, cell, pbc, settings.shell), settings, len(codes))
+    clusters = ice_clusters(codes, positions, cell, pbc, settings.shell)
+    small = small_clusters(clusters, settings, len(codes))
+    if settings.hold_spanning and small.any():
+        spans = spanning_clusters(clusters, small, positions, cell, pbc, settings.shell)
+        small &= ~spans[np.maximum(clusters.ids, 1) - 1]
     if not small.any():
         return codes
     held = (codes > LIQUID) & ~small
@@ -364,6 +374,41 @@ def small_clusters(clusters: Clusters, settings: BoundarySettings, n_molecules: 
     ``small_cluster_rounds`` more rounds): an ice cluster of fewer than :func:`small_cluster_limit` molecules."""
     sizes = clusters.size_of_each()
     return (sizes > 0) & (sizes < small_cluster_limit(settings, n_molecules))
+
+
+def spanning_clusters(clusters: Clusters, members: np.ndarray, positions: np.ndarray, cell: np.ndarray | None, pbc,
+                      gap: float) -> np.ndarray:
+    """(K,) bool: which ice clusters reach across the periodic box: along some periodic cell axis, the
+    projections of their molecules in ``members`` (bool (N,); the clusters step 5 would grow) leave no gap
+    wider than ``gap`` (A, measured across the box's faces), the wrap-around one included. A film or slab
+    does along the axes in its plane, a rod along its own; a crystallite smaller than the box does not. Only
+    the molecules' fractional coordinates enter, so the result does not depend on the box's origin; no box:
+    none reaches across."""
+    spans = np.zeros(len(clusters.sizes), dtype=bool)
+    periodic = np.flatnonzero(np.asarray(pbc, dtype=bool))
+    picked = np.flatnonzero(np.asarray(members, dtype=bool) & (clusters.ids > 0))
+    if cell is None or len(periodic) == 0 or len(picked) == 0:
+        return spans
+    cell = np.asarray(cell, dtype=np.float64)
+    frac = np.linalg.solve(cell.T, np.asarray(positions, dtype=np.float64)[picked].T).T % 1.0
+    ids = clusters.ids[picked] - 1
+    widths = perpendicular_widths(cell)
+    for axis in periodic:
+        order = np.lexsort((frac[:, axis], ids))
+        f, k = frac[order, axis], ids[order]
+        first = np.ones(len(k), dtype=bool)
+        first[1:] = k[1:] != k[:-1]
+        last = np.roll(first, -1)
+        # gaps between neighbours along the axis within a cluster, then the one across the box's faces
+        inner = np.zeros(len(k))
+        inner[1:] = np.where(first[1:], 0.0, f[1:] - f[:-1])
+        widest = np.zeros(len(spans))
+        np.maximum.at(widest, k, inner)
+        np.maximum.at(widest, k[last], 1.0 - f[last] + f[first])
+        present = np.zeros(len(spans), dtype=bool)
+        present[k] = True
+        spans |= present & (widest * widths[axis] <= gap)
+    return spans
 
 
 def small_cluster_limit(settings: BoundarySettings, n_molecules: int) -> float:

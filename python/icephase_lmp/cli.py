@@ -485,8 +485,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
           f"({b.shell} A) is ordered (>= {b.min_ordered_bonds} of 4 bonds staggered/eclipsed){route_b}"
           + (f"; it stays ice only where >= {b.min_support:.0%} of the O within {b.support_radius:g} A are ice"
              if b.support_radius > 0 else "")
-          + (f"; ice clusters of fewer than {b.small_cluster_size} O and {b.small_cluster_share:.0%} of all get "
-             f"{b.small_cluster_rounds} more rounds"
+          + (f"; ice clusters of fewer than {b.small_cluster_size} O and {b.small_cluster_share:.0%} of all"
+             + (" that do not reach across the box" if b.hold_spanning else "")
+             + f" get {b.small_cluster_rounds} more rounds"
              + (", checked with the share of ice a convex surface has" if b.convex_support and b.support_radius > 0
                 else "") if b.small_cluster_rounds > 0 else ""))
     vote = clf.phase_vote.radius

@@ -157,7 +157,7 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0), repeat_iterations(0),
     default_iterations(0), default_tolerance(0.0),
     default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), min_support(0.5),
-    small_cluster_rounds(0), small_cluster_size(0), small_cluster_share(0.0), convex_support(false),
+    small_cluster_rounds(0), small_cluster_size(0), small_cluster_share(0.0), convex_support(false), hold_spanning(false),
     phase_vote_radius(0.0),
     logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
@@ -363,6 +363,7 @@ void ComputeIcephase::parse_metadata(const std::string &text)
     small_cluster_size = meta.at("boundary").at("small_cluster_size").get<int>();
     small_cluster_share = meta.at("boundary").at("small_cluster_share").get<double>();
     convex_support = meta.at("boundary").at("convex_support").get<bool>();
+    hold_spanning = meta.at("boundary").at("hold_spanning").get<bool>();
   }
   phase_vote_radius = meta.at("phase_vote").at("radius").get<double>();
 
@@ -628,8 +629,9 @@ void ComputeIcephase::log_settings()
                                           "within {} A are ice", 100.0 * min_support, support_radius)
                             : "",
                         small_cluster_rounds > 0
-                            ? fmt::format("; ice clusters of fewer than {} oxygens and {}% of all get {} "
+                            ? fmt::format("; ice clusters of fewer than {} oxygens and {}% of all{} get {} "
                                           "more round(s){}", small_cluster_size, 100.0 * small_cluster_share,
+                                          hold_spanning ? " that do not reach across the box" : "",
                                           small_cluster_rounds,
                                           convex_support && support_radius > 0.0
                                               ? ", checked with the share of ice a convex surface has"
@@ -1909,7 +1911,8 @@ void ComputeIcephase::support_check(const std::vector<int> &before, const std::v
    small crystallites (step 5 of icephase_lmp.boundary): the ice clusters
    (first-shell bonds) of fewer than small_cluster_size oxygens and less
    than small_cluster_share of all analysed ones (boundary.small_cluster_limit),
-   counted over all ranks, get small_cluster_rounds more rounds and a support check
+   counted over all ranks, and (hold_spanning) that do not reach across the
+   periodic box, get small_cluster_rounds more rounds and a support check
    of what those grew (with convex_support, asking for the share of ice a
    molecule on the surface of a ball of its grown cluster's size has); the oxygens of larger clusters carry the other-crystal
    code meanwhile (boundary.HELD: the boundary step runs before the
@@ -1921,16 +1924,22 @@ void ComputeIcephase::grow_small_clusters()
 {
   const int nlocal = soap.nlocal;
   if (small_cluster_rounds <= 0 || !on_any_rank(has_liquid_centre())) return;
-  const std::vector<bigint> sizes = local_cluster_sizes();
+  std::vector<int> ids;
+  const std::vector<bigint> sizes = local_cluster_sizes(&ids);
   bigint nmine = nlocal, nall = 0;
   MPI_Allreduce(&nmine, &nall, 1, MPI_LMP_BIGINT, MPI_SUM, world);
   const double limit = std::min((double) small_cluster_size, small_cluster_share * (double) nall);
+  std::vector<bool> below(nlocal, false);    // an ice centre whose cluster is below the size gates
+  for (int s = 0; s < nlocal; s++) below[s] = soap.codes[s] > LIQUID && (double) sizes[s] < limit;
+  std::set<int> spanning;
+  if (hold_spanning && on_any_rank(std::find(below.begin(), below.end(), true) != below.end()))
+    spanning = spanning_cluster_ids(ids, below);
   bool small = false;
   std::vector<int> held_codes(nlocal, LIQUID);    // a held centre's own code, LIQUID for the rest
   const std::vector<int> base(soap.codes.begin(), soap.codes.begin() + nlocal);
   for (int s = 0; s < nlocal; s++) {
     if (base[s] <= LIQUID) continue;
-    if ((double) sizes[s] < limit) {
+    if (below[s] && spanning.count(ids[s]) == 0) {
       small = true;
     } else {
       held_codes[s] = base[s];
@@ -1966,7 +1975,7 @@ void ComputeIcephase::grow_small_clusters()
    rank's count per ID goes to all ranks
 ------------------------------------------------------------------------- */
 
-std::vector<bigint> ComputeIcephase::local_cluster_sizes()
+std::vector<bigint> ComputeIcephase::local_cluster_sizes(std::vector<int> *cluster_ids)
 {
   const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   std::vector<int> ids(nlocal, 0), cloud_ids, next(nlocal, 0);
@@ -2008,7 +2017,64 @@ std::vector<bigint> ComputeIcephase::local_cluster_sizes()
   std::vector<bigint> sizes(nlocal, 0);
   for (int s = 0; s < nlocal; s++)
     if (ids[s] > 0) sizes[s] = total[ids[s]];
+  if (cluster_ids) *cluster_ids = ids;
   return sizes;
+}
+
+/* ----------------------------------------------------------------------
+   the IDs of the ice clusters that reach across the periodic box
+   (boundary.spanning_clusters): the members' (local centres flagged in
+   members) fractional coordinates of their classified positions go to all
+   ranks with their cluster IDs; a cluster reaches across along a periodic
+   cell axis when its projections there leave no gap wider than the first
+   shell, the one across the box's faces included
+------------------------------------------------------------------------- */
+
+std::set<int> ComputeIcephase::spanning_cluster_ids(const std::vector<int> &ids,
+                                                    const std::vector<bool> &members)
+{
+  std::vector<double> mine;    // (id, lamda x, lamda y, lamda z) per member
+  for (int s = 0; s < soap.nlocal; s++) {
+    if (!members[s]) continue;
+    double x[3] = {soap.positions[3 * s], soap.positions[3 * s + 1], soap.positions[3 * s + 2]};
+    double lamda[3];
+    domain->x2lamda(x, lamda);
+    mine.push_back((double) ids[s]);
+    for (double f : lamda) mine.push_back(f - std::floor(f));
+  }
+  int nmine = (int) mine.size();
+  std::vector<int> counts(comm->nprocs), offsets(comm->nprocs, 0);
+  MPI_Allgather(&nmine, 1, MPI_INT, counts.data(), 1, MPI_INT, world);
+  for (int p = 1; p < comm->nprocs; p++) offsets[p] = offsets[p - 1] + counts[p - 1];
+  std::vector<double> all(offsets.back() + counts.back());
+  MPI_Allgatherv(mine.data(), nmine, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE,
+                 world);
+
+  // the distance between opposite faces of the box along each cell axis: volume / face area
+  const double *h = domain->h;
+  const double volume = h[0] * h[1] * h[2];
+  const double widths[3] = {volume / std::sqrt(h[1] * h[1] * h[2] * h[2] + h[5] * h[5] * h[2] * h[2] +
+                                               (h[5] * h[3] - h[1] * h[4]) * (h[5] * h[3] - h[1] * h[4])),
+                            volume / std::sqrt(h[2] * h[2] * h[0] * h[0] + h[3] * h[3] * h[0] * h[0]),
+                            h[2]};
+  std::map<int, std::vector<const double *>> clusters;
+  for (size_t k = 0; k + 3 < all.size(); k += 4) clusters[(int) all[k]].push_back(&all[k + 1]);
+  std::set<int> spans;
+  for (const auto &item : clusters) {
+    for (int axis = 0; axis < 3; axis++) {
+      if (!domain->periodicity[axis]) continue;
+      std::vector<double> f;
+      for (const double *lamda : item.second) f.push_back(lamda[axis]);
+      std::sort(f.begin(), f.end());
+      double widest = 1.0 - f.back() + f.front();
+      for (size_t k = 1; k < f.size(); k++) widest = std::max(widest, f[k] - f[k - 1]);
+      if (widest * widths[axis] <= boundary_shell) {
+        spans.insert(item.first);
+        break;
+      }
+    }
+  }
+  return spans;
 }
 
 /* ----------------------------------------------------------------------

@@ -26,6 +26,7 @@ ComputeStyle(icephase,ComputeIcephase);
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,7 @@ class ComputeIcephase : public Compute {
   int small_cluster_size;      // molecules (boundary.BoundarySettings; 0 rounds: off) ...
   double small_cluster_share;  // ... or this share of the analysed oxygens where that is fewer
   bool convex_support;         // their support check with the share a convex surface has
+  bool hold_spanning;          // clusters that reach across the box are faces, whatever their size
   double phase_vote_radius;    // the phase vote's radius (A); 0: the model has none
 
   std::unique_ptr<Denoiser> denoiser;
@@ -261,7 +263,8 @@ class ComputeIcephase : public Compute {
   void support_check(const std::vector<int> &before, const std::vector<int> &held_codes,
                      const std::vector<int> &cluster_sizes);
   void grow_small_clusters();
-  std::vector<bigint> local_cluster_sizes();
+  std::vector<bigint> local_cluster_sizes(std::vector<int> *cluster_ids = nullptr);
+  std::set<int> spanning_cluster_ids(const std::vector<int> &ids, const std::vector<bool> &members);
   void find_other_crystal();
   void share_vectors(const std::vector<double> &local_vectors, std::vector<double> &cloud_vectors);
   void check_grown_codes(std::string &err, const char *step, bool other_allowed) const;
