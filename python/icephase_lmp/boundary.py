@@ -278,9 +278,11 @@ def supported(before: np.ndarray, after: np.ndarray, i: np.ndarray, j: np.ndarra
     molecule that the rounds turned from liquid (``before``) to ice set back to liquid where fewer than
     ``settings.min_support`` of the molecules within ``settings.support_radius`` of it, itself included, are
     ice-labelled. ``cluster_sizes`` (step 5's check; one per centre: the size of its ice cluster after the
-    rounds): that share scaled for the convex surface of a cluster of that size (:func:`convex_support_scale`). ``after`` covers every atom the directed pairs (i, j) (i a centre, j any atom, closer than
-    the radius; those of the grown centres are all that is read) mention, centres first. One pass, every centre deciding on the same ``after``: the result
-    does not depend on the order of the molecules or how the compute spreads them over ranks.
+    rounds): that share scaled for the convex surface of a cluster of that size (:func:`convex_support_scale`).
+    ``after`` covers every atom the directed pairs (i, j) (i a centre, j any atom, closer than the radius;
+    those of the grown centres are all that is read) mention, centres first. One pass, every centre deciding
+    on the same ``after``: the result does not depend on the order of the molecules or how the compute
+    spreads them over ranks.
 
     Why. The rounds follow the first-shell test, which a few percent of the molecules of a (denoised) liquid
     pass; where the ice's own face is ordered, a round can step from it onto such a molecule, and the next round on
@@ -418,7 +420,8 @@ def small_cluster_limit(settings: BoundarySettings, n_molecules: int) -> float:
 
 
 def _rounds_and_support(codes: np.ndarray, rounds: int, positions: np.ndarray, cell: np.ndarray | None, pbc,
-                        settings: BoundarySettings, shells: Shells, order: ShellOrder, convex: bool = False) -> np.ndarray:
+                        settings: BoundarySettings, shells: Shells, order: ShellOrder,
+                        convex: bool = False) -> np.ndarray:
     """``rounds`` rounds of :func:`grow_once`, then the support check on what they grew (``convex``: with the
     share scaled for the size of each molecule's ice cluster after the rounds)."""
     before = codes

@@ -157,8 +157,8 @@ ComputeIcephase::ComputeIcephase(LAMMPS *lmp, int narg, char **arg) :
     receptive_field(0.0), num_layers(0), max_code(0), other_code(-2), nreduced(0), repeat_iterations(0),
     default_iterations(0), default_tolerance(0.0),
     default_boundary_rounds(0), boundary_shell(0.0), support_radius(0.0), min_support(0.5),
-    small_cluster_rounds(0), small_cluster_size(0), small_cluster_share(0.0), convex_support(false), hold_spanning(false),
-    phase_vote_radius(0.0),
+    small_cluster_rounds(0), small_cluster_size(0), small_cluster_share(0.0), convex_support(false),
+    hold_spanning(false), phase_vote_radius(0.0),
     logged(false), graph_logged(false), nmax(0),
     disp(nullptr), label(nullptr), close_flag(nullptr), reduced(nullptr), comm_mode(COMM_DISP),
     counts(nullptr)
@@ -1914,10 +1914,11 @@ void ComputeIcephase::support_check(const std::vector<int> &before, const std::v
    counted over all ranks, and (hold_spanning) that do not reach across the
    periodic box, get small_cluster_rounds more rounds and a support check
    of what those grew (with convex_support, asking for the share of ice a
-   molecule on the surface of a ball of its grown cluster's size has); the oxygens of larger clusters carry the other-crystal
-   code meanwhile (boundary.HELD: the boundary step runs before the
-   other-crystal step, so no oxygen has that code yet, and the rounds and the
-   support check read it as neither liquid nor ice), then their own again
+   molecule on the surface of a ball of its grown cluster's size has); the
+   oxygens of the other clusters carry the other-crystal code meanwhile
+   (boundary.HELD: the boundary step runs before the other-crystal step, so
+   no oxygen has that code yet, and the rounds and the support check read it
+   as neither liquid nor ice), then their own again
 ------------------------------------------------------------------------- */
 
 void ComputeIcephase::grow_small_clusters()
