@@ -326,6 +326,11 @@ def test_spanning_clusters_are_films_slabs_and_rods():
         of = {name: spans[clusters.ids[np.flatnonzero(part)[0]] - 1] for name, part in
               (("slab", slab), ("ball", ball), ("rod", rod))}
         assert of == {"slab": True, "ball": False, "rod": True}
+    # the same crystal in a sheared cell (b + a, c + b: the same lattice, triclinic): the same answer
+    sheared = np.array([cell[0], cell[1] + cell[0], cell[2] + cell[1]])
+    clusters = ice_clusters(codes, pos, sheared, pbc, 3.5)
+    spans = spanning_clusters(clusters, codes > LIQUID, pos, sheared, pbc, 3.5)
+    assert [spans[clusters.ids[np.flatnonzero(part)[0]] - 1] for part in (slab, ball, rod)] == [True, False, True]
     # the rod reaches across along z only: not periodic there, it does not
     clusters = ice_clusters(codes, pos, cell, (True, True, False), 3.5)
     assert not spanning_clusters(clusters, rod, pos, cell, (True, True, False), 3.5).any()

@@ -866,11 +866,14 @@ def ice_slab_in_liquid(seed: int = 5) -> System:
     return System(pos, cell, np.ones(len(pos), dtype=int))
 
 
-def ice_ball_in_noise(film: bool = False) -> System:
-    """conftest.ice_ball_in_disorder in LAMMPS's frame (``film``: its film across the box, 8 A thick)."""
+def ice_ball_in_noise(film: bool = False, sheared: bool = False) -> System:
+    """conftest.ice_ball_in_disorder in LAMMPS's frame (``film``: its film across the box, 8 A thick;
+    ``sheared``: in the triclinic cell a, b + a, c of the same lattice)."""
     from conftest import ice_ball_in_disorder
 
     pos, cell = ice_ball_in_disorder(film=True, radius=4.0) if film else ice_ball_in_disorder()
+    if sheared:
+        cell = np.array([cell[0], cell[1] + cell[0], cell[2]])
     cell, pos = lammps_frame(cell, pos)
     return System(pos, cell, np.ones(len(pos), dtype=int))
 
@@ -1023,14 +1026,15 @@ def open_gate_models(model, tmp_path_factory):
     return replace(model, path=path, metadata=read_metadata(path)), spanning, without
 
 
-@pytest.mark.parametrize("nprocs", [1, 4])
-def test_films_across_the_box_are_held_on_any_number_of_ranks(open_gate_models, tmp_path, nprocs):
+@pytest.mark.parametrize("nprocs,sheared", [(1, False), (4, False), (2, True)])
+def test_films_across_the_box_are_held_on_any_number_of_ranks(open_gate_models, tmp_path, nprocs, sheared):
     """A film of ice across the box in a noisy lattice, below step 5's (opened) size and share gates: it
     reaches across the box, so it is held, which changes 30 or more labels against growing it; the compute
     gathers the film's coordinates over all ranks (4 ranks split it four ways, `processors 1 2 2`: no rank
-    sees it reach across) and gives the offline labels."""
+    sees it reach across) and gives the offline labels; also in a triclinic (sheared) cell of the same
+    lattice."""
     setup, spanning, without = open_gate_models
-    system = ice_ball_in_noise(film=True)
+    system = ice_ball_in_noise(film=True, sheared=sheared)
     codes, dist, _ = offline(spanning, setup, system)
     grown, _, _ = offline(without, setup, system)
     assert np.count_nonzero(codes != grown) >= 30, "the test system should exercise the spanning gate"
