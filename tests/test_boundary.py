@@ -290,23 +290,25 @@ def test_convex_support_scale_is_the_ice_share_at_the_surface_of_a_ball(radius):
 
 
 def test_convex_support_scale_limits():
-    """Outside any cluster: 1; a cluster no larger than the sphere: the share of a ball of the sphere's radius
-    (5/16 of 1/2); a very large one: a flat face."""
-    scale = convex_support_scale(np.array([0, 5, 17, 10**9]), np.array([17, 17, 17, 17]))
-    assert scale[0] == 1.0 and scale[1] == scale[2] == pytest.approx(0.625) and scale[3] == pytest.approx(1.0, abs=1e-2)
+    """Outside any cluster, and a cluster smaller than the sphere holds (a few stray molecules): 1, a flat
+    face's check; a cluster as large as the sphere holds: the share of a ball of the sphere's radius (5/16 of
+    1/2); a very large one: a flat face."""
+    scale = convex_support_scale(np.array([0, 5, 16, 17, 10**9]), np.full(5, 17))
+    assert scale[0] == scale[1] == scale[2] == 1.0
+    assert scale[3] == pytest.approx(0.625) and scale[4] == pytest.approx(1.0, abs=1e-2)
 
 
 def test_supported_asks_less_on_the_surface_of_a_small_cluster():
     """The hand-made centres of the test above: centre 0 (2 of 5 ice, 40%) goes back to liquid at a flat face's
-    50%, but stays ice where its cluster is no larger than its sphere (50% x 0.625 = 31%); a cluster of a million
-    molecules is a flat face again; a size of 0 asks the flat share."""
+    50%, but stays ice where its cluster is as large as its sphere holds (5 molecules: 50% x 0.625 = 31%); a
+    cluster of a million molecules is a flat face again, and so are a smaller one (3) and a size of 0."""
     before = np.array([LIQUID, LIQUID, 1, LIQUID], dtype=np.int32)
     after = np.array([1, 1, 1, LIQUID, 1, LIQUID, LIQUID, LIQUID, 1, LIQUID], dtype=np.int32)
     i = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 3])
     j = np.array([4, 5, 6, 7, 8, 6, 7, 5, 9, 4])
     settings = BoundarySettings(support_radius=5.0)
-    assert supported(before, after, i, j, settings, np.array([3, 3, 3, 0])).tolist() == [1, 1, 1, LIQUID]
-    for sizes in ([10**6] * 4, [0] * 4):
+    assert supported(before, after, i, j, settings, np.array([5, 5, 5, 0])).tolist() == [1, 1, 1, LIQUID]
+    for sizes in ([10**6] * 4, [3] * 4, [0] * 4):
         assert supported(before, after, i, j, settings, np.array(sizes)).tolist() == [LIQUID, 1, 1, LIQUID]
 
 

@@ -317,12 +317,14 @@ def convex_support_scale(cluster_sizes: np.ndarray, sphere_molecules: np.ndarray
     Why. A sphere of radius r centred on the surface of a ball of radius R >= r has a share
     1/2 - 3 r / (16 R) of its volume inside the ball (the lens of the two spheres); a flat face (R -> inf) has
     one half. Ball and sphere hold molecules at about the same density, so R / r = (N / M)^(1/3) with N the
-    cluster's and M the sphere's molecules: no density or water model enters. Below R = r (a cluster that fits
-    in one support sphere) the share is held at that of R = r, 5/16: the lens formula ends there, and such a
-    cluster is as convex as a crystallite can be. A size of 0 (not in an ice cluster) gives 1."""
+    cluster's and M the sphere's molecules: no density or water model enters. Below R = r (a cluster no
+    larger than one support sphere holds) the lens formula ends, and such a cluster is no crystallite with a
+    surface but a few molecules, such as a supercooled liquid's stray first-look ice: it gets no relief (1),
+    so that the extra rounds cannot grow it further than a face's check allows. A size of 0 (not in an ice
+    cluster) gives 1 too."""
     sizes = np.asarray(cluster_sizes, dtype=np.float64)
     ratio = np.cbrt(sizes / np.maximum(np.asarray(sphere_molecules, dtype=np.float64), 1.0))
-    return np.where(sizes > 0, 1.0 - 3.0 / (8.0 * np.maximum(ratio, 1.0)), 1.0)
+    return np.where(ratio >= 1.0, 1.0 - 3.0 / (8.0 * np.maximum(ratio, 1.0)), 1.0)
 
 
 def extend_ice(
