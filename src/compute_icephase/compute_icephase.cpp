@@ -1968,6 +1968,22 @@ void ComputeIcephase::grow_small_clusters()
 }
 
 /* ----------------------------------------------------------------------
+   every rank's values, concatenated in rank order, on every rank
+------------------------------------------------------------------------- */
+
+template <typename T>
+std::vector<T> ComputeIcephase::gathered_from_all_ranks(const std::vector<T> &mine, MPI_Datatype type)
+{
+  int nmine = (int) mine.size();
+  std::vector<int> counts(comm->nprocs), offsets(comm->nprocs, 0);
+  MPI_Allgather(&nmine, 1, MPI_INT, counts.data(), 1, MPI_INT, world);
+  for (int p = 1; p < comm->nprocs; p++) offsets[p] = offsets[p - 1] + counts[p - 1];
+  std::vector<T> all(offsets.back() + counts.back());
+  MPI_Allgatherv(mine.data(), nmine, type, all.data(), counts.data(), offsets.data(), type, world);
+  return all;
+}
+
+/* ----------------------------------------------------------------------
    the size of each local centre's ice cluster (0 for liquid): every ice
    centre starts from its atom ID; each pass, the ghosts get their owners'
    IDs and the Python side gives each local centre the smallest ID of the
@@ -2006,13 +2022,7 @@ std::vector<bigint> ComputeIcephase::local_cluster_sizes(std::vector<int> *clust
     flat.push_back(item.first);
     flat.push_back(item.second);
   }
-  int nmine = (int) flat.size();
-  std::vector<int> counts(comm->nprocs), offsets(comm->nprocs, 0);
-  MPI_Allgather(&nmine, 1, MPI_INT, counts.data(), 1, MPI_INT, world);
-  for (int p = 1; p < comm->nprocs; p++) offsets[p] = offsets[p - 1] + counts[p - 1];
-  std::vector<bigint> all(offsets.back() + counts.back());
-  MPI_Allgatherv(flat.data(), nmine, MPI_LMP_BIGINT, all.data(), counts.data(), offsets.data(),
-                 MPI_LMP_BIGINT, world);
+  const std::vector<bigint> all = gathered_from_all_ranks(flat, MPI_LMP_BIGINT);
   std::map<bigint, bigint> total;
   for (size_t k = 0; k + 1 < all.size(); k += 2) total[all[k]] += all[k + 1];
   std::vector<bigint> sizes(nlocal, 0);
@@ -2043,21 +2053,13 @@ std::set<int> ComputeIcephase::spanning_cluster_ids(const std::vector<int> &ids,
     mine.push_back((double) ids[s]);
     for (double f : lamda) mine.push_back(f - std::floor(f));
   }
-  int nmine = (int) mine.size();
-  std::vector<int> counts(comm->nprocs), offsets(comm->nprocs, 0);
-  MPI_Allgather(&nmine, 1, MPI_INT, counts.data(), 1, MPI_INT, world);
-  for (int p = 1; p < comm->nprocs; p++) offsets[p] = offsets[p - 1] + counts[p - 1];
-  std::vector<double> all(offsets.back() + counts.back());
-  MPI_Allgatherv(mine.data(), nmine, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE,
-                 world);
+  const std::vector<double> all = gathered_from_all_ranks(mine, MPI_DOUBLE);
 
-  // the distance between opposite faces of the box along each cell axis: volume / face area
-  const double *h = domain->h;
-  const double volume = h[0] * h[1] * h[2];
-  const double widths[3] = {volume / std::sqrt(h[1] * h[1] * h[2] * h[2] + h[5] * h[5] * h[2] * h[2] +
-                                               (h[5] * h[3] - h[1] * h[4]) * (h[5] * h[3] - h[1] * h[4])),
-                            volume / std::sqrt(h[2] * h[2] * h[0] * h[0] + h[3] * h[3] * h[0] * h[0]),
-                            h[2]};
+  // the distance between opposite faces of the box along each cell axis: one over the length of the
+  // gradient of that fractional coordinate (a row of h_inv, Voigt order), as LAMMPS's Comm measures it
+  const double *hi = domain->h_inv;
+  const double widths[3] = {1.0 / std::sqrt(hi[0] * hi[0] + hi[5] * hi[5] + hi[4] * hi[4]),
+                            1.0 / std::sqrt(hi[1] * hi[1] + hi[3] * hi[3]), 1.0 / hi[2]};
   std::map<int, std::vector<const double *>> clusters;
   for (size_t k = 0; k + 3 < all.size(); k += 4) clusters[(int) all[k]].push_back(&all[k + 1]);
   std::set<int> spans;

@@ -265,6 +265,8 @@ class ComputeIcephase : public Compute {
   void grow_small_clusters();
   std::vector<bigint> local_cluster_sizes(std::vector<int> *cluster_ids = nullptr);
   std::set<int> spanning_cluster_ids(const std::vector<int> &ids, const std::vector<bool> &members);
+  template <typename T>
+  std::vector<T> gathered_from_all_ranks(const std::vector<T> &mine, MPI_Datatype type);
   void find_other_crystal();
   void share_vectors(const std::vector<double> &local_vectors, std::vector<double> &cloud_vectors);
   void check_grown_codes(std::string &err, const char *step, bool other_allowed) const;

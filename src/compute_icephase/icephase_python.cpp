@@ -201,6 +201,21 @@ bool IcephasePython::classify(const std::string &model_path, const double *posit
   });
 }
 
+// copies of the caller's buffers (reused for the next invocation): rows x width doubles, n ints
+static py::array_t<double> copied(const double *values, int rows, int width)
+{
+  py::array_t<double> a({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(width)});
+  if (rows > 0) std::memcpy(a.mutable_data(), values, sizeof(double) * rows * width);
+  return a;
+}
+
+static py::array_t<int> copied(const int *values, int n)
+{
+  py::array_t<int> a(static_cast<py::ssize_t>(n));
+  if (n > 0) std::memcpy(a.mutable_data(), values, sizeof(int) * n);
+  return a;
+}
+
 // lammps_bridge.<function>(model_path, positions (n x 3), nlocal, codes (n)[, local_codes (nlocal)
 // [, local_extra (nlocal)]]) -> nlocal codes: the boundary step's grow and support check (which also
 // takes the local codes before the rounds and, in step 5, the local cluster sizes), the phase vote and
@@ -211,25 +226,15 @@ static bool codes_of_cloud(const char *function, const std::string &model_path,
                            const int *local_extra = nullptr)
 {
   return call_python(err, [&]() {
-    py::array_t<double> pos({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(3)});
-    py::array_t<int> codes(static_cast<py::ssize_t>(n));
-    if (n > 0) {
-      std::memcpy(pos.mutable_data(), positions, sizeof(double) * 3 * n);
-      std::memcpy(codes.mutable_data(), cloud_codes, sizeof(int) * n);
-    }
+    const py::array_t<double> pos = copied(positions, n, 3);
+    const py::array_t<int> codes = copied(cloud_codes, n);
     py::object call = bridge().attr(function);
     py::object returned;
     if (local_codes) {
-      py::array_t<int> local(static_cast<py::ssize_t>(nlocal));
-      if (nlocal > 0) std::memcpy(local.mutable_data(), local_codes, sizeof(int) * nlocal);
-      py::object extra = py::none();
-      if (local_extra) {
-        py::array_t<int> values(static_cast<py::ssize_t>(nlocal));
-        if (nlocal > 0) std::memcpy(values.mutable_data(), local_extra, sizeof(int) * nlocal);
-        extra = values;
-      }
-      returned = local_extra ? call(model_path, pos, nlocal, codes, local, extra)
-                             : call(model_path, pos, nlocal, codes, local);
+      // the support check is the one caller: its cluster sizes are None where step 5 has none
+      const py::object extra =
+          local_extra ? py::object(copied(local_extra, nlocal)) : py::object(py::none());
+      returned = call(model_path, pos, nlocal, codes, copied(local_codes, nlocal), extra);
     } else {
       returned = call(model_path, pos, nlocal, codes);
     }
@@ -274,21 +279,6 @@ bool IcephasePython::settle(const std::string &model_path, const double *positio
                             int nlocal, const int *cloud_codes, int *out, std::string &err)
 {
   return codes_of_cloud("settle", model_path, positions, n, nlocal, cloud_codes, out, err);
-}
-
-// copies of the caller's buffers (reused for the next invocation): rows x width doubles, n ints
-static py::array_t<double> copied(const double *values, int rows, int width)
-{
-  py::array_t<double> a({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(width)});
-  if (rows > 0) std::memcpy(a.mutable_data(), values, sizeof(double) * rows * width);
-  return a;
-}
-
-static py::array_t<int> copied(const int *values, int n)
-{
-  py::array_t<int> a(static_cast<py::ssize_t>(n));
-  if (n > 0) std::memcpy(a.mutable_data(), values, sizeof(int) * n);
-  return a;
 }
 
 bool IcephasePython::first_look_misses(const std::string &model_path, const double *positions, int n,
