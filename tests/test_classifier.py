@@ -25,6 +25,25 @@ def test_ideal_references_classify_at_other_densities(classifier, references):
         assert np.all(out.codes == code), ref.name
 
 
+def test_a_classifier_without_a_phase_never_names_it_and_leaves_the_rest(classifier, references):
+    ic = [r.name for r in references].index("Ic")
+    without = classifier.without_phase("Ic")
+    assert without.names == classifier.names and without.thresholds == classifier.thresholds
+    assert not np.any(without.ref_codes == ic + 1) and np.any(classifier.ref_codes == ic + 1)
+    # the copy has its own search structures: the original still finds Ic
+    for code, ref in enumerate(references, start=1):
+        atoms = supercell(ref.atoms, 14.0)
+        full = classifier.classify(atoms.positions, atoms.cell.array, (True,) * 3, threshold=1e9)
+        left = without.classify(atoms.positions, atoms.cell.array, (True,) * 3, threshold=1e9)
+        assert np.all(full.codes == code), ref.name
+        if code == ic + 1:
+            assert np.all(left.codes != code) and left.distances.min() > 1e-3
+        else:
+            assert np.all(left.codes == code), ref.name
+    with pytest.raises(ClassifierError, match="no phase 'XV'"):
+        classifier.without_phase("XV")
+
+
 def test_liquid_like_random_configuration_is_not_ice(classifier, references, rng):
     pos, cell = liquid_like(300, 1.0, rng)
     out = classifier.classify(pos, cell, (True,) * 3, threshold=1e9)

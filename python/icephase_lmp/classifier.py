@@ -24,7 +24,7 @@ import functools
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +200,17 @@ class Classifier:
         self.ref_features = np.concatenate([self.ref_features, reduced])
         self.ref_codes = np.concatenate([self.ref_codes, codes])
         self.ref_denoised = np.concatenate([self.ref_denoised, np.full(len(codes), denoised)])
+
+    def without_phase(self, name: str) -> "Classifier":
+        """A copy that has no reference environment of phase ``name``: the same names and codes (the phase keeps
+        its code, which no molecule can get), thresholds and settings. What a model that was never given that
+        phase's references calls its crystal (``benchmarks/other_crystal.py --leave-one-out``)."""
+        if name not in self.names:
+            raise ClassifierError(f"no phase {name!r} among {', '.join(self.names)}")
+        keep = self.ref_codes != self.names.index(name) + 1
+        return replace(self, names=list(self.names), thresholds=dict(self.thresholds),
+                       ref_features=self.ref_features[keep], ref_codes=self.ref_codes[keep],
+                       ref_denoised=self.ref_denoised[keep])
 
     # ---- descriptors -------------------------------------------------------------------------
     def soap_features(
