@@ -1297,3 +1297,48 @@ def test_phase_vote_same_as_offline_on_any_number_of_ranks(model, offline_model,
     rows = read_dump(tmp_path / "labels.dump")
     assert_same_labels(rows[:, 1], rows[:, 2], codes, dist, model.threshold, f"phase vote, {nprocs} ranks")
     assert np.array_equal(read_dump(tmp_path / "off.dump")[:, 1].astype(int), alone)
+
+
+# ---- the site census ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def census_models(model, tmp_path_factory):
+    """The test model file with a site table whose ice VI shares are 1/2 and 1/2 (VI has 1/5 and 4/5): a
+    doctored table, so that the census calls ice VI, which the model names right, another crystal; and that
+    file offline, and the file with the true table offline."""
+    from dataclasses import replace
+
+    from icephase_lmp.export import add_site_table
+    from icephase_lmp.model_file import load_model, read_metadata, save_model
+
+    folder = tmp_path_factory.mktemp("census")
+    true_path = add_site_table(model.path, folder / "true.pth")
+    true = load_model(true_path)
+    sites = true.classifier.sites
+    vi = sites.codes == true.classifier.names.index("VI") + 1
+    assert vi.sum() == 2
+    shares = np.where(vi, 0.5, sites.shares)
+    doctored = replace(true.classifier, sites=replace(sites, shares=shares))
+    path = save_model(folder / "doctored.pth", true.denoiser, doctored, true.metadata, true.network_weights(),
+                      true.compact)
+    return replace(model, path=path, metadata=read_metadata(path)), load_model(path), true
+
+
+@pytest.mark.parametrize("nprocs", [1, 4])
+def test_site_census_same_as_offline_on_any_number_of_ranks(census_models, tmp_path, nprocs):
+    """120 molecules of ice VI (0.1 A of noise) with the doctored site table: offline, the census turns the
+    whole crystal into other crystal (with the true table it stays VI); the compute gives the same labels on
+    1 rank and on 4 (`processors 2 2 1`: each rank holds about 30 molecules, fewer than the census counts, so
+    the ranks' counts must be added up)."""
+    from icephase_lmp.site_census import MIN_NAMED
+
+    setup, doctored, true = census_models
+    system = ice_system("VI", 0.0, 0.1, seed=2, reps=(2, 2, 3))
+    assert MIN_NAMED <= len(system.positions) < 4 * MIN_NAMED
+    codes, dist, _ = offline(doctored, setup, system)
+    right, _, _ = offline(true, setup, system)
+    vi = true.classifier.names.index("VI") + 1
+    assert np.count_nonzero(right == vi) >= 0.9 * len(right), np.unique(right, return_counts=True)
+    assert np.count_nonzero(codes == OTHER_CRYSTAL) >= 0.9 * len(codes), np.unique(codes, return_counts=True)
+    assert_compute_gives(codes, dist, setup, system, tmp_path, nprocs, f"site census, {nprocs} ranks",
+                         "site census: the II, III, VI, sI of an ice cluster",
+                         before="processors 2 2 1\n" if nprocs == 4 else "")

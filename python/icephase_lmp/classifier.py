@@ -32,6 +32,7 @@ import numpy as np
 from .boundary import BoundarySettings
 from .errors import ClassifierError
 from .phase_vote import PhaseVoteSettings
+from .site_census import SiteTable, site_table_of
 from .phases import LIQUID, code_table
 from . import soap as soap_module
 from .references import Reference, supercell
@@ -132,6 +133,8 @@ class Classifier:
         The boundary step that follows classification of denoised positions (``boundary``).
     phase_vote : PhaseVoteSettings, optional
         The phase vote between classification of denoised positions and the boundary step (``phase_vote``).
+    sites : SiteTable, optional
+        The distinct sites of each phase and their shares (``site_census``); empty: no site census.
 
     Raises
     ------
@@ -156,6 +159,8 @@ class Classifier:
     boundary: BoundarySettings = field(default_factory=BoundarySettings)
     #: the phase vote between classification and the boundary step (see ``phase_vote``; off by default)
     phase_vote: PhaseVoteSettings = field(default_factory=PhaseVoteSettings)
+    #: each phase's distinct sites and their shares (see ``site_census``); empty in files made before it
+    sites: SiteTable = field(default_factory=SiteTable.empty)
     #: search structures over the reference environments (``ReferenceIndex``, or ``ReferenceTree`` without the
     #: compiled kernel), made on first use; not part of the model
     _searches: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -374,6 +379,9 @@ class Classifier:
             ref_features=self.ref_features,
             ref_codes=self.ref_codes,
             ref_denoised=self.ref_denoised,
+            site_features=self.sites.features,
+            site_codes=self.sites.codes,
+            site_shares=self.sites.shares,
         )
         return buf.getvalue()
 
@@ -388,6 +396,8 @@ class Classifier:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
             header = json.loads(str(arrays.pop("header")))
+            site_arrays = [arrays.pop(k, None) for k in ("site_features", "site_codes", "site_shares")]
+            sites = SiteTable(*site_arrays) if site_arrays[1] is not None else SiteTable.empty()
             if header.get("format") != CLASSIFIER_FORMAT:
                 raise ClassifierError(
                     f"{origin}: classifier format {header.get('format')} is not the supported {CLASSIFIER_FORMAT}"
@@ -399,6 +409,7 @@ class Classifier:
                 metric=header["metric"],
                 boundary=BoundarySettings.from_dict(header.get("boundary")),
                 phase_vote=PhaseVoteSettings.from_dict(header.get("phase_vote")),
+                sites=sites,
                 **arrays,
             )
         except ClassifierError:
@@ -739,17 +750,19 @@ def fit_classifier(
         raise ClassifierError("no reference structures to fit on")
     rng = np.random.default_rng(fit.seed)
     descriptor = soap.descriptor(periodic=True)
-    ideal_feats, ideal_codes, fit_feats = [], [], []
+    ideal_feats, ideal_codes, fit_feats, unit_feats = [], [], [], []
     jobs = [(code, ref, s) for code, ref in enumerate(references, start=1) for s in fit.scales]
     for code, ref, scale in tqdm(jobs, desc="fit classifier", disable=not progress):
         atoms = supercell(ref.atoms, 2.0 * soap.r_cut + 1.0)
         atoms.set_cell(atoms.cell.array * scale, scale_atoms=True)
-        feats = _unique_rows(descriptor.create(atoms.positions, atoms.cell.array, atoms.pbc))
+        every = descriptor.create(atoms.positions, atoms.cell.array, atoms.pbc)
+        feats = _unique_rows(every)
         ideal_feats.append(feats)
         ideal_codes.append(np.full(len(feats), code))
         fit_feats.append(feats)
         if scale != 1.0:
             continue
+        unit_feats.append(every)  # every oxygen, for the sites' shares (site_census)
         # displaced copies for the scaler/PCA fit, at the reference's own density only
         for sigma in fit.fit_noise:
             for _ in range(fit.copies_per_noise):
@@ -774,4 +787,6 @@ def fit_classifier(
         ref_codes=np.concatenate(ideal_codes).astype(np.int32),
     )
     clf.ref_features = clf.reduce(ideal)
+    if len(unit_feats) == len(references):
+        clf.sites = site_table_of(clf, unit_feats)
     return clf

@@ -420,16 +420,28 @@ def _add_configure(sub: argparse._SubParsersAction) -> None:
                        "classifier")
     p.add_argument("model", help="model.pth to start from")
     p.add_argument("--out", required=True, help="the model file to write (may be the same file)")
-    p.add_argument("--boundary", action="append", default=[], metavar="KEY=VALUE", required=True,
+    p.add_argument("--boundary", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of the boundary step (`icephase inspect` prints them), e.g. rounds=4, "
                    "support_radius=5, min_support=0.5")
+    p.add_argument("--site-table", action="store_true",
+                   help="fit the site census's table (each phase's sites and their shares) from the built-in "
+                   "references of the model's phases: for files made before it existed")
     p.set_defaults(func=_cmd_configure)
 
 
 def _cmd_configure(args: argparse.Namespace) -> int:
-    from .export import configure_boundary
+    from .export import add_site_table, configure_boundary
     from .model_file import read_classifier
 
+    if not args.boundary and not args.site_table:
+        raise ClassifierError("icephase configure: give --boundary KEY=VALUE or --site-table")
+    if args.site_table:
+        out = add_site_table(args.model, args.out)
+        sites = read_classifier(out).sites
+        print(f"model written to {out}: {len(sites)} sites, census of {len(sites.counted_codes())} phases")
+        if not args.boundary:
+            return 0
+        args.model = out
     changes = {}
     for item in args.boundary:
         key, sep, value = item.partition("=")

@@ -131,6 +131,26 @@ def configure_boundary(source: str | Path, out: str | Path, changes: dict[str, s
     return save_model(out, model.denoiser, classifier, metadata, model.network_weights(), model.compact)
 
 
+def add_site_table(source: str | Path, out: str | Path) -> Path:
+    """Write ``out``: the model file ``source`` with the site census's table (``site_census``) fitted from the
+    built-in references of its phases, everything else kept as in :func:`configure_boundary`. For model files
+    made before the census existed (``icephase export`` fits the table with the classifier)."""
+    from dataclasses import replace
+
+    from .errors import ClassifierError, ReferenceStructureError
+    from .references import builtin_reference
+    from .site_census import fit_site_table
+
+    model = load_model(source)
+    try:
+        references = [builtin_reference(name) for name in model.classifier.names]
+    except ReferenceStructureError as exc:
+        raise ClassifierError(f"{source}: --site-table fits the sites of built-in phases only ({exc}); export the "
+                              "model again from its training run to fit them from its own references") from None
+    classifier = replace(model.classifier, sites=fit_site_table(model.classifier, references))
+    return save_model(out, model.denoiser, classifier, model.metadata, model.network_weights(), model.compact)
+
+
 def export_run(
     source: str | Path,
     classifier: Classifier,

@@ -45,6 +45,8 @@ from .other_crystal import (
 from .other_crystal import repeat_vectors as repeat_vectors_of
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
+from .site_census import foreign_rows
+from .site_census import site_types as site_types_of
 
 _CLASSIFIERS: dict[str, Classifier] = {}
 
@@ -64,9 +66,12 @@ def model_metadata_json(model_path: str) -> str:
     meta["boundary"] = BoundarySettings.from_dict(meta.get("boundary")).to_dict()
     # and those from before the phase vote, its settings (off)
     meta.setdefault("phase_vote", PhaseVoteSettings().to_dict())
+    clf = _classifier(model_path)
     meta["policy"] = {"min_oxygen_distance": MIN_OXYGEN_DISTANCE, "too_close_distance": TOO_CLOSE_DISTANCE,
                       "other_crystal_code": OTHER_CRYSTAL, "repeat_test_iterations": REPEAT_TEST_ITERATIONS,
-                      "reduced_features": int(_classifier(model_path).pca_components.shape[0]),
+                      "reduced_features": int(clf.pca_components.shape[0]),
+                      # the phases the site census counts (none: a file without a site table)
+                      "census_phases": [clf.names[c - 1] for c in clf.sites.counted_codes()],
                       **denoising_limits()}
     return json.dumps(meta)
 
@@ -297,3 +302,24 @@ def settle(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarr
     clf = _classifier(model_path)
     positions, codes = _cloud_codes("settle", positions, n_local, codes)
     return settle_shells(codes, positions, None, (False, False, False), clf.boundary.shell, n_local).astype(np.int32)
+
+
+def site_types(model_path: str, reduced: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The site census's site of each local atom (``site_census.site_types``: the nearest site of the phase the
+    classifier gave it; -1 where none is counted): ``reduced`` (n_local, k) the local atoms' reduced SOAP
+    vectors, ``codes`` (n_local,) the classifier's codes, before the vote. int32, (n_local,)."""
+    codes = np.asarray(codes, dtype=np.int32).ravel()
+    reduced = np.asarray(reduced, dtype=np.float64).reshape(len(codes), -1)
+    return site_types_of(_classifier(model_path).sites, reduced, codes).astype(np.int32)
+
+
+def foreign_sites(model_path: str, rows: np.ndarray) -> np.ndarray:
+    """For rows (cluster ID, site, molecules) gathered from every rank (int32, (m, 3)): the phase code of the
+    row's site where its cluster holds that phase in proportions that are not the phase's
+    (``site_census.foreign_rows``), else 0. int32, (m,). Every rank gets the same rows and answers."""
+    clf = _classifier(model_path)
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    foreign = foreign_rows(clf.sites, rows)
+    out = np.zeros(len(rows), dtype=np.int32)
+    out[foreign] = clf.sites.codes[rows[foreign, 1]]
+    return out

@@ -19,6 +19,7 @@ from .model_file import IcephaseModel, load_model
 from .other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, liquid_pairs, second_look
 from .phase_vote import PhaseVoteSettings, vote_phases
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
+from .site_census import census, site_types
 
 
 @dataclass
@@ -188,6 +189,11 @@ class Pipeline:
         # others only
         voted = vote_phases(out.codes, clean[kept], cell, pbc, self.phase_vote)
         grown = extend_ice(voted, clean[kept], cell, pbc, self.boundary)
+        if self.other_crystal and len(clf.sites):
+            # a cluster that holds a phase's sites in other proportions is another crystal (site_census)
+            sites = site_types(clf.sites, reduced, out.codes)
+            grown = census(clf.sites, grown, sites, ice_clusters(grown, clean[kept], cell, pbc,
+                                                                 self.boundary.shell).ids)
         if self.other_crystal:
             # the repeat test looks after the first iterations too (other_crystal.py says why)
             early_positions = None if result is None else result.early_positions

@@ -390,6 +390,7 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   other_code = policy.at("other_crystal_code").get<int>();
   repeat_iterations = policy.at("repeat_test_iterations").get<int>();
   nreduced = policy.at("reduced_features").get<int>();
+  census_phases = policy.at("census_phases").get<std::vector<std::string>>();
   if (other_code >= -1 || nreduced < 1)
     throw std::runtime_error("the other-crystal code and the reduced SOAP size of icephase_lmp are "
                              "not usable");
@@ -652,6 +653,10 @@ void ComputeIcephase::log_settings()
                                       "crystal-labelled oxygens isolated "
                                       "in liquid (one, or a pair) become liquid\n", second_look, other_code)
                         : "  other crystal: off\n";
+  if (other_crystal && !census_phases.empty())
+    mesg += fmt::format("  site census: the {} of an ice cluster that holds that phase's sites in other "
+                        "proportions than the phase's are labelled {}\n",
+                        utils::join_words(census_phases, ", "), other_code);
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);
   mesg += fmt::format("  embedded Python: {}\n", IcephasePython::executable());
@@ -908,6 +913,7 @@ void ComputeIcephase::compute_peratom()
 
   if (other_crystal) {
     t0 = MPI_Wtime();
+    census_sites();
     find_other_crystal();
     timer.classify += MPI_Wtime() - t0;
   }
@@ -1723,6 +1729,7 @@ void ComputeIcephase::classify()
   };
   for (int s = 0; s < nlocal; s++) check_code(soap.codes[s]);
   if (soap.ndiverged > 0) check_code(lone_code);
+  soap.first_codes = soap.codes;
   t0 = MPI_Wtime();
   all_or_error(err);
   timer.comm += MPI_Wtime() - t0;
@@ -2128,13 +2135,74 @@ void ComputeIcephase::share_vectors(const std::vector<double> &local_vectors,
    on the codes of the repeat test, so ranks do not matter.
 ------------------------------------------------------------------------- */
 
+/* ----------------------------------------------------------------------
+   the site census (site_census): each centre the classifier named gets the
+   nearest site of its phase; the (cluster, site) counts of the ice clusters
+   the boundary step left go to all ranks, and where a cluster holds a phase's
+   sites in other proportions than the phase's, its molecules of that phase
+   become other crystal (a crystal without a reference named after a
+   reference whose environments it shares)
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::census_sites()
+{
+  if (census_phases.empty()) return;    // a model file without a site table
+  const int nlocal = soap.nlocal;
+  std::vector<int> sites(nlocal, -1);
+  std::string err;
+  if (nlocal > 0 &&
+      !IcephasePython::site_types(model_path, soap.reduced.data(), nlocal, nreduced, soap.first_codes.data(),
+                                  sites.data(), err))
+    err = "Compute icephase: the site census failed: " + err;
+  all_or_error(err);
+  if (!on_any_rank(std::any_of(sites.begin(), sites.end(), [](int site) { return site >= 0; }))) return;
+
+  // the ice clusters as the boundary step left them; each rank's (cluster,
+  // site) counts go to all, where they add up per cluster
+  std::vector<int> ids;
+  local_cluster_sizes(&ids);
+  local_labels();    // the cluster search sent its IDs through label[]
+  std::map<std::pair<int, int>, int> mine;
+  for (int s = 0; s < nlocal; s++)
+    if (ids[s] > 0 && sites[s] >= 0) mine[{ids[s], sites[s]}]++;
+  std::vector<int> flat;
+  for (const auto &item : mine) {
+    flat.push_back(item.first.first);
+    flat.push_back(item.first.second);
+    flat.push_back(item.second);
+  }
+  const std::vector<int> rows = gathered_from_all_ranks(flat, MPI_INT);
+  const int m = (int) rows.size() / 3;
+  std::vector<int> verdicts(m, 0);
+  if (m > 0 && !IcephasePython::foreign_sites(model_path, rows.data(), m, verdicts.data(), err))
+    err = "Compute icephase: the site census failed: " + err;
+  all_or_error(err);
+  std::set<std::pair<int, int>> foreign;    // (cluster ID, phase code)
+  for (int k = 0; k < m; k++)
+    if (verdicts[k] > LIQUID) foreign.insert({rows[3 * k], verdicts[k]});
+  if (foreign.empty()) return;
+  for (int s = 0; s < nlocal; s++)
+    if (ids[s] > 0 && foreign.count({ids[s], soap.codes[s]})) soap.codes[s] = other_code;
+  local_labels();
+}
+
+/* ----------------------------------------------------------------------
+   crystals without a reference (other_crystal): the repeat test for the
+   liquid-labelled centres, then the first-shell pass (enclosed molecules,
+   phase labels inside other crystal, crystal labels isolated in liquid)
+------------------------------------------------------------------------- */
+
 void ComputeIcephase::find_other_crystal()
 {
-  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
-  // only liquid-labelled centres can change: with none on any rank, skip the
-  // communication and the Python call (an all-ice box)
-  if (!on_any_rank(has_liquid_centre())) return;
+  // only liquid-labelled centres can change in the repeat test: with none on
+  // any rank, skip its communication and Python calls (an all-ice box)
+  if (on_any_rank(has_liquid_centre())) repeat_test();
+  settle_other_crystal();
+}
 
+void ComputeIcephase::repeat_test()
+{
+  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   share_vectors(soap.reduced, soap.cloud_reduced);
 
   // where the denoiser ran beyond repeat_iterations, the repeat test looks at
@@ -2181,9 +2249,14 @@ void ComputeIcephase::find_other_crystal()
     err = "Compute icephase: the other-crystal step failed: " + err;
   check_grown_codes(err, "the other-crystal step", true);
   all_or_error(err);
+  for (int s = 0; s < nlocal; s++) soap.codes[s] = soap.grown[s];
+}
+
+void ComputeIcephase::settle_other_crystal()
+{
+  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   bool phase = false, other = false;
   for (int s = 0; s < nlocal; s++) {
-    soap.codes[s] = soap.grown[s];
     phase = phase || soap.codes[s] > LIQUID;
     other = other || soap.codes[s] == other_code;
   }
@@ -2197,6 +2270,7 @@ void ComputeIcephase::find_other_crystal()
   if (!liquid_and_crystal && !(crystal && on_any_rank(phase) && on_any_rank(other))) return;
   local_labels();
   share_labels();
+  std::string err;
   if (nlocal > 0 &&
       !IcephasePython::settle(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
                               soap.grown.data(), err))

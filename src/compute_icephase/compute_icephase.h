@@ -99,6 +99,7 @@ class ComputeIcephase : public Compute {
   static constexpr int LIQUID = 0;    // the liquid's code (init checks the phase table)
   int other_code;            // the "other crystal" code (negative; icephase_lmp.phases.OTHER_CRYSTAL)
   int nreduced;              // length of the classifier's reduced SOAP vector (forward communication)
+  std::vector<std::string> census_phases;    // the phases the site census counts (none: no census)
   int repeat_iterations;     // iterations before the positions the other-crystal repeat test reads
   std::vector<std::string> phase_names;    // index = code + 1 (code -1 = not analysed)
   std::string default_metric;
@@ -195,6 +196,7 @@ class ComputeIcephase : public Compute {
     double maxdisp = 0.0;                 // their largest displacement (A)
     tagint first_diverged = 0;            // their smallest atom ID
     std::vector<int> codes;               // per centre
+    std::vector<int> first_codes;         // per centre: the classifier's code, before the vote (site census)
     std::vector<double> distances;        // per centre
     std::vector<int> cloud_codes;  // per classifier atom: code in the current boundary round
     std::vector<int> grown;        // per centre: code after the current boundary round
@@ -267,7 +269,10 @@ class ComputeIcephase : public Compute {
   std::set<int> spanning_cluster_ids(const std::vector<int> &ids, const std::vector<bool> &members);
   template <typename T>
   std::vector<T> gathered_from_all_ranks(const std::vector<T> &mine, MPI_Datatype type);
+  void census_sites();
   void find_other_crystal();
+  void repeat_test();
+  void settle_other_crystal();
   void share_vectors(const std::vector<double> &local_vectors, std::vector<double> &cloud_vectors);
   void check_grown_codes(std::string &err, const char *step, bool other_allowed) const;
   int count_slot(int code) const;

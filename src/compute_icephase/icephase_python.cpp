@@ -301,6 +301,40 @@ bool IcephasePython::first_look_misses(const std::string &model_path, const doub
   });
 }
 
+bool IcephasePython::site_types(const std::string &model_path, const double *reduced, int nlocal,
+                                int nreduced, const int *codes, int *sites, std::string &err)
+{
+  return call_python(err, [&]() {
+    auto r = bridge()
+                 .attr("site_types")(model_path, copied(reduced, nlocal, nreduced), copied(codes, nlocal))
+                 .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
+    if (r.size() != nlocal) {
+      err = "icephase_lmp.lammps_bridge.site_types() returned " + std::to_string(r.size()) + " sites for " +
+          std::to_string(nlocal) + " atoms";
+      return false;
+    }
+    if (nlocal > 0) std::memcpy(sites, r.data(), sizeof(int) * nlocal);
+    return true;
+  });
+}
+
+bool IcephasePython::foreign_sites(const std::string &model_path, const int *rows, int m, int *out,
+                                   std::string &err)
+{
+  return call_python(err, [&]() {
+    auto r = bridge()
+                 .attr("foreign_sites")(model_path, copied(rows, 3 * m))
+                 .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
+    if (r.size() != m) {
+      err = "icephase_lmp.lammps_bridge.foreign_sites() returned " + std::to_string(r.size()) +
+          " verdicts for " + std::to_string(m) + " rows";
+      return false;
+    }
+    if (m > 0) std::memcpy(out, r.data(), sizeof(int) * m);
+    return true;
+  });
+}
+
 bool IcephasePython::repeat_vectors(const std::string &model_path, const double *positions, int n,
                                     int nlocal, const int *codes, const double *reduced, int nreduced,
                                     const std::string &metric, double threshold,

@@ -120,6 +120,17 @@ bool other_crystal(const std::string &model_path, const double *positions, int n
                    double threshold, const double *early_positions, const double *early_reduced,
                    int *out, std::string &err);
 
+// The site census (site_census.site_types): into sites (nlocal) the nearest site of the
+// phase the classifier gave each local atom (codes, before the vote), from its reduced SOAP
+// vector (reduced, nlocal x nreduced); -1 where the census counts none.
+bool site_types(const std::string &model_path, const double *reduced, int nlocal, int nreduced,
+                const int *codes, int *sites, std::string &err);
+
+// The site census's verdict (site_census.foreign_rows) on m rows (cluster ID, site, molecules)
+// gathered from every rank: into out (m) the phase code of the row's site where its cluster
+// holds that phase in other proportions than the phase's, else 0.
+bool foreign_sites(const std::string &model_path, const int *rows, int m, int *out, std::string &err);
+
 }    // namespace IcephasePython
 
 #endif
