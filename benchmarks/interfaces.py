@@ -51,6 +51,7 @@ from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
 from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 from icephase_lmp.trajectory import read_frames
+from icephase_lmp.site_census import census, site_types
 
 REPO = Path(__file__).resolve().parents[1]
 BINS = np.arange(0.0, 11.0, 1.0)  # depth bins (A) below the interface plane
@@ -108,6 +109,9 @@ class Labeller:
         reduced = clf.reduce(clf.soap_features(d.positions, f.cell, f.pbc))
         previous = clf.classify_reduced(reduced, clf.metric, self.threshold).codes
         ours = extend_ice(previous, d.positions, f.cell, f.pbc, self.boundary)
+        if len(clf.sites):  # the site census, as the pipeline runs it
+            ours = census(clf.sites, ours, site_types(clf.sites, reduced, previous),
+                          ice_clusters(ours, d.positions, f.cell, f.pbc, self.boundary.shell).ids)
         pairs = liquid_pairs(ours, d.positions, f.cell, f.pbc)
         early = second_look(clf, ours, reduced, d.positions, d.early_positions, f.cell, f.pbc, clf.metric,
                             self.threshold, pairs)

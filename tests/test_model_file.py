@@ -106,6 +106,37 @@ def test_configure_changes_the_boundary_step_and_keeps_the_rest(small_model_file
     assert not (tmp_path / "bad.pth").exists()
 
 
+def test_configure_adds_a_site_table_to_an_older_file(small_model_file, tmp_path, capsys):
+    """A file without a site table (as every file made before the census): `icephase configure --site-table`
+    writes one fitted from the built-in references of its phases, the same as a fresh fit's, and keeps the rest;
+    `inspect` prints it; configure without a change is refused."""
+    from dataclasses import replace
+
+    from icephase_lmp.site_census import SiteTable
+
+    path, _ = small_model_file
+    fresh = load_model(path).classifier.sites
+    old = load_model(path)
+    bare = tmp_path / "bare.pth"
+    save_model(bare, old.denoiser, replace(old.classifier, sites=SiteTable.empty(30)), old.metadata)
+    assert len(load_model(bare).classifier.sites) == 0
+    assert main(["inspect", str(bare)]) == 0
+    assert "site census      none" in capsys.readouterr().out
+    new = tmp_path / "sites.pth"
+    assert main(["configure", str(bare), "--out", str(new), "--site-table"]) == 0
+    assert "12 sites, census of 4 phases" in capsys.readouterr().out
+    sites = load_model(new).classifier.sites
+    assert np.array_equal(sites.codes, fresh.codes) and np.allclose(sites.shares, fresh.shares)
+    assert np.allclose(sites.features, fresh.features, atol=1e-6)
+    assert np.array_equal(load_model(new).classifier.ref_features, old.classifier.ref_features)
+    assert load_model(new).metadata == old.metadata
+    assert main(["inspect", str(new)]) == 0
+    assert "site census      II 0.500:0.500; III 0.667:0.333; VI 0.800:0.200; sI 0.348:0.130:0.522" in \
+        capsys.readouterr().out
+    assert main(["configure", str(bare), "--out", str(tmp_path / "none.pth")]) == 2
+    assert "give --boundary KEY=VALUE or --site-table" in capsys.readouterr().err
+
+
 def test_inspect_prints_the_metadata(small_model_file, capsys):
     path, _ = small_model_file
     assert main(["inspect", str(path)]) == 0

@@ -521,6 +521,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
           f"{ENCLOSED_FRACTION:.0%} such molecules, or a phase-labelled one with more than "
           f"{OTHER_MAJORITY:.0%} of the crystal labels within {OTHER_RADIUS:g} A such molecules; any model); "
           "crystal labels isolated in liquid (one molecule, or a pair): liquid")
+    from .site_census import MAX_SITE_DISTANCE, MIN_NAMED  # `inspect` alone needs it
+
+    counted = clf.sites.counted_codes()
+    print("site census      " + ("; ".join(
+        f"{clf.names[c - 1]} " + ":".join(f"{x:.3f}" for x in clf.sites.shares[clf.sites.codes == c])
+        for c in counted) + f" (sites' shares; an ice cluster with {MIN_NAMED}+ of a phase's molecules whose shares "
+        f"differ by more than {MAX_SITE_DISTANCE:g}: other crystal)" if len(counted) else
+        "none (no site table: `icephase configure --site-table` adds one)"))
     steps = meta.get("training", {}).get("steps_done")
     if steps is not None:
         print(f"training         {steps} steps")
