@@ -192,8 +192,9 @@ class Pipeline:
         if self.other_crystal and len(clf.sites):
             # a cluster that holds a phase's sites in other proportions is another crystal (site_census)
             sites = site_types(clf.sites, reduced, out.codes)
-            grown = census(clf.sites, grown, sites, ice_clusters(grown, clean[kept], cell, pbc,
-                                                                 self.boundary.shell).ids)
+            if np.any(sites >= 0):  # a molecule named a phase of several sites: else nothing to count
+                grown = census(clf.sites, grown, sites, ice_clusters(grown, clean[kept], cell, pbc,
+                                                                     self.boundary.shell).ids)
         if self.other_crystal:
             # the repeat test looks after the first iterations too (other_crystal.py says why)
             early_positions = None if result is None else result.early_positions
