@@ -2118,24 +2118,6 @@ void ComputeIcephase::share_vectors(const std::vector<double> &local_vectors,
 }
 
 /* ----------------------------------------------------------------------
-   "other crystal" (icephase_lmp.other_crystal): every analysed atom's
-   reduced SOAP vector goes to its ghost copies (forward communication;
-   NaN where none was computed, which never counts as a repeat), then the
-   Python side labels each liquid-labelled local centre with at least three
-   neighbours within 8 A of the same environment. The cloud reaches the
-   SOAP reach (~9 A) beyond the centres, which covers the 8 A. Then, where
-   any atom is crystal-labelled (a phase or other crystal) and any liquid, or
-   some atoms carry a phase and some other crystal, the codes go to the ghosts
-   once more (icephase_lmp.other_crystal.
-   settle_shells): a liquid-labelled centre whose first shell is mostly other
-   crystal joins it, a crystal-labelled centre isolated in liquid (alone,
-   or with one crystal-labelled neighbour that is itself isolated but for
-   it) becomes liquid, and a phase-labelled centre whose crystal-labelled
-   atoms within 8 A are mostly other crystal joins it. Every centre decides
-   on the codes of the repeat test, so ranks do not matter.
-------------------------------------------------------------------------- */
-
-/* ----------------------------------------------------------------------
    the site census (site_census): each centre the classifier named gets the
    nearest site of its phase; the (cluster, site) counts of the ice clusters
    the boundary step left go to all ranks, and where a cluster holds a phase's
@@ -2187,9 +2169,21 @@ void ComputeIcephase::census_sites()
 }
 
 /* ----------------------------------------------------------------------
-   crystals without a reference (other_crystal): the repeat test for the
-   liquid-labelled centres, then the first-shell pass (enclosed molecules,
-   phase labels inside other crystal, crystal labels isolated in liquid)
+   "other crystal" (icephase_lmp.other_crystal): every analysed atom's
+   reduced SOAP vector goes to its ghost copies (forward communication;
+   NaN where none was computed, which never counts as a repeat), then the
+   Python side labels each liquid-labelled local centre with at least three
+   neighbours within 8 A of the same environment. The cloud reaches the
+   SOAP reach (~9 A) beyond the centres, which covers the 8 A. Then, where
+   any atom is crystal-labelled (a phase or other crystal) and any liquid, or
+   some atoms carry a phase and some other crystal, the codes go to the ghosts
+   once more (icephase_lmp.other_crystal.
+   settle_shells): a liquid-labelled centre whose first shell is mostly other
+   crystal joins it, a crystal-labelled centre isolated in liquid (alone,
+   or with one crystal-labelled neighbour that is itself isolated but for
+   it) becomes liquid, and a phase-labelled centre whose crystal-labelled
+   atoms within 8 A are mostly other crystal joins it. Every centre decides
+   on the codes of the repeat test, so ranks do not matter.
 ------------------------------------------------------------------------- */
 
 void ComputeIcephase::find_other_crystal()
