@@ -26,11 +26,16 @@ III, IV, V: thermal motion moves a few molecules to the neighbouring site); the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ClassifierError
 from .phases import OTHER_CRYSTAL
+
+if TYPE_CHECKING:  # classifier.py imports this module
+    from .classifier import Classifier
+    from .references import Reference
 
 #: PCA-space distance below which two environments of one ideal cell are one site. GenIce2's cells are not
 #: exactly symmetric: environments of one Wyckoff orbit lie up to 4.5 apart in every phase of the shipped
@@ -98,7 +103,7 @@ def merged_sites(features: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, 
     return means, weights
 
 
-def fit_site_table(classifier, references) -> SiteTable:
+def fit_site_table(classifier: "Classifier", references: "list[Reference]") -> SiteTable:
     """The sites of each reference (``references.Reference``, in code order) from its ideal cell, in
     ``classifier``'s PCA space (``Classifier``; its scaler and PCA already fitted)."""
     from .references import supercell
@@ -113,7 +118,7 @@ def fit_site_table(classifier, references) -> SiteTable:
     return site_table_of(classifier, raw)
 
 
-def site_table_of(classifier, raw_features: list[np.ndarray]) -> SiteTable:
+def site_table_of(classifier: "Classifier", raw_features: list[np.ndarray]) -> SiteTable:
     """The site table from the raw SOAP vectors of every oxygen of each phase's ideal supercell (code order)."""
     features, codes, shares = [], [], []
     for code, raw in enumerate(raw_features, start=1):
