@@ -49,6 +49,7 @@ from icephase_lmp.other_crystal import REPEAT_TEST_ITERATIONS, label_other_cryst
 from icephase_lmp.clusters import ice_clusters
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
+from icephase_lmp.phase_vote import vote_phases
 from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 from icephase_lmp.trajectory import read_frames
 from icephase_lmp.site_census import census, site_types
@@ -108,7 +109,8 @@ class Labeller:
         clf = self.model.classifier
         reduced = clf.reduce(clf.soap_features(d.positions, f.cell, f.pbc))
         previous = clf.classify_reduced(reduced, clf.metric, self.threshold).codes
-        ours = extend_ice(previous, d.positions, f.cell, f.pbc, self.boundary)
+        voted = vote_phases(previous, d.positions, f.cell, f.pbc, clf.phase_vote)  # off in the seven-phase files
+        ours = extend_ice(voted, d.positions, f.cell, f.pbc, self.boundary)
         if len(clf.sites):  # the site census, as the pipeline runs it
             ours = census(clf.sites, ours, site_types(clf.sites, reduced, previous),
                           ice_clusters(ours, d.positions, f.cell, f.pbc, self.boundary.shell).ids)
