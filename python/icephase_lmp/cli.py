@@ -416,8 +416,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_configure(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("configure", help="change a model file's boundary-step settings, keeping its denoiser and "
-                       "classifier")
+    p = sub.add_parser("configure", help="change a model file's boundary-step settings or add its site table, "
+                       "keeping its denoiser and classifier")
     p.add_argument("model", help="model.pth to start from")
     p.add_argument("--out", required=True, help="the model file to write (may be the same file)")
     p.add_argument("--boundary", action="append", default=[], metavar="KEY=VALUE",
