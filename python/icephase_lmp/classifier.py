@@ -32,7 +32,7 @@ import numpy as np
 from .boundary import BoundarySettings
 from .errors import ClassifierError
 from .phase_vote import PhaseVoteSettings
-from .site_census import SiteTable, site_table_of
+from .site_census import SiteTable, distinct_rows, site_table_of
 from .phases import LIQUID, code_table
 from . import soap as soap_module
 from .references import Reference, supercell
@@ -728,11 +728,10 @@ def row_distance(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     raise ClassifierError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
 
 
-def _unique_rows(x: np.ndarray, rel_tol: float = 1e-6) -> np.ndarray:
-    """Symmetry-equivalent sites have identical SOAP vectors; keep one of each."""
-    scale = np.abs(x).max() or 1.0
-    _, idx = np.unique(np.round(x / (scale * rel_tol)).astype(np.int64), axis=0, return_index=True)
-    return x[np.sort(idx)]
+def _unique_rows(x: np.ndarray) -> np.ndarray:
+    """Symmetry-equivalent sites have identical SOAP vectors; keep one of each (``site_census.distinct_rows``)."""
+    first, _ = distinct_rows(x)
+    return x[np.sort(first)]
 
 
 def fit_classifier(

@@ -83,6 +83,15 @@ class SiteTable:
         return codes[n > 1]
 
 
+def distinct_rows(x: np.ndarray, rel_tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first row of each, how many rows) of the rows of ``x`` that are equal to ``rel_tol`` of its
+    largest value: symmetry-equivalent sites of an ideal cell have identical SOAP vectors."""
+    scale = np.abs(x).max() or 1.0
+    _, first, counts = np.unique(np.round(x / (scale * rel_tol)).astype(np.int64), axis=0, return_index=True,
+                                 return_counts=True)
+    return first, counts
+
+
 def merged_sites(features: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Single-linkage merge of environments closer than :data:`SAME_SITE`: (count-weighted mean features,
     summed counts) of each merged site, in order of first appearance."""
@@ -122,9 +131,7 @@ def site_table_of(classifier: "Classifier", raw_features: list[np.ndarray]) -> S
     """The site table from the raw SOAP vectors of every oxygen of each phase's ideal supercell (code order)."""
     features, codes, shares = [], [], []
     for code, raw in enumerate(raw_features, start=1):
-        scale = np.abs(raw).max() or 1.0
-        _, first, counts = np.unique(np.round(raw / (scale * 1e-6)).astype(np.int64), axis=0, return_index=True,
-                                     return_counts=True)
+        first, counts = distinct_rows(raw)
         means, weights = merged_sites(classifier.reduce(raw[first]), counts.astype(np.float64))
         features.append(means)
         codes.append(np.full(len(weights), code, dtype=np.int32))

@@ -216,6 +216,21 @@ static py::array_t<int> copied(const int *values, int n)
   return a;
 }
 
+// the int array that lammps_bridge.<function>() returned, copied into out (n values); false, with err
+// naming the function and the counts ("<n> <what> for <n> <of>"), when it holds another number
+static bool ints_returned(const py::object &returned, const char *function, int n, const char *what,
+                          const char *of, int *out, std::string &err)
+{
+  auto r = returned.cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
+  if (r.size() != n) {
+    err = std::string("icephase_lmp.lammps_bridge.") + function + "() returned " + std::to_string(r.size()) +
+        " " + what + " for " + std::to_string(n) + " " + of;
+    return false;
+  }
+  if (n > 0) std::memcpy(out, r.data(), sizeof(int) * n);
+  return true;
+}
+
 // lammps_bridge.<function>(model_path, positions (n x 3), nlocal, codes (n)[, local_codes (nlocal)
 // [, local_extra (nlocal)]]) -> nlocal codes: the boundary step's grow and support check (which also
 // takes the local codes before the rounds and, in step 5, the local cluster sizes), the phase vote and
@@ -238,14 +253,7 @@ static bool codes_of_cloud(const char *function, const std::string &model_path,
     } else {
       returned = call(model_path, pos, nlocal, codes);
     }
-    auto result = returned.cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
-    if (result.size() != nlocal) {
-      err = std::string("icephase_lmp.lammps_bridge.") + function + "() returned " +
-          std::to_string(result.size()) + " codes for " + std::to_string(nlocal) + " atoms";
-      return false;
-    }
-    if (nlocal > 0) std::memcpy(out, result.data(), sizeof(int) * nlocal);
-    return true;
+    return ints_returned(returned, function, nlocal, "codes", "atoms", out, err);
   });
 }
 
@@ -287,17 +295,10 @@ bool IcephasePython::first_look_misses(const std::string &model_path, const doub
                                        std::string &err)
 {
   return call_python(err, [&]() {
-    auto r = bridge()
-                 .attr("first_look_misses")(model_path, copied(positions, n, 3), nlocal, copied(codes, nlocal),
-                                            copied(reduced, n, nreduced), metric, threshold)
-                 .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
-    if (r.size() != nlocal) {
-      err = "icephase_lmp.lammps_bridge.first_look_misses() returned " + std::to_string(r.size()) +
-          " flags for " + std::to_string(nlocal) + " atoms";
-      return false;
-    }
-    if (nlocal > 0) std::memcpy(out, r.data(), sizeof(int) * nlocal);
-    return true;
+    return ints_returned(bridge().attr("first_look_misses")(model_path, copied(positions, n, 3), nlocal,
+                                                            copied(codes, nlocal), copied(reduced, n, nreduced),
+                                                            metric, threshold),
+                         "first_look_misses", nlocal, "flags", "atoms", out, err);
   });
 }
 
@@ -305,16 +306,9 @@ bool IcephasePython::site_types(const std::string &model_path, const double *red
                                 int nreduced, const int *codes, int *sites, std::string &err)
 {
   return call_python(err, [&]() {
-    auto r = bridge()
-                 .attr("site_types")(model_path, copied(reduced, nlocal, nreduced), copied(codes, nlocal))
-                 .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
-    if (r.size() != nlocal) {
-      err = "icephase_lmp.lammps_bridge.site_types() returned " + std::to_string(r.size()) + " sites for " +
-          std::to_string(nlocal) + " atoms";
-      return false;
-    }
-    if (nlocal > 0) std::memcpy(sites, r.data(), sizeof(int) * nlocal);
-    return true;
+    return ints_returned(bridge().attr("site_types")(model_path, copied(reduced, nlocal, nreduced),
+                                                     copied(codes, nlocal)),
+                         "site_types", nlocal, "sites", "atoms", sites, err);
   });
 }
 
@@ -322,16 +316,8 @@ bool IcephasePython::foreign_sites(const std::string &model_path, const int *row
                                    std::string &err)
 {
   return call_python(err, [&]() {
-    auto r = bridge()
-                 .attr("foreign_sites")(model_path, copied(rows, 3 * m))
-                 .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
-    if (r.size() != m) {
-      err = "icephase_lmp.lammps_bridge.foreign_sites() returned " + std::to_string(r.size()) +
-          " verdicts for " + std::to_string(m) + " rows";
-      return false;
-    }
-    if (m > 0) std::memcpy(out, r.data(), sizeof(int) * m);
-    return true;
+    return ints_returned(bridge().attr("foreign_sites")(model_path, copied(rows, 3 * m)), "foreign_sites", m,
+                         "verdicts", "rows", out, err);
   });
 }
 
@@ -373,17 +359,9 @@ bool IcephasePython::other_crystal(const std::string &model_path, const double *
       early_pos = cloud_array(early_positions, 3);
       early_vec = cloud_array(early_reduced, nreduced);
     }
-    auto result = bridge()
-                      .attr("other_crystal")(model_path, cloud_array(positions, 3), nlocal, local_codes,
-                                             cloud_array(reduced, nreduced), metric, threshold, early_pos,
-                                             early_vec)
-                      .cast<py::array_t<int, py::array::c_style | py::array::forcecast>>();
-    if (result.size() != nlocal) {
-      err = "icephase_lmp.lammps_bridge.other_crystal() returned " +
-          std::to_string(result.size()) + " codes for " + std::to_string(nlocal) + " atoms";
-      return false;
-    }
-    if (nlocal > 0) std::memcpy(out, result.data(), sizeof(int) * nlocal);
-    return true;
+    return ints_returned(bridge().attr("other_crystal")(model_path, cloud_array(positions, 3), nlocal,
+                                                        local_codes, cloud_array(reduced, nreduced), metric,
+                                                        threshold, early_pos, early_vec),
+                         "other_crystal", nlocal, "codes", "atoms", out, err);
   });
 }
