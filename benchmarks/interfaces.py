@@ -52,7 +52,7 @@ from icephase_lmp.model_file import load_model
 from icephase_lmp.phase_vote import vote_phases
 from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 from icephase_lmp.trajectory import read_frames
-from icephase_lmp.site_census import census, site_types
+from icephase_lmp.pipeline import run_censuses
 
 REPO = Path(__file__).resolve().parents[1]
 BINS = np.arange(0.0, 11.0, 1.0)  # depth bins (A) below the interface plane
@@ -111,9 +111,7 @@ class Labeller:
         previous = clf.classify_reduced(reduced, clf.metric, self.threshold).codes
         voted = vote_phases(previous, d.positions, f.cell, f.pbc, clf.phase_vote)  # off in the seven-phase files
         ours = extend_ice(voted, d.positions, f.cell, f.pbc, self.boundary)
-        if len(clf.sites):  # the site census, as the pipeline runs it
-            ours = census(clf.sites, ours, site_types(clf.sites, reduced, previous),
-                          ice_clusters(ours, d.positions, f.cell, f.pbc, self.boundary.shell).ids)
+        ours = run_censuses(clf, ours, previous, reduced, d.positions, f.cell, f.pbc, self.boundary.shell)
         pairs = liquid_pairs(ours, d.positions, f.cell, f.pbc)
         early = second_look(clf, ours, reduced, d.positions, d.early_positions, f.cell, f.pbc, clf.metric,
                             self.threshold, pairs)

@@ -107,32 +107,40 @@ def test_configure_changes_the_boundary_step_and_keeps_the_rest(small_model_file
 
 
 def test_configure_adds_a_site_table_to_an_older_file(small_model_file, tmp_path, capsys):
-    """A file without a site table (as every file made before the census): `icephase configure --site-table`
-    writes one fitted from the built-in references of its phases, the same as a fresh fit's, and keeps the rest;
-    `inspect` prints it; configure without a change is refused."""
+    """A file without the censuses' tables (as every file made before the site census): `icephase configure
+    --site-table` writes both, fitted from the built-in references of its phases, the same as a fresh fit's, and
+    keeps the rest; `inspect` prints them; configure without a change is refused."""
     from dataclasses import replace
 
+    from icephase_lmp.ring_census import RingTable
     from icephase_lmp.site_census import SiteTable
 
     path, _ = small_model_file
     fresh = load_model(path).classifier.sites
+    fresh_rings = load_model(path).classifier.rings
     old = load_model(path)
     bare = tmp_path / "bare.pth"
-    save_model(bare, old.denoiser, replace(old.classifier, sites=SiteTable.empty(30)), old.metadata)
-    assert len(load_model(bare).classifier.sites) == 0
+    save_model(bare, old.denoiser, replace(old.classifier, sites=SiteTable.empty(30), rings=RingTable.empty()),
+               old.metadata)
+    assert len(load_model(bare).classifier.sites) == 0 and len(load_model(bare).classifier.rings) == 0
     assert main(["inspect", str(bare)]) == 0
-    assert "site census      none" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "site census      none" in printed and "ring census      none" in printed
     new = tmp_path / "sites.pth"
     assert main(["configure", str(bare), "--out", str(new), "--site-table"]) == 0
-    assert "12 sites, census of 4 phases" in capsys.readouterr().out
+    assert "12 sites, site census of 4 phases, ring census of 1 (3 ring signatures)" in capsys.readouterr().out
+    rings = load_model(new).classifier.rings
+    assert np.array_equal(rings.codes, fresh_rings.codes) and np.array_equal(rings.signatures,
+                                                                              fresh_rings.signatures)
     sites = load_model(new).classifier.sites
     assert np.array_equal(sites.codes, fresh.codes) and np.allclose(sites.shares, fresh.shares)
     assert np.allclose(sites.features, fresh.features, atol=1e-6)
     assert np.array_equal(load_model(new).classifier.ref_features, old.classifier.ref_features)
     assert load_model(new).metadata == old.metadata
     assert main(["inspect", str(new)]) == 0
-    assert "site census      II 0.500:0.500; III 0.667:0.333; VI 0.800:0.200; sI 0.348:0.130:0.522" in \
-        capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "site census      II 0.500:0.500; III 0.667:0.333; VI 0.800:0.200; sI 0.348:0.130:0.522" in printed
+    assert "ring census      sI 3 (ring signatures" in printed
     assert main(["configure", str(bare), "--out", str(tmp_path / "none.pth")]) == 2
     assert "give --boundary KEY=VALUE or --site-table" in capsys.readouterr().err
 

@@ -32,6 +32,7 @@ import numpy as np
 from .boundary import BoundarySettings
 from .errors import ClassifierError
 from .phase_vote import PhaseVoteSettings
+from .ring_census import RingTable, fit_ring_table
 from .site_census import SiteTable, distinct_rows, site_table_of
 from .phases import LIQUID, code_table
 from . import soap as soap_module
@@ -135,6 +136,9 @@ class Classifier:
         The phase vote between classification of denoised positions and the boundary step (``phase_vote``).
     sites : SiteTable, optional
         The distinct sites of each phase and their shares (``site_census``); empty: no site census.
+    rings : RingTable, optional
+        The ring signatures of each 4-bonded phase the site census counts (``ring_census``); empty: no ring
+        census.
 
     Raises
     ------
@@ -161,6 +165,8 @@ class Classifier:
     phase_vote: PhaseVoteSettings = field(default_factory=PhaseVoteSettings)
     #: each phase's distinct sites and their shares (see ``site_census``); empty in files made before it
     sites: SiteTable = field(default_factory=SiteTable.empty)
+    #: the ring signatures of the phases the ring census counts (see ``ring_census``); empty in older files
+    rings: RingTable = field(default_factory=RingTable.empty)
     #: search structures over the reference environments (``ReferenceIndex``, or ``ReferenceTree`` without the
     #: compiled kernel), made on first use; not part of the model
     _searches: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -382,6 +388,8 @@ class Classifier:
             site_features=self.sites.features,
             site_codes=self.sites.codes,
             site_shares=self.sites.shares,
+            ring_codes=self.rings.codes,
+            ring_signatures=self.rings.signatures,
         )
         return buf.getvalue()
 
@@ -398,6 +406,8 @@ class Classifier:
             header = json.loads(str(arrays.pop("header")))
             site_arrays = [arrays.pop(k, None) for k in ("site_features", "site_codes", "site_shares")]
             sites = SiteTable(*site_arrays) if site_arrays[1] is not None else SiteTable.empty()
+            ring_arrays = [arrays.pop(k, None) for k in ("ring_codes", "ring_signatures")]
+            rings = RingTable(*ring_arrays) if ring_arrays[0] is not None else RingTable.empty()
             if header.get("format") != CLASSIFIER_FORMAT:
                 raise ClassifierError(
                     f"{origin}: classifier format {header.get('format')} is not the supported {CLASSIFIER_FORMAT}"
@@ -410,6 +420,7 @@ class Classifier:
                 boundary=BoundarySettings.from_dict(header.get("boundary")),
                 phase_vote=PhaseVoteSettings.from_dict(header.get("phase_vote")),
                 sites=sites,
+                rings=rings,
                 **arrays,
             )
         except ClassifierError:
@@ -788,4 +799,5 @@ def fit_classifier(
     clf.ref_features = clf.reduce(ideal)
     if len(unit_feats) == len(references):
         clf.sites = site_table_of(clf, unit_feats)
+        clf.rings = fit_ring_table(references, clf.sites.counted_codes())
     return clf

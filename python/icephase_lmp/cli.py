@@ -416,7 +416,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_configure(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("configure", help="change a model file's boundary-step settings or add its site table, "
+    p = sub.add_parser("configure", help="change a model file's boundary-step settings or add its census tables, "
                        "keeping its denoiser and classifier")
     p.add_argument("model", help="model.pth to start from")
     p.add_argument("--out", required=True, help="the model file to write (may be the same file)")
@@ -424,8 +424,9 @@ def _add_configure(sub: argparse._SubParsersAction) -> None:
                    help="a setting of the boundary step (`icephase inspect` prints them), e.g. rounds=4, "
                    "support_radius=5, min_support=0.5")
     p.add_argument("--site-table", action="store_true",
-                   help="fit the site census's table (each phase's sites and their shares) from the built-in "
-                   "references of the model's phases: for files made before it existed")
+                   help="fit the censuses' tables (each phase's sites and their shares; the ring signatures of "
+                   "its 4-bonded phases) from the built-in references of the model's phases: for files made "
+                   "before they existed")
     p.set_defaults(func=_cmd_configure)
 
 
@@ -437,8 +438,10 @@ def _cmd_configure(args: argparse.Namespace) -> int:
         raise ClassifierError("icephase configure: give --boundary KEY=VALUE or --site-table")
     if args.site_table:
         out = add_site_table(args.model, args.out)
-        sites = read_classifier(out).sites
-        print(f"model written to {out}: {len(sites)} sites, census of {len(sites.counted_codes())} phases")
+        written = read_classifier(out)
+        sites, rings = written.sites, written.rings
+        print(f"model written to {out}: {len(sites)} sites, site census of {len(sites.counted_codes())} phases, "
+              f"ring census of {len(rings.counted_codes())} ({len(rings)} ring signatures)")
         if not args.boundary:
             return 0
         args.model = out
@@ -529,6 +532,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         for c in counted) + f" (sites' shares; an ice cluster with {MIN_NAMED}+ of a phase's molecules whose shares "
         f"differ by more than {MAX_SITE_DISTANCE:g}: other crystal)" if len(counted) else
         "none (no site table: `icephase configure --site-table` adds one)"))
+    from .ring_census import MAX_FOREIGN
+
+    ringed = clf.rings.counted_codes()
+    print("ring census      " + (", ".join(
+        f"{clf.names[c - 1]} {int(np.sum(clf.rings.codes == c))}" for c in ringed)
+        + f" (ring signatures; an ice cluster with {MIN_NAMED}+ inner molecules of a phase, more than "
+        f"{MAX_FOREIGN:.0%} of them on signatures the phase has not: other crystal)" if len(ringed) else
+        "none (no ring table: `icephase configure --site-table` adds one)"))
     steps = meta.get("training", {}).get("steps_done")
     if steps is not None:
         print(f"training         {steps} steps")

@@ -132,13 +132,15 @@ def configure_boundary(source: str | Path, out: str | Path, changes: dict[str, s
 
 
 def add_site_table(source: str | Path, out: str | Path) -> Path:
-    """Write ``out``: the model file ``source`` with the site census's table (``site_census``) fitted from the
-    built-in references of its phases, everything else kept as in :func:`configure_boundary`. For model files
-    made before the census existed (``icephase export`` fits the table with the classifier)."""
+    """Write ``out``: the model file ``source`` with the censuses' tables (``site_census``, ``ring_census``)
+    fitted from the built-in references of its phases, everything else kept as in :func:`configure_boundary`.
+    For model files made before the censuses existed (``icephase export`` fits the tables with the
+    classifier)."""
     from dataclasses import replace
 
     from .errors import ClassifierError, ReferenceStructureError
     from .references import builtin_reference
+    from .ring_census import fit_ring_table
     from .site_census import fit_site_table
 
     model = load_model(source)
@@ -147,7 +149,8 @@ def add_site_table(source: str | Path, out: str | Path) -> Path:
     except ReferenceStructureError as exc:
         raise ClassifierError(f"{source}: --site-table fits the sites of built-in phases only ({exc}); export the "
                               "model again from its training run to fit them from its own references") from None
-    classifier = replace(model.classifier, sites=fit_site_table(model.classifier, references))
+    sites = fit_site_table(model.classifier, references)
+    classifier = replace(model.classifier, sites=sites, rings=fit_ring_table(references, sites.counted_codes()))
     return save_model(out, model.denoiser, classifier, model.metadata, model.network_weights(), model.compact)
 
 

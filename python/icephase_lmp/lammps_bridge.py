@@ -45,6 +45,8 @@ from .other_crystal import (
 from .other_crystal import repeat_vectors as repeat_vectors_of
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, OTHER_CRYSTAL, TOO_CLOSE_DISTANCE, denoising_limits
+from .ring_census import foreign_ring_rows
+from .ring_census import ring_flags as ring_flags_of
 from .site_census import foreign_rows
 from .site_census import site_types as site_types_of
 
@@ -72,6 +74,8 @@ def model_metadata_json(model_path: str) -> str:
                       "reduced_features": int(clf.pca_components.shape[0]),
                       # the phases the site census counts (none: a file without a site table)
                       "census_phases": [clf.names[c - 1] for c in clf.sites.counted_codes()],
+                      # the phases the ring census counts (none: a file without a ring table)
+                      "ring_census_phases": [clf.names[c - 1] for c in clf.rings.counted_codes()],
                       **denoising_limits()}
     return json.dumps(meta)
 
@@ -322,4 +326,26 @@ def foreign_sites(model_path: str, rows: np.ndarray) -> np.ndarray:
     foreign = foreign_rows(clf.sites, rows)
     out = np.zeros(len(rows), dtype=np.int32)
     out[foreign] = clf.sites.codes[rows[foreign, 1]]
+    return out
+
+
+def ring_flags(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
+    """The ring census's flag of each of the first ``n_local`` atoms (``ring_census.ring_flags``: 1 an inner
+    molecule of a counted phase on a signature its phase has not, 0 on one of its phase's, -1 not counted):
+    ``positions`` the denoised cloud, ``codes`` every cloud atom's code after the boundary step (ghosts: their
+    owner's). The cloud reaches the SOAP reach + 0.5 A beyond the local atoms, farther than every ring of six
+    through a local atom's neighbours. int32, (n_local,)."""
+    positions, codes = _cloud_codes("ring_flags", positions, n_local, codes)
+    return ring_flags_of(_classifier(model_path).rings, positions, None, (False, False, False), codes,
+                         n_local).astype(np.int32)
+
+
+def foreign_rings(model_path: str, rows: np.ndarray) -> np.ndarray:
+    """For rows (cluster ID, phase code, foreign 0/1, molecules) gathered from every rank (int32, (m, 4)): the
+    row's phase code where its cluster holds that phase on rings the phase has not
+    (``ring_census.foreign_ring_rows``), else 0. int32, (m,). Every rank gets the same rows and answers."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    out = np.zeros(len(rows), dtype=np.int32)
+    foreign = foreign_ring_rows(rows)
+    out[foreign] = rows[foreign, 1]
     return out

@@ -19,7 +19,8 @@ from .model_file import IcephaseModel, load_model
 from .other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, liquid_pairs, second_look
 from .phase_vote import PhaseVoteSettings, vote_phases
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
-from .site_census import census, site_types
+from .ring_census import foreign_ring_groups, ring_flags
+from .site_census import foreign_groups, other_crystal_groups, site_types
 
 
 @dataclass
@@ -189,12 +190,8 @@ class Pipeline:
         # others only
         voted = vote_phases(out.codes, clean[kept], cell, pbc, self.phase_vote)
         grown = extend_ice(voted, clean[kept], cell, pbc, self.boundary)
-        if self.other_crystal and len(clf.sites):
-            # a cluster that holds a phase's sites in other proportions is another crystal (site_census)
-            sites = site_types(clf.sites, reduced, out.codes)
-            if np.any(sites >= 0):  # a molecule named a phase of several sites: else nothing to count
-                grown = census(clf.sites, grown, sites, ice_clusters(grown, clean[kept], cell, pbc,
-                                                                     self.boundary.shell).ids)
+        if self.other_crystal:
+            grown = run_censuses(clf, grown, out.codes, reduced, clean[kept], cell, pbc, self.boundary.shell)
         if self.other_crystal:
             # the repeat test looks after the first iterations too (other_crystal.py says why)
             early_positions = None if result is None else result.early_positions
@@ -228,6 +225,24 @@ class Pipeline:
         if perpendicular_widths(reduced).min() > perpendicular_widths(cell).min():
             return reduced
         return cell
+
+
+def run_censuses(classifier: Classifier, codes: np.ndarray, first_codes: np.ndarray, reduced: np.ndarray,
+                 positions: np.ndarray, cell: np.ndarray | None, pbc, shell: float) -> np.ndarray:
+    """``codes`` (after the boundary step) with each ice cluster's molecules of a phase made other crystal where
+    the cluster holds the phase's sites in other proportions (site_census) or rings the phase has not
+    (ring_census). ``first_codes`` and ``reduced``: the classifier's codes and reduced SOAP vectors; ``shell``
+    the first-shell radius of the ice clusters. The LAMMPS compute runs the same steps rank by rank."""
+    if not len(classifier.sites):
+        return codes
+    sites = site_types(classifier.sites, reduced, first_codes)
+    if not np.any(sites >= 0):  # no molecule named a phase of several sites: nothing to count (the ring census
+        return codes            # counts some of those phases only)
+    ids = ice_clusters(codes, positions, cell, pbc, shell).ids
+    groups = foreign_groups(classifier.sites, sites, ids)
+    if len(classifier.rings):
+        groups |= foreign_ring_groups(codes, ring_flags(classifier.rings, positions, cell, pbc, codes), ids)
+    return other_crystal_groups(codes, ids, groups)
 
 
 def set_threads(n: int) -> None:

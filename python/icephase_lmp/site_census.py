@@ -190,18 +190,25 @@ def foreign_rows(table: SiteTable, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def foreign_groups(table: SiteTable, sites: np.ndarray, cluster_ids: np.ndarray) -> set[tuple[int, int]]:
+    """The (cluster ID, phase code) pairs whose named molecules hold the phase's sites in proportions that are
+    not the phase's; ``sites`` from :func:`site_types`, ``cluster_ids`` the ice clusters (0: none)."""
+    rows = site_count_rows(cluster_ids, sites)
+    foreign = rows[foreign_rows(table, rows)]
+    return set(zip(foreign[:, 0].tolist(), table.codes[foreign[:, 1]].tolist()))
+
+
+def other_crystal_groups(codes: np.ndarray, cluster_ids: np.ndarray, groups: set[tuple[int, int]]) -> np.ndarray:
+    """``codes`` with the molecules of each (cluster ID, phase code) in ``groups`` made other crystal."""
+    out = np.array(codes, dtype=np.int32)
+    ids = np.asarray(cluster_ids)
+    for cluster, code in groups:
+        out[(ids == cluster) & (out == code)] = OTHER_CRYSTAL
+    return out
+
+
 def census(table: SiteTable, codes: np.ndarray, sites: np.ndarray, cluster_ids: np.ndarray) -> np.ndarray:
     """``codes`` (after the boundary step) with the molecules of each foreign (cluster, phase) made other
     crystal; ``sites`` from :func:`site_types` on the classifier's codes, ``cluster_ids`` the ice clusters of
     ``codes`` (0: none)."""
-    out = np.array(codes, dtype=np.int32)
-    rows = site_count_rows(cluster_ids, sites)
-    foreign = rows[foreign_rows(table, rows)]
-    if len(foreign) == 0:
-        return out
-    bad = set(zip(foreign[:, 0].tolist(), table.codes[foreign[:, 1]].tolist()))
-    for cluster, code in bad:
-        out[(np.asarray(cluster_ids) == cluster) & (out == code)] = OTHER_CRYSTAL
-    return out
-
-
+    return other_crystal_groups(codes, cluster_ids, foreign_groups(table, sites, cluster_ids))

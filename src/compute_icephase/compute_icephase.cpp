@@ -80,6 +80,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <tuple>
 #include <limits>
 #include <unordered_map>
 
@@ -391,6 +392,7 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   repeat_iterations = policy.at("repeat_test_iterations").get<int>();
   nreduced = policy.at("reduced_features").get<int>();
   census_phases = policy.at("census_phases").get<std::vector<std::string>>();
+  ring_phases = policy.at("ring_census_phases").get<std::vector<std::string>>();
   if (other_code >= -1 || nreduced < 1)
     throw std::runtime_error("the other-crystal code and the reduced SOAP size of icephase_lmp are "
                              "not usable");
@@ -657,6 +659,10 @@ void ComputeIcephase::log_settings()
     mesg += fmt::format("  site census: the {} of an ice cluster that holds that phase's sites in other "
                         "proportions than the phase's are labelled {}\n",
                         utils::join_words(census_phases, ", "), other_code);
+  if (other_crystal && !ring_phases.empty())
+    mesg += fmt::format("  ring census: the {} of an ice cluster whose inner molecules sit on rings that "
+                        "phase has not are labelled {}\n",
+                        utils::join_words(ring_phases, ", "), other_code);
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);
   mesg += fmt::format("  embedded Python: {}\n", IcephasePython::executable());
@@ -913,7 +919,7 @@ void ComputeIcephase::compute_peratom()
 
   if (other_crystal) {
     t0 = MPI_Wtime();
-    census_sites();
+    run_censuses();
     find_other_crystal();
     timer.classify += MPI_Wtime() - t0;
   }
@@ -2118,15 +2124,17 @@ void ComputeIcephase::share_vectors(const std::vector<double> &local_vectors,
 }
 
 /* ----------------------------------------------------------------------
-   the site census (site_census): each centre the classifier named gets the
-   nearest site of its phase; the (cluster, site) counts of the ice clusters
-   the boundary step left go to all ranks, and where a cluster holds a phase's
-   sites in other proportions than the phase's, its molecules of that phase
-   become other crystal (a crystal without a reference named after a
-   reference whose environments it shares)
+   the censuses of the ice clusters the boundary step left (icephase_lmp.
+   pipeline.run_censuses): a cluster's molecules of a phase become other
+   crystal where it holds the phase's sites in other proportions than the
+   phase's (site census) or sits on rings the phase has not (ring census):
+   a crystal without a reference named after a reference whose environments
+   it shares. Each rank counts its centres per (cluster, ...) and the rows
+   go to all ranks, where they add up per cluster: every rank reaches the
+   same verdict.
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::census_sites()
+void ComputeIcephase::run_censuses()
 {
   if (census_phases.empty()) return;    // a model file without a site table
   const int nlocal = soap.nlocal;
@@ -2137,15 +2145,36 @@ void ComputeIcephase::census_sites()
                                   sites.data(), err))
     err = "Compute icephase: the site census failed: " + err;
   all_or_error(err);
+  // no centre named a phase of several sites: nothing to count (the ring
+  // census counts some of those phases only)
   if (!on_any_rank(std::any_of(sites.begin(), sites.end(), [](int site) { return site >= 0; }))) return;
 
-  // the ice clusters as the boundary step left them; each rank's (cluster,
-  // site) counts go to all, where they add up per cluster
+  // the ice clusters as the boundary step left them
   std::vector<int> ids;
   local_cluster_sizes(&ids);
   local_labels();    // the cluster search sent its IDs through label[]
-  std::map<std::pair<int, int>, int> mine;
+  std::set<std::pair<int, int>> foreign = foreign_site_groups(ids, sites);    // (cluster ID, phase code)
+  if (!ring_phases.empty()) {
+    const std::set<std::pair<int, int>> rings = foreign_ring_groups(ids);
+    foreign.insert(rings.begin(), rings.end());
+  }
+  if (foreign.empty()) return;
   for (int s = 0; s < nlocal; s++)
+    if (ids[s] > 0 && foreign.count({ids[s], soap.codes[s]})) soap.codes[s] = other_code;
+  local_labels();
+}
+
+/* ----------------------------------------------------------------------
+   the site census (site_census): each centre the classifier named has the
+   nearest site of its phase (sites); the (cluster, site) counts go to all
+   ranks; the (cluster ID, phase code) pairs whose shares are not the phase's
+------------------------------------------------------------------------- */
+
+std::set<std::pair<int, int>> ComputeIcephase::foreign_site_groups(const std::vector<int> &ids,
+                                                                   const std::vector<int> &sites)
+{
+  std::map<std::pair<int, int>, int> mine;
+  for (int s = 0; s < soap.nlocal; s++)
     if (ids[s] > 0 && sites[s] >= 0) mine[{ids[s], sites[s]}]++;
   std::vector<int> flat;
   for (const auto &item : mine) {
@@ -2156,16 +2185,55 @@ void ComputeIcephase::census_sites()
   const std::vector<int> rows = gathered_from_all_ranks(flat, MPI_INT);
   const int m = (int) rows.size() / 3;
   std::vector<int> verdicts(m, 0);
+  std::string err;
   if (m > 0 && !IcephasePython::foreign_sites(model_path, rows.data(), m, verdicts.data(), err))
     err = "Compute icephase: the site census failed: " + err;
   all_or_error(err);
-  std::set<std::pair<int, int>> foreign;    // (cluster ID, phase code)
+  std::set<std::pair<int, int>> foreign;
   for (int k = 0; k < m; k++)
     if (verdicts[k] > LIQUID) foreign.insert({rows[3 * k], verdicts[k]});
-  if (foreign.empty()) return;
+  return foreign;
+}
+
+/* ----------------------------------------------------------------------
+   the ring census (ring_census): the codes go to the ghosts, each centre
+   gets its flag from the rings of the denoised cloud (the cloud reaches the
+   SOAP reach + 0.5 A beyond the centres, farther than every ring of six
+   through a centre's neighbours), the (cluster, phase, foreign) counts go to
+   all ranks; the (cluster ID, phase code) pairs on rings not the phase's
+------------------------------------------------------------------------- */
+
+std::set<std::pair<int, int>> ComputeIcephase::foreign_ring_groups(const std::vector<int> &ids)
+{
+  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
+  share_labels();
+  std::vector<int> flags(nlocal, -1);
+  std::string err;
+  if (nlocal > 0 &&
+      !IcephasePython::ring_flags(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
+                                  flags.data(), err))
+    err = "Compute icephase: the ring census failed: " + err;
+  all_or_error(err);
+  std::map<std::tuple<int, int, int>, int> mine;
   for (int s = 0; s < nlocal; s++)
-    if (ids[s] > 0 && foreign.count({ids[s], soap.codes[s]})) soap.codes[s] = other_code;
-  local_labels();
+    if (ids[s] > 0 && flags[s] >= 0) mine[{ids[s], soap.codes[s], flags[s]}]++;
+  std::vector<int> flat;
+  for (const auto &item : mine) {
+    flat.push_back(std::get<0>(item.first));
+    flat.push_back(std::get<1>(item.first));
+    flat.push_back(std::get<2>(item.first));
+    flat.push_back(item.second);
+  }
+  const std::vector<int> rows = gathered_from_all_ranks(flat, MPI_INT);
+  const int m = (int) rows.size() / 4;
+  std::vector<int> verdicts(m, 0);
+  if (m > 0 && !IcephasePython::foreign_rings(model_path, rows.data(), m, verdicts.data(), err))
+    err = "Compute icephase: the ring census failed: " + err;
+  all_or_error(err);
+  std::set<std::pair<int, int>> foreign;
+  for (int k = 0; k < m; k++)
+    if (verdicts[k] > LIQUID) foreign.insert({rows[4 * k], verdicts[k]});
+  return foreign;
 }
 
 /* ----------------------------------------------------------------------

@@ -321,6 +321,21 @@ bool IcephasePython::foreign_sites(const std::string &model_path, const int *row
   });
 }
 
+bool IcephasePython::ring_flags(const std::string &model_path, const double *positions, int n,
+                                int nlocal, const int *cloud_codes, int *flags, std::string &err)
+{
+  return codes_of_cloud("ring_flags", model_path, positions, n, nlocal, cloud_codes, flags, err);
+}
+
+bool IcephasePython::foreign_rings(const std::string &model_path, const int *rows, int m, int *out,
+                                   std::string &err)
+{
+  return call_python(err, [&]() {
+    return ints_returned(bridge().attr("foreign_rings")(model_path, copied(rows, 4 * m)), "foreign_rings", m,
+                         "verdicts", "rows", out, err);
+  });
+}
+
 bool IcephasePython::repeat_vectors(const std::string &model_path, const double *positions, int n,
                                     int nlocal, const int *codes, const double *reduced, int nreduced,
                                     const std::string &metric, double threshold,

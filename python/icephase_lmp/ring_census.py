@@ -1,0 +1,282 @@
+"""The ring census: a crystal of a hydrogen-bonded phase holds that phase's rings.
+
+Why. The site census (site_census.py) compares a cluster's SOAP sites with its phase's, but two clathrates can
+share sites *and* their proportions: the empty TS-I and HS-I hydrates, which no shipped model has, are built
+of the same pentagon/hexagon vertices as sI in nearly sI's shares (site distance 0.003-0.14, below the site
+census's 0.25), and the classifier and boundary step call them "sI". What tells them apart is how those
+vertices join up: TS-I and HS-I hold 5^12 6^3 cages, which sI has not. SOAP (5 A) sees a molecule's first
+shells; a ring of six reaches 5.5 A across, and whose rings a molecule's neighbours sit on, farther still.
+
+The signature. On the hydrogen-bond network (oxygens closer than :data:`BOND`), each pair of a molecule's four
+bonds closes a smallest ring (up to :data:`RING_MAX` members; none beyond). Its *ring code* is the sizes on
+the three pairs of opposite bond angles, in a canonical order (which pairs share a bond is kept: in sI two
+hexagons meet a molecule on opposite angles, never on adjacent ones). Its *signature* is its ring code and
+its four neighbours' ring codes, sorted: a topological fingerprint of the first two shells, unchanged by
+thermal motion once the denoiser has removed it. Every molecule of an ideal sI cell carries one of three
+signatures; 23% of TS-I's and 40% of HS-I's carry one sI has not, 88% of sH's one sII has not.
+
+The test. A phase is counted where its ideal network is one (:func:`is_network`: every molecule has four
+bonds and no fifth oxygen within :data:`CLEAR_GAP` of the bond length; among the shipped phases Ih, Ic, sI,
+sII, sH, and of those the census counts the ones with more than one site: sI, sII, sH). Its signatures come
+from its ideal reference cell (:func:`fit_ring_table`, stored in the model file beside the site table). After
+the boundary step, for each ice cluster and counted phase, the *inner* molecules carrying the phase's label
+(four bonds, each bonded neighbour ice-labelled: a molecule at the ice's edge has rings through liquid) are
+counted; where at least :data:`site_census.MIN_NAMED` are and more than :data:`MAX_FOREIGN` of them carry a
+signature the phase has not, the cluster's molecules of that phase become other crystal.
+
+Measured (docs/validation.md, "The ring census"): our TIP4P/Ice MD of sI at 250 K has no foreign signature
+after denoising, TS-I (named sI) 0.233, HS-I 0.400, the ideal cells' shares to the digit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import ClassifierError
+from .geometry import neighbor_edges
+from .phases import LIQUID, OTHER_CRYSTAL
+from .site_census import MIN_NAMED, other_crystal_groups
+
+if TYPE_CHECKING:
+    from .references import Reference
+
+#: O-O distance (A) of a hydrogen bond: water's first shell ends at ~3.3 A (the first minimum of g_OO), and in
+#: every 4-bonded ice the fifth oxygen is farther than 3.9 A
+BOND = 3.3
+#: largest ring counted: the cages of ice and clathrates are made of rings of four to six
+RING_MAX = 6
+#: bond slots per molecule in the bond lists; a molecule with more bonds is not in a 4-bonded network
+MAX_BONDS = 6
+#: a phase's network counts when no fifth oxygen of its ideal cell is within BOND + CLEAR_GAP: thermal
+#: motion left after denoising cannot then make or break a bond (ice II, III, V, VI, XII, IV and VII have
+#: fifth oxygens at 2.9-3.8 A)
+CLEAR_GAP = 0.5
+#: share of a cluster's inner molecules of a phase with a signature the phase has not, above which the name
+#: is wrong: our MD of real sI at 250 K gave 0, TS-I 0.233 and HS-I 0.400 (the smallest wrong name)
+MAX_FOREIGN = 0.1
+#: a signature of a molecule that is not counted (not four bonds, or a neighbour not four bonds)
+UNCOUNTED = -1
+#: the three pairs of opposite bond angles of a 4-bonded molecule: bonds (a, b) and (c, d)
+_OPPOSITE = ((0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2))
+
+
+@dataclass
+class Bonds:
+    """The hydrogen-bond network: ``neighbours`` (n, MAX_BONDS) the bonded oxygens (-1: none), ``shifts``
+    (n, MAX_BONDS, 3) the periodic image shift of each (bond vector = x[j] - x[i] + shift), ``degree`` (n,)."""
+
+    neighbours: np.ndarray
+    shifts: np.ndarray
+    degree: np.ndarray
+
+
+def bonds_of(positions: np.ndarray, cell: np.ndarray | None, pbc) -> Bonds:
+    """Every pair closer than :data:`BOND`, as per-molecule slots (the first MAX_BONDS of each)."""
+    edges, shift = neighbor_edges(positions, cell, pbc, BOND)
+    n = len(positions)
+    order = np.lexsort((edges[1], edges[0]))
+    i, j, shift = edges[0][order], edges[1][order], shift[order]
+    degree = np.bincount(i, minlength=n)
+    slot = np.arange(len(i)) - np.concatenate([[0], np.cumsum(degree)[:-1]])[i]
+    keep = slot < MAX_BONDS
+    neighbours = np.full((n, MAX_BONDS), -1, dtype=np.int64)
+    shifts = np.zeros((n, MAX_BONDS, 3))
+    neighbours[i[keep], slot[keep]] = j[keep]
+    shifts[i[keep], slot[keep]] = shift[keep]
+    return Bonds(neighbours, shifts, degree)
+
+
+def smallest_rings(bonds: Bonds, centres: np.ndarray) -> np.ndarray:
+    """(len(centres), MAX_BONDS, MAX_BONDS) int8: the size of the smallest ring through bond slots a and b of
+    each centre, 0 where none has at most RING_MAX members.
+
+    Every path that leaves a centre along one bond is walked (never straight back, never through the centre)
+    until it reaches another of the centre's neighbours, in the same periodic image: its length + 2 is a ring.
+    Paths are walked all at once, one step per pass, so the first pass that closes a pair gives its smallest."""
+    neighbours, shifts = bonds.neighbours, bonds.shifts
+    rings = np.zeros((len(centres), MAX_BONDS, MAX_BONDS), dtype=np.int8)
+    row, first = np.nonzero(neighbours[centres] >= 0)
+    centre = centres[row]
+    previous, current, offset = centre.copy(), neighbours[centre, first], shifts[centre, first]
+    for size in range(3, RING_MAX + 1):
+        path = np.repeat(np.arange(len(current)), MAX_BONDS)
+        step, step_shift = neighbours[current].ravel(), shifts[current].reshape(-1, 3)
+        ok = (step >= 0) & (step != previous[path]) & (step != centre[path])
+        path, step, step_shift = path[ok], step[ok], step_shift[ok]
+        row, centre, first = row[path], centre[path], first[path]
+        previous, current, offset = current[path], step, offset[path] + step_shift
+        closes = (neighbours[centre] == current[:, None]) & (
+            np.abs(shifts[centre] - offset[:, None, :]).max(axis=2) < 1e-6)
+        k, last = np.nonzero(closes)
+        new = (last != first[k]) & (rings[row[k], first[k], last] == 0)
+        k, last = k[new], last[new]
+        rings[row[k], first[k], last] = size
+        rings[row[k], last, first[k]] = size
+    return rings
+
+
+def ring_codes(bonds: Bonds, centres: np.ndarray) -> np.ndarray:
+    """(len(centres),) int64: the smallest ring sizes on the three pairs of opposite bond angles, each pair
+    ordered and the pairs sorted, as one integer; UNCOUNTED where a centre has not four bonds."""
+    rings = smallest_rings(bonds, centres).astype(np.int64)
+    base = RING_MAX + 1
+    pairs = np.sort(np.stack([base * np.minimum(rings[:, a, b], rings[:, c, d]) + np.maximum(rings[:, a, b],
+                                                                                              rings[:, c, d])
+                              for a, b, c, d in _OPPOSITE], axis=1), axis=1)
+    codes = (pairs[:, 0] * base**2 + pairs[:, 1]) * base**2 + pairs[:, 2]
+    return np.where(bonds.degree[centres] == 4, codes, UNCOUNTED)
+
+
+def signatures(bonds: Bonds, centres: np.ndarray) -> np.ndarray:
+    """(len(centres), 5) int64: each centre's ring code and its four neighbours', sorted; a row of UNCOUNTED
+    where the centre or a neighbour has not four bonds."""
+    centres = np.asarray(centres, dtype=np.int64)
+    first_shell = bonds.neighbours[centres][:, :4]
+    need = np.unique(np.concatenate([centres, first_shell[first_shell >= 0]]))
+    codes = np.full(len(bonds.degree), UNCOUNTED, dtype=np.int64)
+    codes[need] = ring_codes(bonds, need)
+    shell = np.sort(np.where(first_shell >= 0, codes[np.maximum(first_shell, 0)], UNCOUNTED), axis=1)
+    out = np.concatenate([codes[centres][:, None], shell], axis=1)
+    out[(out == UNCOUNTED).any(axis=1)] = UNCOUNTED
+    return out
+
+
+def is_network(positions: np.ndarray, cell: np.ndarray) -> bool:
+    """Whether an ideal periodic cell is a 4-bonded network the census can count: four oxygens within BOND of
+    every one, and no fifth within BOND + CLEAR_GAP."""
+    edges, shift = neighbor_edges(positions, cell, (True, True, True), BOND + CLEAR_GAP)
+    d = np.linalg.norm(positions[edges[1]] - positions[edges[0]] + shift, axis=1)
+    n = len(positions)
+    return bool(np.all(np.bincount(edges[0], minlength=n) == 4) and np.all(d < BOND))
+
+
+@dataclass
+class RingTable:
+    """The signatures each counted phase's ideal cell holds: ``codes`` (m,) phase code of each row,
+    ``signatures`` (m, 5). Empty: no ring census (a model file written before it existed)."""
+
+    codes: np.ndarray
+    signatures: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.codes = np.asarray(self.codes, dtype=np.int32).ravel()
+        self.signatures = np.asarray(self.signatures, dtype=np.int64).reshape(-1, 5)
+        if len(self.codes) != len(self.signatures):
+            raise ClassifierError(f"ring table arrays disagree: {len(self.codes)} codes, "
+                                  f"{len(self.signatures)} signatures")
+
+    @classmethod
+    def empty(cls) -> "RingTable":
+        return cls(np.zeros(0, dtype=np.int32), np.zeros((0, 5), dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def counted_codes(self) -> np.ndarray:
+        """The phase codes the census counts."""
+        return np.unique(self.codes)
+
+    def foreign(self, codes: np.ndarray, signatures_: np.ndarray) -> np.ndarray:
+        """(n,) bool: the signature is not one of its phase's (False where the phase is not counted)."""
+        codes = np.asarray(codes)
+        out = np.zeros(len(codes), dtype=bool)
+        for code in self.counted_codes():
+            rows = np.flatnonzero(codes == code)
+            known = {tuple(s) for s in self.signatures[self.codes == code].tolist()}
+            out[rows] = [tuple(s) not in known for s in signatures_[rows].tolist()]
+        return out
+
+
+def fit_ring_table(references: "list[Reference]", counted: np.ndarray) -> RingTable:
+    """The ring table from each reference's ideal periodic cell (``references.Reference``, in code order);
+    ``counted``: the phase codes to count where their cell :func:`is_network` (the site census's: those of
+    several sites)."""
+    codes, rows = [], []
+    counted = set(np.asarray(counted).tolist())
+    for code, ref in enumerate(references, start=1):
+        positions, cell = ref.atoms.positions, ref.atoms.cell.array
+        if code not in counted or not is_network(positions, cell):
+            continue
+        found = np.unique(signatures(bonds_of(positions, cell, (True, True, True)), np.arange(len(positions))),
+                          axis=0)
+        codes.append(np.full(len(found), code, dtype=np.int32))
+        rows.append(found)
+    if not codes:
+        return RingTable.empty()
+    return RingTable(np.concatenate(codes), np.concatenate(rows))
+
+
+def inner_molecules(bonds: Bonds, codes: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(len(centres),) bool: four bonds, and every bonded neighbour crystal-labelled (a phase or other
+    crystal); ``codes`` of every molecule of the bond lists."""
+    shell = bonds.neighbours[centres][:, :4]
+    crystal = (np.asarray(codes) > LIQUID) | (np.asarray(codes) == OTHER_CRYSTAL)
+    return (bonds.degree[centres] == 4) & np.where(shell >= 0, crystal[np.maximum(shell, 0)], False).all(axis=1)
+
+
+def ring_flags(table: RingTable, positions: np.ndarray, cell: np.ndarray | None, pbc, codes: np.ndarray,
+               n_centres: int | None = None) -> np.ndarray:
+    """(n_centres,) int32 per centre (the first ``n_centres`` of ``positions``; default all): 1 where an inner
+    molecule of a counted phase carries a signature its phase has not, 0 where it carries one of its phase's,
+    UNCOUNTED elsewhere. ``codes`` (len(positions),): the labels after the boundary step. The positions must
+    reach every ring of six through a centre's neighbours (the LAMMPS cloud, SOAP reach + 0.5 A beyond the
+    centres, does: such a ring lies within ~8.7 A of the centre)."""
+    n = len(positions) if n_centres is None else n_centres
+    codes = np.asarray(codes, dtype=np.int32)
+    out = np.full(n, UNCOUNTED, dtype=np.int32)
+    centres = np.flatnonzero(np.isin(codes[:n], table.counted_codes()))
+    if len(centres) == 0:
+        return out
+    bonds = bonds_of(np.asarray(positions, dtype=np.float64), cell, pbc)
+    centres = centres[inner_molecules(bonds, codes, centres)]
+    if len(centres) == 0:
+        return out
+    sig = signatures(bonds, centres)
+    # a neighbour without four bonds (at the ice's edge) leaves the molecule uncounted
+    counted = sig[:, 0] != UNCOUNTED
+    out[centres[counted]] = table.foreign(codes[centres[counted]], sig[counted]).astype(np.int32)
+    return out
+
+
+def ring_count_rows(cluster_ids: np.ndarray, codes: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """(m, 4) int64 rows (cluster ID, phase code, foreign 0/1, molecules) over the counted molecules in a
+    cluster: what each rank of the LAMMPS compute counts and sends to all."""
+    keep = (np.asarray(cluster_ids) > 0) & (np.asarray(flags) >= 0)
+    keys = np.stack([np.asarray(cluster_ids)[keep], np.asarray(codes)[keep], np.asarray(flags)[keep]],
+                    axis=1).astype(np.int64)
+    if len(keys) == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    keys, counts = np.unique(keys, axis=0, return_counts=True)
+    return np.column_stack([keys, counts]).astype(np.int64)
+
+
+def foreign_ring_rows(rows: np.ndarray) -> np.ndarray:
+    """(m,) bool for rows (cluster ID, phase code, foreign 0/1, molecules), several rows of one key summed:
+    True where the row's cluster holds its phase with more than MAX_FOREIGN of at least MIN_NAMED counted
+    molecules on foreign signatures."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    out = np.zeros(len(rows), dtype=bool)
+    if len(rows) == 0:
+        return out
+    groups, inverse = np.unique(rows[:, :2], axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    counted = np.bincount(inverse, weights=rows[:, 3], minlength=len(groups))
+    foreign = np.bincount(inverse, weights=rows[:, 3] * (rows[:, 2] == 1), minlength=len(groups))
+    bad = (counted >= MIN_NAMED) & (foreign > MAX_FOREIGN * counted)
+    return bad[inverse]
+
+
+def foreign_ring_groups(codes: np.ndarray, flags: np.ndarray, cluster_ids: np.ndarray) -> set[tuple[int, int]]:
+    """The (cluster ID, phase code) pairs whose rings are not the phase's; ``flags`` from :func:`ring_flags` on
+    the same ``codes``, ``cluster_ids`` their ice clusters (0: none)."""
+    rows = ring_count_rows(cluster_ids, codes, flags)
+    return {(int(r[0]), int(r[1])) for r in rows[foreign_ring_rows(rows)]}
+
+
+def ring_census(codes: np.ndarray, flags: np.ndarray, cluster_ids: np.ndarray) -> np.ndarray:
+    """``codes`` with the molecules of each (cluster, phase) whose rings are not the phase's made other
+    crystal."""
+    return other_crystal_groups(codes, cluster_ids, foreign_ring_groups(codes, flags, cluster_ids))
