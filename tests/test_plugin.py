@@ -1342,3 +1342,32 @@ def test_site_census_same_as_offline_on_any_number_of_ranks(census_models, tmp_p
     assert_compute_gives(codes, dist, setup, system, tmp_path, nprocs, f"site census, {nprocs} ranks",
                          "site census: the II, III, VI, sI of an ice cluster",
                          before="processors 2 2 1\n" if nprocs == 4 else "")
+
+
+# ---- the ring census -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("nprocs", [1, 4])
+def test_ring_census_same_as_offline_on_any_number_of_ranks(model, offline_model, tmp_path, nprocs):
+    """One cell of the empty TS-I hydrate (172 molecules, 0.1 A of noise), which no model has: built of sI's
+    vertices, it is "sI" to the classifier and the site census; the ring census (the model's ring table) makes it
+    other crystal offline, and the compute gives the same labels on 1 rank and on 4 (`processors 2 2 1`: each
+    rank holds about 43 molecules, fewer than the census counts, so the ranks' counts must be added up)."""
+    from dataclasses import replace
+
+    from icephase_lmp.references import genice_cell
+    from icephase_lmp.ring_census import RingTable
+    from icephase_lmp.site_census import MIN_NAMED
+
+    atoms = genice_cell("TS1")
+    assert MIN_NAMED <= len(atoms) < 4 * MIN_NAMED
+    pos = atoms.positions + np.random.default_rng(3).normal(0.0, 0.1, atoms.positions.shape)
+    cell, pos = lammps_frame(atoms.cell.array, pos)
+    system = System(pos, cell, np.ones(len(pos), dtype=int))
+    codes, dist, _ = offline(offline_model, model, system)
+    assert np.count_nonzero(codes == OTHER_CRYSTAL) >= 0.9 * len(codes), np.unique(codes, return_counts=True)
+    without = replace(offline_model, classifier=replace(offline_model.classifier, rings=RingTable.empty()))
+    named, _, _ = offline(without, model, system)
+    sI = offline_model.classifier.names.index("sI") + 1
+    assert np.count_nonzero(named == sI) >= 0.9 * len(named), np.unique(named, return_counts=True)
+    assert_compute_gives(codes, dist, model, system, tmp_path, nprocs, f"ring census, {nprocs} ranks",
+                         "ring census: the sI of an ice cluster",
+                         before="processors 2 2 1\n" if nprocs == 4 else "")
