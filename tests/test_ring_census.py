@@ -29,7 +29,7 @@ SQUARE_CORNERS = {"HS3": {1: Fraction(12, 34), 0: Fraction(22, 34)}}
 def angle_ring_counts(atoms, size: int) -> np.ndarray:
     """Per molecule, how many of its bond angles have ``size`` as their smallest ring."""
     bonds = bonds_of(atoms.positions, atoms.cell.array, PERIODIC)
-    rings = smallest_rings(bonds, np.arange(len(atoms)))
+    rings, _ = smallest_rings(bonds, np.arange(len(atoms)))
     upper = np.triu(np.ones(rings.shape[1:], dtype=bool), 1)
     return ((rings == size) & upper).sum(axis=(1, 2))
 
@@ -45,7 +45,7 @@ def test_the_rings_of_clathrates_are_those_of_their_cages(lattice, size, expecte
     assert found == expected
     # every bond angle of a clathrate closes a ring of at most six: the cage faces
     bonds = bonds_of(atoms.positions, atoms.cell.array, PERIODIC)
-    rings = smallest_rings(bonds, np.arange(len(atoms)))
+    rings, _ = smallest_rings(bonds, np.arange(len(atoms)))
     upper = np.triu(np.ones(rings.shape[1:], dtype=bool), 1)
     assert np.all(bonds.degree == 4)
     assert np.all(rings[:, :4, :4][:, upper[:4, :4]] >= 4)
@@ -123,22 +123,38 @@ def test_flags_in_an_open_cloud_are_those_of_the_periodic_crystal(classifier):
             assert 0.2 < periodic.mean() < 0.3  # TS-I: 23% of its molecules
 
 
-def test_a_molecule_next_to_liquid_is_not_counted(classifier):
-    """Only inner molecules count: one liquid-labelled molecule in sI leaves itself and its four bonded
-    neighbours out (a molecule at the ice's edge has rings through liquid)."""
+def bond_distance(bonds, source: int) -> np.ndarray:
+    """Bonds from ``source`` to every molecule (breadth-first)."""
+    dist = np.full(len(bonds.degree), -1)
+    dist[source], front = 0, [source]
+    while front:
+        nxt = [j for i in front for j in bonds.neighbours[i] if j >= 0 and dist[j] < 0]
+        nxt = list(dict.fromkeys(nxt))
+        dist[nxt] = dist[front[0]] + 1
+        front = nxt
+    return dist
+
+
+def test_a_molecule_whose_rings_reach_liquid_is_not_counted(classifier):
+    """Only molecules whose signature sees crystal alone count: one liquid-labelled molecule in sI leaves out
+    itself, its bonded neighbours and some molecules up to four bonds away (those whose or whose neighbours'
+    smallest rings pass through it), and no molecule farther (a ring of six spans three bonds each way)."""
     sI = classifier.names.index("sI") + 1
-    atoms = supercell(genice_cell("CS1"), 14.0)
+    atoms = supercell(genice_cell("CS1"), 20.0)
     codes = np.full(len(atoms), sI, dtype=np.int32)
     bonds = bonds_of(atoms.positions, atoms.cell.array, PERIODIC)
     wet = 5
-    codes[wet] = LIQUID
-    flags = ring_flags(classifier.rings, atoms.positions, atoms.cell.array, PERIODIC, codes)
-    assert set(np.flatnonzero(flags == UNCOUNTED).tolist()) == {wet, *bonds.neighbours[wet, :4].tolist()}
-    assert np.all(flags[flags != UNCOUNTED] == 0)
-    # other crystal counts as crystal around a molecule
-    codes[wet] = OTHER_CRYSTAL
-    flags = ring_flags(classifier.rings, atoms.positions, atoms.cell.array, PERIODIC, codes)
-    assert np.flatnonzero(flags == UNCOUNTED).tolist() == [wet]
+    dist = bond_distance(bonds, wet)
+    for label in (LIQUID, OTHER_CRYSTAL):
+        codes[wet] = label
+        flags = ring_flags(classifier.rings, atoms.positions, atoms.cell.array, PERIODIC, codes)
+        out = flags == UNCOUNTED
+        assert np.all(flags[~out] == 0)
+        if label == OTHER_CRYSTAL:  # other crystal is crystal around a molecule; itself it is of no phase
+            assert np.flatnonzero(out).tolist() == [wet]
+            continue
+        assert np.all(out[dist <= 1]) and not np.any(out[dist > 4])
+        assert np.any(out[dist == 4]) and not np.all(out[dist == 4])
     # a phase the table does not count is not counted
     ih = classifier.names.index("Ih") + 1
     assert np.all(ring_flags(classifier.rings, atoms.positions, atoms.cell.array, PERIODIC,

@@ -89,18 +89,23 @@ def bonds_of(positions: np.ndarray, cell: np.ndarray | None, pbc) -> Bonds:
     return Bonds(neighbours, shifts, degree)
 
 
-def smallest_rings(bonds: Bonds, centres: np.ndarray) -> np.ndarray:
-    """(len(centres), MAX_BONDS, MAX_BONDS) int8: the size of the smallest ring through bond slots a and b of
-    each centre, 0 where none has at most RING_MAX members.
+def smallest_rings(bonds: Bonds, centres: np.ndarray, crystal: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest ring through each pair of bonds of each centre: (sizes, clean), both (len(centres),
+    MAX_BONDS, MAX_BONDS); size int8, 0 where no ring has at most RING_MAX members; clean bool, whether every
+    smallest ring of the pair passes through ``crystal`` molecules only ((n,) bool; None: all are).
 
     Every path that leaves a centre along one bond is walked (never straight back, never through the centre)
     until it reaches another of the centre's neighbours, in the same periodic image: its length + 2 is a ring.
     Paths are walked all at once, one step per pass, so the first pass that closes a pair gives its smallest."""
     neighbours, shifts = bonds.neighbours, bonds.shifts
-    rings = np.zeros((len(centres), MAX_BONDS, MAX_BONDS), dtype=np.int8)
+    crystal = np.ones(len(neighbours), dtype=bool) if crystal is None else np.asarray(crystal, dtype=bool)
+    sizes = np.zeros((len(centres), MAX_BONDS, MAX_BONDS), dtype=np.int8)
+    clean = np.ones(sizes.shape, dtype=bool)
     row, first = np.nonzero(neighbours[centres] >= 0)
     centre = centres[row]
     previous, current, offset = centre.copy(), neighbours[centre, first], shifts[centre, first]
+    path_clean = crystal[centre] & crystal[current]
     for size in range(3, RING_MAX + 1):
         path = np.repeat(np.arange(len(current)), MAX_BONDS)
         step, step_shift = neighbours[current].ravel(), shifts[current].reshape(-1, 3)
@@ -108,39 +113,55 @@ def smallest_rings(bonds: Bonds, centres: np.ndarray) -> np.ndarray:
         path, step, step_shift = path[ok], step[ok], step_shift[ok]
         row, centre, first = row[path], centre[path], first[path]
         previous, current, offset = current[path], step, offset[path] + step_shift
+        path_clean = path_clean[path] & crystal[current]
         closes = (neighbours[centre] == current[:, None]) & (
             np.abs(shifts[centre] - offset[:, None, :]).max(axis=2) < 1e-6)
         k, last = np.nonzero(closes)
-        new = (last != first[k]) & (rings[row[k], first[k], last] == 0)
+        keep = last != first[k]
+        k, last = k[keep], last[keep]
+        # the pairs no shorter path closed: this pass's rings are their smallest (all of them, both ways round)
+        new = sizes[row[k], first[k], last] == 0
         k, last = k[new], last[new]
-        rings[row[k], first[k], last] = size
-        rings[row[k], last, first[k]] = size
-    return rings
+        np.logical_and.at(clean, (row[k], first[k], last), path_clean[k])
+        np.logical_and.at(clean, (row[k], last, first[k]), path_clean[k])
+        sizes[row[k], first[k], last] = size
+        sizes[row[k], last, first[k]] = size
+    return sizes, clean
 
 
-def ring_codes(bonds: Bonds, centres: np.ndarray) -> np.ndarray:
-    """(len(centres),) int64: the smallest ring sizes on the three pairs of opposite bond angles, each pair
-    ordered and the pairs sorted, as one integer; UNCOUNTED where a centre has not four bonds."""
-    rings = smallest_rings(bonds, centres).astype(np.int64)
+def ring_codes(bonds: Bonds, centres: np.ndarray, crystal: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, clean) of the centres: the smallest ring sizes on the three pairs of opposite bond angles, each
+    pair ordered and the pairs sorted, as one int64, UNCOUNTED where a centre has not four bonds; and whether
+    the centre and every molecule on those rings are ``crystal`` (see :func:`smallest_rings`)."""
+    sizes, clean = smallest_rings(bonds, centres, crystal)
+    sizes = sizes.astype(np.int64)
     base = RING_MAX + 1
-    pairs = np.sort(np.stack([base * np.minimum(rings[:, a, b], rings[:, c, d]) + np.maximum(rings[:, a, b],
-                                                                                              rings[:, c, d])
+    pairs = np.sort(np.stack([base * np.minimum(sizes[:, a, b], sizes[:, c, d]) + np.maximum(sizes[:, a, b],
+                                                                                              sizes[:, c, d])
                               for a, b, c, d in _OPPOSITE], axis=1), axis=1)
     codes = (pairs[:, 0] * base**2 + pairs[:, 1]) * base**2 + pairs[:, 2]
-    return np.where(bonds.degree[centres] == 4, codes, UNCOUNTED)
+    four = bonds.degree[centres] == 4
+    ok = four & clean[:, :4, :4].all(axis=(1, 2))
+    if crystal is not None:
+        ok &= np.asarray(crystal, dtype=bool)[centres]
+    return np.where(four, codes, UNCOUNTED), ok
 
 
-def signatures(bonds: Bonds, centres: np.ndarray) -> np.ndarray:
+def signatures(bonds: Bonds, centres: np.ndarray, crystal: np.ndarray | None = None) -> np.ndarray:
     """(len(centres), 5) int64: each centre's ring code and its four neighbours', sorted; a row of UNCOUNTED
-    where the centre or a neighbour has not four bonds."""
+    where the centre or a neighbour has not four bonds, or (with ``crystal``, (n,) bool) where a molecule the
+    signature depends on (the centre, its neighbours, the molecules on their smallest rings) is not crystal."""
     centres = np.asarray(centres, dtype=np.int64)
     first_shell = bonds.neighbours[centres][:, :4]
     need = np.unique(np.concatenate([centres, first_shell[first_shell >= 0]]))
     codes = np.full(len(bonds.degree), UNCOUNTED, dtype=np.int64)
-    codes[need] = ring_codes(bonds, need)
+    clean = np.zeros(len(bonds.degree), dtype=bool)
+    codes[need], clean[need] = ring_codes(bonds, need, crystal)
     shell = np.sort(np.where(first_shell >= 0, codes[np.maximum(first_shell, 0)], UNCOUNTED), axis=1)
     out = np.concatenate([codes[centres][:, None], shell], axis=1)
-    out[(out == UNCOUNTED).any(axis=1)] = UNCOUNTED
+    shell_clean = np.where(first_shell >= 0, clean[np.maximum(first_shell, 0)], False).all(axis=1)
+    out[(out == UNCOUNTED).any(axis=1) | ~(clean[centres] & shell_clean)] = UNCOUNTED
     return out
 
 
@@ -209,21 +230,14 @@ def fit_ring_table(references: "list[Reference]", counted: np.ndarray) -> RingTa
     return RingTable(np.concatenate(codes), np.concatenate(rows))
 
 
-def inner_molecules(bonds: Bonds, codes: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(len(centres),) bool: four bonds, and every bonded neighbour crystal-labelled (a phase or other
-    crystal); ``codes`` of every molecule of the bond lists."""
-    shell = bonds.neighbours[centres][:, :4]
-    crystal = (np.asarray(codes) > LIQUID) | (np.asarray(codes) == OTHER_CRYSTAL)
-    return (bonds.degree[centres] == 4) & np.where(shell >= 0, crystal[np.maximum(shell, 0)], False).all(axis=1)
-
-
 def ring_flags(table: RingTable, positions: np.ndarray, cell: np.ndarray | None, pbc, codes: np.ndarray,
                n_centres: int | None = None) -> np.ndarray:
-    """(n_centres,) int32 per centre (the first ``n_centres`` of ``positions``; default all): 1 where an inner
-    molecule of a counted phase carries a signature its phase has not, 0 where it carries one of its phase's,
-    UNCOUNTED elsewhere. ``codes`` (len(positions),): the labels after the boundary step. The positions must
-    reach every ring of six through a centre's neighbours (the LAMMPS cloud, SOAP reach + 0.5 A beyond the
-    centres, does: such a ring lies within ~8.7 A of the centre)."""
+    """(n_centres,) int32 per centre (the first ``n_centres`` of ``positions``; default all): 1 where a molecule
+    of a counted phase carries a signature its phase has not, 0 where it carries one of its phase's, UNCOUNTED
+    where it is of no counted phase or its signature reaches a molecule that is not crystal-labelled (a phase or
+    other crystal): near the ice's edge rings pass through liquid. ``codes`` (len(positions),): the labels after
+    the boundary step. The positions must reach every ring of six through a centre's neighbours (the LAMMPS
+    cloud, SOAP reach + 0.5 A beyond the centres, does: such a ring lies within ~8.7 A of the centre)."""
     n = len(positions) if n_centres is None else n_centres
     codes = np.asarray(codes, dtype=np.int32)
     out = np.full(n, UNCOUNTED, dtype=np.int32)
@@ -231,11 +245,7 @@ def ring_flags(table: RingTable, positions: np.ndarray, cell: np.ndarray | None,
     if len(centres) == 0:
         return out
     bonds = bonds_of(np.asarray(positions, dtype=np.float64), cell, pbc)
-    centres = centres[inner_molecules(bonds, codes, centres)]
-    if len(centres) == 0:
-        return out
-    sig = signatures(bonds, centres)
-    # a neighbour without four bonds (at the ice's edge) leaves the molecule uncounted
+    sig = signatures(bonds, centres, (codes > LIQUID) | (codes == OTHER_CRYSTAL))
     counted = sig[:, 0] != UNCOUNTED
     out[centres[counted]] = table.foreign(codes[centres[counted]], sig[counted]).astype(np.int32)
     return out
