@@ -63,13 +63,18 @@ UNCOUNTED = -1
 _OPPOSITE = ((0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2))
 
 
+#: the periodic image of a bond as one integer, (a, b, c) cell vectors -> a * IMAGE_BASE**2 + b * IMAGE_BASE + c:
+#: linear, so a path's image is the sum of its bonds' (exact while each component stays below IMAGE_BASE / 2)
+IMAGE_BASE = 64
+
+
 @dataclass
 class Bonds:
-    """The hydrogen-bond network: ``neighbours`` (n, MAX_BONDS) the bonded oxygens (-1: none), ``shifts``
-    (n, MAX_BONDS, 3) the periodic image shift of each (bond vector = x[j] - x[i] + shift), ``degree`` (n,)."""
+    """The hydrogen-bond network: ``neighbours`` (n, MAX_BONDS) the bonded oxygens (-1: none), ``images``
+    (n, MAX_BONDS) the periodic image of each (IMAGE_BASE code; 0: the same image), ``degree`` (n,)."""
 
     neighbours: np.ndarray
-    shifts: np.ndarray
+    images: np.ndarray
     degree: np.ndarray
 
 
@@ -83,50 +88,77 @@ def bonds_of(positions: np.ndarray, cell: np.ndarray | None, pbc) -> Bonds:
     slot = np.arange(len(i)) - np.concatenate([[0], np.cumsum(degree)[:-1]])[i]
     keep = slot < MAX_BONDS
     neighbours = np.full((n, MAX_BONDS), -1, dtype=np.int64)
-    shifts = np.zeros((n, MAX_BONDS, 3))
+    images = np.zeros((n, MAX_BONDS), dtype=np.int64)
     neighbours[i[keep], slot[keep]] = j[keep]
-    shifts[i[keep], slot[keep]] = shift[keep]
-    return Bonds(neighbours, shifts, degree)
+    if cell is not None and len(shift) and np.any(shift):
+        cells = np.rint(shift[keep] @ np.linalg.inv(np.asarray(cell, dtype=np.float64))).astype(np.int64)
+        images[i[keep], slot[keep]] = cells @ np.array([IMAGE_BASE**2, IMAGE_BASE, 1])
+    return Bonds(neighbours, images, degree)
 
 
 def smallest_rings(bonds: Bonds, centres: np.ndarray, crystal: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """The smallest ring through each pair of bonds of each centre: (sizes, clean), both (len(centres),
-    MAX_BONDS, MAX_BONDS); size int8, 0 where no ring has at most RING_MAX members; clean bool, whether every
+    """The smallest ring through each pair of the first four bonds of each centre: (sizes, clean), both
+    (len(centres), 4, 4); size int8, 0 where no ring has at most RING_MAX members; clean bool, whether every
     smallest ring of the pair passes through ``crystal`` molecules only ((n,) bool; None: all are).
 
-    Every path that leaves a centre along one bond is walked (never straight back, never through the centre)
-    until it reaches another of the centre's neighbours, in the same periodic image: its length + 2 is a ring.
-    Paths are walked all at once, one step per pass, so the first pass that closes a pair gives its smallest."""
-    neighbours, shifts = bonds.neighbours, bonds.shifts
+    Meet in the middle: from each bond's far end, every path of up to two more bonds (never straight back,
+    never through the centre) is walked; two such paths from two bonds of a centre that end on the same
+    molecule in the same periodic image close a ring of their lengths + 2 (a ring of six: two bonds and two
+    paths of two). The smallest over all meeting molecules is the pair's ring (paths that cross elsewhere
+    meet earlier, in a smaller ring)."""
+    neighbours, images = bonds.neighbours, bonds.images
     crystal = np.ones(len(neighbours), dtype=bool) if crystal is None else np.asarray(crystal, dtype=bool)
-    sizes = np.zeros((len(centres), MAX_BONDS, MAX_BONDS), dtype=np.int8)
-    clean = np.ones(sizes.shape, dtype=bool)
-    row, first = np.nonzero(neighbours[centres] >= 0)
+    row, slot = np.nonzero(neighbours[centres][:, :4] >= 0)
     centre = centres[row]
-    previous, current, offset = centre.copy(), neighbours[centre, first], shifts[centre, first]
-    path_clean = crystal[centre] & crystal[current]
-    for size in range(3, RING_MAX + 1):
-        path = np.repeat(np.arange(len(current)), MAX_BONDS)
-        step, step_shift = neighbours[current].ravel(), shifts[current].reshape(-1, 3)
+    node, image = neighbours[centre, slot], images[centre, slot]
+    previous, clean = centre, crystal[centre] & crystal[node]
+    length = np.zeros(len(node), dtype=np.int64)
+    parts = [(row, slot, node, image, length, clean)]
+    reach = (RING_MAX - 2) // 2  # each half walks at most this many bonds beyond the bond's far end
+    for steps in range(1, reach + 1):
+        path = np.repeat(np.arange(len(node)), MAX_BONDS)
+        step, step_image = neighbours[node].ravel(), images[node].ravel()
         ok = (step >= 0) & (step != previous[path]) & (step != centre[path])
-        path, step, step_shift = path[ok], step[ok], step_shift[ok]
-        row, centre, first = row[path], centre[path], first[path]
-        previous, current, offset = current[path], step, offset[path] + step_shift
-        path_clean = path_clean[path] & crystal[current]
-        closes = (neighbours[centre] == current[:, None]) & (
-            np.abs(shifts[centre] - offset[:, None, :]).max(axis=2) < 1e-6)
-        k, last = np.nonzero(closes)
-        keep = last != first[k]
-        k, last = k[keep], last[keep]
-        # the pairs no shorter path closed: this pass's rings are their smallest (all of them, both ways round)
-        new = sizes[row[k], first[k], last] == 0
-        k, last = k[new], last[new]
-        np.logical_and.at(clean, (row[k], first[k], last), path_clean[k])
-        np.logical_and.at(clean, (row[k], last, first[k]), path_clean[k])
-        sizes[row[k], first[k], last] = size
-        sizes[row[k], last, first[k]] = size
-    return sizes, clean
+        path, step, step_image = path[ok], step[ok], step_image[ok]
+        row, slot, centre, previous = row[path], slot[path], centre[path], node[path]
+        node, image, clean = step, image[path] + step_image, clean[path] & crystal[step]
+        parts.append((row, slot, node, image, np.full(len(node), steps), clean))
+    row, slot, node, image, length, clean = (np.concatenate(x) for x in zip(*parts))
+    # per (centre, meeting molecule and image, bond): the shortest half, clean if all of its shortest are
+    place = node * IMAGE_BASE**3 + image  # the meeting molecule and its image, as one integer
+    order = np.lexsort((slot * (RING_MAX + 1) + length, place, row))
+    row, slot, place, length, clean = (x[order] for x in (row, slot, place, length, clean))
+    meet = np.concatenate([[True], (row[1:] != row[:-1]) | (place[1:] != place[:-1])])
+    half = meet | np.concatenate([[True], slot[1:] != slot[:-1]])
+    starts = np.flatnonzero(half)
+    shortest = np.repeat(length[starts], np.diff(np.append(starts, len(length))))
+    clean = np.logical_and.reduceat(clean | (length != shortest), starts)
+    group = np.cumsum(meet)[starts] - 1
+    row, slot, length = row[starts], slot[starts], length[starts]
+    n_groups = int(group[-1]) + 1 if len(group) else 0
+    half_length = np.full((n_groups, 4), RING_MAX, dtype=np.int64)  # RING_MAX: no half from this bond
+    half_clean = np.ones((n_groups, 4), dtype=bool)
+    half_length[group, slot] = length
+    half_clean[group, slot] = clean
+    group_row = np.zeros(n_groups, dtype=np.int64)
+    group_row[group] = row
+    sizes = np.zeros((len(centres), 4, 4), dtype=np.int8)
+    ring_clean = np.ones((len(centres), 4, 4), dtype=bool)
+    for a, b in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)):
+        size = half_length[:, a] + half_length[:, b] + 2
+        found = np.flatnonzero(size <= RING_MAX)
+        if len(found) == 0:
+            continue
+        found = found[np.lexsort((size[found], group_row[found]))]
+        first = np.flatnonzero(np.concatenate([[True], group_row[found][1:] != group_row[found][:-1]]))
+        best = np.repeat(size[found][first], np.diff(np.append(first, len(found))))
+        both = half_clean[found, a] & half_clean[found, b]
+        ok = np.logical_and.reduceat(both | (size[found] != best), first)
+        rows = group_row[found][first]
+        sizes[rows, a, b] = sizes[rows, b, a] = size[found][first]
+        ring_clean[rows, a, b] = ring_clean[rows, b, a] = ok
+    return sizes, ring_clean
 
 
 def ring_codes(bonds: Bonds, centres: np.ndarray, crystal: np.ndarray | None = None
@@ -142,7 +174,7 @@ def ring_codes(bonds: Bonds, centres: np.ndarray, crystal: np.ndarray | None = N
                               for a, b, c, d in _OPPOSITE], axis=1), axis=1)
     codes = (pairs[:, 0] * base**2 + pairs[:, 1]) * base**2 + pairs[:, 2]
     four = bonds.degree[centres] == 4
-    ok = four & clean[:, :4, :4].all(axis=(1, 2))
+    ok = four & clean.all(axis=(1, 2))
     if crystal is not None:
         ok &= np.asarray(crystal, dtype=bool)[centres]
     return np.where(four, codes, UNCOUNTED), ok
