@@ -330,9 +330,9 @@ def foreign_sites(model_path: str, rows: np.ndarray) -> np.ndarray:
 
 
 def ring_flags(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
-    """The ring census's flag of each of the first ``n_local`` atoms (``ring_census.ring_flags``: 1 an inner
-    molecule of a counted phase on a signature its phase has not, 0 on one of its phase's, -1 not counted):
-    ``positions`` the denoised cloud, ``codes`` every cloud atom's code after the boundary step (ghosts: their
+    """The ring census's flag of each of the first ``n_local`` atoms (``ring_census.ring_flags``: 1 a molecule
+    of a counted phase whose rings see crystal only, on a signature its phase has not; 0 on one of its phase's;
+    -1 not counted): ``positions`` the denoised cloud, ``codes`` every cloud atom's code after the boundary step (ghosts: their
     owner's). The cloud reaches the SOAP reach + 0.5 A beyond the local atoms, farther than every ring of six
     through a local atom's neighbours. int32, (n_local,)."""
     positions, codes = _cloud_codes("ring_flags", positions, n_local, codes)

@@ -660,8 +660,8 @@ void ComputeIcephase::log_settings()
                         "proportions than the phase's are labelled {}\n",
                         utils::join_words(census_phases, ", "), other_code);
   if (other_crystal && !ring_phases.empty())
-    mesg += fmt::format("  ring census: the {} of an ice cluster whose inner molecules sit on rings that "
-                        "phase has not are labelled {}\n",
+    mesg += fmt::format("  ring census: the {} of an ice cluster whose molecules away from liquid sit on "
+                        "rings that phase has not are labelled {}\n",
                         utils::join_words(ring_phases, ", "), other_code);
   mesg += fmt::format("  ghost cutoff needed: {} A (receptive field {} A + SOAP reach)\n",
                       ghost_cutoff, receptive_field);

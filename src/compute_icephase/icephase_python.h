@@ -132,9 +132,9 @@ bool site_types(const std::string &model_path, const double *reduced, int nlocal
 bool foreign_sites(const std::string &model_path, const int *rows, int m, int *out, std::string &err);
 
 // The ring census (ring_census.ring_flags) for the first nlocal of n atoms of the denoised
-// cloud: cloud_codes every atom's code after the boundary step; into flags (nlocal) 1 where an
-// inner molecule of a counted phase has rings its phase has not, 0 where it has its phase's,
-// -1 where it is not counted.
+// cloud: cloud_codes every atom's code after the boundary step; into flags (nlocal) 1 where a
+// molecule of a counted phase, its rings seeing crystal only, has rings its phase has not, 0
+// where it has its phase's, -1 where it is not counted.
 bool ring_flags(const std::string &model_path, const double *positions, int n, int nlocal,
                 const int *cloud_codes, int *flags, std::string &err);
 
