@@ -6,9 +6,8 @@ Prints, for both pipelines and both metrics, with the model's stored thresholds:
 - the liquid's recall (distance above the threshold);
 - what the unseen phase T is labelled;
 - the ice/liquid margin: worst ice distance vs best liquid distance, and the gap relative to the threshold;
-- the full default pipeline (denoised, the model's metric and threshold, then the boundary step that extends
-  ice over its first layers next to liquid, then "other crystal" for liquid-labelled molecules that repeat
-  their environment): all eight classes and T (which should be other crystal);
+- the full default pipeline (what `icephase classify` runs: denoise, classify, phase vote, boundary step,
+  the censuses, "other crystal"): all eight classes and T (which should be other crystal);
 - the classifier's cost per atom (SOAP, reduction + distances, denoiser per iteration) on a ~4000-O frame.
 
 Usage: python benchmarks/gcicenet_accuracy.py [--model M] [--frames 0:11] [--data DIR] [--iterations N]
@@ -24,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from icephase_lmp.boundary import extend_ice
-from icephase_lmp.other_crystal import label_other_crystal
 from icephase_lmp.calibrate import calibrate_threshold
 from icephase_lmp.classifier import METRICS, nearest_reference
 from icephase_lmp.denoise import denoise
 from icephase_lmp.model_file import load_model
+from icephase_lmp.pipeline import Pipeline
 from icephase_lmp.trajectory import Selection, parse_frames, read_frames
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gcicenet"
@@ -40,8 +38,8 @@ PAPER_DENOISED = 100.0
 
 
 def reduced_features(model, data: Path, frames: slice, iterations: int):
-    """Per system: (raw reduced features, denoised reduced features, [(denoised positions, cell, pbc)] per
-    frame), all frames stacked."""
+    """Per system: (raw reduced features, denoised reduced features, [(positions, cell, pbc)] per frame, as
+    read), all frames stacked."""
     clf = model.classifier
     out = {}
     for tag in SYSTEMS:
@@ -50,7 +48,7 @@ def reduced_features(model, data: Path, frames: slice, iterations: int):
             raw.append(clf.reduce(clf.soap_features(frame.positions, frame.cell, frame.pbc)))
             d = denoise(model.offline_denoiser(), frame.positions, frame.cell, frame.pbc, model.r_max, iterations)
             den.append(clf.reduce(clf.soap_features(d.positions, frame.cell, frame.pbc)))
-            frames_out.append((d.positions, frame.cell, frame.pbc))
+            frames_out.append((frame.positions, frame.cell, frame.pbc))
         out[tag] = (np.concatenate(raw), np.concatenate(den), frames_out)
         print(f"  {tag:3s}: {len(out[tag][0])} oxygens", flush=True)
     return out
@@ -66,7 +64,8 @@ def valley_threshold(model, feats, metric: str) -> float:
 
 
 def evaluate_full_pipeline(model, feats) -> None:
-    """The eight classes and T as `icephase classify` labels them by default (with the boundary step)."""
+    """The eight classes and T as `icephase classify` labels them by default: the pipeline itself (denoise,
+    classify, phase vote, boundary step, censuses, other crystal)."""
     clf = model.classifier
     code_of = {n: c for c, n in clf.code_names.items()}
     threshold = clf.thresholds.get(f"denoised/{clf.metric}")
@@ -74,19 +73,11 @@ def evaluate_full_pipeline(model, feats) -> None:
     if threshold is None:
         threshold, src = valley_threshold(model, feats, clf.metric), "NOT IN MODEL: valley of this data"
     print(f"\n== full default pipeline: denoised/{clf.metric}, threshold {threshold:.4g} from {src}, "
-          f"boundary step {clf.boundary.rounds} rounds, other crystal ==")
+          f"boundary step {clf.boundary.rounds} rounds, censuses, other crystal ==")
+    pipeline = Pipeline(model, threshold=threshold)
     right = total = 0
     for tag, name in SYSTEMS.items():
-        n_seen = 0
-        codes = []
-        for pos, cell, pbc in feats[tag][2]:
-            reduced = feats[tag][1][n_seen:n_seen + len(pos)]
-            step = clf.classify_reduced(reduced, clf.metric, threshold).codes
-            grown = extend_ice(step, pos, cell, pbc, clf.boundary)
-            codes.append(label_other_crystal(grown, reduced, pos, cell, pbc, clf.metric, threshold,
-                                             clf.boundary.shell))
-            n_seen += len(pos)
-        codes = np.concatenate(codes)
+        codes = np.concatenate([pipeline.run(pos, cell, pbc).codes for pos, cell, pbc in feats[tag][2]])
         if name is None:
             vals, counts = np.unique(codes, return_counts=True)
             print("T (not a reference) labelled: " + ", ".join(

@@ -52,7 +52,7 @@ from icephase_lmp.model_file import load_model
 from icephase_lmp.phase_vote import vote_phases
 from icephase_lmp.phases import LIQUID, OTHER_CRYSTAL
 from icephase_lmp.trajectory import read_frames
-from icephase_lmp.pipeline import run_censuses
+from icephase_lmp.pipeline import run_ring_census, run_site_census
 
 REPO = Path(__file__).resolve().parents[1]
 BINS = np.arange(0.0, 11.0, 1.0)  # depth bins (A) below the interface plane
@@ -111,12 +111,13 @@ class Labeller:
         previous = clf.classify_reduced(reduced, clf.metric, self.threshold).codes
         voted = vote_phases(previous, d.positions, f.cell, f.pbc, clf.phase_vote)  # off in the seven-phase files
         ours = extend_ice(voted, d.positions, f.cell, f.pbc, self.boundary)
-        ours = run_censuses(clf, ours, previous, reduced, d.positions, f.cell, f.pbc, self.boundary.shell)
+        ours = run_site_census(clf, ours, previous, reduced, d.positions, f.cell, f.pbc, self.boundary.shell)
         pairs = liquid_pairs(ours, d.positions, f.cell, f.pbc)
         early = second_look(clf, ours, reduced, d.positions, d.early_positions, f.cell, f.pbc, clf.metric,
                             self.threshold, pairs)
         ours = label_other_crystal(ours, reduced, d.positions, f.cell, f.pbc, clf.metric, self.threshold,
                                    self.boundary.shell, early, pairs)
+        ours = run_ring_census(clf, ours, d.positions, f.cell, f.pbc, self.boundary.shell)
         route_a = extend_ice(previous, d.positions, f.cell, f.pbc, replace(self.boundary, min_ordered_ice_bonds=0))
         return {"ours": ours, "route a": route_a, "previous": previous, "chill": chill_plus(f.positions, f.cell),
                 "denoised": d.positions}

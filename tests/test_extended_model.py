@@ -98,3 +98,24 @@ def test_a_crystal_left_out_is_not_named_after_a_phase_that_shares_its_environme
     assert np.count_nonzero(named == xii) >= 0.5 * len(pos), np.unique(named, return_counts=True)
     codes = Pipeline(without_vi).run(pos, atoms.cell.array, (True, True, True)).codes
     assert np.all(codes == OTHER_CRYSTAL), np.unique(codes, return_counts=True)
+
+
+def test_a_clathrate_of_sIs_vertices_is_not_named_sI(extended):
+    """The empty HS-I hydrate (80 molecules, 0.1 A of noise), which no model has, is built of sI's three kinds of
+    vertex in nearly sI's proportions: the twelve-phase model's classifier, boundary step and site census call it
+    all "sI"; its ring table (sI, sII, sH) finds 40% of it on rings sI has not (5^12 6^3 cages) and makes it
+    other crystal."""
+    from dataclasses import replace
+
+    from icephase_lmp.pipeline import Pipeline
+    from icephase_lmp.references import genice_cell
+    from icephase_lmp.ring_census import RingTable
+
+    assert [TWELVE[c - 1] for c in extended.classifier.rings.counted_codes()] == ["sI", "sII", "sH"]
+    no_rings = replace(extended, classifier=replace(extended.classifier, rings=RingTable.empty()))
+    atoms = genice_cell("HS1")
+    pos = atoms.positions + np.random.default_rng(0).normal(0.0, 0.1, atoms.positions.shape)
+    named = Pipeline(no_rings).run(pos, atoms.cell.array, (True, True, True)).codes
+    assert np.all(named == TWELVE.index("sI") + 1), np.unique(named, return_counts=True)
+    codes = Pipeline(extended).run(pos, atoms.cell.array, (True, True, True)).codes
+    assert np.all(codes == OTHER_CRYSTAL), np.unique(codes, return_counts=True)

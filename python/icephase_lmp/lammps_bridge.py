@@ -76,6 +76,7 @@ def model_metadata_json(model_path: str) -> str:
                       "census_phases": [clf.names[c - 1] for c in clf.sites.counted_codes()],
                       # the phases the ring census counts (none: a file without a ring table)
                       "ring_census_phases": [clf.names[c - 1] for c in clf.rings.counted_codes()],
+                      "ring_census_codes": [int(c) for c in clf.rings.counted_codes()],
                       **denoising_limits()}
     return json.dumps(meta)
 

@@ -191,7 +191,7 @@ class Pipeline:
         voted = vote_phases(out.codes, clean[kept], cell, pbc, self.phase_vote)
         grown = extend_ice(voted, clean[kept], cell, pbc, self.boundary)
         if self.other_crystal:
-            grown = run_censuses(clf, grown, out.codes, reduced, clean[kept], cell, pbc, self.boundary.shell)
+            grown = run_site_census(clf, grown, out.codes, reduced, clean[kept], cell, pbc, self.boundary.shell)
         if self.other_crystal:
             # the repeat test looks after the first iterations too (other_crystal.py says why)
             early_positions = None if result is None else result.early_positions
@@ -202,6 +202,7 @@ class Pipeline:
                                 self.threshold, pairs)
             grown = label_other_crystal(grown, reduced, clean[kept], cell, pbc, self.metric, self.threshold,
                                         self.boundary.shell, early, pairs)
+            grown = run_ring_census(clf, grown, clean[kept], cell, pbc, self.boundary.shell)
         codes[kept] = grown
         distances[kept] = out.distances
         # on the input positions, as LAMMPS's compute cluster/atom sees them (docs/nucleation.md)
@@ -227,22 +228,32 @@ class Pipeline:
         return cell
 
 
-def run_censuses(classifier: Classifier, codes: np.ndarray, first_codes: np.ndarray, reduced: np.ndarray,
-                 positions: np.ndarray, cell: np.ndarray | None, pbc, shell: float) -> np.ndarray:
+def run_site_census(classifier: Classifier, codes: np.ndarray, first_codes: np.ndarray, reduced: np.ndarray,
+                    positions: np.ndarray, cell: np.ndarray | None, pbc, shell: float) -> np.ndarray:
     """``codes`` (after the boundary step) with each ice cluster's molecules of a phase made other crystal where
-    the cluster holds the phase's sites in other proportions (site_census) or rings the phase has not
-    (ring_census). ``first_codes`` and ``reduced``: the classifier's codes and reduced SOAP vectors; ``shell``
-    the first-shell radius of the ice clusters. The LAMMPS compute runs the same steps rank by rank."""
+    the cluster holds the phase's sites in other proportions (site_census). ``first_codes`` and ``reduced``: the
+    classifier's codes and reduced SOAP vectors; ``shell`` the first-shell radius of the ice clusters. The LAMMPS
+    compute runs the same steps rank by rank."""
     if not len(classifier.sites):
         return codes
     sites = site_types(classifier.sites, reduced, first_codes)
-    if not np.any(sites >= 0):  # no molecule named a phase of several sites: nothing to count (the ring census
-        return codes            # counts some of those phases only)
+    if not np.any(sites >= 0):  # no molecule named a phase of several sites: nothing to count
+        return codes
     ids = ice_clusters(codes, positions, cell, pbc, shell).ids
-    groups = foreign_groups(classifier.sites, sites, ids)
-    if len(classifier.rings):
-        groups |= foreign_ring_groups(codes, ring_flags(classifier.rings, positions, cell, pbc, codes), ids)
-    return other_crystal_groups(codes, ids, groups)
+    return other_crystal_groups(codes, ids, foreign_groups(classifier.sites, sites, ids))
+
+
+def run_ring_census(classifier: Classifier, codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
+                    pbc, shell: float) -> np.ndarray:
+    """``codes`` (after the other-crystal step) with each ice cluster's molecules of a phase made other crystal
+    where they sit on rings the phase has not (ring_census). After the other-crystal step, not before: a
+    molecule counts only where its rings see crystal labels, and a crystal without a reference is labelled
+    other crystal there, so the phase-labelled part of it has crystal around it."""
+    if not len(classifier.rings) or not np.isin(codes, classifier.rings.counted_codes()).any():
+        return codes
+    ids = ice_clusters(codes, positions, cell, pbc, shell).ids
+    flags = ring_flags(classifier.rings, positions, cell, pbc, codes)
+    return other_crystal_groups(codes, ids, foreign_ring_groups(codes, flags, ids))
 
 
 def set_threads(n: int) -> None:

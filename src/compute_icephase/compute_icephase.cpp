@@ -393,6 +393,7 @@ void ComputeIcephase::parse_metadata(const std::string &text)
   nreduced = policy.at("reduced_features").get<int>();
   census_phases = policy.at("census_phases").get<std::vector<std::string>>();
   ring_phases = policy.at("ring_census_phases").get<std::vector<std::string>>();
+  ring_codes = policy.at("ring_census_codes").get<std::vector<int>>();
   if (other_code >= -1 || nreduced < 1)
     throw std::runtime_error("the other-crystal code and the reduced SOAP size of icephase_lmp are "
                              "not usable");
@@ -919,8 +920,9 @@ void ComputeIcephase::compute_peratom()
 
   if (other_crystal) {
     t0 = MPI_Wtime();
-    run_censuses();
+    census_sites();
     find_other_crystal();
+    census_rings();
     timer.classify += MPI_Wtime() - t0;
   }
 
@@ -2124,17 +2126,16 @@ void ComputeIcephase::share_vectors(const std::vector<double> &local_vectors,
 }
 
 /* ----------------------------------------------------------------------
-   the censuses of the ice clusters the boundary step left (icephase_lmp.
-   pipeline.run_censuses): a cluster's molecules of a phase become other
+   the site census of the ice clusters the boundary step left (icephase_lmp.
+   pipeline.run_site_census): a cluster's molecules of a phase become other
    crystal where it holds the phase's sites in other proportions than the
-   phase's (site census) or sits on rings the phase has not (ring census):
-   a crystal without a reference named after a reference whose environments
-   it shares. Each rank counts its centres per (cluster, ...) and the rows
-   go to all ranks, where they add up per cluster: every rank reaches the
-   same verdict.
+   phase's: a crystal without a reference named after a reference whose
+   environments it shares. Each rank counts its centres per (cluster, site)
+   and the rows go to all ranks, where they add up per cluster: every rank
+   reaches the same verdict.
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::run_censuses()
+void ComputeIcephase::census_sites()
 {
   if (census_phases.empty()) return;    // a model file without a site table
   const int nlocal = soap.nlocal;
@@ -2145,22 +2146,50 @@ void ComputeIcephase::run_censuses()
                                   sites.data(), err))
     err = "Compute icephase: the site census failed: " + err;
   all_or_error(err);
-  // no centre named a phase of several sites: nothing to count (the ring
-  // census counts some of those phases only)
+  // no centre named a phase of several sites: nothing to count
   if (!on_any_rank(std::any_of(sites.begin(), sites.end(), [](int site) { return site >= 0; }))) return;
 
   // the ice clusters as the boundary step left them
   std::vector<int> ids;
   local_cluster_sizes(&ids);
   local_labels();    // the cluster search sent its IDs through label[]
-  std::set<std::pair<int, int>> foreign = foreign_site_groups(ids, sites);    // (cluster ID, phase code)
-  if (!ring_phases.empty()) {
-    const std::set<std::pair<int, int>> rings = foreign_ring_groups(ids);
-    foreign.insert(rings.begin(), rings.end());
-  }
-  if (foreign.empty()) return;
-  for (int s = 0; s < nlocal; s++)
-    if (ids[s] > 0 && foreign.count({ids[s], soap.codes[s]})) soap.codes[s] = other_code;
+  make_other_crystal(ids, foreign_site_groups(ids, sites));
+}
+
+/* ----------------------------------------------------------------------
+   the ring census after the other-crystal step (icephase_lmp.pipeline.
+   run_ring_census): a cluster's molecules of sI, sII or sH (the phases of
+   the ring table) become other crystal where those whose rings see crystal
+   labels only sit on rings the phase has not. After the other-crystal step:
+   a crystal without a reference is labelled other crystal there, so the
+   phase-labelled part of it has crystal around it. Counted like the site
+   census: rows from every rank, the same verdict on each.
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::census_rings()
+{
+  if (ring_codes.empty()) return;    // a model file without a ring table
+  bool counted = false;
+  for (int s = 0; s < soap.nlocal && !counted; s++)
+    counted = std::find(ring_codes.begin(), ring_codes.end(), soap.codes[s]) != ring_codes.end();
+  if (!on_any_rank(counted)) return;
+  local_labels();
+  std::vector<int> ids;
+  local_cluster_sizes(&ids);
+  local_labels();    // the cluster search sent its IDs through label[]
+  make_other_crystal(ids, foreign_ring_groups(ids));
+}
+
+/* ----------------------------------------------------------------------
+   the centres of each (cluster ID, phase code) in groups become other
+   crystal (ids: each centre's ice cluster, 0 for none)
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::make_other_crystal(const std::vector<int> &ids, const std::set<std::pair<int, int>> &groups)
+{
+  if (groups.empty()) return;
+  for (int s = 0; s < soap.nlocal; s++)
+    if (ids[s] > 0 && groups.count({ids[s], soap.codes[s]})) soap.codes[s] = other_code;
   local_labels();
 }
 

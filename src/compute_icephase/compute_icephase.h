@@ -101,6 +101,7 @@ class ComputeIcephase : public Compute {
   int nreduced;              // length of the classifier's reduced SOAP vector (forward communication)
   std::vector<std::string> census_phases;    // the phases the site census counts (none: no census)
   std::vector<std::string> ring_phases;      // the phases the ring census counts (none: no ring census)
+  std::vector<int> ring_codes;               // and their codes
   int repeat_iterations;     // iterations before the positions the other-crystal repeat test reads
   std::vector<std::string> phase_names;    // index = code + 1 (code -1 = not analysed)
   std::string default_metric;
@@ -270,7 +271,9 @@ class ComputeIcephase : public Compute {
   std::set<int> spanning_cluster_ids(const std::vector<int> &ids, const std::vector<bool> &members);
   template <typename T>
   std::vector<T> gathered_from_all_ranks(const std::vector<T> &mine, MPI_Datatype type);
-  void run_censuses();
+  void census_sites();
+  void census_rings();
+  void make_other_crystal(const std::vector<int> &ids, const std::set<std::pair<int, int>> &groups);
   std::set<std::pair<int, int>> foreign_site_groups(const std::vector<int> &ids, const std::vector<int> &sites);
   std::set<std::pair<int, int>> foreign_ring_groups(const std::vector<int> &ids);
   void find_other_crystal();
