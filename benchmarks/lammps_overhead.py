@@ -15,13 +15,13 @@
 (d) Parallel speed-up: the compute's time per invocation on 1 and 2 MPI ranks in the larger TIP4P/Ice box
     (MD on as many ranks; the compute's own timers, median of its timed calls).
 (e) With --baseline B: the cost per invocation of the model and of B side by side (runs alternating), on
-    oxygen-only boxes of ~430 and ~4,100 O; --only-compare runs (e) alone.
+    oxygen-only boxes of ~430 and ~4,100 O (ice Ih, or --compare-phase); --only-compare runs (e) alone.
 
 The inputs are in benchmarks/lammps/. Timings are wall-clock of single runs; on a shared machine they move
 with whatever else runs. --quick runs a reduced version (small systems, few steps) in under a minute.
 
-Usage: .venv/bin/python benchmarks/lammps_overhead.py [--quick] [--model M] [--baseline B [--only-compare]]
-       [--parts abcd] [--workdir DIR] [--device cpu|cuda] [--parallel-every N] [--parallel-steps N]
+Usage: .venv/bin/python benchmarks/lammps_overhead.py [--quick] [--model M]
+       [--baseline B [--only-compare] [--compare-phase sI]] [--parts abcd] [--workdir DIR] [--device cpu|cuda] [--parallel-every N] [--parallel-steps N]
 """
 
 from __future__ import annotations
@@ -179,13 +179,14 @@ def write_oxygen_data(path: Path, reps: tuple[int, int, int], sigma: float = 0.1
     return len(pos)
 
 
-def oxygen_box(work: Path, width: float) -> Path:
-    """Oxygen-only ice Ih with a disordered slab, smallest box width ``width`` A
+def oxygen_box(work: Path, width: float, phase: str = "Ih") -> Path:
+    """Oxygen-only ice of ``phase`` with a disordered slab, smallest box width ``width`` A
     (examples/lammps_inputs/make_ice_oxygen_data.py), written once into ``work``; returns its path."""
-    data = work / f"oxygen_{width:g}.data"
+    data = work / f"oxygen_{phase}_{width:g}.data"
     if not data.is_file():
         proc = subprocess.run([sys.executable, str(REPO / "examples" / "lammps_inputs" / "make_ice_oxygen_data.py"),
-                               "--out", str(data), "--width", str(width)], capture_output=True, text=True)
+                               "--out", str(data), "--width", str(width), "--phase", phase],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr)
     return data
@@ -363,15 +364,16 @@ def parallel_speedup(work: Path, scale: Scale, model: Path, ghost: float, keywor
 
 
 # ---- (e) -----------------------------------------------------------------------------------------
-def model_comparison(work: Path, scale: Scale, model: Path, baseline: Path) -> None:
-    """Per-call cost of two model files side by side: the same oxygen-only boxes, 1 rank, the runs of the two
-    models alternating (model, baseline, model, baseline) so that a change in the machine's load hits both."""
-    sizes = [oxygen_box(work, width) for width in scale.compare_widths]
+def model_comparison(work: Path, scale: Scale, model: Path, baseline: Path, phase: str = "Ih") -> None:
+    """Per-call cost of two model files side by side: the same oxygen-only boxes of ``phase``, 1 rank, the runs
+    of the two models alternating (model, baseline, model, baseline) so that a change in the machine's load
+    hits both."""
+    sizes = [oxygen_box(work, width, phase) for width in scale.compare_widths]
     from icephase_lmp.model_file import read_metadata
 
     ghost = max(float(read_metadata(m)["ghost_cutoff"]) for m in (model, baseline))
     ghost = float(np.ceil(ghost * 100.0 - 1e-6) / 100.0)
-    print(f"(e) model against baseline per call: oxygen-only ice Ih with a disordered slab, 1 rank, "
+    print(f"(e) model against baseline per call: oxygen-only ice {phase} with a disordered slab, 1 rank, "
           f"{scale.compare_calls} timed calls per run after a warm-up, runs alternating, best run of "
           f"{scale.compare_rounds} each")
     print(f"  model    {model}\n  baseline {baseline}")
@@ -402,6 +404,9 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path,
                     help="a second model file: (e) compares their cost per call (e.g. the previous shipped model)")
     ap.add_argument("--only-compare", action="store_true", help="with --baseline: run (e) alone")
+    ap.add_argument("--compare-phase", default="Ih",
+                    help="(e): the crystal of the boxes, a built-in phase with an orthogonal cell (default Ih; sI "
+                         "runs the censuses)")
     ap.add_argument("--parts", default="abcd", help="which of (a)+(b), (c), (d) to run, e.g. d (default: abcd)")
     ap.add_argument("--workdir", type=Path, help="keep the inputs, logs and dumps here (default: a temporary folder)")
     ap.add_argument("--parallel-every", type=int, default=100, metavar="N",
@@ -441,7 +446,7 @@ def main() -> None:
             parallel_speedup(work, scale, model, ghost, keywords, args.parallel_every, args.parallel_steps)
             print()
     if args.baseline:
-        model_comparison(work, scale, model, args.baseline.resolve())
+        model_comparison(work, scale, model, args.baseline.resolve(), args.compare_phase)
         print()
     print(f"benchmark wall time: {time.perf_counter() - t0:.0f} s")
     if args.workdir is None:

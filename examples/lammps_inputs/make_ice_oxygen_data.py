@@ -3,9 +3,11 @@ the same oxygens randomly displaced far more (a disordered, liquid-like layer, w
 than 2.4 A, as in water).
 
     .venv/bin/python examples/lammps_inputs/make_ice_oxygen_data.py [--out ice_oxygen.data] [--sigma 0.15]
+        [--phase Ih]
 
 LAMMPS data file: units real, atom_style atomic, one atom type (O, mass 15.9994). GenIce2's Ih cell is
-orthorhombic, so the box is orthogonal.
+orthorhombic, so the box is orthogonal; --phase takes another built-in phase whose cell is orthogonal too
+(Ic, VI, VII, sI, sII, sH among them; benchmarks/lammps_overhead.py --compare-phase uses it).
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ def main() -> None:
     p.add_argument("--min-distance", type=float, default=2.4,
                    help="no slab oxygen closer than this to another one, A (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--phase", default="Ih", help="a built-in phase with an orthogonal cell (default %(default)s)")
     args = p.parse_args()
 
-    atoms = supercell(builtin_reference("Ih").atoms, args.width)
+    atoms = supercell(builtin_reference(args.phase).atoms, args.width)
+    if not np.allclose(atoms.cell.array, np.diag(np.diag(atoms.cell.array))):
+        raise SystemExit(f"--phase {args.phase}: its cell is not orthogonal; choose Ih, Ic, VI, VII, sI, sII or sH")
     rng = np.random.default_rng(args.seed)
     cell = np.diag(atoms.cell.array)
     pos = atoms.positions + rng.normal(0.0, args.sigma, atoms.positions.shape)
@@ -52,7 +57,7 @@ def main() -> None:
             pos[k] = (atoms.positions[k] + rng.normal(0.0, args.melt_sigma, 3)) % cell
         else:
             raise SystemExit(f"could not place oxygen {k + 1} at least {args.min_distance} A from the others")
-    lines = [f"ice Ih oxygens with a disordered slab (icephase example), sigma {args.sigma} A", "",
+    lines = [f"ice {args.phase} oxygens with a disordered slab (icephase example), sigma {args.sigma} A", "",
              f"{len(pos)} atoms", "1 atom types", ""]
     lines += [f"0.0 {cell[k]:.8f} {a}lo {a}hi" for k, a in enumerate("xyz")]
     lines += ["", "Masses", "", "1 15.9994", "", "Atoms # atomic", ""]

@@ -537,8 +537,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     ringed = clf.rings.counted_codes()
     print("ring census      " + (", ".join(
         f"{clf.names[c - 1]} {int(np.sum(clf.rings.codes == c))}" for c in ringed)
-        + f" (ring signatures; an ice cluster with {MIN_NAMED}+ molecules of a phase whose rings see crystal only, more than "
-        f"{MAX_FOREIGN:.0%} of them on signatures the phase has not: other crystal)" if len(ringed) else
+        + f" (ring signatures; an ice cluster with {MIN_NAMED}+ molecules of a phase whose rings see crystal only, "
+        f"more than {MAX_FOREIGN:.0%} of them on signatures the phase has not: other crystal)" if len(ringed) else
         "none (no ring table: `icephase configure --site-table` adds one)"))
     steps = meta.get("training", {}).get("steps_done")
     if steps is not None:
