@@ -2137,6 +2137,7 @@ void ComputeIcephase::share_vectors(const std::vector<double> &local_vectors,
 
 void ComputeIcephase::census_sites()
 {
+  soap.clusters_found = false;
   if (census_phases.empty()) return;    // a model file without a site table
   const int nlocal = soap.nlocal;
   std::vector<int> sites(nlocal, -1);
@@ -2149,11 +2150,12 @@ void ComputeIcephase::census_sites()
   // no centre named a phase of several sites: nothing to count
   if (!on_any_rank(std::any_of(sites.begin(), sites.end(), [](int site) { return site >= 0; }))) return;
 
-  // the ice clusters as the boundary step left them
-  std::vector<int> ids;
-  local_cluster_sizes(&ids);
+  // the ice clusters as the boundary step left them (kept for the ring census)
+  local_cluster_sizes(&soap.cluster_ids);
   local_labels();    // the cluster search sent its IDs through label[]
-  make_other_crystal(ids, foreign_site_groups(ids, sites));
+  soap.clusters_found = true;
+  soap.cluster_codes.assign(soap.codes.begin(), soap.codes.begin() + nlocal);
+  make_other_crystal(soap.cluster_ids, foreign_site_groups(soap.cluster_ids, sites));
 }
 
 /* ----------------------------------------------------------------------
@@ -2173,10 +2175,16 @@ void ComputeIcephase::census_rings()
   for (int s = 0; s < soap.nlocal && !counted; s++)
     counted = std::find(ring_codes.begin(), ring_codes.end(), soap.codes[s]) != ring_codes.end();
   if (!on_any_rank(counted)) return;
+  // the site census's ice clusters where no code changed since on any rank
+  // (in a box without liquid, and in most with it); else a search of its own
+  const bool same = soap.clusters_found &&
+      std::equal(soap.cluster_codes.begin(), soap.cluster_codes.end(), soap.codes.begin());
   local_labels();
-  std::vector<int> ids;
-  local_cluster_sizes(&ids);
-  local_labels();    // the cluster search sent its IDs through label[]
+  std::vector<int> ids = soap.cluster_ids;
+  if (on_any_rank(!same)) {
+    local_cluster_sizes(&ids);
+    local_labels();    // the cluster search sent its IDs through label[]
+  }
   make_other_crystal(ids, foreign_ring_groups(ids));
 }
 

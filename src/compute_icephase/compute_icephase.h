@@ -209,6 +209,9 @@ class ComputeIcephase : public Compute {
     std::vector<double> repeat_x;         // positions of the classifier's atoms [3] after repeat_iterations
     std::vector<double> repeat_reduced;         // per centre [nreduced]: reduced vector there (or NaN)
     std::vector<double> cloud_repeat_reduced;   // per classifier atom [nreduced]: the same, shared
+    bool clusters_found = false;          // whether the site census searched the ice clusters, then:
+    std::vector<int> cluster_ids;         // per centre: their IDs
+    std::vector<int> cluster_codes;       // per centre: the codes they were searched on
   } soap;
 
   // timing yes: the split of one invocation (s)
