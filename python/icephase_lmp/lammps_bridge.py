@@ -37,10 +37,11 @@ from .other_crystal import first_look_misses as first_look_misses_of
 from .other_crystal import (
     REPEAT_TEST_ITERATIONS,
     Pairs,
+    enclose_and_isolate,
     find_other_crystal,
+    join_phase_inside,
     liquid_pairs,
     second_look_centres,
-    settle_shells,
 )
 from .other_crystal import repeat_vectors as repeat_vectors_of
 from .phase_vote import PhaseVoteSettings, vote_in_cloud
@@ -298,15 +299,24 @@ def repeat_vectors(
                              (False, False, False))
 
 
+def join_inside(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
+    """The first part of the "other crystal" step's last pass (``other_crystal.join_phase_inside``: phase labels
+    inside other crystal join it) for the first ``n_local`` atoms: ``codes`` holds every atom's code after the
+    repeat test (ghosts: their owner's, by forward communication). Returns the new codes of the local atoms
+    (int32)."""
+    positions, codes = _cloud_codes("join_inside", positions, n_local, codes)
+    return join_phase_inside(codes, positions, None, (False, False, False), n_local).astype(np.int32)
+
+
 def settle(model_path: str, positions: np.ndarray, n_local: int, codes: np.ndarray) -> np.ndarray:
-    """The last part of the "other crystal" step (``other_crystal.settle_shells``: molecules enclosed by other
-    crystal, phase labels inside it, crystal labels isolated in liquid) for the first ``n_local`` atoms: ``codes``
-    holds every atom's code
-    after :func:`other_crystal` (ghosts: their owner's, by forward communication). Returns the new codes of
-    the local atoms (int32)."""
+    """The second part (``other_crystal.enclose_and_isolate``: molecules enclosed by other crystal join it,
+    crystal labels isolated in liquid become liquid) for the first ``n_local`` atoms: ``codes`` holds every
+    atom's code after :func:`join_inside` (ghosts: their owner's, by forward communication). Returns the new
+    codes of the local atoms (int32)."""
     clf = _classifier(model_path)
     positions, codes = _cloud_codes("settle", positions, n_local, codes)
-    return settle_shells(codes, positions, None, (False, False, False), clf.boundary.shell, n_local).astype(np.int32)
+    return enclose_and_isolate(codes, positions, None, (False, False, False), clf.boundary.shell,
+                               n_local).astype(np.int32)
 
 
 def site_types(model_path: str, reduced: np.ndarray, codes: np.ndarray) -> np.ndarray:

@@ -2279,16 +2279,16 @@ std::set<std::pair<int, int>> ComputeIcephase::foreign_ring_groups(const std::ve
    NaN where none was computed, which never counts as a repeat), then the
    Python side labels each liquid-labelled local centre with at least three
    neighbours within 8 A of the same environment. The cloud reaches the
-   SOAP reach (~9 A) beyond the centres, which covers the 8 A. Then, where
-   any atom is crystal-labelled (a phase or other crystal) and any liquid, or
-   some atoms carry a phase and some other crystal, the codes go to the ghosts
-   once more (icephase_lmp.other_crystal.
-   settle_shells): a liquid-labelled centre whose first shell is mostly other
-   crystal joins it, a crystal-labelled centre isolated in liquid (alone,
-   or with one crystal-labelled neighbour that is itself isolated but for
-   it) becomes liquid, and a phase-labelled centre whose crystal-labelled
-   atoms within 8 A are mostly other crystal joins it. Every centre decides
-   on the codes of the repeat test, so ranks do not matter.
+   SOAP reach (~9 A) beyond the centres, which covers the 8 A. Then the
+   settle pass (icephase_lmp.other_crystal.settle_shells), in two parts, the
+   codes sent to the ghosts before each: where some atoms carry a phase and
+   some other crystal, a phase-labelled centre whose crystal-labelled atoms
+   within 8 A are mostly other crystal joins it; then, where any atom is
+   crystal-labelled and any liquid, a liquid-labelled centre whose first
+   shell is mostly other crystal joins it, and a crystal-labelled centre
+   isolated in liquid (alone, or with one crystal-labelled neighbour that is
+   itself isolated but for it) becomes liquid. Every centre of a part
+   decides on the same codes, so ranks do not matter.
 ------------------------------------------------------------------------- */
 
 void ComputeIcephase::find_other_crystal()
@@ -2353,26 +2353,41 @@ void ComputeIcephase::repeat_test()
 
 void ComputeIcephase::settle_other_crystal()
 {
-  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
+  const int nlocal = soap.nlocal;
   bool phase = false, other = false;
   for (int s = 0; s < nlocal; s++) {
     phase = phase || soap.codes[s] > LIQUID;
     other = other || soap.codes[s] == other_code;
   }
 
+  // phase labels inside other crystal join it: that needs both; then
   // liquid-labelled centres enclosed by other crystal join it and crystal labels
   // isolated in liquid (one or two) become liquid: both need a crystal-labelled
-  // and a liquid-labelled atom somewhere; phase labels inside other crystal join
-  // it: that needs both. Else nothing can change
+  // and a liquid-labelled atom somewhere. Else nothing can change. The second
+  // part reads the first's codes (a liquid-labelled centre enclosed by a
+  // crystal whose phase labels the first part turned into other crystal)
   const bool crystal = on_any_rank(phase || other);
   const bool liquid_and_crystal = crystal && on_any_rank(has_liquid_centre());
-  if (!liquid_and_crystal && !(crystal && on_any_rank(phase) && on_any_rank(other))) return;
+  const bool phase_and_other = crystal && on_any_rank(phase) && on_any_rank(other);
+  if (phase_and_other) settle_part("join_inside");
+  if (liquid_and_crystal) settle_part("settle");
+}
+
+/* ----------------------------------------------------------------------
+   one part of the settle pass (IcephasePython::join_inside or ::settle):
+   the codes go to the ghosts, Python gives the centres' new codes
+------------------------------------------------------------------------- */
+
+void ComputeIcephase::settle_part(const std::string &part)
+{
+  const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   local_labels();
   share_labels();
   std::string err;
+  soap.grown.resize(nlocal);
+  const auto call = part == "join_inside" ? IcephasePython::join_inside : IcephasePython::settle;
   if (nlocal > 0 &&
-      !IcephasePython::settle(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(),
-                              soap.grown.data(), err))
+      !call(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(), soap.grown.data(), err))
     err = "Compute icephase: the other-crystal step failed: " + err;
   check_grown_codes(err, "the other-crystal step", true);
   all_or_error(err);

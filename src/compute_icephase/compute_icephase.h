@@ -282,6 +282,7 @@ class ComputeIcephase : public Compute {
   void find_other_crystal();
   void repeat_test();
   void settle_other_crystal();
+  void settle_part(const std::string &part);
   void share_vectors(const std::vector<double> &local_vectors, std::vector<double> &cloud_vectors);
   void check_grown_codes(std::string &err, const char *step, bool other_allowed) const;
   int count_slot(int code) const;

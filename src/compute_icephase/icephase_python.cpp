@@ -283,6 +283,12 @@ bool IcephasePython::vote(const std::string &model_path, const double *positions
   return codes_of_cloud("vote", model_path, positions, n, nlocal, cloud_codes, voted, err);
 }
 
+bool IcephasePython::join_inside(const std::string &model_path, const double *positions, int n,
+                                 int nlocal, const int *cloud_codes, int *out, std::string &err)
+{
+  return codes_of_cloud("join_inside", model_path, positions, n, nlocal, cloud_codes, out, err);
+}
+
 bool IcephasePython::settle(const std::string &model_path, const double *positions, int n,
                             int nlocal, const int *cloud_codes, int *out, std::string &err)
 {

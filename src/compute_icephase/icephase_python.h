@@ -87,8 +87,13 @@ bool cluster_ids(const std::string &model_path, const double *positions, int n, 
 bool vote(const std::string &model_path, const double *positions, int n, int nlocal,
           const int *cloud_codes, int *voted, std::string &err);
 
-// The last part of the "other crystal" step for the first nlocal of n atoms:
-// cloud_codes holds every atom's code after other_crystal(); out receives the
+// The last pass of the "other crystal" step for the first nlocal of n atoms, in two
+// parts. join_inside: cloud_codes holds every atom's code after other_crystal(); out
+// receives the nlocal new codes (phase-labelled centres inside other crystal join it).
+bool join_inside(const std::string &model_path, const double *positions, int n, int nlocal,
+                 const int *cloud_codes, int *out, std::string &err);
+
+// settle: cloud_codes holds every atom's code after join_inside; out receives the
 // nlocal new codes (liquid-labelled centres enclosed by other crystal join it;
 // crystal-labelled centres isolated in liquid, alone or as a pair, become liquid).
 bool settle(const std::string &model_path, const double *positions, int n, int nlocal,
