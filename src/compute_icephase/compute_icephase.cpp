@@ -80,7 +80,6 @@
 #include <functional>
 #include <map>
 #include <set>
-#include <tuple>
 #include <limits>
 #include <unordered_map>
 
@@ -2210,26 +2209,10 @@ void ComputeIcephase::make_other_crystal(const std::vector<int> &ids, const std:
 std::set<std::pair<int, int>> ComputeIcephase::foreign_site_groups(const std::vector<int> &ids,
                                                                    const std::vector<int> &sites)
 {
-  std::map<std::pair<int, int>, int> mine;
+  std::map<std::vector<int>, int> mine;
   for (int s = 0; s < soap.nlocal; s++)
     if (ids[s] > 0 && sites[s] >= 0) mine[{ids[s], sites[s]}]++;
-  std::vector<int> flat;
-  for (const auto &item : mine) {
-    flat.push_back(item.first.first);
-    flat.push_back(item.first.second);
-    flat.push_back(item.second);
-  }
-  const std::vector<int> rows = gathered_from_all_ranks(flat, MPI_INT);
-  const int m = (int) rows.size() / 3;
-  std::vector<int> verdicts(m, 0);
-  std::string err;
-  if (m > 0 && !IcephasePython::foreign_sites(model_path, rows.data(), m, verdicts.data(), err))
-    err = "Compute icephase: the site census failed: " + err;
-  all_or_error(err);
-  std::set<std::pair<int, int>> foreign;
-  for (int k = 0; k < m; k++)
-    if (verdicts[k] > LIQUID) foreign.insert({rows[3 * k], verdicts[k]});
-  return foreign;
+  return census_verdicts(mine, 2, IcephasePython::foreign_sites, "site census");
 }
 
 /* ----------------------------------------------------------------------
@@ -2251,25 +2234,40 @@ std::set<std::pair<int, int>> ComputeIcephase::foreign_ring_groups(const std::ve
                                   flags.data(), err))
     err = "Compute icephase: the ring census failed: " + err;
   all_or_error(err);
-  std::map<std::tuple<int, int, int>, int> mine;
+  std::map<std::vector<int>, int> mine;
   for (int s = 0; s < nlocal; s++)
     if (ids[s] > 0 && flags[s] >= 0) mine[{ids[s], soap.codes[s], flags[s]}]++;
+  return census_verdicts(mine, 3, IcephasePython::foreign_rings, "ring census");
+}
+
+/* ----------------------------------------------------------------------
+   a census's verdict: each rank's counts (key: cluster ID first, then the
+   census's columns, key_width in all; value: molecules) go to all ranks as
+   rows (key..., molecules), Python answers every row with the row's phase code where its
+   cluster holds that phase wrongly named (else 0), the same on every rank;
+   returns those (cluster ID, phase code) pairs
+------------------------------------------------------------------------- */
+
+std::set<std::pair<int, int>> ComputeIcephase::census_verdicts(const std::map<std::vector<int>, int> &counts,
+                                                               int key_width, CensusVerdict verdict,
+                                                               const std::string &census)
+{
   std::vector<int> flat;
-  for (const auto &item : mine) {
-    flat.push_back(std::get<0>(item.first));
-    flat.push_back(std::get<1>(item.first));
-    flat.push_back(std::get<2>(item.first));
+  for (const auto &item : counts) {
+    flat.insert(flat.end(), item.first.begin(), item.first.end());
     flat.push_back(item.second);
   }
   const std::vector<int> rows = gathered_from_all_ranks(flat, MPI_INT);
-  const int m = (int) rows.size() / 4;
+  const int width = key_width + 1;
+  const int m = (int) rows.size() / width;
   std::vector<int> verdicts(m, 0);
-  if (m > 0 && !IcephasePython::foreign_rings(model_path, rows.data(), m, verdicts.data(), err))
-    err = "Compute icephase: the ring census failed: " + err;
+  std::string err;
+  if (m > 0 && !verdict(model_path, rows.data(), m, verdicts.data(), err))
+    err = "Compute icephase: the " + census + " failed: " + err;
   all_or_error(err);
   std::set<std::pair<int, int>> foreign;
   for (int k = 0; k < m; k++)
-    if (verdicts[k] > LIQUID) foreign.insert({rows[4 * k], verdicts[k]});
+    if (verdicts[k] > LIQUID) foreign.insert({rows[(size_t) width * k], verdicts[k]});
   return foreign;
 }
 

@@ -279,6 +279,10 @@ class ComputeIcephase : public Compute {
   void make_other_crystal(const std::vector<int> &ids, const std::set<std::pair<int, int>> &groups);
   std::set<std::pair<int, int>> foreign_site_groups(const std::vector<int> &ids, const std::vector<int> &sites);
   std::set<std::pair<int, int>> foreign_ring_groups(const std::vector<int> &ids);
+  // a census's verdict in Python (IcephasePython::foreign_sites, foreign_rings)
+  using CensusVerdict = bool (*)(const std::string &, const int *, int, int *, std::string &);
+  std::set<std::pair<int, int>> census_verdicts(const std::map<std::vector<int>, int> &counts, int key_width,
+                                                CensusVerdict verdict, const std::string &census);
   void find_other_crystal();
   void repeat_test();
   void settle_other_crystal();
