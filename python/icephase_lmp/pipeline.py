@@ -192,7 +192,6 @@ class Pipeline:
         grown = extend_ice(voted, clean[kept], cell, pbc, self.boundary)
         if self.other_crystal:
             grown = run_site_census(clf, grown, out.codes, reduced, clean[kept], cell, pbc, self.boundary.shell)
-        if self.other_crystal:
             # the repeat test looks after the first iterations too (other_crystal.py says why)
             early_positions = None if result is None else result.early_positions
             if early_positions is not None:
