@@ -132,7 +132,8 @@ class Pipeline:
         """Labels of every oxygen of one configuration.
 
         Denoise (unless switched off), classify, vote on the phases, extend the ice across its boundary,
-        label the crystals without a reference, find ice clusters.
+        label the crystals without a reference (the site census, the repeat test and its settle pass, the ring
+        census), find ice clusters.
         Oxygens closer than ``MIN_OXYGEN_DISTANCE`` to another one are not water: they are labelled liquid
         with distance ``TOO_CLOSE_DISTANCE`` and left out of the others' denoising and SOAP.
 
