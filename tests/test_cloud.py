@@ -79,9 +79,10 @@ def test_other_crystal_on_the_cloud_equals_the_periodic_one():
 
 
 def test_settle_on_the_cloud_equals_the_periodic_one():
-    """The last part of the other-crystal step (`settle_shells`: molecules enclosed by other crystal, crystal
-    labels alone in liquid) on the compute's cloud, the ghosts carrying their owners' codes, gives the periodic
-    answer; both of its rules change molecules here."""
+    """The last pass of the other-crystal step (`settle_shells`: phase labels inside other crystal, then molecules
+    enclosed by other crystal and crystal labels alone in liquid) on the compute's cloud, in its two parts with
+    the ghosts carrying their owners' codes before each, gives the periodic answer; its rules change molecules
+    here."""
     from icephase_lmp.other_crystal import settle_shells
 
     pos, cell = ice_next_to_disorder(width=16.0)
@@ -92,7 +93,8 @@ def test_settle_on_the_cloud_equals_the_periodic_one():
     shell = BoundarySettings().shell
     periodic = settle_shells(codes, pos, cell, (True,) * 3, shell)
     cloud, owner = open_cloud(pos, cell, RADIUS + 1.0)
-    local = lammps_bridge.settle(str(SHIPPED_MODEL), cloud, len(pos), codes[owner])
+    joined = lammps_bridge.join_inside(str(SHIPPED_MODEL), cloud, len(pos), codes[owner])
+    local = lammps_bridge.settle(str(SHIPPED_MODEL), cloud, len(pos), joined[owner])
     assert np.array_equal(local, periodic)
     assert 0 < ((periodic == OTHER_CRYSTAL) & (codes == LIQUID)).sum() < (codes == LIQUID).sum()
     alone = (codes != LIQUID) & (periodic == LIQUID)
