@@ -184,3 +184,25 @@ def test_ring_census_turns_only_the_foreign_cluster_and_phase_into_other_crystal
     out = ring_census(codes, flags, ids)
     assert np.all(out[:60] == OTHER_CRYSTAL)
     assert np.array_equal(out[60:], codes[60:])
+
+
+def test_the_compiled_rings_are_the_numpy_ones(monkeypatch):
+    """_soap_kernel.smallest_rings against the numpy meeting of halves: ideal and noisy clathrates and ice (0 to
+    0.5 A of noise, where rings break and bonds come and go), one molecule in ten not crystal-labelled."""
+    import icephase_lmp.ring_census as ring_census
+
+    if ring_census._soap_kernel is None:
+        pytest.skip("icephase_lmp._soap_kernel was not built")
+    rng = np.random.default_rng(0)
+    for lattice, sigma in (("CS1", 0.0), ("TS1", 0.1), ("HS3", 0.2), ("1h", 0.3), ("CS2", 0.5)):
+        atoms = supercell(genice_cell(lattice), 14.0)
+        pos = atoms.positions + sigma * rng.standard_normal(atoms.positions.shape)
+        bonds = bonds_of(pos, atoms.cell.array, PERIODIC)
+        crystal = rng.uniform(size=len(pos)) > 0.1
+        centres = np.arange(len(pos))
+        compiled = smallest_rings(bonds, centres, crystal)
+        monkeypatch.setattr(ring_census, "COMPILED_RINGS", False)
+        plain = smallest_rings(bonds, centres, crystal)
+        monkeypatch.setattr(ring_census, "COMPILED_RINGS", True)
+        assert np.array_equal(compiled[0], plain[0]) and np.array_equal(compiled[1], plain[1]), (lattice, sigma)
+        assert 0 < np.count_nonzero(~compiled[1]) and np.count_nonzero(compiled[0]) > 0

@@ -25,7 +25,8 @@
 // More compiled helpers of the offline pipeline live here, beside the searches: `periodic_pairs`, the
 // denoiser's periodic neighbour list (geometry.neighbor_edges), `repeat_counts`, the other-crystal step's
 // count of repeated environments (other_crystal.py), and the classifier's nearest-reference searches
-// (`nearest_scores`, a float32 scan of every reference; `nearest_indexed`, an exact search through groups).
+// (`nearest_scores`, a float32 scan of every reference; `nearest_indexed`, an exact search through groups),
+// and `smallest_rings`, the ring census's rings (ring_census.py).
 //
 // SPDX-License-Identifier: GPL-2.0-or-later
 
@@ -913,7 +914,95 @@ py::tuple nearest_indexed(py::array_t<double, py::array::c_style | py::array::fo
   return py::make_tuple(winner, unsure);
 }
 
+// The ring census's smallest rings (ring_census.smallest_rings, which says how; this is its loop written out):
+// for each centre, the halves (paths of up to `reach` bonds beyond each of its first four bonds' far ends, never
+// straight back, never through the centre) of every bond, then for each pair of bonds the smallest ring closed by
+// two halves that end on the same molecule in the same periodic image, and whether all such smallest rings pass
+// through `crystal` molecules only. Returns (sizes (C, 4, 4) int8, 0: none up to 2 * reach + 2 members; clean
+// (C, 4, 4) bool).
+py::tuple smallest_rings(Indices neighbours, Indices images,
+                         py::array_t<bool, py::array::c_style | py::array::forcecast> crystal, Indices centres,
+                         int reach)
+{
+  if (neighbours.ndim() != 2 || images.ndim() != 2 || neighbours.shape(0) != images.shape(0) ||
+      neighbours.shape(1) != images.shape(1))
+    throw std::invalid_argument("neighbours and images must be (n, slots) alike");
+  const long n = neighbours.shape(0), slots = neighbours.shape(1), c = centres.shape(0);
+  if (crystal.ndim() != 1 || crystal.shape(0) != n) throw std::invalid_argument("crystal must be (n,)");
+  if (reach < 0 || reach > 3) throw std::invalid_argument("reach must be 0..3");
+  const int64_t *nb = neighbours.data(), *im = images.data(), *ce = centres.data();
+  const bool *cr = crystal.data();
+  for (long k = 0; k < n * slots; ++k)
+    if (nb[k] >= n) throw std::invalid_argument("a neighbour index is out of range");
+  for (long k = 0; k < c; ++k)
+    if (ce[k] < 0 || ce[k] >= n) throw std::invalid_argument("a centre index is out of range");
+  py::array_t<int8_t> sizes({c, 4L, 4L});
+  py::array_t<bool> clean({c, 4L, 4L});
+  int8_t *size_out = sizes.mutable_data();
+  bool *clean_out = clean.mutable_data();
+  {
+    py::gil_scoped_release release;
+    struct Half {
+      int64_t node, image;
+      int length;
+      bool clean;
+    };
+    std::array<std::vector<Half>, 4> halves;
+    const int none = 2 * reach + 3;    // larger than any ring the halves can close
+    for (long k = 0; k < c; ++k) {
+      const int64_t centre = ce[k];
+      for (int a = 0; a < 4; ++a) {
+        std::vector<Half> &h = halves[a];
+        h.clear();
+        const int64_t first = a < slots ? nb[centre * slots + a] : -1;
+        if (first < 0) continue;
+        h.push_back({first, im[centre * slots + a], 0, cr[centre] && cr[first]});
+        std::vector<int64_t> previous{centre};
+        for (int step = 1, begin = 0; step <= reach; ++step) {
+          const int end = (int) h.size();
+          for (int q = begin; q < end; ++q) {
+            const Half from = h[q];
+            for (long t = 0; t < slots; ++t) {
+              const int64_t next = nb[from.node * slots + t];
+              if (next < 0 || next == previous[q] || next == centre) continue;
+              h.push_back({next, from.image + im[from.node * slots + t], step, from.clean && cr[next]});
+              previous.push_back(from.node);
+            }
+          }
+          begin = end;
+        }
+      }
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) {
+          size_out[(k * 4 + a) * 4 + b] = 0;
+          clean_out[(k * 4 + a) * 4 + b] = true;
+        }
+      for (int a = 0; a < 4; ++a)
+        for (int b = a + 1; b < 4; ++b) {
+          int best = none;
+          bool ok = true;
+          for (const Half &x : halves[a])
+            for (const Half &y : halves[b]) {
+              if (x.node != y.node || x.image != y.image) continue;
+              const int size = x.length + y.length + 2;
+              if (size < best) {
+                best = size;
+                ok = x.clean && y.clean;
+              } else if (size == best) {
+                ok = ok && x.clean && y.clean;
+              }
+            }
+          if (best == none) continue;
+          size_out[(k * 4 + a) * 4 + b] = size_out[(k * 4 + b) * 4 + a] = (int8_t) best;
+          clean_out[(k * 4 + a) * 4 + b] = clean_out[(k * 4 + b) * 4 + a] = ok;
+        }
+    }
+  }
+  return py::make_tuple(sizes, clean);
+}
+
 }    // namespace
+
 
 PYBIND11_MODULE(_soap_kernel, m)
 {
@@ -945,4 +1034,8 @@ PYBIND11_MODULE(_soap_kernel, m)
         "(index (2, E), shift (E, 3)): every directed pair of a fully periodic box closer than `cutoff`, with the "
         "Cartesian image shift of j (with half, each pair once, i < j); the box must hold 3 bins of `cutoff` "
         "along each cell vector.");
+  m.def("smallest_rings", &smallest_rings, py::arg("neighbours"), py::arg("images"), py::arg("crystal"),
+        py::arg("centres"), py::arg("reach"),
+        "(sizes (C, 4, 4) int8, clean (C, 4, 4) bool): the smallest ring through each pair of the first four bonds "
+        "of each centre, and whether all such rings pass through crystal molecules only (ring_census).");
 }

@@ -44,6 +44,11 @@ from .geometry import neighbor_edges
 from .phases import LIQUID, OTHER_CRYSTAL
 from .site_census import MIN_NAMED, other_crystal_groups
 
+try:
+    from . import _soap_kernel  # its compiled smallest rings, where the package was built with a compiler
+except ImportError:
+    _soap_kernel = None
+
 if TYPE_CHECKING:
     from .references import Reference
 
@@ -68,6 +73,8 @@ UNCOUNTED = -1
 _OPPOSITE = ((0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2))
 
 
+#: whether :func:`smallest_rings` uses the compiled kernel where it is built (False: numpy, for comparisons)
+COMPILED_RINGS = True
 #: the periodic image of a bond as one integer, (a, b, c) cell vectors -> a * IMAGE_BASE**2 + b * IMAGE_BASE + c:
 #: linear, so a path's image is the sum of its bonds' (exact while each component stays below IMAGE_BASE / 2)
 IMAGE_BASE = 64
@@ -111,9 +118,13 @@ def smallest_rings(bonds: Bonds, centres: np.ndarray, crystal: np.ndarray | None
     never through the centre) is walked; two such paths from two bonds of a centre that end on the same
     molecule in the same periodic image close a ring of their lengths + 2 (a ring of six: two bonds and two
     paths of two). The smallest over all meeting molecules is the pair's ring (paths that cross elsewhere
-    meet earlier, in a smaller ring)."""
+    meet earlier, in a smaller ring). The compiled kernel (``_soap_kernel.smallest_rings``, the same loop written
+    out: 1-2 us per molecule against 12 here) runs it where the package was built with a compiler."""
     neighbours, images = bonds.neighbours, bonds.images
     crystal = np.ones(len(neighbours), dtype=bool) if crystal is None else np.asarray(crystal, dtype=bool)
+    if _soap_kernel is not None and hasattr(_soap_kernel, "smallest_rings") and COMPILED_RINGS:
+        return _soap_kernel.smallest_rings(neighbours, images, crystal, np.asarray(centres, dtype=np.int64),
+                                           (RING_MAX - 2) // 2)
     row, slot = np.nonzero(neighbours[centres][:, :4] >= 0)
     centre = centres[row]
     node, image = neighbours[centre, slot], images[centre, slot]
