@@ -79,6 +79,8 @@ class Seed:
     box: float = 52.0
     #: 0: the first set's random seeds (fixed by R); else seeds from the name (seed_of): an independent sample
     sample: int = 0
+    #: GenIce2 lattice of the seed: 1h, or CS1 (an empty sI hydrate seed, HYDRATE_SEEDS)
+    lattice: str = "1h"
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,11 @@ SYSTEMS = [
     Surface("surface_ih_basal_260K", 260.0),
     Surface("surface_ih_prism_230K", 230.0, normal=0),
 ]
+
+
+#: run only when named with --only, and best into a folder of their own (--out): benchmarks/interfaces.py reads
+#: every system of its folder as ice Ih. An empty sI seed in supercooled mW (the ring census on a nucleus).
+HYDRATE_SEEDS = [Seed("seed_si_R16", 16.0, temperature=240.0, lattice="CS1")]
 
 
 def seed_of(name: str) -> int:
@@ -264,7 +271,7 @@ def make_seed(s: Seed, out: Path) -> dict:
     script, (pos, lengths) = liquid_script(s.name, s.box, s.temperature, liquid_rng)
     write_data(out / f"{s.name}.start.data", pos, lengths)
     # the seed: lattice sites within R of a lattice point near the box centre, in a box of their own
-    cell_pos, cell_len = oriented_cell("1h", 2)
+    cell_pos, cell_len = oriented_cell(s.lattice, 2)
     lat, lat_len = repeat(cell_pos, cell_len, np.ceil((2 * s.radius + 10) / cell_len).astype(int))
     centre = lat[np.argmin(np.linalg.norm(lat - lat_len / 2, axis=1))]
     seed = lat[np.linalg.norm(lat - centre, axis=1) <= s.radius] - centre
@@ -297,7 +304,7 @@ write_dump seed custom {s.name}.seed_ids id modify sort id
     wall = run(s.name, script, out)
     wall += write_inherent_structures(s.name, out)
     ids = [int(w) for line in (out / f"{s.name}.seed_ids").read_text().splitlines()[9:] for w in line.split()[:1]]
-    return {"name": s.name, "kind": "seed", "temperature": s.temperature, "radius": s.radius,
+    return {"name": s.name, "kind": "seed", "lattice": s.lattice, "temperature": s.temperature, "radius": s.radius,
             "seed_molecules": len(seed), "seed_ids": ids,
             "protocol": "liquid melted at 400 K, cooled to T, 20 ps at T; seed inserted, liquid within 2.5 A "
                         "removed, 5 ps with the seed held, released (NPT); frames 3 and 5 ps after release",
@@ -362,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for s in SYSTEMS:
+    for s in SYSTEMS + [h for h in HYDRATE_SEEDS if args.only and h.name in args.only]:
         if args.only and s.name not in args.only:
             continue
         if args.inherent_structures:
