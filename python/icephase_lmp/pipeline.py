@@ -19,8 +19,8 @@ from .model_file import IcephaseModel, load_model
 from .other_crystal import REPEAT_TEST_ITERATIONS, label_other_crystal, liquid_pairs, second_look
 from .phase_vote import PhaseVoteSettings, vote_phases
 from .phases import LIQUID, MIN_OXYGEN_DISTANCE, TOO_CLOSE_DISTANCE
-from .ring_census import foreign_ring_groups, ring_flags
-from .site_census import foreign_groups, other_crystal_groups, site_types
+from .ring_census import ring_census, ring_flags
+from .site_census import census, site_types
 
 
 @dataclass
@@ -239,8 +239,7 @@ def run_site_census(classifier: Classifier, codes: np.ndarray, first_codes: np.n
     sites = site_types(classifier.sites, reduced, first_codes)
     if not np.any(sites >= 0):  # no molecule named a phase of several sites: nothing to count
         return codes
-    ids = ice_clusters(codes, positions, cell, pbc, shell).ids
-    return other_crystal_groups(codes, ids, foreign_groups(classifier.sites, sites, ids))
+    return census(classifier.sites, codes, sites, ice_clusters(codes, positions, cell, pbc, shell).ids)
 
 
 def run_ring_census(classifier: Classifier, codes: np.ndarray, positions: np.ndarray, cell: np.ndarray | None,
@@ -251,9 +250,8 @@ def run_ring_census(classifier: Classifier, codes: np.ndarray, positions: np.nda
     other crystal there, so the phase-labelled part of it has crystal around it."""
     if not len(classifier.rings) or not np.isin(codes, classifier.rings.counted_codes()).any():
         return codes
-    ids = ice_clusters(codes, positions, cell, pbc, shell).ids
     flags = ring_flags(classifier.rings, positions, cell, pbc, codes)
-    return other_crystal_groups(codes, ids, foreign_ring_groups(codes, flags, ids))
+    return ring_census(codes, flags, ice_clusters(codes, positions, cell, pbc, shell).ids)
 
 
 def set_threads(n: int) -> None:

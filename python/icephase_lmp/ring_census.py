@@ -42,7 +42,7 @@ import numpy as np
 from .errors import ClassifierError
 from .geometry import neighbor_edges
 from .phases import LIQUID, OTHER_CRYSTAL
-from .site_census import MIN_NAMED, other_crystal_groups
+from .site_census import MIN_NAMED, count_rows, other_crystal_groups
 
 try:
     from . import _soap_kernel  # its compiled smallest rings, where the package was built with a compiler
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 BOND = 3.3
 #: largest ring counted: the cages of ice and clathrates are made of rings of four to six
 RING_MAX = 6
+#: bonds each half of a ring walks beyond its first bond's far end (smallest_rings: two halves and two bonds)
+HALF_REACH = (RING_MAX - 2) // 2
 #: bond slots per molecule in the bond lists; a molecule with more bonds is not in a 4-bonded network
 MAX_BONDS = 6
 #: a phase's network counts when no fifth oxygen of its ideal cell is within BOND + CLEAR_GAP: thermal
@@ -124,15 +126,14 @@ def smallest_rings(bonds: Bonds, centres: np.ndarray, crystal: np.ndarray | None
     crystal = np.ones(len(neighbours), dtype=bool) if crystal is None else np.asarray(crystal, dtype=bool)
     if _soap_kernel is not None and hasattr(_soap_kernel, "smallest_rings") and COMPILED_RINGS:
         return _soap_kernel.smallest_rings(neighbours, images, crystal, np.asarray(centres, dtype=np.int64),
-                                           (RING_MAX - 2) // 2)
+                                           HALF_REACH)
     row, slot = np.nonzero(neighbours[centres][:, :4] >= 0)
     centre = centres[row]
     node, image = neighbours[centre, slot], images[centre, slot]
     previous, clean = centre, crystal[centre] & crystal[node]
     length = np.zeros(len(node), dtype=np.int64)
     parts = [(row, slot, node, image, length, clean)]
-    reach = (RING_MAX - 2) // 2  # each half walks at most this many bonds beyond the bond's far end
-    for steps in range(1, reach + 1):
+    for steps in range(1, HALF_REACH + 1):
         path = np.repeat(np.arange(len(node)), MAX_BONDS)
         step, step_image = neighbours[node].ravel(), images[node].ravel()
         ok = (step >= 0) & (step != previous[path]) & (step != centre[path])
@@ -301,14 +302,8 @@ def ring_flags(table: RingTable, positions: np.ndarray, cell: np.ndarray | None,
 
 def ring_count_rows(cluster_ids: np.ndarray, codes: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """(m, 4) int64 rows (cluster ID, phase code, foreign 0/1, molecules) over the counted molecules in a
-    cluster: what each rank of the LAMMPS compute counts and sends to all."""
-    keep = (np.asarray(cluster_ids) > 0) & (np.asarray(flags) >= 0)
-    keys = np.stack([np.asarray(cluster_ids)[keep], np.asarray(codes)[keep], np.asarray(flags)[keep]],
-                    axis=1).astype(np.int64)
-    if len(keys) == 0:
-        return np.zeros((0, 4), dtype=np.int64)
-    keys, counts = np.unique(keys, axis=0, return_counts=True)
-    return np.column_stack([keys, counts]).astype(np.int64)
+    cluster."""
+    return count_rows((np.asarray(cluster_ids) > 0) & (np.asarray(flags) >= 0), cluster_ids, codes, flags)
 
 
 def foreign_ring_rows(rows: np.ndarray) -> np.ndarray:

@@ -155,15 +155,22 @@ def site_types(table: SiteTable, reduced: np.ndarray, codes: np.ndarray) -> np.n
     return out
 
 
+def count_rows(keep: np.ndarray, *columns: np.ndarray) -> np.ndarray:
+    """(m, len(columns) + 1) int64 rows: each distinct combination of ``columns`` over the molecules ``keep``
+    selects, and how many molecules have it (the censuses' counts, which each rank of the LAMMPS compute sends
+    to all)."""
+    keep = np.asarray(keep, dtype=bool)
+    keys = np.stack([np.asarray(c)[keep] for c in columns], axis=1).astype(np.int64)
+    if len(keys) == 0:
+        return np.zeros((0, len(columns) + 1), dtype=np.int64)
+    keys, counts = np.unique(keys, axis=0, return_counts=True)
+    return np.column_stack([keys, counts]).astype(np.int64)
+
+
 def site_count_rows(cluster_ids: np.ndarray, sites: np.ndarray) -> np.ndarray:
     """(m, 3) int64 rows (cluster ID, site, molecules) over the molecules with a cluster (ID > 0) and a site
-    (>= 0): what each rank of the LAMMPS compute counts and sends to all."""
-    keep = (np.asarray(cluster_ids) > 0) & (np.asarray(sites) >= 0)
-    pairs = np.stack([np.asarray(cluster_ids)[keep], np.asarray(sites)[keep]], axis=1).astype(np.int64)
-    if len(pairs) == 0:
-        return np.zeros((0, 3), dtype=np.int64)
-    keys, counts = np.unique(pairs, axis=0, return_counts=True)
-    return np.column_stack([keys, counts]).astype(np.int64)
+    (>= 0)."""
+    return count_rows((np.asarray(cluster_ids) > 0) & (np.asarray(sites) >= 0), cluster_ids, sites)
 
 
 def foreign_rows(table: SiteTable, rows: np.ndarray) -> np.ndarray:

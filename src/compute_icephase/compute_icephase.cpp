@@ -2367,8 +2367,8 @@ void ComputeIcephase::settle_other_crystal()
   const bool crystal = on_any_rank(phase || other);
   const bool liquid_and_crystal = crystal && on_any_rank(has_liquid_centre());
   const bool phase_and_other = crystal && on_any_rank(phase) && on_any_rank(other);
-  if (phase_and_other) settle_part("join_inside");
-  if (liquid_and_crystal) settle_part("settle");
+  if (phase_and_other) settle_part(IcephasePython::join_inside);
+  if (liquid_and_crystal) settle_part(IcephasePython::settle);
 }
 
 /* ----------------------------------------------------------------------
@@ -2376,16 +2376,15 @@ void ComputeIcephase::settle_other_crystal()
    the codes go to the ghosts, Python gives the centres' new codes
 ------------------------------------------------------------------------- */
 
-void ComputeIcephase::settle_part(const std::string &part)
+void ComputeIcephase::settle_part(SettleStep step)
 {
   const int nsoap = (int) soap.index.size(), nlocal = soap.nlocal;
   local_labels();
   share_labels();
   std::string err;
   soap.grown.resize(nlocal);
-  const auto call = part == "join_inside" ? IcephasePython::join_inside : IcephasePython::settle;
   if (nlocal > 0 &&
-      !call(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(), soap.grown.data(), err))
+      !step(model_path, soap.positions, nsoap, nlocal, soap.cloud_codes.data(), soap.grown.data(), err))
     err = "Compute icephase: the other-crystal step failed: " + err;
   check_grown_codes(err, "the other-crystal step", true);
   all_or_error(err);

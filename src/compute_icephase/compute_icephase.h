@@ -286,7 +286,9 @@ class ComputeIcephase : public Compute {
   void find_other_crystal();
   void repeat_test();
   void settle_other_crystal();
-  void settle_part(const std::string &part);
+  // a part of the settle pass in Python (IcephasePython::join_inside, settle)
+  using SettleStep = bool (*)(const std::string &, const double *, int, int, const int *, int *, std::string &);
+  void settle_part(SettleStep step);
   void share_vectors(const std::vector<double> &local_vectors, std::vector<double> &cloud_vectors);
   void check_grown_codes(std::string &err, const char *step, bool other_allowed) const;
   int count_slot(int code) const;
